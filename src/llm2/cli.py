@@ -1,0 +1,42 @@
+"""The ``llm2`` command. Each subcommand lives in ``llm2.commands.<name>``; adding one is one line in COMMANDS.
+
+Subcommands are imported only when called, so ``llm2 --help`` does not pay for torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+COMMANDS: dict[str, str] = {
+    "objectives": "llm2.commands.objectives:objectives",
+    "evaluate": "llm2.commands.evaluate:evaluate",
+    "discover": "llm2.commands.discover:discover",
+    "leaderboard": "llm2.commands.leaderboard:leaderboard",
+    "export": "llm2.commands.export:export",
+    "heldout": "llm2.commands.heldout:heldout",
+    "report": "llm2.commands.report:report",
+    "plot": "llm2.commands.plot:plot",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module_name, attribute = COMMANDS[name].split(":")
+        return getattr(importlib.import_module(module_name), attribute)
+
+
+@click.group(cls=LazyGroup)
+@click.version_option(package_name="llm2")
+def main() -> None:
+    """llm2: a language model invents better ways to train language models."""
+
+
+if __name__ == "__main__":
+    main()
