@@ -69,6 +69,7 @@ class Task(Protocol):
     contract: Contract
     baselines: dict[str, str]  # name -> source code of the baseline, in the contract's form
     default_setting: EvalSetting
+    probe_fraction: float  # share of the budget after which ``train`` calls its checkpoint
 
     def prepare(self, setting: EvalSetting) -> None:
         """Build or load whatever the setting needs (cached on disk); idempotent."""
@@ -76,11 +77,23 @@ class Task(Protocol):
     def check_contract(self, fn: LossFn) -> None:
         """Cheap unit checks on random inputs; raise CandidateError with a clear reason."""
 
-    def train(self, fn: LossFn, setting: EvalSetting) -> TrainOutput:
-        """Run the candidate; may raise CandidateError (stage 'probe' or 'train')."""
+    def train(self, fn: LossFn, setting: EvalSetting,
+              checkpoint: Callable[[TrainOutput], bool] | None = None) -> TrainOutput:
+        """Run the candidate for ``setting.budget`` of the full budget.
 
-    def score(self, output: TrainOutput, setting: EvalSetting) -> Metrics:
-        """Compute metrics from the trained weights alone; never imports candidate code."""
+        Stops early (``stop_reason`` set) when the loss or the weights become non-finite. ``checkpoint`` is called
+        once, after ``probe_fraction`` of the budget, with the weights so far; if it returns False training stops
+        there. May raise CandidateError (stage 'probe' or 'train') when the loss breaks the contract mid-run.
+        """
+
+    def score(self, output: TrainOutput, setting: EvalSetting, quick: bool = False) -> Metrics:
+        """Compute metrics from the trained weights alone; never imports candidate code.
+
+        ``quick`` scores on fewer held-out prompts, for the cascade's probe.
+        """
+
+    def collapse_reason(self, probe_metrics: Metrics, setting: EvalSetting) -> str | None:
+        """Why a probe's metrics show a collapsed run (e.g. reward far below the reference), or None."""
 
     def reference_metrics(self, setting: EvalSetting) -> Metrics:
         """Metrics of the untrained starting point."""

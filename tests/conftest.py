@@ -1,0 +1,11 @@
+"""Shared test settings: offline, a persistent world cache inside the repo, one torch thread per process."""
+
+import os
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("LLM2_CACHE_DIR", str(REPO / ".llm2-cache" / "tests"))
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
