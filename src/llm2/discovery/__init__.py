@@ -1,0 +1,1 @@
+"""The outer discovery loop: prompts, reply parsing, feedback, generations."""

@@ -1,0 +1,68 @@
+"""The settings of one discovery run: what the CLI fills in and what the archive records."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DiscoveryConfig:
+    task: str = "preference-synthetic"
+    task_options: dict[str, Any] = field(default_factory=dict)
+    proposer: str = "symbolic"
+    proposer_options: dict[str, Any] = field(default_factory=dict)  # model, base_url, prices... (no secrets)
+    generations: int = 12
+    population: int = 4
+    history: str = "full"  # full | topk
+    top_k: int = 8
+    recent: int = 4  # with history=topk, how many of the latest candidates are shown with their feedback
+    temperature: float = 0.8
+    seed: int = 0  # seeds the proposer's requests
+    seeds: int = 2  # training seeds per candidate: fitness is their mean
+    beta: float = 0.05
+    world_seed: int = 0
+    baselines: tuple[str, ...] = ("dpo", "hinge", "ipo", "kto_pair")
+    executor: str = "local"
+    workers: int | None = None
+    ray_address: str | None = None
+    timeout_s: float = 60.0
+    max_reasks: int = 2
+    prompt_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.history not in ("full", "topk"):
+            problems.append(f"history must be 'full' or 'topk', not {self.history!r}")
+        for name in ("generations", "population", "seeds", "top_k"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.beta <= 0:
+            problems.append(f"beta must be positive, not {self.beta}")
+        if self.prompt_dir is not None and not Path(self.prompt_dir).is_dir():
+            problems.append(f"prompt directory {self.prompt_dir!r} does not exist")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "DiscoveryConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown setting(s) in the recorded config: {', '.join(unknown)}")
+        values = dict(data)
+        if "baselines" in values:
+            values["baselines"] = tuple(values["baselines"])
+        return cls(**values)
+
+    def training_seeds(self) -> list[int]:
+        return list(range(self.seeds))
+
+    def resolved_workers(self) -> int:
+        return self.workers or os.cpu_count() or 1

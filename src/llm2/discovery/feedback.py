@@ -1,0 +1,26 @@
+"""What the proposer is told about each candidate, and how numbers are written for it."""
+
+from __future__ import annotations
+
+from llm2.discovery.prompts import PromptBook
+
+
+def fmt(value: float | None, std: float | None = None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.4f}" if std is None else f"{value:.4f} ± {std:.4f}"
+
+
+def feedback_ok(book: PromptBook, *, fitness: float, fitness_std: float | None, kl: float | None, n_seeds: int,
+                dpo_fitness: float | None, best_name: str, best_fitness: float) -> str:
+    return book.render("feedback_ok", fitness=fmt(fitness, fitness_std), kl=fmt(kl), n_seeds=n_seeds,
+                       dpo_fitness=fmt(dpo_fitness), best_name=best_name, best_fitness=fmt(best_fitness))
+
+
+def feedback_rejected(book: PromptBook, *, status: str, stage: str | None, error: str | None) -> str:
+    status_word = {"invalid": "rejected", "failed": "stopped", "timeout": "stopped (time limit)"}.get(status, status)
+    return book.render("feedback_rejected", status=status_word, stage=stage or "unknown", error=error or "no reason")
+
+
+def feedback_duplicate(book: PromptBook, *, original_name: str, original_fitness: float | None) -> str:
+    return book.render("feedback_duplicate", original_name=original_name, original_fitness=fmt(original_fitness))

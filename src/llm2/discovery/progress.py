@@ -1,0 +1,52 @@
+"""A live status line while a discovery runs (one line per event when the output is not a terminal)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import TextIO
+
+
+@dataclass
+class Progress:
+    generations: int
+    stream: TextIO = field(default_factory=lambda: sys.stderr)
+    generation: int = 0
+    done: int = 0
+    failed: int = 0
+    duplicates: int = 0
+    best_name: str = "-"
+    best_fitness: float | None = None
+    eval_seconds: float = 0.0
+    evals: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def record(self, *, status: str, name: str, fitness: float | None, seconds: float, evals: int) -> None:
+        self.done += 1
+        self.failed += status in ("invalid", "failed", "timeout")
+        self.duplicates += status == "duplicate"
+        self.eval_seconds += seconds
+        self.evals += evals
+        if status == "ok" and fitness is not None and (self.best_fitness is None or fitness > self.best_fitness):
+            self.best_name, self.best_fitness = name, fitness
+        self.show()
+
+    def line(self) -> str:
+        best = "-" if self.best_fitness is None else f"{self.best_fitness:.4f} ({self.best_name})"
+        per_eval = f"{self.eval_seconds / self.evals:.1f} s/eval" if self.evals else "- s/eval"
+        elapsed = time.monotonic() - self.started
+        return (f"generation {self.generation}/{self.generations} · {self.done} candidates · best {best} · "
+                f"{self.failed} failed · {self.duplicates} duplicates · {per_eval} · {elapsed:.0f} s")
+
+    def show(self) -> None:
+        if self.stream.isatty():
+            self.stream.write("\r\033[K" + self.line())
+        else:
+            self.stream.write(self.line() + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.stream.isatty():
+            self.stream.write("\n")
+            self.stream.flush()

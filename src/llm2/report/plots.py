@@ -1,0 +1,230 @@
+"""The report's figures, drawn with matplotlib's Agg backend from plain records (no archive, no torch here).
+
+Every figure labels its axes with symbols or units, has a legend, and always draws dpo as the reference.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
+import numpy as np  # noqa: E402
+
+from llm2.report.shapes import LossShape  # noqa: E402
+
+REFERENCE = "dpo"
+REFERENCE_STYLE = {"color": "black", "linewidth": 2.2, "linestyle": "--"}
+DPI = 110
+
+
+@dataclass(frozen=True)
+class CandidatePoint:
+    """One candidate of the discovery, for the discovery curve."""
+
+    name: str
+    generation: int
+    order: int  # position in the run, for the best-so-far line
+    fitness: float | None  # None when it produced no score
+    status: str
+    stage: str | None
+
+
+@dataclass(frozen=True)
+class FrontierPoint:
+    beta: float
+    reward: float
+    kl: float
+    reward_std: float | None = None
+    kl_std: float | None = None
+
+
+@dataclass(frozen=True)
+class FrontierSeries:
+    name: str
+    points: tuple[FrontierPoint, ...]
+
+
+def save(fig: plt.Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def failure_label(point: CandidatePoint) -> str:
+    return point.status if point.stage in (None, "done") else f"{point.status} at {point.stage}"
+
+
+def has_fitness(point: CandidatePoint) -> bool:
+    return point.fitness is not None and math.isfinite(point.fitness)
+
+
+def plot_discovery_curve(points: Sequence[CandidatePoint], baselines: dict[str, float], path: Path,
+                         title: str = "Discovery curve") -> Path:
+    """Fitness of every candidate by generation, the best so far, baseline levels, and failures by reason."""
+    scored = [p for p in points if has_fitness(p)]
+    failed = [p for p in points if not has_fitness(p) and p.status not in ("pending", "duplicate")]
+    reasons = sorted({failure_label(p) for p in failed})
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(9, 6.2 if reasons else 5), sharex=True,
+        gridspec_kw={"height_ratios": [4, max(1, len(reasons)) * 0.45 + 0.4] if reasons else [4, 0.01]})
+    rng = np.random.default_rng(0)  # jitter only spreads candidates of one generation apart
+    if scored:
+        jitter = rng.uniform(-0.18, 0.18, len(scored))
+        top.scatter([p.generation + j for p, j in zip(scored, jitter)], [p.fitness for p in scored], s=22,
+                    color="tab:blue", alpha=0.75, label="candidate", zorder=3)
+        best_x, best_y, best = [], [], -math.inf
+        for p in sorted(scored, key=lambda q: q.order):
+            best = max(best, p.fitness)
+            best_x.append(p.generation)
+            best_y.append(best)
+        top.step(best_x, best_y, where="post", color="tab:red", linewidth=2, label="best so far", zorder=4)
+    palette = iter(plt.get_cmap("tab10").colors[2:])
+    for name, level in sorted(baselines.items(), key=lambda item: item[0] != REFERENCE):
+        if level is None or not math.isfinite(level):
+            continue
+        style = REFERENCE_STYLE if name == REFERENCE else {"color": next(palette), "linewidth": 1, "linestyle": ":"}
+        top.axhline(level, label=f"{name} (baseline) {level:.3f}", **style)
+    if REFERENCE not in baselines:
+        top.plot([], [], label="dpo: not measured in this run", **REFERENCE_STYLE)
+    top.set_ylabel("fitness (mean gold reward)")
+    top.set_title(title)
+    top.grid(alpha=0.3)
+    top.legend(loc="best", fontsize=8)
+    if not scored:
+        top.text(0.5, 0.5, "no scored candidate yet", transform=top.transAxes, ha="center", va="center")
+    if reasons:
+        markers = iter("xsv^D<>P*")
+        for row, reason in enumerate(reasons):
+            members = [p for p in failed if failure_label(p) == reason]
+            jitter = rng.uniform(-0.18, 0.18, len(members))
+            bottom.scatter([p.generation + j for p, j in zip(members, jitter)], [row] * len(members),
+                           marker=next(markers, "x"), color="tab:gray", s=30, label=f"{reason} ({len(members)})")
+        bottom.set_yticks(range(len(reasons)), reasons, fontsize=8)
+        bottom.set_ylim(-0.7, len(reasons) - 0.3)
+        bottom.set_title("rejected or failed candidates, by reason", fontsize=9)
+        bottom.grid(alpha=0.3, axis="x")
+    else:
+        bottom.set_yticks([])
+        bottom.set_frame_on(False)
+    bottom.set_xlabel("generation")
+    generations = sorted({p.generation for p in points}) or [0]
+    bottom.set_xticks(generations if len(generations) <= 30 else generations[:: max(1, len(generations) // 15)])
+    return save(fig, path)
+
+
+def robust_limits(curves: Sequence[np.ndarray], must_show: np.ndarray | None) -> tuple[float, float] | None:
+    """y limits that keep the bulk of every curve and all of dpo, so one exploding tail cannot flatten the rest."""
+    pooled = np.concatenate([c[np.isfinite(c)] for c in curves]) if curves else np.array([])
+    if pooled.size == 0:
+        return None
+    low, high = np.percentile(pooled, 1), np.percentile(pooled, 95)
+    if must_show is not None and np.isfinite(must_show).any():
+        low = min(low, np.nanmin(must_show))
+        high = max(high, np.nanmax(must_show))
+    pad = 0.08 * (high - low) if high > low else 1.0
+    return float(low - pad), float(high + pad)
+
+
+def plot_loss_shapes(shapes: Sequence[LossShape], path: Path, beta: float,
+                     title: str = "Loss shapes") -> Path:
+    """f(x) and f′(x) over x = β·ρ, one column per x range; dpo drawn in black dashes."""
+    drawable = [s for s in shapes if s.error is None and s.panels]
+    columns = max((len(s.panels) for s in drawable), default=1)
+    fig, axes = plt.subplots(2, columns, figsize=(6.2 * columns, 7.5), squeeze=False)
+    colors = iter(plt.get_cmap("tab10").colors)
+    styles = {}
+    for shape in drawable:
+        styles[shape.name] = REFERENCE_STYLE if shape.name == REFERENCE else {"color": next(colors), "linewidth": 1.5}
+    for column in range(columns):
+        for row, (attribute, symbol) in enumerate((("f", "f(x)"), ("df", "f′(x) = df/dx"))):
+            ax = axes[row][column]
+            curves, reference = [], None
+            for shape in drawable:
+                if column >= len(shape.panels):
+                    continue
+                p = shape.panels[column]
+                y = np.asarray(getattr(p, attribute), dtype=float)
+                label = shape.name + (" (batch statistics)" if shape.batch_dependent else "")
+                ax.plot(p.x, y, label=label, zorder=5 if shape.name == REFERENCE else 3, **styles[shape.name])
+                curves.append(y)
+                if shape.name == REFERENCE:
+                    reference = y
+            limits = robust_limits(curves, reference)
+            if limits:
+                ax.set_ylim(*limits)
+            ax.axhline(0, color="gray", linewidth=0.6)
+            ax.axvline(0, color="gray", linewidth=0.6)
+            ax.set_xlabel("x = β·ρ")
+            ax.set_ylabel(symbol)
+            if drawable and column < len(drawable[0].panels):
+                xs = drawable[0].panels[column].x
+                ax.set_title(f"{symbol} for x ∈ [{xs[0]:g}, {xs[-1]:g}]", fontsize=10)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8, loc="best")
+    missing = [s for s in shapes if s not in drawable]
+    note = "" if not missing else "\nnot drawn: " + "; ".join(f"{s.name} ({s.error})" for s in missing)[:300]
+    fig.suptitle(f"{title} (ρ = r_c − r_r, β = {beta:g}; reference terms 0){note}", fontsize=11)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def plot_frontier(series: Sequence[FrontierSeries], path: Path, reference_point: FrontierPoint | None = None,
+                  title: str = "Reward–KL frontier") -> Path:
+    """Mean gold reward against KL(π‖π_ref), one line per objective through its β values."""
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    colors = iter(plt.get_cmap("tab10").colors)
+    ordered = sorted(series, key=lambda s: s.name != REFERENCE)
+    for s in ordered:
+        points = sorted(s.points, key=lambda p: p.beta)
+        if not points:
+            continue
+        style = dict(REFERENCE_STYLE) if s.name == REFERENCE else {"color": next(colors), "linewidth": 1.5}
+        ax.errorbar([p.kl for p in points], [p.reward for p in points],
+                    xerr=[p.kl_std or 0.0 for p in points], yerr=[p.reward_std or 0.0 for p in points],
+                    marker="o", markersize=5, capsize=2, label=s.name, zorder=5 if s.name == REFERENCE else 3,
+                    **style)
+        for p in points:
+            ax.annotate(f"β={p.beta:g}", (p.kl, p.reward), textcoords="offset points", xytext=(4, 4),
+                        fontsize=7, color=style["color"])
+    if not any(s.name == REFERENCE for s in series):
+        ax.plot([], [], label="dpo: no points in this data", **REFERENCE_STYLE)
+    if reference_point is not None:
+        ax.scatter([reference_point.kl], [reference_point.reward], marker="*", s=160, color="tab:gray",
+                   label="reference policy π_ref", zorder=6)
+    ax.set_xlabel("KL(π‖π_ref) in nats")
+    ax.set_ylabel("mean gold reward")
+    ax.set_title(title + " (upper left is better)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return save(fig, path)
+
+
+def plot_failures(counts: dict[str, dict[str, int]], path: Path, title: str = "Candidates by outcome") -> Path:
+    """Stacked bars: for each stage where candidates stopped, how many ended in each status."""
+    stages = list(counts)
+    statuses = sorted({status for per_stage in counts.values() for status in per_stage})
+    fig, ax = plt.subplots(figsize=(8, 0.5 * max(3, len(stages)) + 1.2))
+    colors = {"ok": "tab:green", "invalid": "tab:orange", "failed": "tab:red", "timeout": "tab:purple",
+              "duplicate": "tab:gray", "pending": "tab:blue", "baseline": "black"}
+    left = np.zeros(len(stages))
+    for status in statuses:
+        widths = np.array([counts[stage].get(status, 0) for stage in stages], dtype=float)
+        ax.barh(stages, widths, left=left, label=status, color=colors.get(status))
+        left += widths
+    for y, total in enumerate(left):
+        ax.text(total, y, f" {int(total)}", va="center", fontsize=8)
+    ax.set_xlabel("number of candidates")
+    ax.set_ylabel("stage reached")
+    ax.set_title(title)
+    ax.invert_yaxis()
+    ax.grid(alpha=0.3, axis="x")
+    if statuses:
+        ax.legend(fontsize=8, loc="lower right")
+    return save(fig, path)

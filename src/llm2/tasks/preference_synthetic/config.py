@@ -1,0 +1,53 @@
+"""The knobs of the synthetic preference world (DESIGN.md §4), split by what they invalidate.
+
+``WorldConfig`` decides what is built and cached on disk (its hash keys the cache); ``TrainConfig`` only changes
+how a candidate is trained and scored, so tuning it never rebuilds a world.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    # hidden generating process: the prompt's first token picks a topic, each topic is a Markov chain
+    vocab_size: int = 48
+    prompt_length: int = 6
+    completion_length: int = 14
+    topics: int = 8
+    dirichlet_alpha: float = 0.3
+    # reference (SFT) policy: a tiny causal transformer trained by maximum likelihood
+    layers: int = 2
+    d_model: int = 64
+    heads: int = 4
+    dropout: float = 0.1
+    reference_sequences: int = 20_000
+    reference_epochs: int = 8
+    reference_batch_size: int = 128
+    reference_lr: float = 3e-3
+    # gold reward, preference pairs, held-out prompts
+    reference_reward: float = 0.4  # the sigmoid offset is set so the reference scores about this
+    label_noise: float = 0.2  # default share of Bradley-Terry labels that disagree with the gold reward
+    pairs: int = 3000
+    heldout_prompts: int = 512
+    version: int = 1  # bump when the construction changes, so stale caches are not reused
+
+    @property
+    def sequence_length(self) -> int:
+        return self.prompt_length + self.completion_length
+
+    def key(self) -> str:
+        text = json.dumps(asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 16
+    lr: float = 2e-4
+    epochs: float = 1.0  # passes over the pairs at budget 1.0
+    quick_prompts: int = 128  # held-out prompts scored when ``quick`` (the cascade's probe)
+    sampling_seed: int = 1234  # the same weights always get the same score

@@ -1,0 +1,231 @@
+"""One synthetic preference world: hidden generating process, reference policy, gold reward, labelled pairs.
+
+Everything follows from ``(WorldConfig, seed)``. A world is built once, saved under ``$LLM2_CACHE_DIR`` (default
+``~/.cache/llm2``) and kept in memory per process, so warm workers pay the loading once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from llm2.tasks.preference_synthetic.config import WorldConfig
+from llm2.tasks.preference_synthetic.model import TinyGPT, completion_logps, sample
+
+
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """Run torch on one thread: the matmuls here are tiny (threads cost more than they give) and several workers
+    share the machine's cores."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@dataclass(frozen=True)
+class PreferencePairs:
+    chosen: torch.Tensor  # [pairs, sequence] token ids, prompt then completion
+    rejected: torch.Tensor
+    reference_chosen_logps: torch.Tensor  # [pairs], summed over completion tokens
+    reference_rejected_logps: torch.Tensor
+    disagreement: float  # share of labels that disagree with the gold reward
+
+    def __len__(self) -> int:
+        return self.chosen.shape[0]
+
+
+@dataclass
+class World:
+    config: WorldConfig
+    seed: int
+    reference_weights: dict[str, torch.Tensor]
+    token_rewards: torch.Tensor  # [vocab] hidden "sentiment" of each token
+    reward_mean: float
+    reward_std: float
+    reward_offset: float
+    completions_a: torch.Tensor  # [pairs, sequence]: two reference samples per prompt, unlabelled
+    completions_b: torch.Tensor
+    reference_logps_a: torch.Tensor  # [pairs]
+    reference_logps_b: torch.Tensor
+    heldout_prompts: torch.Tensor  # [heldout, prompt]
+    _pairs: dict[float, PreferencePairs] = field(default_factory=dict, repr=False)
+
+    def gold_reward(self, sequences: torch.Tensor) -> torch.Tensor:
+        """r*(x, y) in (0, 1): the standardised sum of token rewards over the completion, through a sigmoid."""
+        total = self.token_rewards[sequences[:, self.config.prompt_length:]].sum(dim=1)
+        return torch.sigmoid((total - self.reward_mean) / self.reward_std + self.reward_offset)
+
+    def reference_model(self) -> TinyGPT:
+        model = TinyGPT(self.config)
+        model.load_state_dict(self.reference_weights)
+        return model
+
+    def pairs(self, label_noise: float | None = None) -> PreferencePairs:
+        """The pairs labelled by Bradley-Terry so that ``label_noise`` of the labels disagree with the gold reward."""
+        noise = self.config.label_noise if label_noise is None else float(label_noise)
+        if noise not in self._pairs:
+            self._pairs[noise] = label_pairs(self, noise)
+        return self._pairs[noise]
+
+    def to_state(self) -> dict:
+        state = {name: getattr(self, name) for name in _TENSOR_FIELDS}
+        state.update({f"reference.{k}": v for k, v in self.reference_weights.items()})
+        state.update(seed=self.seed, reward_mean=self.reward_mean, reward_std=self.reward_std,
+                     reward_offset=self.reward_offset)
+        return state
+
+    @classmethod
+    def from_state(cls, config: WorldConfig, state: dict) -> "World":
+        weights = {k.removeprefix("reference."): v for k, v in state.items() if k.startswith("reference.")}
+        return cls(config, int(state["seed"]), weights, reward_mean=float(state["reward_mean"]),
+                   reward_std=float(state["reward_std"]), reward_offset=float(state["reward_offset"]),
+                   **{name: state[name] for name in _TENSOR_FIELDS})
+
+
+_TENSOR_FIELDS = ("token_rewards", "completions_a", "completions_b", "reference_logps_a", "reference_logps_b",
+                  "heldout_prompts")
+
+
+# --- the hidden generating process -------------------------------------------------------------------------------
+
+def sample_process(transitions: torch.Tensor, count: int, length: int, generator: torch.Generator) -> torch.Tensor:
+    """Sequences [count, length]: the first token uniform, it picks the topic whose Markov chain draws the rest."""
+    topics, vocab, _ = transitions.shape
+    tokens = torch.randint(vocab, (count, 1), generator=generator)
+    chain = transitions[tokens[:, 0] % topics]  # [count, vocab, vocab]
+    for _ in range(length - 1):
+        rows = chain[torch.arange(count), tokens[:, -1]]
+        tokens = torch.cat([tokens, torch.multinomial(rows, 1, generator=generator)], dim=1)
+    return tokens
+
+
+def train_reference(config: WorldConfig, sequences: torch.Tensor, generator: torch.Generator) -> TinyGPT:
+    """Maximum likelihood on samples of the process: the world's SFT policy."""
+    model = TinyGPT(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.reference_lr, weight_decay=0.01)
+    steps_per_epoch = len(sequences) // config.reference_batch_size
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.reference_lr, pct_start=0.1,
+                                                   total_steps=steps_per_epoch * config.reference_epochs)
+    model.train()
+    for _ in range(config.reference_epochs):
+        order = torch.randperm(len(sequences), generator=generator)
+        for step in range(steps_per_epoch):
+            batch = sequences[order[step * config.reference_batch_size:(step + 1) * config.reference_batch_size]]
+            logits = model(batch[:, :-1])
+            loss = F.cross_entropy(logits.reshape(-1, config.vocab_size), batch[:, 1:].reshape(-1))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+    return model.eval()
+
+
+def _bisect(function, low: float, high: float, target: float, iterations: int = 60) -> float:
+    """x in [low, high] with function(x) = target, for a function increasing in x."""
+    for _ in range(iterations):
+        middle = (low + high) / 2
+        low, high = (middle, high) if function(middle) < target else (low, middle)
+    return (low + high) / 2
+
+
+def build_world(config: WorldConfig, seed: int) -> World:
+    rng = np.random.default_rng([seed, 2024])
+    generator = torch.Generator().manual_seed(seed)
+    with single_thread(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        alpha = np.full(config.vocab_size, config.dirichlet_alpha)
+        transitions = torch.tensor(rng.dirichlet(alpha, size=(config.topics, config.vocab_size)), dtype=torch.float32)
+        reference = train_reference(
+            config, sample_process(transitions, config.reference_sequences, config.sequence_length, generator),
+            generator)
+
+        prompts = sample_process(transitions, config.pairs + config.heldout_prompts, config.prompt_length, generator)
+        pair_prompts, heldout = prompts[:config.pairs], prompts[config.pairs:]
+        both = sample(reference, pair_prompts.repeat(2, 1), config.completion_length, generator)
+        with torch.no_grad():
+            logps = completion_logps(reference, both, config.prompt_length).sum(dim=1)
+
+        token_rewards = torch.tensor(rng.standard_normal(config.vocab_size), dtype=torch.float32)
+        totals = token_rewards[both[:, config.prompt_length:]].sum(dim=1)
+        mean, std = totals.mean().item(), totals.std().item()
+        standardised = (totals - mean) / std
+        offset = _bisect(lambda b: torch.sigmoid(standardised + b).mean().item(), -10.0, 10.0,
+                         config.reference_reward)
+    weights = {k: v.detach().clone() for k, v in reference.state_dict().items()}
+    return World(config, seed, weights, token_rewards, mean, std, offset,
+                 both[:config.pairs], both[config.pairs:], logps[:config.pairs], logps[config.pairs:], heldout)
+
+
+def label_pairs(world: World, noise: float) -> PreferencePairs:
+    """Bradley-Terry labels p(a > b) = sigmoid((r_a - r_b) / T), T chosen so ``noise`` of them are expected wrong."""
+    if not 0.0 <= noise < 0.5:
+        raise ValueError(f"label_noise must be in [0, 0.5), got {noise}")
+    gap = world.gold_reward(world.completions_a) - world.gold_reward(world.completions_b)
+    if noise == 0.0:
+        a_wins = gap > 0
+    else:
+        # Expected disagreement mean(sigmoid(-|gap| / T)) grows with T; search T on a log scale.
+        expected = lambda log_t: torch.sigmoid(-gap.abs() / math.exp(log_t)).mean().item()  # noqa: E731
+        temperature = math.exp(_bisect(expected, -20.0, 10.0, noise))
+        generator = torch.Generator().manual_seed(world.seed * 1_000_003 + round(noise * 1e6))
+        a_wins = torch.rand(len(gap), generator=generator) < torch.sigmoid(gap / temperature)
+    pick = a_wins.unsqueeze(1)
+    disagreement = ((gap > 0) != a_wins)[gap != 0].float().mean().item()
+    return PreferencePairs(
+        chosen=torch.where(pick, world.completions_a, world.completions_b),
+        rejected=torch.where(pick, world.completions_b, world.completions_a),
+        reference_chosen_logps=torch.where(a_wins, world.reference_logps_a, world.reference_logps_b),
+        reference_rejected_logps=torch.where(a_wins, world.reference_logps_b, world.reference_logps_a),
+        disagreement=disagreement,
+    )
+
+
+# --- caching -----------------------------------------------------------------------------------------------------
+
+_LOADED: dict[tuple[str, int], World] = {}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("LLM2_CACHE_DIR") or Path.home() / ".cache" / "llm2")
+
+
+def world_path(config: WorldConfig, seed: int) -> Path:
+    return cache_dir() / f"preference-synthetic-{config.key()}-world{seed}.pt"
+
+
+def load_world(config: WorldConfig, seed: int) -> World:
+    """The world for ``(config, seed)``: from memory, else from disk, else built and saved.
+
+    A lock file makes a second process wait for the first one's build instead of repeating it; the file is written
+    under a temporary name and renamed, so a reader never sees half a world.
+    """
+    key = (config.key(), seed)
+    if key in _LOADED:
+        return _LOADED[key]
+    path = world_path(config, seed)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not path.exists():
+                world = build_world(config, seed)
+                handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+                with os.fdopen(handle, "wb") as file:
+                    torch.save(world.to_state(), file)
+                os.replace(temporary, path)
+    world = World.from_state(config, torch.load(path, weights_only=True))
+    _LOADED[key] = world
+    return world
