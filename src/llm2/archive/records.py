@@ -114,9 +114,7 @@ class EvaluationRecord:
         return self.setting.get("label_noise")
 
     def __getitem__(self, key: str) -> Any:
-        if key in ("beta", "seed", "world_seed", "label_noise"):
-            return getattr(self, key)
-        if key in self.__dataclass_fields__:
+        if key in ("beta", "seed", "world_seed", "label_noise") or key in self.__dataclass_fields__:
             return getattr(self, key)
         raise KeyError(key)
 

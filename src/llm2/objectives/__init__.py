@@ -7,7 +7,7 @@
 
 from llm2.objectives.catalog import OBJECTIVES, get_objective
 from llm2.objectives.contract import PREFERENCE_ARGUMENTS, PREFERENCE_CONTRACT
-from llm2.objectives.files import load_objective_file
+from llm2.objectives.files import load_objective_file, objective_source, write_objective_file
 from llm2.objectives.objective import Objective, objective_from_code
 
 __all__ = [
@@ -18,4 +18,6 @@ __all__ = [
     "get_objective",
     "load_objective_file",
     "objective_from_code",
+    "objective_source",
+    "write_objective_file",
 ]

@@ -8,10 +8,20 @@ The file is parsed, never imported: only the chosen function's own text is compi
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
+from typing import Iterable
 
 from llm2.objectives.contract import PREFERENCE_CONTRACT
 from llm2.objectives.objective import Objective, objective_from_code, rename_function
+
+FILE_HEADER = '''"""Preference objectives exported by llm2. Load one with llm2.objectives.load_objective_file("FILE.py:NAME")."""
+
+import math
+
+import torch
+import torch.nn.functional as F
+'''
 
 
 def split_spec(spec: str) -> tuple[str, str | None]:
@@ -73,3 +83,40 @@ def module_dict(tree: ast.Module, variable: str) -> dict[str, str]:
                 return {}
             return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
     return {}
+
+
+def objective_source(objective: Objective) -> str:
+    """The objective as a top-level function named after it, its thought as the docstring (the file format above)."""
+    if not objective.name.isidentifier():
+        raise ValueError(f"objective name {objective.name!r} is not a Python identifier")
+    tree = ast.parse(objective.code)
+    node = next((n for n in tree.body if isinstance(n, ast.FunctionDef)
+                 and n.name == PREFERENCE_CONTRACT.function_name), None)
+    if node is None:
+        raise ValueError(f"objective {objective.name!r}: its code defines no function "
+                         f"{PREFERENCE_CONTRACT.function_name!r}")
+    lines = objective.code.rstrip("\n").splitlines()
+    if objective.thought:
+        first = node.body[0]
+        if first.lineno == node.lineno:
+            raise ValueError(f"objective {objective.name!r}: put the body of {PREFERENCE_CONTRACT.function_name!r}"
+                             " on its own lines")
+        indent = " " * first.col_offset
+        thought = objective.thought.strip().replace("\\", "\\\\").replace('"', '\\"').splitlines()
+        docstring = [f'{indent}"""{thought[0]}'] + [f"{indent}{line}".rstrip() for line in thought[1:]]
+        docstring[-1] += '"""'
+        lines[first.lineno - 1:first.lineno - 1] = docstring
+    return rename_function("\n".join(lines) + "\n", PREFERENCE_CONTRACT.function_name, objective.name)
+
+
+def write_objective_file(path: str | Path, objectives: Iterable[Objective]) -> Path:
+    """Write objectives in the format load_objective_file reads, with FORMULAS and SOURCES dicts."""
+    objectives = list(objectives)
+    formulas = {o.name: o.formula for o in objectives if o.formula}
+    sources = {o.name: o.source for o in objectives if o.source}
+    parts = [FILE_HEADER, f"FORMULAS = {json.dumps(formulas, indent=4, ensure_ascii=False)}\n",
+             f"SOURCES = {json.dumps(sources, indent=4, ensure_ascii=False)}\n"]
+    parts += ["\n" + objective_source(o) for o in objectives]
+    path = Path(path)
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path

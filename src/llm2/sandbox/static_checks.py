@@ -62,17 +62,18 @@ def static_error(problems: list[str]) -> str:
 class _Checker(ast.NodeVisitor):
     def __init__(self, contract: Contract):
         self.contract = contract
-        self.problems: list[str] = []
+        self.problems: list[tuple[int, str]] = []
         self.module_aliases: set[str] = {"torch", "F", "math"}  # names bound to modules (pre-seeded by the loader)
 
-    def problem(self, node: ast.AST, message: str) -> None:
-        self.problems.append(f"line {getattr(node, 'lineno', '?')}: {message}")
+    def problem(self, node: ast.AST | int, message: str) -> None:
+        line = node if isinstance(node, int) else getattr(node, "lineno", 0)
+        self.problems.append((line, message))
 
     def run(self, tree: ast.Module) -> list[str]:
         self._collect_aliases(tree)
         self._check_top_level(tree)
         self.visit(tree)
-        return self.problems
+        return [f"line {line}: {message}" for line, message in sorted(self.problems, key=lambda p: p[0])]
 
     # -- structure ---------------------------------------------------------------------------------------------
     def _check_top_level(self, tree: ast.Module) -> None:
@@ -85,13 +86,12 @@ class _Checker(ast.NodeVisitor):
                 self.problem(node, f"a top-level {_describe(node)} is not allowed; only imports, constants and "
                                    f"the function {name!r} may appear outside it")
         if not functions:
-            self.problems.append(f"line 1: no function defined; define `def {name}"
-                                 f"({', '.join(self.contract.arguments)})`")
+            self.problem(1, f"no function defined; define `def {name}({', '.join(self.contract.arguments)})`")
             return
         if len(functions) > 1:
             listed = ", ".join(f"{f.name!r} (line {f.lineno})" for f in functions)
-            self.problems.append(f"line {functions[1].lineno}: {len(functions)} top-level functions ({listed}); "
-                                 f"define exactly one, {name!r} (nest helpers inside it)")
+            self.problem(functions[1], f"{len(functions)} top-level functions ({listed}); define exactly one, "
+                                       f"{name!r} (nest helpers inside it)")
         target = next((f for f in functions if f.name == name), None)
         if target is None:
             self.problem(functions[0], f"the function is named {functions[0].name!r}; it must be named {name!r}")
@@ -210,8 +210,8 @@ class _Checker(ast.NodeVisitor):
 
 
 def _root_name(node: ast.AST) -> str | None:
-    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)):
-        node = node.func if isinstance(node, ast.Call) else node.value
+    while isinstance(node, (ast.Attribute, ast.Subscript)):  # not through calls: torch.zeros(3) is a new object
+        node = node.value
     return node.id if isinstance(node, ast.Name) else None
 
 

@@ -1,0 +1,365 @@
+"""The run's SQLite store: one file ``DIR/archive.sqlite`` holding the run, its candidates, messages and evaluations.
+
+Durability: WAL journal, a commit per write, ``synchronous=FULL``. A SIGKILL of the writer loses nothing committed
+(WAL alone guarantees that); FULL also survives a power cut, and costs one fsync per candidate, which is nothing
+beside an evaluation. Readers (``llm2 report``, ``llm2 leaderboard``) open the file concurrently and see the last
+committed state; the writer never blocks them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+from urllib.parse import quote
+
+from llm2.archive.code_hash import normalized_code_hash
+from llm2.archive.records import (CANDIDATE_STATUSES, RUN_STATUSES, ArchiveError, CandidateRecord,
+                                  EvaluationRecord, MessageRecord, RunInfo)
+
+ARCHIVE_FILENAME = "archive.sqlite"
+APPLICATION_ID = 0x6C6C6D32  # "llm2" in the SQLite header: tells our files from any other SQLite file
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 30_000
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE run (
+    id INTEGER PRIMARY KEY CHECK (id = 1), run_id TEXT NOT NULL, task TEXT NOT NULL, proposer TEXT NOT NULL,
+    model TEXT NOT NULL, config TEXT NOT NULL, seeds TEXT NOT NULL, versions TEXT NOT NULL,
+    started_at REAL NOT NULL, finished_at REAL, status TEXT NOT NULL);
+CREATE TABLE candidates (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, generation INTEGER NOT NULL, idx INTEGER NOT NULL UNIQUE,
+    proposer TEXT NOT NULL, thought TEXT NOT NULL, name TEXT NOT NULL, code TEXT NOT NULL,
+    code_hash TEXT NOT NULL, status TEXT NOT NULL, stage TEXT, error TEXT,
+    duplicate_of INTEGER REFERENCES candidates(id), fitness REAL, fitness_std REAL, kl REAL,
+    metrics TEXT NOT NULL DEFAULT '{}', seconds REAL, prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0, cost_usd REAL NOT NULL DEFAULT 0,
+    reply_events TEXT NOT NULL DEFAULT '[]', feedback TEXT, created_at REAL NOT NULL, finished_at REAL);
+CREATE INDEX candidates_by_hash ON candidates (code_hash, idx);
+CREATE INDEX candidates_by_status ON candidates (status, idx);
+CREATE TABLE messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, position INTEGER NOT NULL UNIQUE, role TEXT NOT NULL,
+    content TEXT NOT NULL, candidate_id INTEGER REFERENCES candidates(id), created_at REAL NOT NULL);
+CREATE TABLE evaluations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, candidate_name TEXT NOT NULL, code_hash TEXT NOT NULL,
+    suite TEXT NOT NULL, setting TEXT NOT NULL, fitness REAL, kl REAL, seconds REAL, status TEXT NOT NULL,
+    error TEXT, metrics TEXT NOT NULL DEFAULT '{}', created_at REAL NOT NULL);
+CREATE INDEX evaluations_by_suite ON evaluations (suite, id);
+"""
+
+
+def archive_path(run_dir: str | os.PathLike) -> Path:
+    """The archive file of a run directory (a path to the file itself is accepted too)."""
+    path = Path(run_dir)
+    return path if path.suffix == ".sqlite" else path / ARCHIVE_FILENAME
+
+
+def _to_json(value: Any) -> str:
+    def fallback(item: Any) -> Any:
+        if hasattr(item, "item"):  # numpy and torch scalars
+            return item.item()
+        if dataclasses.is_dataclass(item):
+            return dataclasses.asdict(item)
+        return str(item)
+
+    return json.dumps(value, default=fallback, sort_keys=True)
+
+
+def _number(value: Any) -> float | None:
+    """A float for SQLite, with None for missing or non-finite values (SQLite would turn NaN into NULL anyway)."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+class Archive:
+    def __init__(self, connection: sqlite3.Connection, path: Path, readonly: bool):
+        self._connection = connection
+        self._lock = threading.RLock()  # one connection shared by the loop's threads
+        self.path = path
+        self.readonly = readonly
+
+    # ---- opening -------------------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, run_dir: str | os.PathLike, run: RunInfo) -> "Archive":
+        """Start a new archive for ``run``; refuses to touch an existing one."""
+        _check_run_status(run.status)
+        path = archive_path(run_dir)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # O_EXCL claims the file atomically, so two runs started on one directory cannot share it.
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            raise ArchiveError(f"an archive already exists at {path}; resume it or choose another directory") \
+                from None
+        try:
+            connection = _connect(path, readonly=False)
+            connection.execute("PRAGMA journal_mode=WAL")
+            archive = cls(connection, path, readonly=False)
+            with archive._write() as db:
+                db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.executemany("INSERT INTO meta VALUES (?, ?)",
+                               [("format", "llm2-archive"), ("schema_version", str(SCHEMA_VERSION))])
+                db.execute("INSERT INTO run VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           (run.run_id, run.task, run.proposer, run.model, _to_json(run.config),
+                            _to_json(run.seeds), _to_json(run.versions), run.started_at, run.finished_at,
+                            run.status))
+        except BaseException:
+            path.unlink(missing_ok=True)  # a half-made archive would only block the next attempt
+            raise
+        return archive
+
+    @classmethod
+    def open(cls, run_dir: str | os.PathLike, readonly: bool = False) -> "Archive":
+        """Open an existing archive; ArchiveError with the reason when it is missing, foreign or corrupt."""
+        path = archive_path(run_dir)
+        if not path.is_file():
+            raise ArchiveError(f"no llm2 archive at {path}")
+        connection = None
+        try:
+            connection = _connect(path, readonly)
+            _validate(connection, path)
+        except (sqlite3.DatabaseError, ArchiveError) as exc:
+            if connection is not None:
+                connection.close()
+            if isinstance(exc, ArchiveError):
+                raise
+            raise ArchiveError(f"{path} is not a readable llm2 archive: {exc}") from None
+        if not readonly:
+            connection.execute("PRAGMA journal_mode=WAL")
+        return cls(connection, path, readonly)
+
+    @staticmethod
+    def exists(run_dir: str | os.PathLike) -> bool:
+        return archive_path(run_dir).is_file()
+
+    def close(self) -> None:
+        with self._lock:
+            self._connection.close()
+
+    def __enter__(self) -> "Archive":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    # ---- plumbing ------------------------------------------------------------------------------------------
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One committed transaction; BEGIN IMMEDIATE so index/position counters cannot race another writer."""
+        if self.readonly:
+            raise ArchiveError(f"{self.path} was opened read-only")
+        with self._lock:
+            try:
+                self._connection.execute("BEGIN IMMEDIATE")
+                yield self._connection
+                self._connection.execute("COMMIT")
+            except BaseException as exc:
+                if self._connection.in_transaction:
+                    self._connection.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.DatabaseError):
+                    raise ArchiveError(f"writing {self.path} failed: {exc}") from None
+                raise
+
+    def _query(self, sql: str, parameters: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            try:
+                return self._connection.execute(sql, tuple(parameters)).fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise ArchiveError(f"reading {self.path} failed: {exc}") from None
+
+    # ---- the run -------------------------------------------------------------------------------------------
+    @property
+    def run(self) -> RunInfo:
+        row = self._query("SELECT * FROM run WHERE id = 1")[0]
+        return RunInfo(run_id=row["run_id"], task=row["task"], proposer=row["proposer"], model=row["model"],
+                       config=json.loads(row["config"]), seeds=json.loads(row["seeds"]),
+                       versions=json.loads(row["versions"]), started_at=row["started_at"],
+                       finished_at=row["finished_at"], status=row["status"])
+
+    def set_run_status(self, status: str, finished_at: float | None = None) -> None:
+        """Set the run's status; an ending status stamps finished_at (now unless given), 'running' clears it."""
+        _check_run_status(status)
+        if status != "running" and finished_at is None:
+            finished_at = time.time()
+        with self._write() as db:
+            db.execute("UPDATE run SET status = ?, finished_at = ? WHERE id = 1", (status, finished_at))
+
+    # ---- candidates ----------------------------------------------------------------------------------------
+    def add_candidate(self, *, generation: int, proposer: str, thought: str, name: str, code: str,
+                      status: str = "pending", prompt_tokens: int = 0, completion_tokens: int = 0,
+                      cost_usd: float = 0.0, reply_events: Iterable[str] = (), duplicate_of: int | None = None,
+                      error: str | None = None, stage: str | None = None) -> CandidateRecord:
+        """Record a proposal (or a baseline); assigns its id, its index in the run and its code hash."""
+        _check_candidate_status(status)
+        code_hash = normalized_code_hash(code)
+        with self._write() as db:
+            index = db.execute("SELECT COALESCE(MAX(idx), -1) + 1 FROM candidates").fetchone()[0]
+            cursor = db.execute(
+                "INSERT INTO candidates (generation, idx, proposer, thought, name, code, code_hash, status, stage,"
+                " error, duplicate_of, prompt_tokens, completion_tokens, cost_usd, reply_events, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (generation, index, proposer, thought, name, code, code_hash, status, stage, error, duplicate_of,
+                 int(prompt_tokens), int(completion_tokens), float(cost_usd), _to_json(list(reply_events)),
+                 time.time()))
+            candidate_id = cursor.lastrowid
+        return self.candidate(candidate_id)
+
+    def finish_candidate(self, candidate_id: int, *, status: str, stage: str | None, error: str | None,
+                         fitness: float | None, fitness_std: float | None, kl: float | None,
+                         metrics: dict | None, seconds: float | None, feedback: str | None) -> CandidateRecord:
+        """Store the outcome of a candidate's evaluation, in one commit."""
+        _check_candidate_status(status)
+        if status == "pending":
+            raise ArchiveError("a finished candidate cannot be 'pending'")
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE candidates SET status = ?, stage = ?, error = ?, fitness = ?, fitness_std = ?, kl = ?,"
+                " metrics = ?, seconds = ?, feedback = ?, finished_at = ? WHERE id = ?",
+                (status, stage, error, _number(fitness), _number(fitness_std), _number(kl),
+                 _to_json(metrics or {}), _number(seconds), feedback, time.time(), candidate_id))
+            if cursor.rowcount != 1:
+                raise ArchiveError(f"no candidate with id {candidate_id}")
+        return self.candidate(candidate_id)
+
+    def set_feedback(self, candidate_id: int, feedback: str) -> None:
+        with self._write() as db:
+            if db.execute("UPDATE candidates SET feedback = ? WHERE id = ?", (feedback, candidate_id)).rowcount != 1:
+                raise ArchiveError(f"no candidate with id {candidate_id}")
+
+    def candidate(self, candidate_id: int) -> CandidateRecord:
+        rows = self._query("SELECT * FROM candidates WHERE id = ?", (candidate_id,))
+        if not rows:
+            raise ArchiveError(f"no candidate with id {candidate_id}")
+        return _candidate(rows[0])
+
+    def candidates(self, status: str | Iterable[str] | None = None) -> list[CandidateRecord]:
+        """Candidates in index order, optionally only those with the given status (or statuses)."""
+        if status is None:
+            rows = self._query("SELECT * FROM candidates ORDER BY idx")
+        else:
+            statuses = (status,) if isinstance(status, str) else tuple(status)
+            marks = ", ".join("?" * len(statuses))
+            rows = self._query(f"SELECT * FROM candidates WHERE status IN ({marks}) ORDER BY idx", statuses)
+        return [_candidate(row) for row in rows]
+
+    def pending(self) -> list[CandidateRecord]:
+        return self.candidates("pending")
+
+    def find_by_hash(self, code_hash: str) -> CandidateRecord | None:
+        """The first candidate (any outcome, baselines included) with this code hash that is not itself a duplicate."""
+        rows = self._query("SELECT * FROM candidates WHERE code_hash = ? AND status != 'duplicate' ORDER BY idx"
+                           " LIMIT 1", (code_hash,))
+        return _candidate(rows[0]) if rows else None
+
+    def best(self, n: int, include_baselines: bool = False) -> list[CandidateRecord]:
+        """The n best scored candidates by fitness (ties: the earlier first)."""
+        statuses = ("ok", "baseline") if include_baselines else ("ok",)
+        marks = ", ".join("?" * len(statuses))
+        rows = self._query(f"SELECT * FROM candidates WHERE status IN ({marks}) AND fitness IS NOT NULL"
+                           " ORDER BY fitness DESC, idx LIMIT ?", (*statuses, int(n)))
+        return [_candidate(row) for row in rows]
+
+    # ---- the conversation ----------------------------------------------------------------------------------
+    def add_message(self, role: str, content: str, candidate_id: int | None = None) -> MessageRecord:
+        with self._write() as db:
+            position = db.execute("SELECT COALESCE(MAX(position), -1) + 1 FROM messages").fetchone()[0]
+            created_at = time.time()
+            cursor = db.execute("INSERT INTO messages (position, role, content, candidate_id, created_at)"
+                                " VALUES (?, ?, ?, ?, ?)", (position, role, content, candidate_id, created_at))
+        return MessageRecord(cursor.lastrowid, position, role, content, candidate_id, created_at)
+
+    def messages(self) -> list[MessageRecord]:
+        return [MessageRecord(row["id"], row["position"], row["role"], row["content"], row["candidate_id"],
+                              row["created_at"])
+                for row in self._query("SELECT * FROM messages ORDER BY position")]
+
+    # ---- held-out and evaluate points ----------------------------------------------------------------------
+    def add_evaluation(self, *, candidate_name: str, code_hash: str, suite: str, setting: Any,
+                       fitness: float | None, kl: float | None, seconds: float | None, status: str,
+                       error: str | None, metrics: dict | None = None) -> EvaluationRecord:
+        """Record one objective measured at one setting (an EvalSetting or its dict) of a suite."""
+        setting_dict = dataclasses.asdict(setting) if dataclasses.is_dataclass(setting) else dict(setting)
+        created_at = time.time()
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT INTO evaluations (candidate_name, code_hash, suite, setting, fitness, kl, seconds, status,"
+                " error, metrics, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (candidate_name, code_hash, suite, _to_json(setting_dict), _number(fitness), _number(kl),
+                 _number(seconds), status, error, _to_json(metrics or {}), created_at))
+        return self._evaluations("WHERE id = ?", (cursor.lastrowid,))[0]
+
+    def evaluations(self, suite: str | None = None) -> list[EvaluationRecord]:
+        """Evaluation points in the order they were recorded, optionally of one suite."""
+        if suite is None:
+            return self._evaluations("", ())
+        return self._evaluations("WHERE suite = ?", (suite,))
+
+    def _evaluations(self, where: str, parameters: tuple) -> list[EvaluationRecord]:
+        return [EvaluationRecord(id=row["id"], candidate_name=row["candidate_name"], code_hash=row["code_hash"],
+                                 suite=row["suite"], setting=json.loads(row["setting"]), fitness=row["fitness"],
+                                 kl=row["kl"], seconds=row["seconds"], status=row["status"], error=row["error"],
+                                 metrics=json.loads(row["metrics"]), created_at=row["created_at"])
+                for row in self._query(f"SELECT * FROM evaluations {where} ORDER BY id", parameters)]
+
+
+def _check_run_status(status: str) -> None:
+    if status not in RUN_STATUSES:
+        raise ArchiveError(f"unknown run status {status!r}; expected one of {', '.join(RUN_STATUSES)}")
+
+
+def _check_candidate_status(status: str) -> None:
+    if status not in CANDIDATE_STATUSES:
+        raise ArchiveError(f"unknown candidate status {status!r}; expected one of {', '.join(CANDIDATE_STATUSES)}")
+
+
+def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
+    if readonly:
+        connection = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True,
+                                     isolation_level=None, check_same_thread=False)
+    else:
+        connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        connection.execute("PRAGMA synchronous=FULL")
+    connection.row_factory = sqlite3.Row
+    connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    return connection
+
+
+def _validate(connection: sqlite3.Connection, path: Path) -> None:
+    """Raise ArchiveError unless ``connection`` holds an intact llm2 archive of a schema this code reads."""
+    application_id = connection.execute("PRAGMA application_id").fetchone()[0]
+    if application_id != APPLICATION_ID:
+        raise ArchiveError(f"{path} is not an llm2 archive (an empty or foreign SQLite file)")
+    version = connection.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise ArchiveError(f"{path} has archive schema {version}, newer than this llm2 reads ({SCHEMA_VERSION});"
+                           " upgrade llm2")
+    if version < 1:
+        raise ArchiveError(f"{path} is an incomplete llm2 archive (its creation never finished)")
+    problems = [row[0] for row in connection.execute("PRAGMA quick_check").fetchall()]
+    if problems != ["ok"]:
+        raise ArchiveError(f"{path} is corrupt: {'; '.join(problems[:3])}")
+
+
+def _candidate(row: sqlite3.Row) -> CandidateRecord:
+    return CandidateRecord(
+        id=row["id"], generation=row["generation"], index=row["idx"], proposer=row["proposer"],
+        thought=row["thought"], name=row["name"], code=row["code"], code_hash=row["code_hash"],
+        status=row["status"], stage=row["stage"], error=row["error"], duplicate_of=row["duplicate_of"],
+        fitness=row["fitness"], fitness_std=row["fitness_std"], kl=row["kl"], metrics=json.loads(row["metrics"]),
+        seconds=row["seconds"], prompt_tokens=row["prompt_tokens"], completion_tokens=row["completion_tokens"],
+        cost_usd=row["cost_usd"], reply_events=tuple(json.loads(row["reply_events"])), feedback=row["feedback"],
+        created_at=row["created_at"], finished_at=row["finished_at"])

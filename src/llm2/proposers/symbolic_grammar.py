@@ -1,0 +1,382 @@
+"""Loss expressions as small trees: the building blocks of the symbolic proposer, their code and their formula.
+
+Every tree is a per-pair loss over "higher is better" margins: ``x = β·ρ``, ``xc = β·r_c`` and ``xr = −β·r_r``.
+A tree renders to code in the preference contract (numerically stable: F.logsigmoid, clamped exponentials) and to
+a one-line formula in call syntax, e.g. ``gate(0.05, logistic(x, 1.0), hinge(x, 1.0, 1.0))``. The formula is
+written into the code as a comment, so a tree can be read back from code the proposer wrote, even after a resume.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+from dataclasses import dataclass, fields, replace
+from typing import Union
+
+VARIABLES: dict[str, str] = {
+    "x": "beta * (r_chosen - r_rejected)",
+    "xc": "beta * r_chosen",
+    "xr": "-beta * r_rejected",
+}
+VARIABLE_MEANING = {"x": "β·ρ", "xc": "β·r_c", "xr": "−β·r_r"}
+EXP_CLAMP = 20.0  # exp arguments are clamped here so the loss stays finite
+FORMULA_PREFIX = "# formula: "
+
+
+def fmt(value: float) -> str:
+    """A constant as it appears in code and formulas: 4 significant digits, always a float literal."""
+    text = f"{value:.4g}"
+    return text if any(c in text for c in ".en") else text + ".0"
+
+
+def rounded(value: float) -> float:
+    return float(fmt(value))
+
+
+def _scaled(var: str, scale: float) -> str:
+    return var if scale == 1.0 else f"{fmt(scale)} * {var}"
+
+
+# --- leaves: one classic loss shape applied to one margin ------------------------------------------------------
+
+@dataclass(frozen=True)
+class Logistic:
+    """−log σ(k·v): DPO's loss."""
+
+    var: str = "x"
+    scale: float = 1.0
+
+    def expression(self, writer: "_Writer") -> str:
+        return f"-F.logsigmoid({_scaled(self.var, self.scale)})"
+
+    def pretty(self) -> str:
+        return f"−log σ({_pretty_scaled(self.var, self.scale)})"
+
+
+@dataclass(frozen=True)
+class Exponential:
+    """exp(−k·v), the argument clamped: grows fast on wrongly ranked pairs."""
+
+    var: str = "x"
+    scale: float = 1.0
+
+    def expression(self, writer: "_Writer") -> str:
+        return f"torch.exp(torch.clamp(-{_scaled(self.var, self.scale)}, max={fmt(EXP_CLAMP)}))"
+
+    def pretty(self) -> str:
+        return f"exp(−{_pretty_scaled(self.var, self.scale)})"
+
+
+@dataclass(frozen=True)
+class Hinge:
+    """max(0, m − k·v): SLiC's loss; no push once the margin is met."""
+
+    var: str = "x"
+    margin: float = 1.0
+    scale: float = 1.0
+
+    def expression(self, writer: "_Writer") -> str:
+        return f"torch.relu({fmt(self.margin)} - {_scaled(self.var, self.scale)})"
+
+    def pretty(self) -> str:
+        return f"max(0, {fmt(self.margin)} − {_pretty_scaled(self.var, self.scale)})"
+
+
+@dataclass(frozen=True)
+class Squared:
+    """w·(v − t)², or ((v − t)/β)² when per_beta (IPO's form)."""
+
+    var: str = "x"
+    target: float = 0.5
+    weight: float = 1.0
+    per_beta: bool = False
+
+    def expression(self, writer: "_Writer") -> str:
+        inner = f"({self.var} - {fmt(self.target)})"
+        if self.per_beta:
+            inner = f"({inner} / beta)"
+        return f"{fmt(self.weight)} * {inner} ** 2" if self.weight != 1.0 else f"{inner} ** 2"
+
+    def pretty(self) -> str:
+        inner = f"({VARIABLE_MEANING[self.var]} − {fmt(self.target)})"
+        body = f"({inner}/β)²" if self.per_beta else f"{inner}²"
+        return body if self.weight == 1.0 else f"{fmt(self.weight)}·{body}"
+
+
+@dataclass(frozen=True)
+class Saturating:
+    """σ(−k·v) = 1 − σ(k·v): a bounded loss that gives up on hopeless (likely mislabelled) pairs."""
+
+    var: str = "x"
+    scale: float = 1.0
+
+    def expression(self, writer: "_Writer") -> str:
+        return f"torch.sigmoid(-{_scaled(self.var, self.scale)})"
+
+    def pretty(self) -> str:
+        return f"σ(−{_pretty_scaled(self.var, self.scale)})"
+
+
+# --- composites ---------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Blend:
+    """w·a + (1 − w)·b."""
+
+    weight: float
+    a: "Node"
+    b: "Node"
+
+    def expression(self, writer: "_Writer") -> str:
+        a, b = writer.bind_child(self.a), writer.bind_child(self.b)
+        return f"{fmt(self.weight)} * {a} + {fmt(rounded(1.0 - self.weight))} * {b}"
+
+    def pretty(self) -> str:
+        return f"{fmt(self.weight)}·[{self.a.pretty()}] + {fmt(rounded(1.0 - self.weight))}·[{self.b.pretty()}]"
+
+
+@dataclass(frozen=True)
+class Gate:
+    """(1 − g)·a + g·b with g = σ(x/τ): a on wrongly ranked pairs, b on well ranked ones (DiscoPOP's form)."""
+
+    tau: float
+    a: "Node"
+    b: "Node"
+
+    def expression(self, writer: "_Writer") -> str:
+        a, b = writer.bind_child(self.a), writer.bind_child(self.b)
+        gate = writer.bind("gate", f"torch.sigmoid(x / {fmt(self.tau)})")
+        return f"(1.0 - {gate}) * {a} + {gate} * {b}"
+
+    def pretty(self) -> str:
+        return f"(1 − g)·[{self.a.pretty()}] + g·[{self.b.pretty()}], g = σ(x/{fmt(self.tau)})"
+
+
+@dataclass(frozen=True)
+class SignWeighted:
+    """inner · (neg if ρ < 0 else pos): PADLL's sign-dependent weighting."""
+
+    neg: float
+    pos: float
+    inner: "Node"
+
+    def expression(self, writer: "_Writer") -> str:
+        inner = writer.bind_child(self.inner)
+        weight = writer.bind("sign_weight", f"torch.where(x < 0, torch.full_like(x, {fmt(self.neg)}), "
+                                            f"torch.full_like(x, {fmt(self.pos)}))")
+        return f"{weight} * {inner}"
+
+    def pretty(self) -> str:
+        return f"({fmt(self.neg)} if ρ < 0 else {fmt(self.pos)})·[{self.inner.pretty()}]"
+
+
+@dataclass(frozen=True)
+class Sum:
+    """a + w·b: a main loss plus a weighted extra term."""
+
+    weight: float
+    a: "Node"
+    b: "Node"
+
+    def expression(self, writer: "_Writer") -> str:
+        a, b = writer.bind_child(self.a), writer.bind_child(self.b)
+        return f"{a} + {b}" if self.weight == 1.0 else f"{a} + {fmt(self.weight)} * {b}"
+
+    def pretty(self) -> str:
+        weight = "" if self.weight == 1.0 else f"{fmt(self.weight)}·"
+        return f"[{self.a.pretty()}] + {weight}[{self.b.pretty()}]"
+
+
+Node = Union[Logistic, Exponential, Hinge, Squared, Saturating, Blend, Gate, SignWeighted, Sum]
+LEAVES = (Logistic, Exponential, Hinge, Squared, Saturating)
+COMPOSITES = (Blend, Gate, SignWeighted, Sum)
+KINDS: dict[str, type] = {cls.__name__.lower(): cls for cls in LEAVES + COMPOSITES}
+
+# The range of each tunable constant (field name -> (low, high)); constants are clipped into it.
+RANGES: dict[str, tuple[float, float]] = {
+    "scale": (0.1, 10.0), "margin": (0.0, 5.0), "target": (0.0, 3.0), "weight": (0.05, 0.95),
+    "tau": (0.01, 2.0), "neg": (0.1, 2.0), "pos": (0.1, 2.0),
+}
+SUM_WEIGHT_RANGE = (0.02, 1.0)
+SQUARED_WEIGHT_RANGE = (0.05, 2.0)
+
+
+def constant_range(node: Node, field_name: str) -> tuple[float, float]:
+    if field_name == "weight" and isinstance(node, Sum):
+        return SUM_WEIGHT_RANGE
+    if field_name == "weight" and isinstance(node, Squared):
+        return SQUARED_WEIGHT_RANGE
+    return RANGES[field_name]
+
+
+def kind_of(node: Node) -> str:
+    return type(node).__name__.lower()
+
+
+def children(node: Node) -> list[Node]:
+    return [getattr(node, f.name) for f in fields(node) if isinstance(getattr(node, f.name), KINDS_TUPLE)]
+
+
+KINDS_TUPLE = LEAVES + COMPOSITES
+
+
+def leaves(node: Node) -> list[Node]:
+    if isinstance(node, LEAVES):
+        return [node]
+    return [leaf for child in children(node) for leaf in leaves(child)]
+
+
+def subtrees(node: Node, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Node]]:
+    """Every (path, subtree), the root first; a path is the field names leading to the subtree."""
+    found = [(path, node)]
+    for f in fields(node):
+        value = getattr(node, f.name)
+        if isinstance(value, KINDS_TUPLE):
+            found += subtrees(value, path + (f.name,))
+    return found
+
+
+def replace_at(node: Node, path: tuple[str, ...], new: Node) -> Node:
+    if not path:
+        return new
+    head, rest = path[0], path[1:]
+    return replace(node, **{head: replace_at(getattr(node, head), rest, new)})
+
+
+def constants(node: Node) -> list[tuple[tuple[str, ...], str, float]]:
+    """Every tunable constant as (path to its node, field name, value)."""
+    found = []
+    for path, sub in subtrees(node):
+        for f in fields(sub):
+            value = getattr(sub, f.name)
+            if isinstance(value, float) and not isinstance(value, bool):
+                found.append((path, f.name, value))
+    return found
+
+
+def node_at(node: Node, path: tuple[str, ...]) -> Node:
+    for name in path:
+        node = getattr(node, name)
+    return node
+
+
+def uses_gate_variable(node: Node) -> bool:
+    return any(isinstance(sub, (Gate, SignWeighted)) for _, sub in subtrees(node))
+
+
+# --- formula: the tree as one line of call syntax, and back ----------------------------------------------------
+
+def formula(node: Node) -> str:
+    parts = []
+    for f in fields(node):
+        value = getattr(node, f.name)
+        if isinstance(value, KINDS_TUPLE):
+            parts.append(formula(value))
+        elif isinstance(value, bool):
+            parts.append(str(value))
+        elif isinstance(value, float):
+            parts.append(fmt(value))
+        else:
+            parts.append(str(value))
+    return f"{kind_of(node)}({', '.join(parts)})"
+
+
+def parse_formula(text: str) -> Node | None:
+    """The tree a formula describes, or None when it is not one (no eval: only calls, names and numbers)."""
+    try:
+        return _build(ast.parse(text.strip(), mode="eval").body)
+    except (SyntaxError, ValueError, TypeError, KeyError, RecursionError):
+        return None
+
+
+def _build(expr: ast.expr) -> Node:
+    if not (isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name) and not expr.keywords):
+        raise ValueError("not a call")
+    cls = KINDS[expr.func.id]
+    declared = fields(cls)
+    if len(expr.args) != len(declared):
+        raise ValueError("wrong arity")
+    values = []
+    for f, arg in zip(declared, expr.args):
+        if isinstance(arg, ast.Call):
+            values.append(_build(arg))
+        elif isinstance(arg, ast.Name) and f.name == "var" and arg.id in VARIABLES:
+            values.append(arg.id)
+        elif isinstance(arg, ast.Constant) and isinstance(arg.value, bool) and f.name == "per_beta":
+            values.append(arg.value)
+        elif isinstance(arg, ast.Constant) and type(arg.value) in (int, float) and math.isfinite(arg.value):
+            values.append(float(arg.value))
+        else:
+            raise ValueError(f"bad argument for {f.name}")
+    return cls(*values)
+
+
+def tree_from_code(code: str) -> Node | None:
+    """Read back the tree from the formula comment the symbolic proposer writes into its code."""
+    for line in code.splitlines():
+        stripped = line.strip()
+        if stripped.startswith(FORMULA_PREFIX):
+            return parse_formula(stripped[len(FORMULA_PREFIX):])
+    return None
+
+
+# --- code ---------------------------------------------------------------------------------------------------------
+
+class _Writer:
+    """Collects the assignment lines of a tree's code, naming intermediate terms after their kind."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self._used: dict[str, int] = {}
+
+    def bind(self, stem: str, expression: str) -> str:
+        self._used[stem] = self._used.get(stem, 0) + 1
+        name = stem if self._used[stem] == 1 else f"{stem}_{self._used[stem]}"
+        self.lines.append(f"{name} = {expression}")
+        return name
+
+    def bind_child(self, child: Node) -> str:
+        stem = f"{kind_of(child)}_term" if isinstance(child, LEAVES) else f"{kind_of(child)}_part"
+        return self.bind(stem, child.expression(self))
+
+
+def render(node: Node) -> str:
+    """The tree as a loss function in the preference contract."""
+    writer = _Writer()
+    result = node.expression(writer)
+    used = {leaf.var for leaf in leaves(node)}
+    body = [
+        FORMULA_PREFIX + formula(node),
+        "r_chosen = policy_chosen_logps - reference_chosen_logps",
+        "r_rejected = policy_rejected_logps - reference_rejected_logps",
+        "x = beta * (r_chosen - r_rejected)",
+    ]
+    body += [f"{var} = {VARIABLES[var]}" for var in ("xc", "xr") if var in used]
+    body += writer.lines + [f"return {result}"]
+    header = ("def loss(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, "
+              "reference_rejected_logps, beta):")
+    return "\n".join([header] + ["    " + line for line in body]) + "\n"
+
+
+def _pretty_scaled(var: str, scale: float) -> str:
+    meaning = VARIABLE_MEANING[var]
+    return meaning if scale == 1.0 else f"{fmt(scale)}·{meaning}"
+
+
+# --- the known losses as trees (for baselines and foreign code whose name is in the catalog) --------------------
+
+KNOWN_TREES: dict[str, Node] = {
+    "dpo": Logistic("x", 1.0),
+    "sigmoid": Logistic("x", 1.0),
+    "hinge": Hinge("x", 1.0, 1.0),
+    "slic": Hinge("x", 1.0, 1.0),
+    "ipo": Squared("x", 0.5, 1.0, True),
+    "bco_pair": Sum(1.0, Logistic("xc", 1.0), Logistic("xr", 1.0)),
+    "apo_zero": Sum(1.0, Saturating("xc", 1.0), Saturating("xr", 1.0)),
+    # kto_pair without its batch reference points: two saturating sigmoid losses on r_c and −r_r.
+    "kto_pair": Sum(1.0, Saturating("xc", 1.0), Saturating("xr", 1.0)),
+    "discopop": Gate(0.05, Logistic("x", 1.0), Exponential("x", 1.0)),
+    "lrml": Gate(0.05, Logistic("x", 1.0), Exponential("x", 1.0)),
+    "cell": Blend(0.5, Logistic("x", 1.0), Exponential("x", 1.0)),
+    "padll": SignWeighted(0.45, 0.9, Logistic("x", 1.0)),
+}

@@ -1,0 +1,141 @@
+"""The narrow channel from a sandboxed child to its worker: a small JSON header plus safetensors bytes, over a pipe.
+
+A frame is ``!II`` (header length, payload length), the UTF-8 JSON header, then the payload. The reader trusts
+nothing: lengths are capped before anything is read, reads stop at a deadline, the payload is parsed by safetensors
+(no pickle, no code) and every tensor is checked against the state dict the worker expects.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import select
+import struct
+import time
+from dataclasses import dataclass
+
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+_FRAME = struct.Struct("!II")
+MAX_HEADER_BYTES = 1 << 20
+HEADER_KINDS = frozenset({"probe", "result", "error"})
+
+
+class ChannelError(Exception):
+    """The child sent something that breaks the protocol; the message says what."""
+
+
+class ChannelTimeout(Exception):
+    """No complete frame arrived before the deadline."""
+
+
+class ChannelClosed(Exception):
+    """The child closed its end (it exited or crashed) before a complete frame."""
+
+
+@dataclass(frozen=True)
+class Message:
+    header: dict
+    payload: bytes = b""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+
+
+WeightsSpec = dict[str, TensorSpec]
+
+
+def weights_spec(weights: dict[str, torch.Tensor]) -> WeightsSpec:
+    return {name: TensorSpec(tuple(t.shape), t.dtype) for name, t in weights.items()}
+
+
+def payload_limit(spec: WeightsSpec) -> int:
+    """Bytes a faithful payload can take: the tensors plus room for safetensors' own header."""
+    data = sum(math.prod(s.shape) * torch.empty((), dtype=s.dtype).element_size() for s in spec.values())
+    return data + 256 * len(spec) + 65_536
+
+
+# -- child side ------------------------------------------------------------------------------------------------
+def encode_tensors(tensors: dict[str, torch.Tensor]) -> bytes:
+    return save_safetensors({name: t.detach().to("cpu").contiguous().clone() for name, t in tensors.items()})
+
+
+def send(fd: int, header: dict, payload: bytes = b"") -> None:
+    data = json.dumps(header).encode()
+    _write_all(fd, _FRAME.pack(len(data), len(payload)) + data + payload)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+# -- worker side -----------------------------------------------------------------------------------------------
+def receive(fd: int, deadline: float, max_payload: int) -> Message:
+    """Read one frame before ``deadline`` (a time.monotonic() value), refusing oversize or malformed ones."""
+    header_length, payload_length = _FRAME.unpack(_read_exactly(fd, _FRAME.size, deadline))
+    if header_length > MAX_HEADER_BYTES:
+        raise ChannelError(f"the child sent a {header_length:,}-byte header; the limit is {MAX_HEADER_BYTES:,}")
+    if payload_length > max_payload:
+        raise ChannelError(f"the child sent {payload_length:,} bytes of tensors; the model's weights take at most "
+                           f"{max_payload:,}")
+    try:
+        header = json.loads(_read_exactly(fd, header_length, deadline))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ChannelError(f"the child sent a header that is not JSON ({exc})") from None
+    if not isinstance(header, dict) or header.get("kind") not in HEADER_KINDS:
+        raise ChannelError("the child sent a header without a known 'kind'")
+    return Message(header, _read_exactly(fd, payload_length, deadline))
+
+
+def _read_exactly(fd: int, count: int, deadline: float) -> bytes:
+    chunks: list[bytes] = []
+    remaining = count
+    while remaining:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise ChannelTimeout()
+        readable, _, _ = select.select([fd], [], [], left)
+        if not readable:
+            raise ChannelTimeout()
+        chunk = os.read(fd, min(remaining, 1 << 20))
+        if not chunk:
+            raise ChannelClosed()
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def decode_weights(payload: bytes, spec: WeightsSpec) -> dict[str, torch.Tensor]:
+    """Parse and validate returned weights; ChannelError names the first problem found."""
+    try:
+        tensors = load_safetensors(payload)
+    except Exception as exc:  # noqa: BLE001 - any parse failure is the child's fault
+        raise ChannelError(f"the returned weights are not valid safetensors ({type(exc).__name__})") from None
+    missing, unexpected = sorted(set(spec) - set(tensors)), sorted(set(tensors) - set(spec))
+    if missing or unexpected:
+        parts = ([f"missing {missing[:5]}"] if missing else []) + ([f"unexpected {unexpected[:5]}"] if unexpected else [])
+        raise ChannelError(f"the returned weights do not match the model's state dict: {', '.join(parts)}")
+    for name, expected in spec.items():
+        tensor = tensors[name]
+        if tuple(tensor.shape) != expected.shape or tensor.dtype != expected.dtype:
+            raise ChannelError(f"weight {name!r} is {tensor.dtype} {list(tensor.shape)}; the model's is "
+                               f"{expected.dtype} {list(expected.shape)}")
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ChannelError(f"weight {name!r} holds NaN or infinite values")
+    return tensors
+
+
+def decode_loss_trace(header: dict) -> list[float]:
+    trace = header.get("loss_trace", [])
+    if not isinstance(trace, list) or not all(isinstance(v, (int, float)) for v in trace):
+        raise ChannelError("the loss trace is not a list of numbers")
+    return [float(v) for v in trace]

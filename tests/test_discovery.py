@@ -1,0 +1,137 @@
+"""The outer loop end to end: offline with the symbolic proposer, and through a real local OpenAI-style server."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fake_openai_server import GOOD_CODE, FakeOpenAIServer, completion, error, good_reply_json
+from llm2.archive import Archive
+from llm2.discovery.config import DiscoveryConfig
+from llm2.discovery.loop import Discovery
+from llm2.discovery.run import create_run
+from llm2.execution import make_executor
+from llm2.proposers import make_proposer
+from llm2.tasks import get_task
+from llm2.tasks.base import EvalSetting
+
+HINGE_CODE = (
+    "def loss(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta):\n"
+    "    logits = (policy_chosen_logps - reference_chosen_logps) - (policy_rejected_logps - reference_rejected_logps)\n"
+    "    return torch.relu(1.0 - beta * logits)\n"
+)
+# The dpo code of GOOD_CODE with other names and a comment: the same normalised code.
+RENAMED_GOOD_CODE = (
+    "def my_loss(pc, pr, rc, rr, b):\n"
+    "    # same as before\n"
+    "    z = b * ((pc - rc)\n"
+    "             - (pr - rr))\n"
+    "    return -F.logsigmoid(z)\n"
+)
+RAISING_CODE = (
+    "def loss(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta):\n"
+    "    return undefined_helper(policy_chosen_logps)\n"
+)
+
+
+def run_discovery(tmp_path, config: DiscoveryConfig, proposer) -> tuple[Archive, object]:
+    task = get_task(config.task)
+    task.prepare(EvalSetting(beta=config.beta, world_seed=config.world_seed))
+    archive = create_run(config, tmp_path / "run")
+    with make_executor("local", task_name=config.task, workers=2, timeout_s=config.timeout_s) as executor:
+        summary = Discovery(config, task, archive, proposer, executor).run()
+    return archive, summary
+
+
+def assert_conversation_alternates(archive: Archive) -> None:
+    roles = [m.role for m in archive.messages()]
+    assert roles[0] == "system"
+    assert all(a != b for a, b in zip(roles[1:], roles[2:])), roles
+    assert roles[-1] == "user"
+
+
+def test_symbolic_discovery_offline(tmp_path):
+    config = DiscoveryConfig(generations=2, population=2, seeds=1, baselines=("dpo", "hinge"))
+    archive, summary = run_discovery(tmp_path, config, make_proposer("symbolic", seed=0))
+    candidates = archive.candidates()
+    baselines = [c for c in candidates if c.generation == 0]
+    proposals = [c for c in candidates if c.generation > 0]
+    assert [c.name for c in baselines] == ["dpo", "hinge"]
+    assert all(c.status == "baseline" and 0.0 < c.fitness < 1.0 for c in baselines)
+    assert [c.generation for c in proposals] == [1, 1, 2, 2]
+    assert all(c.status in ("ok", "invalid", "failed", "timeout", "duplicate") for c in proposals)
+    assert any(c.status == "ok" for c in proposals)
+    assert all(c.feedback for c in proposals)
+    assert summary.status == "finished" and summary.candidates == 4
+    run = archive.run
+    assert run.status == "finished" and run.finished_at >= run.started_at
+    assert run.config["generations"] == 2 and run.seeds["training_seeds"] == [0]
+    assert "torch" in run.versions and "python" in run.versions
+    assert_conversation_alternates(archive)
+    # every finished proposal has its reply and its feedback in the log
+    logged = [m.candidate_id for m in archive.messages() if m.candidate_id is not None]
+    assert sorted(set(logged)) == sorted(c.id for c in proposals)
+
+
+def test_openai_discovery_against_a_scripted_server(tmp_path):
+    prose = "Here is my idea:\n```json\n" + good_reply_json("hinge_idea", code=HINGE_CODE) + "\n```\nHope it helps."
+    missing_key = json.dumps({"thought": "forgot the code", "name": "no_code"})
+    script = [
+        completion(good_reply_json("plain_dpo")),  # 1 ok
+        completion(prose),  # 2 repaired, ok
+        completion(missing_key), completion(good_reply_json("ipo_like", code=GOOD_CODE.replace(
+            "-F.logsigmoid(x)", "(x / beta - 1 / (2 * beta)) ** 2"))),  # 3 re-asked, then ok
+        completion(good_reply_json("raises", code=RAISING_CODE)),  # 4 rejected at the contract stage
+        error(429, headers={"Retry-After": "0"}), completion(good_reply_json("renamed", code=RENAMED_GOOD_CODE)),
+        error(500), completion(good_reply_json("after_500", code=GOOD_CODE.replace("-F.logsigmoid(x)",
+                                                                                    "torch.exp(-x)"))),
+        completion(good_reply_json("too_slow"), delay_s=2.0),  # the client gives up and retries
+        completion(good_reply_json("after_timeout", code=GOOD_CODE.replace("-F.logsigmoid(x)",
+                                                                            "-F.logsigmoid(x) + 0.1 * x * x"))),
+    ]
+    config = DiscoveryConfig(proposer="openai", generations=7, population=1, seeds=1, baselines=("dpo",),
+                             proposer_options={"model": "fake-model"}, temperature=0.3)
+    with FakeOpenAIServer(script) as server:
+        proposer = make_proposer("openai", model="fake-model", base_url=server.base_url, api_key_env="NO_SUCH_KEY",
+                                 timeout_s=0.5, max_retries=3, backoff_s=0.01)
+        archive, summary = run_discovery(tmp_path, config, proposer)
+    proposals = [c for c in archive.candidates() if c.generation > 0]
+    assert [(c.name, c.status) for c in proposals] == [
+        ("plain_dpo", "ok"), ("hinge_idea", "ok"), ("ipo_like", "ok"), ("raises", "invalid"),
+        ("renamed", "duplicate"), ("after_500", "ok"), ("after_timeout", "ok")]
+    by_name = {c.name: c for c in proposals}
+    assert by_name["renamed"].duplicate_of == by_name["plain_dpo"].id
+    assert "plain_dpo" in by_name["renamed"].feedback
+    assert any(e.startswith("repair:") for e in by_name["hinge_idea"].reply_events)
+    assert any(e.startswith("reask:") for e in by_name["ipo_like"].reply_events)
+    assert "undefined_helper" in by_name["raises"].error
+    assert by_name["ipo_like"].prompt_tokens == 20  # two replies of 10 prompt tokens each
+    assert all(r.body["model"] == "fake-model" and r.body["temperature"] == 0.3 for r in server.requests)
+    # the proposer is shown each result: the request after "raises" carries its rejection reason
+    later_prompts = [json.dumps(r.body["messages"]) for r in server.requests[6:]]
+    assert any("undefined_helper" in p for p in later_prompts)
+    assert_conversation_alternates(archive)
+    assert summary.status == "finished"
+
+
+def test_topk_history_stays_bounded(tmp_path):
+    config = DiscoveryConfig(generations=4, population=2, seeds=1, baselines=("dpo",), history="topk", top_k=2,
+                             recent=1)
+    archive, _ = run_discovery(tmp_path, config, make_proposer("symbolic", seed=3))
+    from llm2.discovery.conversation import request_messages
+    from llm2.discovery.prompts import PromptBook
+
+    messages = request_messages(archive, config, PromptBook())
+    # system, opening with the top-2 summary, then the latest candidate's reply and feedback
+    assert [m.role for m in messages][:2] == ["system", "user"]
+    assert len(messages) <= 2 + 2 * 3  # one recent candidate, with at most two re-asks
+    assert "best 2 loss functions" in messages[1].content or "best 1 loss functions" in messages[1].content
+    assert messages[-1].role == "user"
+
+
+def test_bad_config_is_a_clear_error():
+    with pytest.raises(ValueError, match="history must be"):
+        DiscoveryConfig(history="everything")
+    with pytest.raises(ValueError, match="population must be at least 1"):
+        DiscoveryConfig(population=0)
