@@ -349,9 +349,10 @@ def _validate(connection: sqlite3.Connection, path: Path) -> None:
                            " upgrade llm2")
     if version < 1:
         raise ArchiveError(f"{path} is an incomplete llm2 archive (its creation never finished)")
-    problems = [row[0] for row in connection.execute("PRAGMA quick_check").fetchall()]
+    problems = [row[0] for row in connection.execute("PRAGMA quick_check(3)").fetchall()]
     if problems != ["ok"]:
-        raise ArchiveError(f"{path} is corrupt: {'; '.join(problems[:3])}")
+        lines = [line for problem in problems for line in problem.splitlines() if not line.startswith("***")]
+        raise ArchiveError(f"{path} is corrupt (SQLite integrity check: {'; '.join(lines[:3])})")
 
 
 def _candidate(row: sqlite3.Row) -> CandidateRecord:

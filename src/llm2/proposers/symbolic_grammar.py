@@ -30,7 +30,8 @@ def fmt(value: float) -> str:
 
 
 def rounded(value: float) -> float:
-    return float(fmt(value))
+    """New constants get 3 significant digits, so names, formulas and code stay readable."""
+    return float(f"{value:.3g}")
 
 
 def _scaled(var: str, scale: float) -> str:
@@ -64,7 +65,7 @@ class Exponential:
         return f"torch.exp(torch.clamp(-{_scaled(self.var, self.scale)}, max={fmt(EXP_CLAMP)}))"
 
     def pretty(self) -> str:
-        return f"exp(−{_pretty_scaled(self.var, self.scale)})"
+        return f"exp({_pretty_negated(self.var, self.scale)})"
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ class Saturating:
         return f"torch.sigmoid(-{_scaled(self.var, self.scale)})"
 
     def pretty(self) -> str:
-        return f"σ(−{_pretty_scaled(self.var, self.scale)})"
+        return f"σ({_pretty_negated(self.var, self.scale)})"
 
 
 # --- composites ---------------------------------------------------------------------------------------------------
@@ -129,10 +130,10 @@ class Blend:
 
     def expression(self, writer: "_Writer") -> str:
         a, b = writer.bind_child(self.a), writer.bind_child(self.b)
-        return f"{fmt(self.weight)} * {a} + {fmt(rounded(1.0 - self.weight))} * {b}"
+        return f"{fmt(self.weight)} * {a} + {fmt(1.0 - self.weight)} * {b}"
 
     def pretty(self) -> str:
-        return f"{fmt(self.weight)}·[{self.a.pretty()}] + {fmt(rounded(1.0 - self.weight))}·[{self.b.pretty()}]"
+        return f"{fmt(self.weight)}·{_bracketed(self.a)} + {fmt(1.0 - self.weight)}·{_bracketed(self.b)}"
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ class Gate:
         return f"(1.0 - {gate}) * {a} + {gate} * {b}"
 
     def pretty(self) -> str:
-        return f"(1 − g)·[{self.a.pretty()}] + g·[{self.b.pretty()}], g = σ(x/{fmt(self.tau)})"
+        return f"(1 − g)·{_bracketed(self.a)} + g·{_bracketed(self.b)}, g = σ(x/{fmt(self.tau)})"
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,7 @@ class SignWeighted:
         return f"{weight} * {inner}"
 
     def pretty(self) -> str:
-        return f"({fmt(self.neg)} if ρ < 0 else {fmt(self.pos)})·[{self.inner.pretty()}]"
+        return f"({fmt(self.neg)} if ρ < 0 else {fmt(self.pos)})·{_bracketed(self.inner)}"
 
 
 @dataclass(frozen=True)
@@ -184,13 +185,14 @@ class Sum:
 
     def pretty(self) -> str:
         weight = "" if self.weight == 1.0 else f"{fmt(self.weight)}·"
-        return f"[{self.a.pretty()}] + {weight}[{self.b.pretty()}]"
+        return f"{_bracketed(self.a)} + {weight}{_bracketed(self.b)}"
 
 
 Node = Union[Logistic, Exponential, Hinge, Squared, Saturating, Blend, Gate, SignWeighted, Sum]
 LEAVES = (Logistic, Exponential, Hinge, Squared, Saturating)
 COMPOSITES = (Blend, Gate, SignWeighted, Sum)
-KINDS: dict[str, type] = {cls.__name__.lower(): cls for cls in LEAVES + COMPOSITES}
+ALL_KINDS = LEAVES + COMPOSITES
+KINDS: dict[str, type] = {cls.__name__.lower(): cls for cls in ALL_KINDS}
 
 # The range of each tunable constant (field name -> (low, high)); constants are clipped into it.
 RANGES: dict[str, tuple[float, float]] = {
@@ -214,10 +216,8 @@ def kind_of(node: Node) -> str:
 
 
 def children(node: Node) -> list[Node]:
-    return [getattr(node, f.name) for f in fields(node) if isinstance(getattr(node, f.name), KINDS_TUPLE)]
+    return [getattr(node, f.name) for f in fields(node) if isinstance(getattr(node, f.name), ALL_KINDS)]
 
-
-KINDS_TUPLE = LEAVES + COMPOSITES
 
 
 def leaves(node: Node) -> list[Node]:
@@ -231,7 +231,7 @@ def subtrees(node: Node, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ..
     found = [(path, node)]
     for f in fields(node):
         value = getattr(node, f.name)
-        if isinstance(value, KINDS_TUPLE):
+        if isinstance(value, ALL_KINDS):
             found += subtrees(value, path + (f.name,))
     return found
 
@@ -270,7 +270,7 @@ def formula(node: Node) -> str:
     parts = []
     for f in fields(node):
         value = getattr(node, f.name)
-        if isinstance(value, KINDS_TUPLE):
+        if isinstance(value, ALL_KINDS):
             parts.append(formula(value))
         elif isinstance(value, bool):
             parts.append(str(value))
@@ -361,6 +361,17 @@ def render(node: Node) -> str:
 def _pretty_scaled(var: str, scale: float) -> str:
     meaning = VARIABLE_MEANING[var]
     return meaning if scale == 1.0 else f"{fmt(scale)}·{meaning}"
+
+
+def _pretty_negated(var: str, scale: float) -> str:
+    """−k·v, written without a double minus for xr = −β·r_r."""
+    if var == "xr":
+        return "β·r_r" if scale == 1.0 else f"{fmt(scale)}·β·r_r"
+    return "−" + _pretty_scaled(var, scale)
+
+
+def _bracketed(node: "Node") -> str:
+    return node.pretty() if isinstance(node, LEAVES) else f"[{node.pretty()}]"
 
 
 # --- the known losses as trees (for baselines and foreign code whose name is in the catalog) --------------------

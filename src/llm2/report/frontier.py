@@ -56,8 +56,8 @@ def frontier_from_evaluations(evaluations: Iterable[Any], names: Sequence[str] |
                               ) -> list[FrontierSeries]:
     """Series from archive evaluation records (candidate_name, setting, fitness, kl, status).
 
-    A frontier varies β alone: only the records of one world (world_seed, label_noise) are used, the one measured at
-    the most β values; each point is the mean ± std over the training seeds at that β. ``names`` keeps only those.
+    A frontier varies β alone: only the records of one suite and world (world_seed, label_noise) are used, the one
+    measured at the most β values; each point is the mean ± std over the training seeds at that β. ``names`` keeps only those.
     """
     usable = [r for r in evaluations
               if r.status == "ok" and finite(r.fitness) and finite(r.kl) and finite((r.setting or {}).get("beta"))
@@ -67,7 +67,7 @@ def frontier_from_evaluations(evaluations: Iterable[Any], names: Sequence[str] |
         betas_per_world[world_of(record)].add(float(record.setting["beta"]))
     if not betas_per_world:
         return []
-    world = max(betas_per_world, key=lambda w: (len(betas_per_world[w]), w == (0, None)))
+    world = max(betas_per_world, key=lambda w: (len(betas_per_world[w]), w[1:] == (0, None)))
     grouped: dict[str, dict[float, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
     for record in usable:
         if world_of(record) == world:
@@ -84,7 +84,7 @@ def frontier_from_evaluations(evaluations: Iterable[Any], names: Sequence[str] |
 
 
 def world_of(record: Any) -> tuple:
-    return record.setting.get("world_seed", 0), record.setting.get("label_noise")
+    return record.suite, record.setting.get("world_seed", 0), record.setting.get("label_noise")
 
 
 def has_frontier(series: Sequence[FrontierSeries]) -> bool:

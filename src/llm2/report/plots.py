@@ -50,6 +50,15 @@ class FrontierSeries:
     points: tuple[FrontierPoint, ...]
 
 
+LABEL_LENGTH = 48
+
+
+def plain(text: str, limit: int = LABEL_LENGTH) -> str:
+    """Untrusted text as a matplotlib label: '$' would start mathtext (and bad mathtext raises), long names cut."""
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return text.replace("$", r"\$")
+
+
 def save(fig: plt.Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
@@ -58,7 +67,7 @@ def save(fig: plt.Figure, path: Path) -> Path:
 
 
 def failure_label(point: CandidatePoint) -> str:
-    return point.status if point.stage in (None, "done") else f"{point.status} at {point.stage}"
+    return plain(point.status if point.stage in (None, "done") else f"{point.status} at {point.stage}")
 
 
 def has_fitness(point: CandidatePoint) -> bool:
@@ -90,11 +99,11 @@ def plot_discovery_curve(points: Sequence[CandidatePoint], baselines: dict[str, 
         if level is None or not math.isfinite(level):
             continue
         style = REFERENCE_STYLE if name == REFERENCE else {"color": next(palette), "linewidth": 1, "linestyle": ":"}
-        top.axhline(level, label=f"{name} (baseline) {level:.3f}", **style)
+        top.axhline(level, label=f"{plain(name)} (baseline) {level:.3f}", **style)
     if REFERENCE not in baselines:
         top.plot([], [], label="dpo: not measured in this run", **REFERENCE_STYLE)
     top.set_ylabel("fitness (mean gold reward)")
-    top.set_title(title)
+    top.set_title(plain(title, 120))
     top.grid(alpha=0.3)
     top.legend(loc="best", fontsize=8)
     if not scored:
@@ -119,17 +128,29 @@ def plot_discovery_curve(points: Sequence[CandidatePoint], baselines: dict[str, 
     return save(fig, path)
 
 
-def robust_limits(curves: Sequence[np.ndarray], must_show: np.ndarray | None) -> tuple[float, float] | None:
-    """y limits that keep the bulk of every curve and all of dpo, so one exploding tail cannot flatten the rest."""
-    pooled = np.concatenate([c[np.isfinite(c)] for c in curves]) if curves else np.array([])
-    if pooled.size == 0:
-        return None
-    low, high = np.percentile(pooled, 1), np.percentile(pooled, 95)
-    if must_show is not None and np.isfinite(must_show).any():
-        low = min(low, np.nanmin(must_show))
-        high = max(high, np.nanmax(must_show))
-    pad = 0.08 * (high - low) if high > low else 1.0
-    return float(low - pad), float(high + pad)
+OFF_SCALE_FACTOR = 8.0  # a curve whose span exceeds this many dpo spans is clipped rather than squashing dpo
+
+
+def shape_limits(curves: dict[str, np.ndarray], reference: np.ndarray | None) -> tuple[tuple[float, float] | None,
+                                                                                         list[str]]:
+    """y limits that show dpo and every curve of comparable scale in full; the names of the curves clipped."""
+    def extent(y: np.ndarray) -> tuple[float, float] | None:
+        finite = y[np.isfinite(y)]
+        return (float(finite.min()), float(finite.max())) if finite.size else None
+
+    extents = {name: e for name, y in curves.items() if (e := extent(y)) is not None}
+    if not extents:
+        return None, []
+    reference_extent = extent(reference) if reference is not None else None
+    if reference_extent is None:
+        allowed = max(high - low for low, high in extents.values())
+    else:
+        allowed = OFF_SCALE_FACTOR * max(reference_extent[1] - reference_extent[0], 1e-3)
+    shown = {name: e for name, e in extents.items() if e[1] - e[0] <= allowed}
+    low = min(e[0] for e in shown.values())
+    high = max(e[1] for e in shown.values())
+    pad = 0.06 * (high - low) if high > low else 0.5
+    return (low - pad, high + pad), sorted(set(extents) - set(shown))
 
 
 def plot_loss_shapes(shapes: Sequence[LossShape], path: Path, beta: float,
@@ -145,33 +166,31 @@ def plot_loss_shapes(shapes: Sequence[LossShape], path: Path, beta: float,
     for column in range(columns):
         for row, (attribute, symbol) in enumerate((("f", "f(x)"), ("df", "f′(x) = df/dx"))):
             ax = axes[row][column]
-            curves, reference = [], None
+            curves = {s.name: np.asarray(getattr(s.panels[column], attribute), dtype=float)
+                      for s in drawable if column < len(s.panels)}
+            limits, clipped = shape_limits(curves, curves.get(REFERENCE))
             for shape in drawable:
-                if column >= len(shape.panels):
-                    continue
-                p = shape.panels[column]
-                y = np.asarray(getattr(p, attribute), dtype=float)
-                label = shape.name + (" (batch statistics)" if shape.batch_dependent else "")
-                ax.plot(p.x, y, label=label, zorder=5 if shape.name == REFERENCE else 3, **styles[shape.name])
-                curves.append(y)
-                if shape.name == REFERENCE:
-                    reference = y
-            limits = robust_limits(curves, reference)
+                if shape.name in curves:
+                    ax.plot(shape.panels[column].x, curves[shape.name], zorder=5 if shape.name == REFERENCE else 3,
+                            **styles[shape.name])
             if limits:
                 ax.set_ylim(*limits)
             ax.axhline(0, color="gray", linewidth=0.6)
             ax.axvline(0, color="gray", linewidth=0.6)
             ax.set_xlabel("x = β·ρ")
             ax.set_ylabel(symbol)
-            if drawable and column < len(drawable[0].panels):
-                xs = drawable[0].panels[column].x
-                ax.set_title(f"{symbol} for x ∈ [{xs[0]:g}, {xs[-1]:g}]", fontsize=10)
+            xs = next(s.panels[column].x for s in drawable if column < len(s.panels)) if curves else (0.0, 0.0)
+            off_scale = "" if not clipped else "\noff scale (clipped): " + plain(", ".join(clipped), 80)
+            ax.set_title(f"{symbol} for x ∈ [{xs[0]:g}, {xs[-1]:g}]{off_scale}", fontsize=10)
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=8, loc="best")
+    # One legend for all panels, below them, so that no curve is hidden behind it.
+    handles = [plt.Line2D([], [], **styles[s.name]) for s in drawable]
+    labels = [plain(s.name) + (" (uses batch statistics)" if s.batch_dependent else "") for s in drawable]
+    fig.tight_layout(rect=(0, 0.06, 1, 0.95))
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, max(1, len(labels))), fontsize=9, frameon=False)
     missing = [s for s in shapes if s not in drawable]
-    note = "" if not missing else "\nnot drawn: " + "; ".join(f"{s.name} ({s.error})" for s in missing)[:300]
-    fig.suptitle(f"{title} (ρ = r_c − r_r, β = {beta:g}; reference terms 0){note}", fontsize=11)
-    fig.tight_layout()
+    note = "" if not missing else "\nnot drawn: " + plain("; ".join(f"{s.name} ({s.error})" for s in missing), 150)
+    fig.suptitle(f"{plain(title, 120)} (ρ = r_c − r_r, β = {beta:g}; reference terms 0){note}", fontsize=11)
     return save(fig, path)
 
 
@@ -188,7 +207,7 @@ def plot_frontier(series: Sequence[FrontierSeries], path: Path, reference_point:
         style = dict(REFERENCE_STYLE) if s.name == REFERENCE else {"color": next(colors), "linewidth": 1.5}
         ax.errorbar([p.kl for p in points], [p.reward for p in points],
                     xerr=[p.kl_std or 0.0 for p in points], yerr=[p.reward_std or 0.0 for p in points],
-                    marker="o", markersize=5, capsize=2, label=s.name, zorder=5 if s.name == REFERENCE else 3,
+                    marker="o", markersize=5, capsize=2, label=plain(s.name), zorder=5 if s.name == REFERENCE else 3,
                     **style)
         for p in points:
             ax.annotate(f"β={p.beta:g}", (p.kl, p.reward), textcoords="offset points", xytext=(4, 4),

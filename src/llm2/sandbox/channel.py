@@ -21,7 +21,7 @@ from safetensors.torch import save as save_safetensors
 
 _FRAME = struct.Struct("!II")
 MAX_HEADER_BYTES = 1 << 20
-HEADER_KINDS = frozenset({"probe", "result", "error"})
+HEADER_KINDS = frozenset({"stage", "probe", "result", "error"})
 
 
 class ChannelError(Exception):

@@ -62,6 +62,7 @@ class World:
     reference_logps_b: torch.Tensor
     heldout_prompts: torch.Tensor  # [heldout, prompt]
     _pairs: dict[float, PreferencePairs] = field(default_factory=dict, repr=False)
+    _frozen_reference: TinyGPT | None = field(default=None, repr=False)
 
     def gold_reward(self, sequences: torch.Tensor) -> torch.Tensor:
         """r*(x, y) in (0, 1): the standardised sum of token rewards over the completion, through a sigmoid."""
@@ -69,9 +70,16 @@ class World:
         return torch.sigmoid((total - self.reward_mean) / self.reward_std + self.reward_offset)
 
     def reference_model(self) -> TinyGPT:
+        """A fresh copy of the reference, to be trained."""
         model = TinyGPT(self.config)
         model.load_state_dict(self.reference_weights)
         return model
+
+    def frozen_reference(self) -> TinyGPT:
+        """The reference in eval mode, shared: for KL estimates only, never trained."""
+        if self._frozen_reference is None:
+            self._frozen_reference = self.reference_model().eval().requires_grad_(False)
+        return self._frozen_reference
 
     def pairs(self, label_noise: float | None = None) -> PreferencePairs:
         """The pairs labelled by Bradley-Terry so that ``label_noise`` of the labels disagree with the gold reward."""

@@ -1,0 +1,98 @@
+"""``llm2 leaderboard DIR``: a run's best candidates as a table (or JSON), dpo always shown as the reference."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+
+class NoArchive(click.ClickException):
+    """DIR holds no readable llm2 archive: a usage problem (exit code 2), shown without a traceback."""
+
+    exit_code = 2
+
+
+def open_run_archive(run_dir: Path):
+    """Open DIR's archive read-only, or stop the command with a clear message and exit code 2."""
+    from llm2.archive import Archive, ArchiveError
+
+    try:
+        return Archive.open(run_dir, readonly=True)
+    except ArchiveError as exc:
+        raise NoArchive(f"{exc}. Give the directory of a run made by `llm2 discover`.") from None
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _fitness_text(candidate) -> str:
+    if candidate.fitness is None:
+        return "-"
+    if candidate.fitness_std is None:
+        return f"{candidate.fitness:.4f}"
+    return f"{candidate.fitness:.4f} ± {candidate.fitness_std:.4f}"
+
+
+def render_table(rows, run, counts, show_errors: bool):
+    from rich.table import Table
+
+    proposals = {status: n for status, n in counts.items() if status != "baseline"}
+    summary = ", ".join(f"{n} {status}" for status, n in sorted(proposals.items()))
+    table = Table(title=f"llm2 run {run.run_id} · task {run.task} · proposer {run.proposer}"
+                        f"{' (' + run.model + ')' if run.model else ''} · {run.status}",
+                  caption=f"{sum(proposals.values())} proposals ({summary or 'none yet'}) and"
+                          f" {counts.get('baseline', 0)} baselines; dpo is the reference row")
+    table.add_column("#", justify="right")
+    table.add_column("name")
+    table.add_column("fitness (mean ± std)", justify="right")
+    table.add_column("KL", justify="right")
+    table.add_column("status")
+    table.add_column("gen", justify="right")
+    table.add_column("seconds", justify="right")
+    if show_errors:
+        table.add_column("why", overflow="fold", max_width=60)
+    # A reference row added below the top N gets a rule above it, so it does not read as the N+1th.
+    appended_reference = len(rows) > 1 and rows[-1].is_reference and rows[-1].rank != len(rows)
+    for position, row in enumerate(rows):
+        c = row.candidate
+        name = c.name + (" (reference)" if row.is_reference else " (baseline)" if c.is_baseline else "")
+        cells = [str(row.rank) if row.rank is not None else "-", name, _fitness_text(c), _number(c.kl, 3),
+                 c.status, str(c.generation), _number(c.seconds, 1)]
+        if show_errors:
+            cells.append(c.error or (f"duplicate of #{c.duplicate_of}" if c.duplicate_of else ""))
+        style = "bold" if row.is_reference else "italic" if c.is_baseline else None
+        table.add_row(*cells, style=style, end_section=appended_reference and position == len(rows) - 2)
+    return table
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True,
+              help="How many scored candidates and baselines to show.")
+@click.option("--all", "show_all", is_flag=True, help="Every candidate, failed and rejected ones included.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout instead of the table.")
+def leaderboard(run_dir: Path, top: int, show_all: bool, as_json: bool) -> None:
+    """The best candidates of the run in RUN_DIR by fitness, with dpo as the reference row."""
+    from llm2.archive.ranking import leaderboard_rows, status_counts
+
+    archive = open_run_archive(run_dir)
+    try:
+        run, rows, counts = archive.run, leaderboard_rows(archive, top, include_all=show_all), status_counts(archive)
+    finally:
+        archive.close()
+    if as_json:
+        click.echo(json.dumps({"run": run.as_dict(), "counts": counts, "rows": [r.as_dict() for r in rows]},
+                              indent=2))
+        return
+    from rich.console import Console
+
+    # Piped output (a file, a test) gets a fixed wide table instead of rich's 80-column default.
+    console = Console() if sys.stdout.isatty() else Console(width=140)
+    if not rows:
+        console.print(f"run {run.run_id} has no scored candidate yet ({run.status}).")
+        return
+    console.print(render_table(rows, run, counts, show_errors=show_all))

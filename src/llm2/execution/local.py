@@ -1,0 +1,86 @@
+"""The local executor: a pool of warm sandbox workers on this machine, fed from one queue."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import queue
+import shutil
+import tempfile
+import threading
+
+from llm2.evaluation import EvalResult
+from llm2.execution.base import EvalJob, ExecutorBase, completed
+from llm2.sandbox.static_checks import static_check, static_error
+from llm2.sandbox.worker import WorkerConfig, WorkerGone, WorkerHandle
+from llm2.tasks.base import Contract
+
+_STOP = object()
+
+
+class LocalExecutor(ExecutorBase):
+    def __init__(self, config: WorkerConfig, contract: Contract, workers: int):
+        self._contract = contract
+        self._static_checks = config.static_checks
+        self._root = tempfile.mkdtemp(prefix="llm2-exec-")
+        config = WorkerConfig(config.task_name, config.task_options, config.limits, config.cascade,
+                              config.static_checks, scratch_root=self._root)
+        self._queue: queue.Queue = queue.Queue()
+        self._closed = False
+        self._lock = threading.Lock()
+        self.handles = [WorkerHandle(config, log_dir=self._root) for _ in range(max(1, workers))]
+        self._threads = [threading.Thread(target=self._serve, args=(h,), name=f"llm2-worker-{i}", daemon=True)
+                         for i, h in enumerate(self.handles)]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, job: EvalJob) -> concurrent.futures.Future[EvalResult]:
+        if self._static_checks:  # answered at once, without a round trip to a worker
+            problems = static_check(job.code, self._contract)
+            if problems:
+                return completed(EvalResult("invalid", "static", static_error(problems)))
+        future: concurrent.futures.Future[EvalResult] = concurrent.futures.Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the executor is closed")
+            self._queue.put((job, future))
+        return future
+
+    def _serve(self, handle: WorkerHandle) -> None:
+        try:
+            handle.start()
+        except WorkerGone:
+            pass  # ``run`` retries the start and reports the reason with the first job
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                handle.close()
+                return
+            job, future = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(handle.run(job))
+            except BaseException as exc:  # noqa: BLE001 - the future must always complete
+                future.set_result(EvalResult("failed", "train", f"executor error: {type(exc).__name__}: {exc}"))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        while True:  # jobs never started end as cancelled
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not _STOP:
+                item[1].cancel()
+        for _ in self._threads:
+            self._queue.put(_STOP)
+        for handle in self.handles:
+            handle.interrupt()  # a job still running ends as a failed result; an idle worker is left to exit
+        for thread, handle in zip(self._threads, self.handles):
+            thread.join(timeout=30)
+            if thread.is_alive():  # pragma: no cover - a thread stuck beyond every deadline
+                handle.stop()
+        shutil.rmtree(self._root, ignore_errors=True)

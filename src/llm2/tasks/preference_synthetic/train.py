@@ -1,0 +1,96 @@
+"""The inner training loop: the policy starts at the reference and minimises the candidate's mean per-pair loss.
+
+The loss is called positionally, ``fn(policy_chosen, policy_rejected, reference_chosen, reference_rejected, beta)``,
+as the paper's code does, so a candidate may name its parameters as it likes.
+A loss that breaks the contract (raises, wrong shape, no gradient, non-finite at the first step) raises
+CandidateError; one that becomes non-finite later has diverged: training stops and the weights so far are kept.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+from llm2.tasks.base import CandidateError, EvalSetting, LossFn, TrainOutput
+from llm2.tasks.preference_synthetic.config import TrainConfig
+from llm2.tasks.preference_synthetic.model import completion_logps
+from llm2.tasks.preference_synthetic.world import PreferencePairs, World, single_thread
+
+
+def total_steps(pairs: int, setting: EvalSetting, config: TrainConfig) -> int:
+    return max(1, round(setting.budget * config.epochs * (pairs // config.batch_size)))
+
+
+def batch_indices(pairs: int, steps: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """``steps`` batches of shuffled pair indices, reshuffled at every epoch; the partial last batch is dropped."""
+    batches: list[torch.Tensor] = []
+    while len(batches) < steps:
+        batches.extend(torch.randperm(pairs, generator=generator).split(batch_size)[:pairs // batch_size])
+    return batches[:steps]
+
+
+def pairwise_losses(fn: LossFn, args: tuple, batch: int, step: int) -> torch.Tensor:
+    """The candidate's per-pair losses, or a CandidateError saying how they break the contract."""
+    where = f"at training step {step}"
+    try:
+        losses = fn(*args)
+    except Exception as exc:  # noqa: BLE001 - any failure of candidate code is the candidate's
+        raise CandidateError(f"the loss raised {type(exc).__name__}: {exc} ({where})", stage="train") from None
+    if not isinstance(losses, torch.Tensor):
+        raise CandidateError(f"the loss returned {type(losses).__name__}, not a torch.Tensor ({where})", stage="train")
+    if tuple(losses.shape) != (batch,):
+        raise CandidateError(f"the loss returned shape {tuple(losses.shape)} but the contract needs ({batch},)"
+                             f" ({where})", stage="train")
+    if not losses.requires_grad:
+        raise CandidateError(f"the loss has no gradient with respect to the policy log-probs ({where})",
+                             stage="train")
+    return losses
+
+
+def train_policy(fn: LossFn, world: World, pairs: PreferencePairs, setting: EvalSetting, config: TrainConfig,
+                 probe_fraction: float, checkpoint: Callable[[TrainOutput], bool] | None = None) -> TrainOutput:
+    steps = total_steps(len(pairs), setting, config)
+    probe_step = max(1, math.ceil(probe_fraction * steps))
+    trace: list[float] = []
+    stop_reason = None
+    with single_thread(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(setting.seed)  # dropout masks
+        order = batch_indices(len(pairs), steps, config.batch_size, torch.Generator().manual_seed(setting.seed))
+        policy = world.reference_model().train()  # train mode: dropout is the noise real training has
+        optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr)
+        for step, index in enumerate(order):
+            # chosen and rejected in one forward pass
+            logps = completion_logps(policy, torch.cat([pairs.chosen[index], pairs.rejected[index]]),
+                                     world.config.prompt_length).sum(dim=1)
+            chosen, rejected = logps.split(len(index))
+            args = (chosen, rejected, pairs.reference_chosen_logps[index], pairs.reference_rejected_logps[index],
+                    float(setting.beta))
+            loss = pairwise_losses(fn, args, len(index), step).mean()
+            if not torch.isfinite(loss):
+                if step == 0:  # broken at the starting point: a contract violation, not a divergence
+                    raise CandidateError(f"the loss is not finite ({loss.item()}) at the first training step",
+                                         stage="train")
+                stop_reason = f"the loss became non-finite ({loss.item()}) at step {step}"
+                break
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), math.inf)
+            if not torch.isfinite(grad_norm):  # checked before the update, so the weights stay finite
+                stop_reason = f"the gradient became non-finite at step {step}"
+                break
+            optimizer.step()
+            trace.append(loss.item())
+            if checkpoint is not None and step + 1 == probe_step:
+                if not checkpoint(TrainOutput(snapshot(policy), list(trace), step + 1)):
+                    stop_reason = f"stopped by the probe checkpoint after {step + 1} of {steps} steps"
+                    break
+    if stop_reason is None and not all(torch.isfinite(p).all() for p in policy.parameters()):
+        stop_reason = "the weights became non-finite"
+    return TrainOutput(snapshot(policy), trace, len(trace), stop_reason)
+
+
+def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Weights as independent contiguous tensors, ready for safetensors."""
+    return {name: tensor.detach().clone().contiguous() for name, tensor in model.state_dict().items()}

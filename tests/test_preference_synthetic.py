@@ -1,0 +1,235 @@
+"""The synthetic preference world is a faithful miniature of the paper's IMDb experiment (issue 2, DESIGN.md §4).
+
+Seeds are fixed; one world (cached under conftest's LLM2_CACHE_DIR) and one table of results serve every test.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from llm2.objectives import OBJECTIVES
+from llm2.tasks import get_task
+from llm2.tasks.base import CandidateError, EvalSetting, Metrics, TrainOutput
+
+SEEDS = (0, 1, 2)
+BETA = 0.05
+
+
+@pytest.fixture(scope="module")
+def task():
+    task = get_task("preference-synthetic")
+    task.prepare(task.default_setting)
+    return task
+
+
+@pytest.fixture(scope="module")
+def results(task):
+    """Memoised (fitness, kl) per (objective name, beta, seed): several tests share the same runs."""
+    table: dict[tuple[str, float, int], Metrics] = {}
+
+    def run(name: str, beta: float = BETA, seed: int = 0) -> Metrics:
+        key = (name, beta, seed)
+        if key not in table:
+            setting = task.default_setting.replace(beta=beta, seed=seed)
+            table[key] = task.score(task.train(OBJECTIVES[name], setting), setting)
+        return table[key]
+
+    return run
+
+
+def seed_stats(results, name: str, beta: float = BETA) -> tuple[float, float]:
+    rewards = [results(name, beta, seed).fitness for seed in SEEDS]
+    return statistics.mean(rewards), statistics.stdev(rewards)
+
+
+# --- faithfulness -------------------------------------------------------------------------------------------------
+
+def test_labels_disagree_with_gold_reward_at_a_human_like_rate(task):
+    world = task.world(task.default_setting)
+    assert 0.05 <= world.pairs().disagreement <= 0.40
+    assert world.pairs(0.1).disagreement < world.pairs().disagreement < world.pairs(0.3).disagreement
+    assert world.pairs(0.0).disagreement == 0.0
+
+
+def test_reference_scores_about_the_configured_reward(task):
+    reference = task.reference_metrics(task.default_setting)
+    assert abs(reference.fitness - 0.4) < 0.05
+    assert reference.kl == pytest.approx(0.0, abs=1e-5)
+
+
+def test_dpo_raises_gold_reward_far_beyond_seed_spread(task, results):
+    mean, std = seed_stats(results, "dpo")
+    gain = mean - task.reference_metrics(task.default_setting).fitness
+    assert gain > 0.15
+    assert gain > 10 * std
+
+
+def test_kl_grows_as_beta_shrinks(results):
+    kls = [results("dpo", beta).kl for beta in (0.5, 0.1, 0.025)]
+    assert kls[0] < kls[1] < kls[2], kls
+
+
+def test_objectives_are_told_apart_at_beta_005(results):
+    stats = {name: seed_stats(results, name) for name in ("dpo", "hinge", "ipo", "discopop")}
+    names = sorted(stats)
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            gap = abs(stats[first][0] - stats[second][0])
+            spread = max(stats[first][1], stats[second][1])
+            assert gap > 3 * spread, f"{first} {stats[first]} vs {second} {stats[second]}"
+
+
+def _zero_loss(policy_chosen, policy_rejected, reference_chosen, reference_rejected, beta):
+    return 0.0 * (policy_chosen + policy_rejected)
+
+
+def _symmetric_loss(policy_chosen, policy_rejected, reference_chosen, reference_rejected, beta):
+    x = beta * ((policy_chosen - policy_rejected) - (reference_chosen - reference_rejected))
+    return -F.logsigmoid(x) - F.logsigmoid(-x)  # the same whichever completion was preferred
+
+
+@pytest.mark.parametrize("loss", [_zero_loss, _symmetric_loss])
+def test_losses_that_ignore_the_preferences_stay_at_the_reference(task, loss):
+    setting = task.default_setting
+    metrics = task.score(task.train(loss, setting), setting)
+    assert abs(metrics.fitness - task.reference_metrics(setting).fitness) < 0.05
+
+
+# --- determinism, weights across a process boundary, training noise --------------------------------------------
+
+def test_same_seed_gives_identical_numbers(task, results):
+    setting = task.default_setting
+    again = task.score(task.train(OBJECTIVES["dpo"], setting), setting)
+    assert again == results("dpo")
+
+
+def test_scoring_weights_loaded_from_safetensors_bytes_gives_the_same_metrics(task):
+    setting = task.default_setting.replace(budget=0.1)
+    output = task.train(OBJECTIVES["dpo"], setting)
+    loaded = TrainOutput(load_safetensors(save_safetensors(output.weights)), output.loss_trace, output.steps)
+    assert task.score(loaded, setting, quick=True) == task.score(output, setting, quick=True)
+
+
+def test_policy_trains_with_dropout_so_first_step_margins_are_not_all_zero(task):
+    seen: list[torch.Tensor] = []
+
+    def recording_dpo(policy_chosen, policy_rejected, reference_chosen, reference_rejected, beta):
+        if not seen:
+            seen.append(((policy_chosen - policy_rejected) - (reference_chosen - reference_rejected)).detach())
+        return OBJECTIVES["dpo"](policy_chosen, policy_rejected, reference_chosen, reference_rejected, beta)
+
+    task.train(recording_dpo, task.default_setting.replace(budget=0.02))
+    assert seen[0].abs().max() > 1e-3
+
+
+def test_quick_scoring_uses_fewer_prompts_and_agrees_roughly(task):
+    setting = task.default_setting
+    reference = TrainOutput(task.world(setting).reference_weights, [], 0)
+    quick, full = task.score(reference, setting, quick=True), task.score(reference, setting)
+    assert quick != full
+    assert abs(quick.fitness - full.fitness) < 0.1
+
+
+# --- the training loop's guards ---------------------------------------------------------------------------------
+
+def test_checkpoint_is_called_once_after_the_probe_fraction_and_can_stop_training(task):
+    calls: list[TrainOutput] = []
+    setting = task.default_setting.replace(budget=0.2)
+    output = task.train(OBJECTIVES["dpo"], setting, checkpoint=lambda out: calls.append(out) or False)
+    assert len(calls) == 1
+    assert output.steps == calls[0].steps < 20
+    assert "probe" in output.stop_reason
+
+
+def test_loss_that_diverges_mid_run_stops_early_with_a_reason(task):
+    calls = []
+
+    def diverging(policy_chosen, policy_rejected, reference_chosen, reference_rejected, beta):
+        calls.append(1)
+        losses = OBJECTIVES["dpo"](policy_chosen, policy_rejected, reference_chosen, reference_rejected, beta)
+        return losses * math.nan if len(calls) > 3 else losses
+
+    output = task.train(diverging, task.default_setting.replace(budget=0.2))
+    assert output.steps == 3
+    assert "non-finite" in output.stop_reason
+    assert all(torch.isfinite(w).all() for w in output.weights.values())
+
+
+@pytest.mark.parametrize("loss, message", [
+    (lambda pc, pr, rc, rr, beta: (pc - pr).mean(), "shape () but the contract needs (16,)"),
+    (lambda pc, pr, rc, rr, beta: (rc - rr) * beta, "no gradient"),
+    (lambda pc, pr, rc, rr, beta: (pc - pr) * math.nan, "not finite"),
+    (lambda pc, pr, rc, rr, beta: pc[100], "raised IndexError"),
+])
+def test_loss_that_breaks_the_contract_mid_run_raises_a_clear_error(task, loss, message):
+    with pytest.raises(CandidateError, match=message.replace("(", r"\(").replace(")", r"\)")) as error:
+        task.train(loss, task.default_setting.replace(budget=0.05))
+    assert error.value.stage == "train"
+
+
+# --- contract checks --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["dpo", "hinge", "ipo", "kto_pair", "discopop", "aqfl"])
+def test_catalog_objectives_pass_the_contract_check(task, name):
+    task.check_contract(OBJECTIVES[name])
+
+
+@pytest.mark.parametrize("loss, message", [
+    (lambda pc, pr, rc, rr, beta: -F.logsigmoid(beta * (pc - pr)).mean(),
+     "returned shape () but the contract needs (8,)"),
+    (lambda pc, pr, rc, rr, beta: torch.stack([pc, pr], 1),
+     "returned shape (8, 2) but the contract needs (8,)"),
+    (lambda pc, pr, rc, rr, beta: (pc - pr)[:1], "returned shape (1,) but the contract needs (8,)"),
+    (lambda pc, pr, rc, rr, beta: float((pc - pr).sum()), "returned float, not a torch.Tensor"),
+    (lambda pc, pr, rc, rr, beta: (pc > pr).long(), "torch.int64, not a float tensor"),
+    (lambda pc, pr, rc, rr, beta: torch.log(pc - pr), "non-finite values"),
+    (lambda pc, pr, rc, rr, beta: (pc - pr).detach(), "no gradient with respect to the policy log-probs"),
+    (lambda pc, pr, rc, rr, beta: beta * (rc - rr), "no gradient with respect to the policy log-probs"),
+    (lambda pc, pr, rc, rr, beta: undefined_name, "raised NameError"),  # noqa: F821
+    (lambda pc, pr, rc, rr, beta: (pc - pr) - (pc - pr).mean() if len(pc) > 1 else pc.sum(),
+     "returned shape () but the contract needs (1,)"),
+])
+def test_contract_check_says_exactly_what_is_wrong(task, loss, message):
+    with pytest.raises(CandidateError, match=message.replace("(", r"\(").replace(")", r"\)")) as error:
+        task.check_contract(loss)
+    assert error.value.stage == "contract"
+
+
+# --- the task's other answers ------------------------------------------------------------------------------------
+
+def test_heldout_settings_each_differ_from_the_base_in_one_knob(task):
+    base = task.default_setting
+    settings = task.heldout_settings(base)
+    changed = [{k for k in base.__dict__ if getattr(s, k) != getattr(base, k)} for s in settings]
+    assert all(len(c) == 1 for c in changed)
+    assert {next(iter(c)) for c in changed} == {"beta", "world_seed", "label_noise"}
+    assert sorted(s.beta for s, c in zip(settings, changed) if c == {"beta"}) == [0.01, 0.025, 0.1, 0.5]
+
+
+def test_collapse_reason_flags_rewards_far_below_the_reference(task):
+    setting = task.default_setting
+    reference = task.reference_metrics(setting).fitness
+    assert task.collapse_reason(Metrics(fitness=reference), setting) is None
+    assert "collapsed" in task.collapse_reason(Metrics(fitness=reference - 0.3), setting)
+    assert "not a number" in task.collapse_reason(Metrics(fitness=math.nan), setting)
+
+
+def test_scoring_rejects_weights_that_do_not_fit_the_model(task):
+    setting = task.default_setting
+    weights = dict(task.world(setting).reference_weights)
+    weights["head.weight"] = torch.zeros(3, 3)
+    with pytest.raises(CandidateError, match="head.weight has shape"):
+        task.score(TrainOutput(weights, [], 0), setting)
+
+
+def test_baselines_are_the_catalog_code(task):
+    assert set(task.baselines) == {"dpo", "hinge", "ipo", "kto_pair"}
+    assert task.baselines["dpo"] == OBJECTIVES["dpo"].code
+    assert task.contract.function_name == "loss"
