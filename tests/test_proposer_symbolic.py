@@ -2,6 +2,7 @@
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -14,9 +15,11 @@ from llm2.proposers import make_proposer
 from llm2.proposers.base import Message, ProposalRequest, ScoredCandidate
 from llm2.proposers.symbolic import SymbolicProposer
 from llm2.proposers.symbolic_grammar import (
-    KNOWN_TREES, Blend, Gate, Hinge, Logistic, formula, parse_formula, render, tree_from_code,
+    KNOWN_TREES, Blend, Gate, Hinge, Logistic, Saturating, SignWeighted, Sum, canonical, formula, parse_formula,
+    render, tree_from_code,
 )
 from llm2.sandbox.static_checks import static_check
+from llm2.tasks.preference_synthetic.task import check_preference_contract
 
 BASELINE_FITNESS = {"dpo": 0.907, "hinge": 0.927, "ipo": 0.827, "kto_pair": 0.85}
 BASELINES = tuple(ScoredCandidate(name, OBJECTIVES[name].code, fitness, "ok")
@@ -38,11 +41,11 @@ def proxy_fitness(fn) -> float | None:
     value = fn(x / 0.2, -x / 0.2, zero, zero, 0.1).mean()  # x = β·ρ; β·r_c = −β·r_r = x / 2
     (grad,) = torch.autograd.grad(value, x)
     slope = -grad.sum().item()
-    return None if not math.isfinite(slope) else 0.8 + 0.1 * math.tanh(slope / 31.0)
+    return None if not math.isfinite(slope) else 0.8 + 0.1 * math.tanh(slope)
 
 
-def run(proposer, count, first_seed=0):
-    history = list(BASELINES)
+def run(proposer, count, first_seed=0, baselines=BASELINES):
+    history = list(baselines)
     replies = []
     for index in range(count):
         reply = proposer.propose(request(history, first_seed + index))
@@ -71,6 +74,7 @@ def test_200_generated_candidates_all_pass_the_contract():
         assert parsed.repairs == (), parsed.repairs  # the symbolic proposer writes clean JSON
         assert static_check(parsed.code, PREFERENCE_CONTRACT) == [], parsed.code
         fn = load_function(parsed.code, PREFERENCE_CONTRACT)
+        check_preference_contract(fn)  # the task's own unit checks
         check_contract(fn, 8, generator)
         check_contract(fn, 1, generator)
     names = [p.name for p in replies]
@@ -103,12 +107,10 @@ def test_thought_names_parents_fitness_and_change():
 
 
 def test_search_climbs_the_proxy_fitness():
-    _, history = run(SymbolicProposer(seed=0), 40)
-    start = max(c.fitness for c in BASELINES if c.fitness is not None)
-    best = max(c.fitness for c in history if c.fitness is not None)
-    proxy_of_baselines = {c.name: proxy_fitness(load_function(c.code, PREFERENCE_CONTRACT)) for c in BASELINES}
-    assert best > max(proxy_of_baselines.values())
-    assert start  # baselines were in the pool
+    baselines = [replace(c, fitness=proxy_fitness(load_function(c.code, PREFERENCE_CONTRACT))) for c in BASELINES]
+    _, history = run(SymbolicProposer(seed=0), 40, baselines=baselines)
+    best_found = max(c.fitness for c in history[len(baselines):] if c.fitness is not None)
+    assert best_found > max(c.fitness for c in baselines) + 0.01
 
 
 def test_formula_round_trip_and_known_trees():
@@ -120,6 +122,14 @@ def test_formula_round_trip_and_known_trees():
         theirs = OBJECTIVES[name].fn
         inputs = [-torch.rand(16, generator=torch.Generator().manual_seed(i)) * 30 for i in range(4)]
         torch.testing.assert_close(ours(*inputs, 0.1), theirs(*inputs, 0.1), rtol=1e-4, atol=1e-5)
+
+
+def test_canonical_folds_redundant_structure():
+    hinge, anchor = Hinge("x", 1.0, 1.0), Saturating("xc", 1.0)
+    assert canonical(SignWeighted(0.5, 1.0, SignWeighted(0.5, 0.8, hinge))) == SignWeighted(0.25, 0.8, hinge)
+    assert canonical(Gate(0.1, hinge, hinge)) == hinge
+    assert canonical(Blend(0.3, Logistic("x", 1.0), Blend(0.5, hinge, hinge))) == Blend(0.3, Logistic("x", 1.0), hinge)
+    assert canonical(Sum(0.2, Sum(0.25, hinge, anchor), anchor)) == Sum(0.45, hinge, anchor)
 
 
 @pytest.mark.parametrize("text", ["__import__('os')", "hinge(x, 1.0)", "hinge(y, 1.0, 1.0)", "dpo()", "1 + 2",

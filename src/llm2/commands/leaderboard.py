@@ -77,6 +77,10 @@ def render_table(rows, run, counts, show_errors: bool):
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout instead of the table.")
 def leaderboard(run_dir: Path, top: int, show_all: bool, as_json: bool) -> None:
     """The best candidates of the run in RUN_DIR by fitness, with dpo as the reference row."""
+    print_leaderboard(run_dir, top, show_all, as_json)
+
+
+def print_leaderboard(run_dir: Path, top: int = 10, show_all: bool = False, as_json: bool = False) -> None:
     from llm2.archive.ranking import leaderboard_rows, status_counts
 
     archive = open_run_archive(run_dir)

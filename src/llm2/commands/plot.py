@@ -30,7 +30,7 @@ def objectives(names: tuple[str, ...], out: Path, beta: float, wide: tuple[float
     """
     from llm2.objectives import get_objective
     from llm2.report.plots import REFERENCE, plot_loss_shapes
-    from llm2.report.shapes import loss_shape
+    from llm2.report.shape_worker import loss_shape
 
     if beta <= 0:
         raise click.BadParameter(f"β must be positive, not {beta}", param_hint="--beta")
@@ -50,7 +50,8 @@ def objectives(names: tuple[str, ...], out: Path, beta: float, wide: tuple[float
         if shape.error:
             click.echo(f"warning: {shape.name} could not be evaluated: {shape.error}", err=True)
     plot_loss_shapes(shapes, out, beta)
-    click.echo(f"wrote {out}")
+    drawn = ", ".join(s.name for s in shapes if s.error is None)
+    click.echo(f"wrote {out} ({drawn}; dpo is the reference)")
 
 
 @plot.command("frontier")
@@ -80,4 +81,4 @@ def frontier(eval_json: Path, out: Path) -> None:
     if not any(s.name == REFERENCE for s in series):
         click.echo("warning: dpo is not in this file; evaluate it too to draw the reference", err=True)
     plot_frontier(series, out, reference_point)
-    click.echo(f"wrote {out}")
+    click.echo(f"wrote {out} ({', '.join(s.name for s in series)})")

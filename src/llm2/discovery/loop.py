@@ -181,7 +181,7 @@ class Discovery:
 
     # --- lookups -------------------------------------------------------------------------------------------
     def _candidate(self, candidate_id: int) -> CandidateRecord:
-        return next(c for c in self.archive.candidates() if c.id == candidate_id)
+        return self.archive.candidate(candidate_id)
 
     def _baseline(self, name: str) -> CandidateRecord | None:
         return next((c for c in self.archive.candidates() if c.generation == 0 and c.name == name), None)

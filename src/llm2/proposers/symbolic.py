@@ -21,14 +21,14 @@ from dataclasses import dataclass, replace
 from llm2.proposers.base import ProposalRequest, Reply, ScoredCandidate
 from llm2.proposers.symbolic_grammar import (
     KNOWN_TREES, LEAVES, Blend, Exponential, Gate, Hinge, Logistic, Node, Saturating, SignWeighted, Squared, Sum,
-    children, constant_range, constants, fmt, formula, kind_of, leaves, node_at, render, replace_at, rounded,
-    subtrees, tree_from_code,
+    canonical, children, constant_range, constants, fmt, formula, kind_of, leaves, node_at, render, replace_at,
+    rounded, size, subtrees, tree_from_code,
 )
 
 # How often each mutation is tried; tuning the best (hinge-like early on) is the most fertile move.
 MUTATION_WEIGHTS: dict[str, float] = {
-    "tune": 0.34, "swap": 0.10, "blend": 0.12, "gate": 0.08, "sign": 0.06, "anchor": 0.05, "crossover": 0.07,
-    "simplify": 0.05, "fresh": 0.13,
+    "tune": 0.28, "swap": 0.08, "blend": 0.10, "gate": 0.08, "sign": 0.10, "anchor": 0.10, "crossover": 0.08,
+    "simplify": 0.06, "fresh": 0.12,
 }
 # Leaf kinds for swaps and fresh trees: hinge-like losses did best on the synthetic world, so they come first.
 LEAF_WEIGHTS: dict[type, float] = {Hinge: 0.4, Logistic: 0.2, Exponential: 0.15, Saturating: 0.1, Squared: 0.15}
@@ -61,10 +61,11 @@ class Change:
 class SymbolicProposer:
     name = "symbolic"
 
-    def __init__(self, seed: int = 0, top_k: int = 5, max_leaves: int = 4):
+    def __init__(self, seed: int = 0, top_k: int = 5, max_leaves: int = 4, max_size: int = 9):
         self.seed = seed
         self.top_k = top_k
         self.max_leaves = max_leaves
+        self.max_size = max_size  # nodes in a tree: keeps the code short enough to read
         self._trees: dict[str, Node] = {}  # code hash -> the tree this proposer wrote
 
     def propose(self, request: ProposalRequest) -> Reply:
@@ -75,17 +76,22 @@ class SymbolicProposer:
         change = None
         for _ in range(MAX_TRIES):
             candidate = self._mutate(pool, rng)
+            if candidate is not None:
+                candidate = replace(candidate, tree=canonical(candidate.tree))
             if (candidate is not None and formula(candidate.tree) not in seen
-                    and len(leaves(candidate.tree)) <= self.max_leaves):
+                    and len(leaves(candidate.tree)) <= self.max_leaves and size(candidate.tree) <= self.max_size):
                 change = candidate
                 break
-        if change is None:  # the neighbourhood is exhausted: explore
-            change = self._fresh(rng, reason="every nearby variation of the best losses has been tried already")
-            while formula(change.tree) in seen:
-                change = self._fresh(rng, reason="every nearby variation of the best losses has been tried already")
+        if change is None:  # the neighbourhood is exhausted: explore (random constants never repeat in practice)
+            reason = "every nearby variation of the best losses has been tried already"
+            change = self._fresh(rng, reason)
+            for _ in range(MAX_TRIES):
+                if formula(change.tree) not in seen:
+                    break
+                change = self._fresh(rng, reason)
         code = render(change.tree)
         self._trees[_code_key(code)] = change.tree
-        name = _unique_name(_stem(change.tree), {c.name for c in request.history}, len(request.history) + 1)
+        name = _unique_name(_stem(change.tree), formula(change.tree), {c.name for c in request.history})
         reply = {"thought": _thought(change), "name": name, "code": code}
         return Reply(json.dumps(reply), model="symbolic")
 
@@ -336,14 +342,17 @@ def _stem(node: Node) -> str:
     return f"{_stem(node.a)}_plus_{_stem(node.b)}"
 
 
-def _unique_name(stem: str, taken: set[str], number: int) -> str:
+def _unique_name(stem: str, tree_formula: str, taken: set[str]) -> str:
+    """The stem plus a short hash of the formula: distinct trees get distinct names even when proposed side by
+    side in one generation (before either is in the history)."""
     if len(stem) > 40:
         stem = stem[:40].rsplit("_", 1)[0]
-    name = f"{stem}_{number}"
-    while name in taken:
-        number += 1
-        name = f"{stem}_{number}"
-    return name
+    digest = hashlib.sha256(tree_formula.encode()).hexdigest()
+    for length in range(4, len(digest) + 1, 2):
+        name = f"{stem}_{digest[:length]}"
+        if name not in taken:
+            return name
+    raise AssertionError("unreachable: a full sha256 digest is unique")
 
 
 def _thought(change: Change) -> str:

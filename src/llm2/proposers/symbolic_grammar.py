@@ -260,8 +260,27 @@ def node_at(node: Node, path: tuple[str, ...]) -> Node:
     return node
 
 
-def uses_gate_variable(node: Node) -> bool:
-    return any(isinstance(sub, (Gate, SignWeighted)) for _, sub in subtrees(node))
+def size(node: Node) -> int:
+    return len(subtrees(node))
+
+
+def canonical(node: Node) -> Node:
+    """Fold redundant structure, so equivalent trees are not proposed twice: nested sign weights multiply,
+    a blend or gate of two equal parts is that part, a term added twice is added once with the summed weight."""
+    if isinstance(node, LEAVES):
+        return node
+    node = replace(node, **{f.name: canonical(getattr(node, f.name)) for f in fields(node)
+                            if isinstance(getattr(node, f.name), ALL_KINDS)})
+    if isinstance(node, SignWeighted) and isinstance(node.inner, SignWeighted):
+        low, high = RANGES["neg"]
+        neg = min(max(rounded(node.neg * node.inner.neg), low), high)
+        pos = min(max(rounded(node.pos * node.inner.pos), low), high)
+        return SignWeighted(neg, pos, node.inner.inner)
+    if isinstance(node, (Blend, Gate)) and node.a == node.b:
+        return node.a
+    if isinstance(node, Sum) and isinstance(node.a, Sum) and node.a.b == node.b:  # a + w1·t + w2·t
+        return Sum(min(rounded(node.weight + node.a.weight), SUM_WEIGHT_RANGE[1]), node.a.a, node.b)
+    return node
 
 
 # --- formula: the tree as one line of call syntax, and back ----------------------------------------------------

@@ -6,10 +6,10 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 from llm2.archive import Archive, CandidateRecord, EvaluationRecord
-from llm2.report.failures import failure_stats
+from llm2.report.failures import FailureStats, failure_stats
 from llm2.report.frontier import frontier_from_evaluations, has_frontier
 from llm2.report.html import Figure, PageContent, render_page
 from llm2.report.plots import (REFERENCE, CandidatePoint, plot_discovery_curve, plot_failures, plot_frontier,
@@ -40,13 +40,12 @@ def build_report(run_dir: str | os.PathLike, top: int = TOP_SHAPES, shape_timeou
     with ThreadPoolExecutor(max_workers=1) as background:
         # The shapes' child process (torch import, candidate code) runs while this thread draws the rest.
         pending_shapes = background.submit(shapes_from_code, shape_items, beta, timeout_s=shape_timeout_s)
-        figures = draw_figures(run_dir, out, candidates, proposals, evaluations)
+        other = draw_figures(run_dir, out, candidates, proposals, evaluations)
         shapes, shapes_note = loss_shapes_figure(pending_shapes.result(), len(best), out, beta)
-    curve, frontier, frontier_note, stats, failures = figures
-    page = render_page(PageContent(run=run, run_dir=str(run_dir), candidates=candidates, curve=curve,
-                                   shapes=shapes, shapes_note=shapes_note, frontier=frontier,
-                                   frontier_note=frontier_note, failures=stats, failures_figure=failures,
-                                   generated_at=time.time()))
+    page = render_page(PageContent(run=run, run_dir=str(run_dir), candidates=candidates, curve=other.curve,
+                                   shapes=shapes, shapes_note=shapes_note, frontier=other.frontier,
+                                   frontier_note=other.frontier_note, failures=other.stats,
+                                   failures_figure=other.failures, generated_at=time.time()))
     index = out / "index.html"
     partial = out / f".index.html.{os.getpid()}.tmp"
     partial.write_text(page, encoding="utf-8")
@@ -54,8 +53,16 @@ def build_report(run_dir: str | os.PathLike, top: int = TOP_SHAPES, shape_timeou
     return index
 
 
+class OtherFigures(NamedTuple):
+    curve: Figure | None
+    frontier: Figure | None
+    frontier_note: str
+    stats: FailureStats
+    failures: Figure | None
+
+
 def draw_figures(run_dir: Path, out: Path, candidates: Sequence[CandidateRecord],
-                 proposals: Sequence[CandidateRecord], evaluations: Sequence[EvaluationRecord]):
+                 proposals: Sequence[CandidateRecord], evaluations: Sequence[EvaluationRecord]) -> OtherFigures:
     """The figures that need no candidate code: discovery curve, frontier, failure statistics."""
     curve = None
     if proposals:
@@ -76,7 +83,7 @@ def draw_figures(run_dir: Path, out: Path, candidates: Sequence[CandidateRecord]
         failures = Figure.from_png(plot_failures(stats.counts, out / "failures.png"),
                                    "Candidates by stage reached and status",
                                    "How far each proposal got in the evaluation cascade, and how it ended.")
-    return curve, frontier, frontier_note, stats, failures
+    return OtherFigures(curve, frontier, frontier_note, stats, failures)
 
 
 def unique_labels(candidates: Sequence[CandidateRecord]) -> list[str]:

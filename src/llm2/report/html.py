@@ -190,8 +190,10 @@ def leaderboard_section(candidates: Sequence[CandidateRecord]) -> str:
         fitness = fmt(candidate.fitness, candidate.fitness_std) if candidate.fitness is not None else "—"
         seconds = "—" if candidate.seconds is None else f"{candidate.seconds:.1f}"
         generation = "base" if candidate.is_baseline else candidate.generation
+        opened = " open" if not rows else ""  # the top row starts open, to show what a row holds
         rows.append(
-            f"<details class=\"candidate\" data-candidate-id=\"{candidate.id}\" data-status=\"{esc(candidate.status)}\">"
+            f"<details class=\"candidate\" data-candidate-id=\"{candidate.id}\" data-status=\"{esc(candidate.status)}\""
+            f"{opened}>"
             f"<summary class=\"board-row\"><span>{label}</span><span class=\"name\">{esc(candidate.name)}</span>"
             f"<span class=\"num\">{esc(fitness)}</span><span class=\"num\">{esc(number(candidate.kl, 3))}</span>"
             f"<span class=\"status-{esc(candidate.status)}\">{esc(status_text(candidate))}</span>"
@@ -243,7 +245,8 @@ def render_page(content: PageContent) -> str:
     csp = ("default-src 'none'; img-src data:; "
            f"style-src {csp_hash(css)}; script-src {csp_hash(CHECK_SCRIPT)}; base-uri 'none'; form-action 'none'")
     running_note = "" if content.run.status != "running" else (
-        "<p class=\"note\">The run is still going: this page shows the state when it was generated. "
+        "<p class=\"note\">The run is marked as running (still going, or stopped before it could record its end): "
+        "this page shows its state when the page was generated. "
         f"Run <code>llm2 report {esc(content.run_dir)}</code> again for newer results.</p>")
     return Template(read_asset("page.html")).substitute(
         csp=csp, css=css, script=CHECK_SCRIPT, title=esc(f"{content.run.task} · {content.run.run_id}"),

@@ -11,12 +11,15 @@ from pathlib import Path
 from typing import Sequence
 
 import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
-import numpy as np  # noqa: E402
+from llm2.report.shapes import LossShape
 
-from llm2.report.shapes import LossShape  # noqa: E402
+# Figures are made with matplotlib.figure.Figure directly, not pyplot: no global state, no GUI backend, safe in
+# any thread; savefig then renders with Agg.
 
 REFERENCE = "dpo"
 REFERENCE_STYLE = {"color": "black", "linewidth": 2.2, "linestyle": "--"}
@@ -59,11 +62,14 @@ def plain(text: str, limit: int = LABEL_LENGTH) -> str:
     return text.replace("$", r"\$")
 
 
-def save(fig: plt.Figure, path: Path) -> Path:
+def save(fig: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
     return path
+
+
+def palette() -> list:
+    return list(matplotlib.colormaps["tab10"].colors)
 
 
 def failure_label(point: CandidatePoint) -> str:
@@ -76,12 +82,18 @@ def has_fitness(point: CandidatePoint) -> bool:
 
 def plot_discovery_curve(points: Sequence[CandidatePoint], baselines: dict[str, float], path: Path,
                          title: str = "Discovery curve") -> Path:
+    return save(discovery_curve_figure(points, baselines, title), path)
+
+
+def discovery_curve_figure(points: Sequence[CandidatePoint], baselines: dict[str, float],
+                           title: str = "Discovery curve") -> Figure:
     """Fitness of every candidate by generation, the best so far, baseline levels, and failures by reason."""
     scored = [p for p in points if has_fitness(p)]
     failed = [p for p in points if not has_fitness(p) and p.status not in ("pending", "duplicate")]
     reasons = sorted({failure_label(p) for p in failed})
-    fig, (top, bottom) = plt.subplots(
-        2, 1, figsize=(9, 6.2 if reasons else 5), sharex=True,
+    fig = Figure(figsize=(9, 6.2 if reasons else 5))
+    top, bottom = fig.subplots(
+        2, 1, sharex=True,
         gridspec_kw={"height_ratios": [4, max(1, len(reasons)) * 0.45 + 0.4] if reasons else [4, 0.01]})
     rng = np.random.default_rng(0)  # jitter only spreads candidates of one generation apart
     if scored:
@@ -94,11 +106,11 @@ def plot_discovery_curve(points: Sequence[CandidatePoint], baselines: dict[str, 
             best_x.append(p.generation)
             best_y.append(best)
         top.step(best_x, best_y, where="post", color="tab:red", linewidth=2, label="best so far", zorder=4)
-    palette = iter(plt.get_cmap("tab10").colors[2:])
+    colors = iter([c for i, c in enumerate(palette()) if i not in (0, 3)])  # blue and red mean candidates
     for name, level in sorted(baselines.items(), key=lambda item: item[0] != REFERENCE):
         if level is None or not math.isfinite(level):
             continue
-        style = REFERENCE_STYLE if name == REFERENCE else {"color": next(palette), "linewidth": 1, "linestyle": ":"}
+        style = REFERENCE_STYLE if name == REFERENCE else {"color": next(colors), "linewidth": 1, "linestyle": ":"}
         top.axhline(level, label=f"{plain(name)} (baseline) {level:.3f}", **style)
     if REFERENCE not in baselines:
         top.plot([], [], label="dpo: not measured in this run", **REFERENCE_STYLE)
@@ -110,12 +122,14 @@ def plot_discovery_curve(points: Sequence[CandidatePoint], baselines: dict[str, 
         top.text(0.5, 0.5, "no scored candidate yet", transform=top.transAxes, ha="center", va="center")
     if reasons:
         markers = iter("xsv^D<>P*")
+        tick_labels = []
         for row, reason in enumerate(reasons):
             members = [p for p in failed if failure_label(p) == reason]
             jitter = rng.uniform(-0.18, 0.18, len(members))
             bottom.scatter([p.generation + j for p, j in zip(members, jitter)], [row] * len(members),
-                           marker=next(markers, "x"), color="tab:gray", s=30, label=f"{reason} ({len(members)})")
-        bottom.set_yticks(range(len(reasons)), reasons, fontsize=8)
+                           marker=next(markers, "x"), color="tab:gray", s=30)
+            tick_labels.append(f"{reason} ({len(members)})")
+        bottom.set_yticks(range(len(reasons)), tick_labels, fontsize=8)
         bottom.set_ylim(-0.7, len(reasons) - 0.3)
         bottom.set_title("rejected or failed candidates, by reason", fontsize=9)
         bottom.grid(alpha=0.3, axis="x")
@@ -125,7 +139,7 @@ def plot_discovery_curve(points: Sequence[CandidatePoint], baselines: dict[str, 
     bottom.set_xlabel("generation")
     generations = sorted({p.generation for p in points}) or [0]
     bottom.set_xticks(generations if len(generations) <= 30 else generations[:: max(1, len(generations) // 15)])
-    return save(fig, path)
+    return fig
 
 
 OFF_SCALE_FACTOR = 8.0  # a curve whose span exceeds this many dpo spans is clipped rather than squashing dpo
@@ -153,13 +167,17 @@ def shape_limits(curves: dict[str, np.ndarray], reference: np.ndarray | None) ->
     return (low - pad, high + pad), sorted(set(extents) - set(shown))
 
 
-def plot_loss_shapes(shapes: Sequence[LossShape], path: Path, beta: float,
-                     title: str = "Loss shapes") -> Path:
+def plot_loss_shapes(shapes: Sequence[LossShape], path: Path, beta: float, title: str = "Loss shapes") -> Path:
+    return save(loss_shapes_figure(shapes, beta, title), path)
+
+
+def loss_shapes_figure(shapes: Sequence[LossShape], beta: float, title: str = "Loss shapes") -> Figure:
     """f(x) and f′(x) over x = β·ρ, one column per x range; dpo drawn in black dashes."""
     drawable = [s for s in shapes if s.error is None and s.panels]
     columns = max((len(s.panels) for s in drawable), default=1)
-    fig, axes = plt.subplots(2, columns, figsize=(6.2 * columns, 7.5), squeeze=False)
-    colors = iter(plt.get_cmap("tab10").colors)
+    fig = Figure(figsize=(6.2 * columns, 7.5))
+    axes = fig.subplots(2, columns, squeeze=False)
+    colors = iter(palette())
     styles = {}
     for shape in drawable:
         styles[shape.name] = REFERENCE_STYLE if shape.name == REFERENCE else {"color": next(colors), "linewidth": 1.5}
@@ -184,21 +202,27 @@ def plot_loss_shapes(shapes: Sequence[LossShape], path: Path, beta: float,
             ax.set_title(f"{symbol} for x ∈ [{xs[0]:g}, {xs[-1]:g}]{off_scale}", fontsize=10)
             ax.grid(alpha=0.3)
     # One legend for all panels, below them, so that no curve is hidden behind it.
-    handles = [plt.Line2D([], [], **styles[s.name]) for s in drawable]
+    handles = [Line2D([], [], **styles[s.name]) for s in drawable]
     labels = [plain(s.name) + (" (uses batch statistics)" if s.batch_dependent else "") for s in drawable]
     fig.tight_layout(rect=(0, 0.06, 1, 0.95))
     fig.legend(handles, labels, loc="lower center", ncol=min(4, max(1, len(labels))), fontsize=9, frameon=False)
     missing = [s for s in shapes if s not in drawable]
     note = "" if not missing else "\nnot drawn: " + plain("; ".join(f"{s.name} ({s.error})" for s in missing), 150)
     fig.suptitle(f"{plain(title, 120)} (ρ = r_c − r_r, β = {beta:g}; reference terms 0){note}", fontsize=11)
-    return save(fig, path)
+    return fig
 
 
 def plot_frontier(series: Sequence[FrontierSeries], path: Path, reference_point: FrontierPoint | None = None,
                   title: str = "Reward–KL frontier") -> Path:
+    return save(frontier_figure(series, reference_point, title), path)
+
+
+def frontier_figure(series: Sequence[FrontierSeries], reference_point: FrontierPoint | None = None,
+                    title: str = "Reward–KL frontier") -> Figure:
     """Mean gold reward against KL(π‖π_ref), one line per objective through its β values."""
-    fig, ax = plt.subplots(figsize=(8, 5.5))
-    colors = iter(plt.get_cmap("tab10").colors)
+    fig = Figure(figsize=(8, 5.5))
+    ax = fig.subplots()
+    colors = iter(palette())
     ordered = sorted(series, key=lambda s: s.name != REFERENCE)
     for s in ordered:
         points = sorted(s.points, key=lambda p: p.beta)
@@ -222,14 +246,19 @@ def plot_frontier(series: Sequence[FrontierSeries], path: Path, reference_point:
     ax.set_title(title + " (upper left is better)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    return save(fig, path)
+    return fig
 
 
 def plot_failures(counts: dict[str, dict[str, int]], path: Path, title: str = "Candidates by outcome") -> Path:
+    return save(failures_figure(counts, title), path)
+
+
+def failures_figure(counts: dict[str, dict[str, int]], title: str = "Candidates by outcome") -> Figure:
     """Stacked bars: for each stage where candidates stopped, how many ended in each status."""
     stages = list(counts)
     statuses = sorted({status for per_stage in counts.values() for status in per_stage})
-    fig, ax = plt.subplots(figsize=(8, 0.5 * max(3, len(stages)) + 1.2))
+    fig = Figure(figsize=(8, 0.5 * max(3, len(stages)) + 1.2))
+    ax = fig.subplots()
     colors = {"ok": "tab:green", "invalid": "tab:orange", "failed": "tab:red", "timeout": "tab:purple",
               "duplicate": "tab:gray", "pending": "tab:blue", "baseline": "black"}
     left = np.zeros(len(stages))
@@ -239,11 +268,13 @@ def plot_failures(counts: dict[str, dict[str, int]], path: Path, title: str = "C
         left += widths
     for y, total in enumerate(left):
         ax.text(total, y, f" {int(total)}", va="center", fontsize=8)
+    ax.set_xlim(0, max(left.max(initial=0) * 1.08, 1))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("number of candidates")
     ax.set_ylabel("stage reached")
     ax.set_title(title)
     ax.invert_yaxis()
     ax.grid(alpha=0.3, axis="x")
     if statuses:
-        ax.legend(fontsize=8, loc="lower right")
-    return save(fig, path)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), title="status")
+    return fig

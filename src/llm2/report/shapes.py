@@ -5,21 +5,20 @@ chosen = ρ/2 and rejected = −ρ/2 with ρ = x/β, so β·ρ = x; f′ comes f
 batch. Losses that use batch statistics (mean, std over the pairs) then show their shape for a batch spread evenly
 over the panel, and f′ is the per-pair derivative ∂f_i/∂x_i.
 
-Candidate code is untrusted: ``shapes_from_code`` computes its shapes in a child process with a time limit
-(``python -m llm2.report.shapes`` reading JSON on stdin), never in the caller.
+This module holds the records and the launcher, and imports no torch; the computation is in
+``llm2.report.shape_worker``. Candidate code is untrusted: ``shapes_from_code`` computes its shapes in a child
+process with a time limit (``python -m llm2.report.shape_worker`` reading JSON on stdin), never in the caller.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 import sys
-from dataclasses import asdict, dataclass
-from typing import Callable, Sequence
-
-import torch
+import tempfile
+from dataclasses import dataclass
+from typing import Sequence
 
 # The two default panels: the tails, and the fine structure near 0 (DiscoPOP's extrema sit near ±0.1).
 WIDE = (-10.0, 10.0)
@@ -42,80 +41,17 @@ class LossShape:
     error: str | None = None
 
 
-def grid(x_range: tuple[float, float], points: int = POINTS) -> torch.Tensor:
-    return torch.linspace(x_range[0], x_range[1], points, dtype=torch.float64)
-
-
-def call_at(fn: Callable[..., torch.Tensor], x: torch.Tensor, beta: float) -> torch.Tensor:
-    """The loss evaluated per pair at the given x = β·ρ (reference terms zero)."""
-    rho = x / beta
-    zeros = torch.zeros_like(x)
-    out = fn(rho / 2, -rho / 2, zeros, zeros, beta)
-    if not isinstance(out, torch.Tensor):
-        raise ValueError(f"the loss returned {type(out).__name__}, not a tensor")
-    if out.shape != x.shape:
-        raise ValueError(f"the loss returned shape {tuple(out.shape)}, expected per-pair shape {tuple(x.shape)}")
-    return out
-
-
-def depends_on_batch(fn: Callable[..., torch.Tensor], x: torch.Tensor, values: torch.Tensor, beta: float) -> bool:
-    """Whether a pair's loss changes when the rest of the batch changes (batch statistics)."""
-    half = x.numel() // 2  # the lower half: its mean and spread differ from the whole grid's
-    with torch.no_grad():
-        lower = call_at(fn, x[:half].clone(), beta)
-    return not torch.allclose(lower, values[:half], rtol=1e-6, atol=1e-9, equal_nan=True)
-
-
-def panel(fn: Callable[..., torch.Tensor], x_range: tuple[float, float], beta: float,
-          points: int = POINTS) -> tuple[ShapePanel, bool]:
-    x = grid(x_range, points).requires_grad_(True)
-    values = call_at(fn, x, beta)
-    batch_dependent = depends_on_batch(fn, x.detach(), values.detach(), beta)
-    if not batch_dependent:
-        (df,) = torch.autograd.grad(values.sum(), x, allow_unused=True)
-    else:
-        df = per_pair_derivative(fn, x.detach(), beta)
-    if df is None:  # the loss does not depend on x at all
-        df = torch.zeros_like(x)
-    return ShapePanel(tuple(x.detach().tolist()), tuple(finite_or_nan(values)), tuple(finite_or_nan(df))), \
-        batch_dependent
-
-
-def per_pair_derivative(fn: Callable[..., torch.Tensor], x: torch.Tensor, beta: float) -> torch.Tensor | None:
-    """The Jacobian's diagonal ∂f_i/∂x_i, one backward pass per point (batch-dependent losses only)."""
-    x = x.clone().requires_grad_(True)
-    values = call_at(fn, x, beta)
-    diagonal = torch.empty_like(x)
-    for i in range(x.numel()):
-        (row,) = torch.autograd.grad(values[i], x, retain_graph=True, allow_unused=True)
-        diagonal[i] = 0.0 if row is None else row[i]
-    return diagonal.detach()
-
-
-def finite_or_nan(values: torch.Tensor) -> list[float]:
-    return [v if math.isfinite(v) else math.nan for v in values.detach().double().tolist()]
-
-
-def loss_shape(name: str, fn: Callable[..., torch.Tensor], beta: float,
-               ranges: Sequence[tuple[float, float]] = (WIDE, ZOOM), points: int = POINTS) -> LossShape:
-    """f and f′ of ``fn`` over each range; a loss that raises gives a LossShape with ``error`` set."""
-    try:
-        measured = [panel(fn, r, beta, points) for r in ranges]
-    except Exception as exc:  # noqa: BLE001 - a broken loss is drawn as missing, with its reason
-        return LossShape(name, (), error=f"{type(exc).__name__}: {exc}")
-    return LossShape(name, tuple(p for p, _ in measured), any(b for _, b in measured))
-
-
 def shapes_from_code(items: Sequence[tuple[str, str]], beta: float,
                      ranges: Sequence[tuple[float, float]] = (WIDE, ZOOM), points: int = POINTS,
                      timeout_s: float = 60.0) -> list[LossShape]:
-    """Shapes of (name, code) losses, computed in a child process; a timeout marks every shape as failed."""
+    """Shapes of (name, code) losses, computed in a confined child process; a timeout fails every shape."""
     request = {"items": [list(item) for item in items], "beta": beta, "ranges": [list(r) for r in ranges],
-               "points": points}
+               "points": points, "timeout_s": timeout_s}
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     try:
-        done = subprocess.run([sys.executable, "-m", "llm2.report.shapes"], input=json.dumps(request),
-                              capture_output=True, text=True, timeout=timeout_s, env=env, cwd=os.getcwd())
+        with tempfile.TemporaryDirectory(prefix="llm2-shapes-") as scratch:
+            done = subprocess.run([sys.executable, "-m", "llm2.report.shape_worker"], input=json.dumps(request),
+                                  capture_output=True, text=True, timeout=timeout_s, env=env, cwd=scratch)
     except subprocess.TimeoutExpired:
         return [LossShape(name, (), error=f"timed out after {timeout_s:g} s") for name, _ in items]
     if done.returncode != 0:
@@ -128,28 +64,3 @@ def shapes_from_code(items: Sequence[tuple[str, str]], beta: float,
 def shape_from_dict(data: dict) -> LossShape:
     panels = tuple(ShapePanel(tuple(p["x"]), tuple(p["f"]), tuple(p["df"])) for p in data["panels"])
     return LossShape(data["name"], panels, data["batch_dependent"], data["error"])
-
-
-def _worker() -> None:
-    """Child side of ``shapes_from_code``: JSON request on stdin, list of shapes on stdout."""
-    from llm2.candidate import load_function
-    from llm2.objectives.contract import PREFERENCE_CONTRACT
-
-    torch.set_num_threads(1)
-    request = json.load(sys.stdin)
-    answer, sys.stdout = sys.stdout, sys.stderr  # whatever the candidate prints must not corrupt the answer
-    ranges = [tuple(r) for r in request["ranges"]]
-    shapes = []
-    for name, code in request["items"]:
-        try:
-            fn = load_function(code, PREFERENCE_CONTRACT, filename=f"<candidate {name}>")
-        except Exception as exc:  # noqa: BLE001 - CandidateError or anything the code raised
-            shapes.append(LossShape(name, (), error=str(exc)))
-            continue
-        shapes.append(loss_shape(name, fn, request["beta"], ranges, request["points"]))
-    # NaN is not JSON; the parent's json.loads accepts Python's NaN token, which json.dumps writes by default.
-    answer.write(json.dumps([asdict(s) for s in shapes]))
-
-
-if __name__ == "__main__":
-    _worker()

@@ -63,8 +63,7 @@ def run_child(job: ChildJob, task: Task) -> None:
     except CandidateError as exc:
         _send_error(job.result_fd, exc.stage, str(exc))
     except MemoryError:
-        _send_error(job.result_fd, stage, f"out of memory: the candidate needed more than the "
-                                          f"{job.limits.memory_bytes / 2**30:g} GiB limit")
+        _send_error(job.result_fd, stage, "MemoryError: out of memory")
     except RecursionError:
         _send_error(job.result_fd, stage, "RecursionError: maximum recursion depth exceeded")
     except BaseException as exc:  # noqa: BLE001 - any failure of candidate code is reported, never raised

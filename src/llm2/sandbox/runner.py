@@ -198,8 +198,21 @@ class _Supervisor:
         stage = header.get("stage") if header.get("stage") in ("static", "contract", "probe", "train") \
             else self.stage
         message = str(header.get("message", "unknown error"))[:1000]
+        message += self._hint(message)
         status = "invalid" if stage in ("static", "contract") else "failed"
         return EvalResult(status, stage, f"{stage}: {message}")
+
+    def _hint(self, message: str) -> str:
+        """Which sandbox limit a bare OS error comes from, so the proposer knows what to change."""
+        if "[Errno 27]" in message:  # EFBIG: Python ignores SIGXFSZ, so the size limit surfaces as an OSError
+            return f" (the output limit is {_bytes_text(self.limits.output_bytes)}: print or write less)"
+        if "MemoryError" in message or "Cannot allocate memory" in message:
+            return f" (the memory limit is {_bytes_text(self.limits.memory_bytes)})"
+        if "[Errno 1] Operation not permitted" in message:
+            return " (the sandbox forbids new processes, programs, network sockets and signals)"
+        if "[Errno 13] Permission denied" in message:
+            return " (the sandbox allows writing only in the working directory, reading only Python's own files)"
+        return ""
 
     def _timeout(self) -> EvalResult:
         kill_group(self.pid, self.limits.term_grace_s)
@@ -235,4 +248,7 @@ def _plain_metrics(metrics: Metrics) -> Metrics:
 
 
 def _bytes_text(count: int) -> str:
-    return f"{count / 2**20:g} MiB" if count >= 2**20 else f"{count / 2**10:g} KiB"
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= size:
+            return f"{count / size:g} {unit}"
+    return f"{count} bytes"

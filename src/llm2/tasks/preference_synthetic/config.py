@@ -25,9 +25,9 @@ class WorldConfig:
     heads: int = 4
     dropout: float = 0.1
     reference_sequences: int = 20_000
-    reference_epochs: int = 8
+    reference_epochs: int = 4
     reference_batch_size: int = 128
-    reference_lr: float = 3e-3
+    reference_lr: float = 6e-3
     # gold reward, preference pairs, held-out prompts
     reference_reward: float = 0.4  # the sigmoid offset is set so the reference scores about this
     label_noise: float = 0.2  # default share of Bradley-Terry labels that disagree with the gold reward

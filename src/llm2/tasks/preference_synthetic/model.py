@@ -21,14 +21,24 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(config.d_model, 4 * config.d_model), nn.GELU(),
                                  nn.Linear(4 * config.d_model, config.d_model))
         self.drop = nn.Dropout(config.dropout)
+        future = torch.ones(config.sequence_length, config.sequence_length, dtype=torch.bool).triu(1)
+        self.register_buffer("future", future, persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         batch, length, width = x.shape
         q, k, v = self.qkv(self.norm1(x)).split(width, dim=2)
         q, k, v = (t.view(batch, length, self.heads, -1).transpose(1, 2) for t in (q, k, v))
-        attention = F.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                                   dropout_p=self.dropout if self.training else 0.0)
-        x = x + self.drop(self.proj(attention.transpose(1, 2).reshape(batch, length, width)))
+        if cache is not None:  # sampling: keep the keys and values of the tokens seen so far
+            if cache:
+                k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
+            cache["k"], cache["v"] = k, v
+        # Written out rather than F.scaled_dot_product_attention: its CPU kernels are several times slower on
+        # these tiny heads. A whole sequence needs the causal mask; one new token may see all the cache.
+        scores = (q @ k.transpose(2, 3)) * (q.shape[-1] ** -0.5)
+        if length > 1:
+            scores = scores.masked_fill(self.future[:length, :length], float("-inf"))
+        weights = F.dropout(torch.softmax(scores, dim=-1), self.dropout, self.training)
+        x = x + self.drop(self.proj((weights @ v).transpose(1, 2).reshape(batch, length, width)))
         return x + self.drop(self.mlp(self.norm2(x)))
 
 
@@ -41,14 +51,30 @@ class TinyGPT(nn.Module):
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.layers))
         self.norm = nn.LayerNorm(config.d_model)
         self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.apply(_init_weights)
+        for block in self.blocks:  # GPT-2: residual projections scaled down by the depth
+            for projection in (block.proj, block.mlp[2]):
+                nn.init.normal_(projection.weight, std=0.02 / (2 * config.layers) ** 0.5)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Logits [batch, length, vocab] for the next token at every position."""
-        positions = torch.arange(tokens.shape[1])
+    def forward(self, tokens: torch.Tensor, caches: list[dict] | None = None, start: int = 0) -> torch.Tensor:
+        """Logits [batch, length, vocab] for the next token at every position.
+
+        With ``caches`` (one dict per block, empty at first) the tokens continue a prefix of ``start`` tokens.
+        """
+        positions = torch.arange(start, start + tokens.shape[1])
         x = self.drop(self.token_embedding(tokens) + self.position_embedding(positions))
-        for block in self.blocks:
-            x = block(x)
+        for index, block in enumerate(self.blocks):
+            x = block(x, None if caches is None else caches[index])
         return self.head(self.norm(x))
+
+
+def _init_weights(module: nn.Module) -> None:
+    """GPT-2's initialisation. Small weights also make Adam's fixed-size steps move the policy as in real
+    fine-tuning; PyTorch's default init leaves the policy nearly frozen at lr 2e-4."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=0.02)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
 
 
 def completion_logps(model: nn.Module, sequences: torch.Tensor, prompt_length: int) -> torch.Tensor:
@@ -61,12 +87,12 @@ def completion_logps(model: nn.Module, sequences: torch.Tensor, prompt_length: i
 @torch.no_grad()
 def sample(model: nn.Module, prompts: torch.Tensor, completion_length: int,
            generator: torch.Generator) -> torch.Tensor:
-    """Full sequences [batch, prompt + completion], completions drawn at temperature 1.
-
-    No KV cache: sequences are at most 20 tokens, where recomputing the prefix costs less than cache bookkeeping.
-    """
-    sequences = prompts
-    for _ in range(completion_length):
-        probs = torch.softmax(model(sequences)[:, -1], dim=-1)
-        sequences = torch.cat([sequences, torch.multinomial(probs, 1, generator=generator)], dim=1)
-    return sequences
+    """Full sequences [batch, prompt + completion], completions drawn at temperature 1 (with a KV cache)."""
+    caches: list[dict] = [{} for _ in model.blocks]
+    logits = model(prompts, caches)[:, -1]
+    tokens = [prompts]
+    for position in range(prompts.shape[1], prompts.shape[1] + completion_length):
+        tokens.append(torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator))
+        if position + 1 < prompts.shape[1] + completion_length:
+            logits = model(tokens[-1], caches, start=position)[:, -1]
+    return torch.cat(tokens, dim=1)

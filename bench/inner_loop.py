@@ -1,0 +1,115 @@
+"""llm2's inner loop against TRL's DPOTrainer: the same tiny model, pairs and batch size; seconds per step.
+
+    HF_HUB_OFFLINE=1 python bench/inner_loop.py [--steps 50] [--warmup 5]
+
+Both sides train a 2-layer, 64-wide, 4-head causal transformer (TRL: a GPT2LMHeadModel built from a config) with
+DPO (TRL loss_type "sigmoid", reference log-probs precomputed on both sides) at batch 16, Adam at 2e-4, dropout 0.1,
+on the cached world's preference pairs, on one CPU thread. Seconds per step are taken between the ends of step
+``warmup`` and step ``warmup + steps``, so set-up and the first steps' allocations are left out on both sides.
+TRL's sequences carry one more token (the EOS it appends to each completion) and two more vocabulary entries
+(EOS and padding) than llm2's. The last line is ``ratio_trl_over_llm2=R``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+from llm2.objectives import OBJECTIVES  # noqa: E402
+from llm2.tasks import get_task  # noqa: E402
+from llm2.tasks.preference_synthetic.train import total_steps  # noqa: E402
+
+BATCH_SIZE = 16
+
+
+def llm2_seconds_per_step(task, warmup: int, steps: int) -> float:
+    stamps: list[float] = []
+
+    def timed_dpo(*args):  # called once per step, at the same point of every step
+        stamps.append(time.perf_counter())
+        return OBJECTIVES["dpo"](*args)
+
+    world = task.world(task.default_setting)
+    full = total_steps(len(world.pairs()), task.default_setting, task.train_config)
+    task.train(timed_dpo, task.default_setting.replace(budget=(warmup + steps + 1) / full))
+    return (stamps[warmup + steps] - stamps[warmup]) / steps
+
+
+def trl_seconds_per_step(task, warmup: int, steps: int) -> float:
+    import datasets
+    import transformers
+    from datasets import Dataset
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast, TrainerCallback
+    from trl import DPOConfig, DPOTrainer
+
+    datasets.disable_progress_bars()
+    transformers.logging.set_verbosity_error()
+    world = task.world(task.default_setting)
+    config, pairs = world.config, world.pairs()
+    words = [f"t{i}" for i in range(config.vocab_size)] + ["<eos>", "<pad>"]
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<pad>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<eos>", pad_token="<pad>")
+
+    def text(tokens: torch.Tensor) -> str:
+        return "".join(f" t{t}" for t in tokens.tolist())
+
+    prompt = config.prompt_length
+    dataset = Dataset.from_dict({
+        "prompt": [text(row[:prompt]).lstrip() for row in pairs.chosen],
+        "chosen": [text(row[prompt:]) for row in pairs.chosen],
+        "rejected": [text(row[prompt:]) for row in pairs.rejected],
+    })
+    model = GPT2LMHeadModel(GPT2Config(
+        vocab_size=len(words), n_positions=config.sequence_length + 1, n_embd=config.d_model,
+        n_layer=config.layers, n_head=config.heads, n_inner=4 * config.d_model, resid_pdrop=config.dropout,
+        embd_pdrop=config.dropout, attn_pdrop=config.dropout, eos_token_id=len(words) - 2,
+        bos_token_id=len(words) - 2, pad_token_id=len(words) - 1))
+
+    stamps: list[float] = []
+
+    class StepClock(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            stamps.append(time.perf_counter())
+
+    with tempfile.TemporaryDirectory() as output_dir:
+        args = DPOConfig(
+            output_dir=output_dir, per_device_train_batch_size=BATCH_SIZE, max_steps=warmup + steps + 1,
+            learning_rate=task.train_config.lr, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
+            optim="adamw_torch", beta=task.default_setting.beta, loss_type=["sigmoid"],
+            precompute_ref_log_probs=True, report_to=[], use_cpu=True, save_strategy="no", logging_steps=10_000,
+            disable_tqdm=True, dataloader_num_workers=0, seed=0, max_length=None,
+        )
+        trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                             callbacks=[StepClock()])
+        trainer.train()
+    return (stamps[warmup + steps - 1] - stamps[warmup - 1]) / steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--warmup", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(1)  # both sides on one thread, as llm2's workers run
+
+    task = get_task("preference-synthetic")
+    task.prepare(task.default_setting)
+    llm2 = llm2_seconds_per_step(task, args.warmup, args.steps)
+    print(f"llm2 inner loop: {llm2 * 1e3:.1f} ms/step (batch {BATCH_SIZE}, {args.steps} steps)", flush=True)
+    trl = trl_seconds_per_step(task, args.warmup, args.steps)
+    print(f"TRL DPOTrainer:  {trl * 1e3:.1f} ms/step (batch {BATCH_SIZE}, {args.steps} steps)")
+    print(f"ratio_trl_over_llm2={trl / llm2:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,4 @@
+# tries: a loss that is NaN
+# expect: invalid contract non-finite
+def loss(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta):
+    return (policy_chosen_logps - policy_rejected_logps) * float("nan")

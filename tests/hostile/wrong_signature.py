@@ -1,0 +1,4 @@
+# tries: a loss with the wrong arguments
+# expect: invalid static wrong arguments
+def loss(chosen, rejected, beta):
+    return -F.logsigmoid(beta * (chosen - rejected))
