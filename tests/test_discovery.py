@@ -21,12 +21,11 @@ HINGE_CODE = (
     "    logits = (policy_chosen_logps - reference_chosen_logps) - (policy_rejected_logps - reference_rejected_logps)\n"
     "    return torch.relu(1.0 - beta * logits)\n"
 )
-# The dpo code of GOOD_CODE with other names and a comment: the same normalised code.
+# The dpo code of GOOD_CODE with another local name, a comment and other line breaks: the same normalised code.
 RENAMED_GOOD_CODE = (
-    "def my_loss(pc, pr, rc, rr, b):\n"
+    "def loss(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta):\n"
     "    # same as before\n"
-    "    z = b * ((pc - rc)\n"
-    "             - (pr - rr))\n"
+    "    z = beta * ((policy_chosen_logps - reference_chosen_logps) - (policy_rejected_logps - reference_rejected_logps))\n"
     "    return -F.logsigmoid(z)\n"
 )
 RAISING_CODE = (

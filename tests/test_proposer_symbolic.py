@@ -102,7 +102,7 @@ def test_thought_names_parents_fitness_and_change():
     assert with_parents
     for thought in with_parents:
         assert "fitness 0.9" in thought or "fitness 0.8" in thought
-        assert "Change:" in thought and "Why:" in thought and "Expected effect:" in thought
+        assert "Change (" in thought and "Why:" in thought and "Expected effect:" in thought
     assert any("hinge (fitness 0.9270)" in t for t in with_parents)  # the best baseline is the usual parent
 
 
@@ -146,3 +146,11 @@ def test_foreign_code_and_empty_history():
     assert load_function(first.code, PREFERENCE_CONTRACT)
     failed_only = [ScoredCandidate("broken", "def loss(:", None, "invalid")]
     assert parse_reply(SymbolicProposer().propose(request(failed_only, 1)).text).code
+
+
+def test_side_by_side_proposals_get_distinct_names():
+    """A generation asks several times with the same history: distinct trees must still get distinct names."""
+    proposer = SymbolicProposer(seed=0)
+    replies = [parse_reply(proposer.propose(request(BASELINES, seed)).text) for seed in range(40)]
+    by_formula = {tree_from_code(r.code): r.name for r in replies}
+    assert len(set(by_formula.values())) == len(by_formula) > 20

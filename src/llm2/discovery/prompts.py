@@ -21,9 +21,9 @@ class PromptBook:
                 text = resources.files("llm2.discovery").joinpath("prompts", f"{name}.txt").read_text(encoding="utf-8")
             self._templates[name] = text.strip("\n")
 
-    def render(self, name: str, **values: Any) -> str:
+    def render(self, template: str, **values: Any) -> str:
         try:
-            return self._templates[name].format(**values)
+            return self._templates[template].format(**values)
         except KeyError as exc:
-            raise ValueError(f"prompt template {name!r} uses the unknown field {exc}; "
+            raise ValueError(f"prompt template {template!r} uses the unknown field {exc}; "
                              f"available: {', '.join(sorted(values))}") from None

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from llm2.evaluation import EvalResult
-from llm2.tasks.base import EvalSetting, Metrics
+from llm2.sandbox.static_checks import static_check, static_error
+from llm2.tasks.base import Contract, EvalSetting, Metrics
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,12 @@ class ExecutorBase:
 
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
+
+
+def static_rejection(job: EvalJob, contract: Contract) -> concurrent.futures.Future[EvalResult] | None:
+    """A finished future when the static checks reject the job: answered at once, no worker round trip."""
+    problems = static_check(job.code, contract)
+    return completed(EvalResult("invalid", "static", static_error(problems))) if problems else None
 
 
 def completed(result: EvalResult) -> concurrent.futures.Future[EvalResult]:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import queue
 import shutil
 import tempfile
 import threading
 
 from llm2.evaluation import EvalResult
-from llm2.execution.base import EvalJob, ExecutorBase, completed
-from llm2.sandbox.static_checks import static_check, static_error
+from llm2.execution.base import EvalJob, ExecutorBase, static_rejection
 from llm2.sandbox.worker import WorkerConfig, WorkerGone, WorkerHandle
 from llm2.tasks.base import Contract
 
@@ -22,8 +22,7 @@ class LocalExecutor(ExecutorBase):
         self._contract = contract
         self._static_checks = config.static_checks
         self._root = tempfile.mkdtemp(prefix="llm2-exec-")
-        config = WorkerConfig(config.task_name, config.task_options, config.limits, config.cascade,
-                              config.static_checks, scratch_root=self._root)
+        config = dataclasses.replace(config, scratch_root=self._root)
         self._queue: queue.Queue = queue.Queue()
         self._closed = False
         self._lock = threading.Lock()
@@ -34,10 +33,9 @@ class LocalExecutor(ExecutorBase):
             thread.start()
 
     def submit(self, job: EvalJob) -> concurrent.futures.Future[EvalResult]:
-        if self._static_checks:  # answered at once, without a round trip to a worker
-            problems = static_check(job.code, self._contract)
-            if problems:
-                return completed(EvalResult("invalid", "static", static_error(problems)))
+        rejection = static_rejection(job, self._contract) if self._static_checks else None
+        if rejection is not None:
+            return rejection
         future: concurrent.futures.Future[EvalResult] = concurrent.futures.Future()
         with self._lock:
             if self._closed:

@@ -9,14 +9,14 @@ llm2[ray]``) and imported only here.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import os
 import shutil
 import tempfile
 
 from llm2.evaluation import EvalResult
-from llm2.execution.base import EvalJob, ExecutorBase, completed, job_from_dict, job_to_dict, result_from_dict, \
-    result_to_dict
-from llm2.sandbox.static_checks import static_check, static_error
+from llm2.execution.base import EvalJob, ExecutorBase, job_from_dict, job_to_dict, result_from_dict, \
+    result_to_dict, static_rejection
 from llm2.sandbox.worker import WorkerConfig, WorkerHandle
 from llm2.tasks.base import Contract
 
@@ -42,8 +42,7 @@ def evaluate_in_ray_worker(encoded_config: str, job: dict) -> dict:
         # under the driver's scratch root when this node shares its file system (a local instance), else here
         shared = config.scratch_root if config.scratch_root and os.path.isdir(config.scratch_root) else None
         root = tempfile.mkdtemp(prefix="llm2-ray-worker-", dir=shared)
-        config = WorkerConfig(config.task_name, config.task_options, config.limits, config.cascade,
-                              config.static_checks, scratch_root=root)
+        config = dataclasses.replace(config, scratch_root=root)
         handle = _HANDLES[encoded_config] = WorkerHandle(config, log_dir=root)
     return result_to_dict(handle.run(job_from_dict(job)))
 
@@ -55,8 +54,7 @@ class RayExecutor(ExecutorBase):
         self._contract = contract
         self._static_checks = config.static_checks
         self._root = tempfile.mkdtemp(prefix="llm2-ray-")
-        self._encoded = WorkerConfig(config.task_name, config.task_options, config.limits, config.cascade,
-                                     config.static_checks, scratch_root=self._root).encode()
+        self._encoded = dataclasses.replace(config, scratch_root=self._root).encode()
         self._started_ray = not ray.is_initialized()
         if self._started_ray:
             ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
@@ -67,10 +65,9 @@ class RayExecutor(ExecutorBase):
     def submit(self, job: EvalJob) -> concurrent.futures.Future[EvalResult]:
         if self._closed:
             raise RuntimeError("the executor is closed")
-        if self._static_checks:
-            problems = static_check(job.code, self._contract)
-            if problems:
-                return completed(EvalResult("invalid", "static", static_error(problems)))
+        rejection = static_rejection(job, self._contract) if self._static_checks else None
+        if rejection is not None:
+            return rejection
         outer: concurrent.futures.Future[EvalResult] = concurrent.futures.Future()
         inner = self._remote.remote(self._encoded, job_to_dict(job)).future()
 

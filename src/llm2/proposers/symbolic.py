@@ -347,12 +347,11 @@ def _unique_name(stem: str, tree_formula: str, taken: set[str]) -> str:
     side in one generation (before either is in the history)."""
     if len(stem) > 40:
         stem = stem[:40].rsplit("_", 1)[0]
-    digest = hashlib.sha256(tree_formula.encode()).hexdigest()
-    for length in range(4, len(digest) + 1, 2):
-        name = f"{stem}_{digest[:length]}"
-        if name not in taken:
-            return name
-    raise AssertionError("unreachable: a full sha256 digest is unique")
+    base = f"{stem}_{hashlib.sha256(tree_formula.encode()).hexdigest()[:4]}"
+    name, number = base, 2
+    while name in taken:
+        name, number = f"{base}_{number}", number + 1
+    return name
 
 
 def _thought(change: Change) -> str:
@@ -366,5 +365,6 @@ def _thought(change: Change) -> str:
                       "for it.")
     else:
         start = "No parent this time."
-    return (f"{start} Change: {change.what}. Why: {change.why}. Expected effect: {change.effect}. "
+    return (f"{start} Change ({change.mutation}): {change.what}. Why: {change.why}. "
+            f"Expected effect: {change.effect}. "
             f"Resulting loss: {change.tree.pretty()}, with x = β·ρ.")

@@ -27,7 +27,6 @@ from llm2.execution.base import EvalJob, job_from_dict, job_to_dict, result_from
 from llm2.sandbox.limits import SandboxLimits
 
 STARTUP_TIMEOUT_S = 900.0  # a first world build takes about half a minute on two busy cores; be generous
-SCORING_ALLOWANCE_S = 120.0  # on top of the candidate's timeout: scoring and reaping, done by trusted code
 
 
 @dataclass(frozen=True)
@@ -38,6 +37,7 @@ class WorkerConfig:
     cascade: bool = True
     static_checks: bool = True
     scratch_root: str | None = None
+    answer_grace_s: float = 120.0  # beyond the candidate's timeout, for scoring (trusted) before a worker is hung
 
     def encode(self) -> str:
         """For the worker's command line. Pickle is fine here: both ends are llm2's own trusted processes, and
@@ -134,7 +134,7 @@ class WorkerHandle:
             self._send(job_to_dict(job))
             self._expect("started", time.monotonic() + STARTUP_TIMEOUT_S)
             limits = self.config.limits
-            deadline = time.monotonic() + limits.timeout_s + limits.term_grace_s + SCORING_ALLOWANCE_S
+            deadline = time.monotonic() + limits.timeout_s + limits.term_grace_s + self.config.answer_grace_s
             return result_from_dict(self._expect("result", deadline)["result"])
         except WorkerGone as exc:
             self.stop()
