@@ -71,9 +71,12 @@ def _messages_by_candidate(archive: Archive) -> dict[int, list[Message]]:
 
 
 def scored_history(archive: Archive) -> tuple[ScoredCandidate, ...]:
-    """Baselines and every finished candidate, for proposers that reason over results (the symbolic one)."""
+    """Baselines and every candidate so far, for proposers that reason over results (the symbolic one).
+
+    Pending candidates are included (fitness None) so proposals of one generation do not repeat each other.
+    """
     return tuple(
         ScoredCandidate(name=c.name, code=c.code, fitness=c.fitness, status=c.status, thought=c.thought)
         for c in archive.candidates()
-        if c.status != "pending" and c.code
+        if c.code
     )

@@ -51,5 +51,6 @@ class TrainConfig:
     # policy too little (dpo 0.65, KL 1.3 at beta 0.05) and 4e-4 gives the DESIGN's picture (dpo ~0.91, KL ~9).
     lr: float = 4e-4
     epochs: float = 1.0  # passes over the pairs at budget 1.0
+    warmup: float = 0.1  # share of the steps with a linear warm-up; then a linear decay to zero (as TRL's default)
     quick_prompts: int = 128  # held-out prompts scored when ``quick`` (the cascade's probe)
     sampling_seed: int = 1234  # the same weights always get the same score
