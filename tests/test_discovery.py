@@ -88,8 +88,9 @@ def test_openai_discovery_against_a_scripted_server(tmp_path):
         completion(good_reply_json("too_slow"), delay_s=2.0),  # the client gives up and retries
         completion(good_reply_json("after_timeout", code=GOOD_CODE.replace("-F.logsigmoid(x)",
                                                                             "-F.logsigmoid(x) + 0.1 * x * x"))),
+        completion("I would rather not."), completion("Still no JSON."), completion("{broken"),  # 8 unusable
     ]
-    config = DiscoveryConfig(proposer="openai", generations=7, population=1, seeds=1, baselines=("dpo",),
+    config = DiscoveryConfig(proposer="openai", generations=8, population=1, seeds=1, baselines=("dpo",),
                              proposer_options={"model": "fake-model"}, temperature=0.3)
     with FakeOpenAIServer(script) as server:
         proposer = make_proposer("openai", model="fake-model", base_url=server.base_url, api_key_env="NO_SUCH_KEY",
@@ -98,13 +99,16 @@ def test_openai_discovery_against_a_scripted_server(tmp_path):
     proposals = [c for c in archive.candidates() if c.generation > 0]
     assert [(c.name, c.status) for c in proposals] == [
         ("plain_dpo", "ok"), ("hinge_idea", "ok"), ("ipo_like", "ok"), ("raises", "invalid"),
-        ("renamed", "duplicate"), ("after_500", "ok"), ("after_timeout", "ok")]
+        ("renamed", "duplicate"), ("after_500", "ok"), ("after_timeout", "ok"), ("unusable_reply", "invalid")]
     by_name = {c.name: c for c in proposals}
     assert by_name["renamed"].duplicate_of == by_name["plain_dpo"].id
     assert "plain_dpo" in by_name["renamed"].feedback
     assert any(e.startswith("repair:") for e in by_name["hinge_idea"].reply_events)
     assert any(e.startswith("reask:") for e in by_name["ipo_like"].reply_events)
     assert "undefined_helper" in by_name["raises"].error
+    unusable = by_name["unusable_reply"]
+    assert unusable.stage == "reply" and "3 attempts" in unusable.error
+    assert sum(e.startswith("reask:") for e in unusable.reply_events) == 2
     assert by_name["ipo_like"].prompt_tokens == 20  # two replies of 10 prompt tokens each
     assert all(r.body["model"] == "fake-model" and r.body["temperature"] == 0.3 for r in server.requests)
     # the proposer is shown each result: the request after "raises" carries its rejection reason

@@ -8,12 +8,15 @@ reply (usable or not) is left for the loop to append, so the same rule holds whe
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Callable
 
 from llm2.discovery.parse import ParsedReply, ReplyError, parse_reply
+from llm2.discovery.prompts import PromptBook
 from llm2.proposers.base import Message, ProposalRequest, Proposer, Reply
 
-REASK_TEMPLATE = ("Your reply could not be used: {reason}. "
-                  "Reply again with only a JSON object with keys thought, name, code.")
+
+def default_reask(reason: str) -> str:
+    return PromptBook().render("reask", reason=reason)
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,8 @@ class AskOutcome:
     error: str | None  # why no candidate came out, when parsed is None
 
 
-def ask_for_candidate(proposer: Proposer, request: ProposalRequest, max_reasks: int = 2) -> AskOutcome:
+def ask_for_candidate(proposer: Proposer, request: ProposalRequest, max_reasks: int = 2,
+                      reask: Callable[[str], str] = default_reask) -> AskOutcome:
     """Call ``proposer.propose`` until a reply parses, at most ``1 + max_reasks`` times.
 
     ProposerError (and BudgetExceeded) from the proposer propagate: the caller decides whether the run stops.
@@ -48,7 +52,7 @@ def ask_for_candidate(proposer: Proposer, request: ProposalRequest, max_reasks: 
                 error = f"no usable reply after {attempt + 1} attempt{'s' if attempt else ''}: {reason}"
                 return AskOutcome(None, tuple(replies), tuple(exchanges), tuple(events), error)
             events.append(f"reask:{reason}")
-            exchanges += [Message("assistant", reply.text), Message("user", REASK_TEMPLATE.format(reason=reason))]
+            exchanges += [Message("assistant", reply.text), Message("user", reask(reason))]
             current = replace(request, messages=request.messages + tuple(exchanges))
             continue
         events += [f"repair:{tag}" for tag in parsed.repairs]

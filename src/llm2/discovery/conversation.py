@@ -28,10 +28,13 @@ def sync_messages(archive: Archive, exchanges: dict[int, list[Message]] | None =
     for candidate in archive.candidates():
         if candidate.status in ("pending", "baseline") or candidate.id in logged or candidate.feedback is None:
             continue
-        for message in (exchanges or {}).get(candidate.id, []):
+        extra = (exchanges or {}).get(candidate.id, [])
+        for message in extra:
             archive.add_message(message.role, message.content, candidate.id)
         if candidate.code:
             archive.add_message("assistant", reply_text(candidate), candidate.id)
+        elif not extra:  # an unusable reply whose text was lost in a crash: keep the roles alternating
+            archive.add_message("assistant", "(an unusable reply; its text was not kept)", candidate.id)
         archive.add_message("user", candidate.feedback, candidate.id)
 
 

@@ -75,7 +75,8 @@ class Discovery:
         request = ProposalRequest(messages=request_messages(self.archive, self.config, self.book),
                                   history=scored_history(self.archive), temperature=self.config.temperature,
                                   seed=self.config.seed * 1_000_003 + index)
-        asked = ask_for_candidate(self.proposer, request, max_reasks=self.config.max_reasks)
+        asked = ask_for_candidate(self.proposer, request, max_reasks=self.config.max_reasks,
+                                  reask=lambda reason: self.book.render("reask", reason=reason))
         usage = dict(prompt_tokens=sum(r.prompt_tokens for r in asked.replies),
                      completion_tokens=sum(r.completion_tokens for r in asked.replies),
                      cost_usd=sum(r.cost_usd for r in asked.replies), reply_events=asked.events)
@@ -94,6 +95,8 @@ class Discovery:
             if original is None:
                 self.fanout.submit(record.id, record.code)
         self.exchanges[record.id] = list(asked.exchanges)
+        if asked.parsed is None:  # an unusable last reply is logged as it came; a usable one as clean JSON
+            self.exchanges[record.id].append(Message("assistant", asked.replies[-1].text))
         if record.status != "pending":
             self.progress.record(status=record.status, name=record.name, fitness=None, seconds=0.0, evals=0)
 
