@@ -127,9 +127,9 @@ def test_loss_shape_figure_labels_axes_and_always_names_dpo():
 
 
 def test_discovery_curve_marks_failures_by_reason_and_draws_dpo():
-    points = [CandidatePoint("a", 1, 0, 0.5, "ok", "done"), CandidatePoint("b", 1, 1, None, "invalid", "contract"),
-              CandidatePoint("c", 2, 2, 0.8, "ok", "done"), CandidatePoint("d", 2, 3, None, "timeout", "train"),
-              CandidatePoint("e", 2, 4, None, "pending", None)]
+    points = [CandidatePoint("a", 1, 0.5, "ok", "done"), CandidatePoint("b", 1, None, "invalid", "contract"),
+              CandidatePoint("c", 2, 0.8, "ok", "done"), CandidatePoint("d", 2, None, "timeout", "train"),
+              CandidatePoint("e", 2, None, "pending", None)]
     fig = discovery_curve_figure(points, {"dpo": 0.7, "hinge": 0.6})
     top, bottom = fig.axes
     assert "fitness (mean gold reward)" in top.get_ylabel() and bottom.get_xlabel() == "generation"
@@ -137,7 +137,8 @@ def test_discovery_curve_marks_failures_by_reason_and_draws_dpo():
     assert any(t.startswith("dpo (baseline)") for t in legend) and "best so far" in legend
     assert [t.get_text() for t in bottom.get_yticklabels()] == ["invalid at contract (1)", "timeout at train (1)"]
     best_line = [line for line in top.get_lines() if line.get_label() == "best so far"][0]
-    assert list(best_line.get_ydata()) == [0.5, 0.8]
+    assert list(best_line.get_ydata()) == [0.5, 0.8, 0.8]
+    assert list(best_line.get_xdata()) == [0.5, 1.5, 2.5]
 
     without_dpo = discovery_curve_figure(points[:1], {})
     assert "dpo: not measured in this run" in legend_texts(without_dpo)

@@ -187,7 +187,7 @@ def test_catalog_objectives_pass_the_contract_check(task, name):
     (lambda pc, pr, rc, rr, beta: torch.stack([pc, pr], 1),
      "returned shape (8, 2) but the contract needs (8,)"),
     (lambda pc, pr, rc, rr, beta: (pc - pr)[:1], "returned shape (1,) but the contract needs (8,)"),
-    (lambda pc, pr, rc, rr, beta: float((pc - pr).sum()), "returned float, not a torch.Tensor"),
+    (lambda pc, pr, rc, rr, beta: float((pc - pr).sum().detach()), "returned float, not a torch.Tensor"),
     (lambda pc, pr, rc, rr, beta: (pc > pr).long(), "torch.int64, not a float tensor"),
     (lambda pc, pr, rc, rr, beta: torch.log(pc - pr), "non-finite values"),
     (lambda pc, pr, rc, rr, beta: (pc - pr).detach(), "no gradient with respect to the policy log-probs"),

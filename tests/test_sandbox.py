@@ -159,8 +159,7 @@ def test_confinement_blocks_files_processes_network_and_signals(scratch, tmp_pat
         assert not outside.exists()
         assert "PermissionError" in in_confined_child(lambda: os.listdir(cache_dir()), scratch)
         assert "PermissionError" in in_confined_child(_fork, scratch)
-        assert "PermissionError" in in_confined_child(lambda: os.system("true") or "ran", scratch) \
-            or in_confined_child(lambda: os.system("true"), scratch) != "0"
+        assert in_confined_child(lambda: os.system("true"), scratch) != "0"  # the shell never starts
         assert "connected" not in in_confined_child(_connect(port), scratch)
         assert "PermissionError" in in_confined_child(lambda: os.kill(os.getppid(), signal.SIGKILL), scratch)
         assert "MemoryError" in in_confined_child(_allocate, scratch)
@@ -248,8 +247,6 @@ def test_the_probe_stops_a_collapsing_run_and_records_the_stage():
         assert stopped.metrics is None
         full = runner.evaluate(DPO, SETTING, SandboxOptions(limits, cascade=False))
         assert (full.status, full.stage) == ("ok", "done")  # without the cascade nothing probes
-        assert psutil.Process().children() == [] or all(c.status() != psutil.STATUS_ZOMBIE
-                                                        for c in psutil.Process().children())
     finally:
         runner.close()
 
@@ -287,9 +284,14 @@ def test_a_hung_worker_is_killed_at_the_outer_deadline():
     handle = WorkerHandle(config, log_dir=tempfile.gettempdir())
     try:
         handle.start()
-        os.kill(handle.pid, signal.SIGSTOP)  # a worker that stops answering
+        stopped_pid = handle.pid
+        loop = DPO.replace("    rho =", "    while True:\n        pass\n    rho =", 1)
+        # the worker stops answering while its child loops: nobody enforces the child's timeout any more
+        freezer = threading.Timer(1.0, lambda: os.kill(stopped_pid, signal.SIGSTOP))
+        freezer.start()
         started = time.monotonic()
-        result = handle.run(EvalJob(DPO, SETTING))
+        result = handle.run(EvalJob(loop, SETTING))
+        freezer.join()
         assert result.status == "failed" and "hung" in result.error
         assert time.monotonic() - started < 30
         assert handle.run(EvalJob(DPO, SETTING)).status in ("ok", "timeout")  # a fresh worker serves again

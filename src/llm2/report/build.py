@@ -67,7 +67,7 @@ def draw_figures(run_dir: Path, out: Path, candidates: Sequence[CandidateRecord]
     curve = None
     if proposals:
         baselines = {c.name: c.fitness for c in candidates if c.is_baseline and c.fitness is not None}
-        points = [CandidatePoint(c.name, c.generation, c.index, c.fitness if c.status == "ok" else None, c.status,
+        points = [CandidatePoint(c.name, c.generation, c.fitness if c.status == "ok" else None, c.status,
                                  c.stage) for c in proposals]
         pending = sum(c.status == "pending" for c in proposals)
         title = f"Discovery curve: {len(proposals)} candidates" + (f", {pending} still pending" if pending else "")
@@ -119,7 +119,8 @@ def loss_shapes_figure(shapes: Sequence[LossShape], n_best: int, out: Path, beta
     note = ("" if n_best else "No candidate has a score yet, so only dpo is drawn. ") + (
         "Could not draw: " + "; ".join(f"{s.name}: {s.error}" for s in failed) + "." if failed else "")
     caption = ("f(x) is each loss evaluated per pair at x = β·ρ (reference log-probs 0, chosen and rejected "
-               "log-probs ±ρ/2); f′(x) by autograd. Left: the tails, x ∈ [−10, 10]; right: the structure near 0, "
+               "log-probs ±ρ/2); f′(x) by autograd. Left: the tails, x ∈ [−10, 10]; right: the structure "
+               "near 0, "
                "x ∈ [−0.5, 0.5]. Curves far larger than dpo's are clipped so that dpo stays readable.")
     return Figure.from_png(path, "Loss shapes f(x) and f′(x) of the best candidates beside dpo", caption), note
 

@@ -52,16 +52,14 @@ def frontier_from_evaluate_json(path: Path) -> tuple[list[FrontierSeries], Front
     return series, reference_point, notes
 
 
-def frontier_from_evaluations(evaluations: Iterable[Any], names: Sequence[str] | None = None,
-                              ) -> list[FrontierSeries]:
+def frontier_from_evaluations(evaluations: Iterable[Any]) -> list[FrontierSeries]:
     """Series from archive evaluation records (candidate_name, setting, fitness, kl, status).
 
     A frontier varies β alone: only the records of one suite and world (world_seed, label_noise) are used, the one
-    measured at the most β values; each point is the mean ± std over the training seeds at that β. ``names`` keeps only those.
+    measured at the most β values; each point is the mean ± std over the training seeds at that β.
     """
     usable = [r for r in evaluations
-              if r.status == "ok" and finite(r.fitness) and finite(r.kl) and finite((r.setting or {}).get("beta"))
-              and (names is None or r.candidate_name in names)]
+              if r.status == "ok" and finite(r.fitness) and finite(r.kl) and finite((r.setting or {}).get("beta"))]
     betas_per_world: dict[tuple, set[float]] = defaultdict(set)
     for record in usable:
         betas_per_world[world_of(record)].add(float(record.setting["beta"]))

@@ -130,7 +130,9 @@ def run_section(content: PageContent) -> str:
     seeds = key_value_table([(k, setting_text(v)) for k, v in sorted(run.seeds.items())]) if run.seeds else "—"
     versions = key_value_table([(k, setting_text(v)) for k, v in sorted(run.versions.items())]) \
         if run.versions else "—"
-    return (f"{summary}<h3>Settings</h3>{settings}<h3>Seeds</h3>{seeds}<h3>Versions</h3>{versions}")
+    # The full settings are long and rarely read: folded, and open on a click.
+    return (f"{summary}<details class=\"settings\"><summary>Settings, seeds and versions</summary>"
+            f"<h3>Settings</h3>{settings}<h3>Seeds</h3>{seeds}<h3>Versions</h3>{versions}</details>")
 
 
 def leaderboard_order(candidates: Sequence[CandidateRecord]) -> list[CandidateRecord]:
@@ -254,7 +256,8 @@ def render_page(content: PageContent) -> str:
         run_section=run_section(content),
         leaderboard_section=leaderboard_section(content.candidates),
         curve_section=figure_html(content.curve, "No candidate yet."),
-        shapes_section=figure_html(content.shapes, content.shapes_note) + note_html(content.shapes, content.shapes_note),
+        shapes_section=figure_html(content.shapes, content.shapes_note)
+        + note_html(content.shapes, content.shapes_note),
         frontier_section=figure_html(content.frontier, content.frontier_note)
         + note_html(content.frontier, content.frontier_note),
         failures_section=failures_section(content.failures, content.failures_figure),

@@ -32,7 +32,6 @@ class CandidatePoint:
 
     name: str
     generation: int
-    order: int  # position in the run, for the best-so-far line
     fitness: float | None  # None when it produced no score
     status: str
     stage: str | None
@@ -91,21 +90,25 @@ def discovery_curve_figure(points: Sequence[CandidatePoint], baselines: dict[str
     scored = [p for p in points if has_fitness(p)]
     failed = [p for p in points if not has_fitness(p) and p.status not in ("pending", "duplicate")]
     reasons = sorted({failure_label(p) for p in failed})
-    fig = Figure(figsize=(9, 6.2 if reasons else 5))
-    top, bottom = fig.subplots(
-        2, 1, sharex=True,
-        gridspec_kw={"height_ratios": [4, max(1, len(reasons)) * 0.45 + 0.4] if reasons else [4, 0.01]})
+    fig = Figure(figsize=(9, 6.2 if reasons else 4.6))
+    if reasons:
+        top, bottom = fig.subplots(2, 1, sharex=True,
+                                   gridspec_kw={"height_ratios": [4, len(reasons) * 0.45 + 0.4]})
+    else:  # nothing failed: one panel, and the axis below the fitness is the generation axis
+        top = bottom = fig.subplots()
     rng = np.random.default_rng(0)  # jitter only spreads candidates of one generation apart
     if scored:
         jitter = rng.uniform(-0.18, 0.18, len(scored))
         top.scatter([p.generation + j for p, j in zip(scored, jitter)], [p.fitness for p in scored], s=22,
                     color="tab:blue", alpha=0.75, label="candidate", zorder=3)
-        best_x, best_y, best = [], [], -math.inf
-        for p in sorted(scored, key=lambda q: q.order):
-            best = max(best, p.fitness)
-            best_x.append(p.generation)
+        # One level per generation band [g − ½, g + ½]: the best fitness seen up to the end of generation g.
+        generations = sorted({p.generation for p in scored})
+        best_y, best = [], -math.inf
+        for generation in generations:
+            best = max([best] + [p.fitness for p in scored if p.generation == generation])
             best_y.append(best)
-        top.step(best_x, best_y, where="post", color="tab:red", linewidth=2, label="best so far", zorder=4)
+        top.step([g - 0.5 for g in generations] + [generations[-1] + 0.5], best_y + best_y[-1:], where="post",
+                 color="tab:red", linewidth=2, label="best so far", zorder=4)
     colors = iter([c for i, c in enumerate(palette()) if i not in (0, 3)])  # blue and red mean candidates
     for name, level in sorted(baselines.items(), key=lambda item: item[0] != REFERENCE):
         if level is None or not math.isfinite(level):
@@ -133,9 +136,6 @@ def discovery_curve_figure(points: Sequence[CandidatePoint], baselines: dict[str
         bottom.set_ylim(-0.7, len(reasons) - 0.3)
         bottom.set_title("rejected or failed candidates, by reason", fontsize=9)
         bottom.grid(alpha=0.3, axis="x")
-    else:
-        bottom.set_yticks([])
-        bottom.set_frame_on(False)
     bottom.set_xlabel("generation")
     generations = sorted({p.generation for p in points}) or [0]
     bottom.set_xticks(generations if len(generations) <= 30 else generations[:: max(1, len(generations) // 15)])
@@ -224,7 +224,8 @@ def frontier_figure(series: Sequence[FrontierSeries], reference_point: FrontierP
     ax = fig.subplots()
     colors = iter(palette())
     ordered = sorted(series, key=lambda s: s.name != REFERENCE)
-    for s in ordered:
+    label_offsets = [(4, 4), (4, -11), (-36, 4), (-36, -11)]  # per series, so coinciding points stay legible
+    for number, s in enumerate(ordered):
         points = sorted(s.points, key=lambda p: p.beta)
         if not points:
             continue
@@ -234,7 +235,8 @@ def frontier_figure(series: Sequence[FrontierSeries], reference_point: FrontierP
                     marker="o", markersize=5, capsize=2, label=plain(s.name), zorder=5 if s.name == REFERENCE else 3,
                     **style)
         for p in points:
-            ax.annotate(f"β={p.beta:g}", (p.kl, p.reward), textcoords="offset points", xytext=(4, 4),
+            ax.annotate(f"β={p.beta:g}", (p.kl, p.reward), textcoords="offset points",
+                        xytext=label_offsets[number % len(label_offsets)],
                         fontsize=7, color=style["color"])
     if not any(s.name == REFERENCE for s in series):
         ax.plot([], [], label="dpo: no points in this data", **REFERENCE_STYLE)

@@ -1,8 +1,8 @@
 """Loss shapes: a preference loss as a function f(x) of x = β·ρ, and its derivative f′(x).
 
 f is measured by calling the loss itself with the reference terms zero and the policy log-probs split evenly,
-chosen = ρ/2 and rejected = −ρ/2 with ρ = x/β, so β·ρ = x; f′ comes from autograd. A whole panel's grid is one
-batch. Losses that use batch statistics (mean, std over the pairs) then show their shape for a batch spread evenly
+chosen = ρ/2 and rejected = −ρ/2 with ρ = x/β, so β·ρ = x; f′ comes from autograd. A whole panel's grid is
+one batch. Losses that use batch statistics (mean, std over the pairs) then show their shape for a batch spread evenly
 over the panel, and f′ is the per-pair derivative ∂f_i/∂x_i.
 
 This module holds the records and the launcher, and imports no torch; the computation is in

@@ -51,10 +51,6 @@ class TinyGPT(nn.Module):
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.layers))
         self.norm = nn.LayerNorm(config.d_model)
         self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
-        self.apply(_init_weights)
-        for block in self.blocks:  # GPT-2: residual projections scaled down by the depth
-            for projection in (block.proj, block.mlp[2]):
-                nn.init.normal_(projection.weight, std=0.02 / (2 * config.layers) ** 0.5)
 
     def forward(self, tokens: torch.Tensor, caches: list[dict] | None = None, start: int = 0) -> torch.Tensor:
         """Logits [batch, length, vocab] for the next token at every position.
@@ -66,15 +62,6 @@ class TinyGPT(nn.Module):
         for index, block in enumerate(self.blocks):
             x = block(x, None if caches is None else caches[index])
         return self.head(self.norm(x))
-
-
-def _init_weights(module: nn.Module) -> None:
-    """GPT-2's initialisation. Small weights also make Adam's fixed-size steps move the policy as in real
-    fine-tuning; PyTorch's default init leaves the policy nearly frozen at lr 2e-4."""
-    if isinstance(module, (nn.Linear, nn.Embedding)):
-        nn.init.normal_(module.weight, std=0.02)
-    if isinstance(module, nn.Linear) and module.bias is not None:
-        nn.init.zeros_(module.bias)
 
 
 def completion_logps(model: nn.Module, sequences: torch.Tensor, prompt_length: int) -> torch.Tensor:

@@ -23,11 +23,6 @@ def total_steps(pairs: int, setting: EvalSetting, config: TrainConfig) -> int:
     return max(1, round(setting.budget * config.epochs * (pairs // config.batch_size)))
 
 
-def warmup_then_decay(steps: int, warmup: float) -> Callable[[int], float]:
-    warm = max(1, round(warmup * steps))
-    return lambda step: min((step + 1) / warm, max(0.0, (steps - step) / max(1, steps - warm)))
-
-
 def batch_indices(pairs: int, steps: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
     """``steps`` batches of shuffled pair indices, reshuffled at every epoch; the partial last batch is dropped."""
     batches: list[torch.Tensor] = []
@@ -64,8 +59,7 @@ def train_policy(fn: LossFn, world: World, pairs: PreferencePairs, setting: Eval
         torch.manual_seed(setting.seed)  # dropout masks
         order = batch_indices(len(pairs), steps, config.batch_size, torch.Generator().manual_seed(setting.seed))
         policy = world.reference_model().train()  # train mode: dropout is the noise real training has
-        optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_then_decay(steps, config.warmup))
+        optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr, fused=True)  # one kernel, not one per tensor
         for step, index in enumerate(order):
             # chosen and rejected in one forward pass
             logps = completion_logps(policy, torch.cat([pairs.chosen[index], pairs.rejected[index]]),
@@ -87,7 +81,6 @@ def train_policy(fn: LossFn, world: World, pairs: PreferencePairs, setting: Eval
                 stop_reason = f"the gradient became non-finite at step {step}"
                 break
             optimizer.step()
-            schedule.step()
             trace.append(loss.item())
             if checkpoint is not None and step + 1 == probe_step:
                 if not checkpoint(TrainOutput(snapshot(policy), list(trace), step + 1)):

@@ -231,9 +231,12 @@ def load_world(config: WorldConfig, seed: int) -> World:
             if not path.exists():
                 world = build_world(config, seed)
                 handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-                with os.fdopen(handle, "wb") as file:
-                    torch.save(world.to_state(), file)
-                os.replace(temporary, path)
+                try:
+                    with os.fdopen(handle, "wb") as file:
+                        torch.save(world.to_state(), file)
+                    os.replace(temporary, path)
+                finally:
+                    Path(temporary).unlink(missing_ok=True)
     world = World.from_state(config, torch.load(path, weights_only=True))
     _LOADED[key] = world
     return world
