@@ -3,13 +3,13 @@
     HF_HUB_OFFLINE=1 python bench/inner_loop.py [--steps 50] [--warmup 5]
 
 Both sides train a 2-layer, 64-wide, 4-head causal transformer (TRL: a GPT2LMHeadModel built from a config) with
-DPO (TRL loss_type "sigmoid", reference log-probs precomputed on both sides) at batch 16, Adam at 2e-4, dropout 0.1,
-on the cached world's preference pairs, on one CPU thread. Seconds per step are taken between the ends of step
-``warmup`` and step ``warmup + steps``, so set-up and the first steps' allocations are left out on both sides;
-the two sides take turns ``--repeats`` times and each keeps its fastest run, so a busy moment on a shared
-machine does not decide the ratio.
-TRL's sequences carry one more token (the EOS it appends to each completion) and two more vocabulary entries
-(EOS and padding) than llm2's. The last line is ``ratio_trl_over_llm2=R``.
+DPO (TRL loss_type "sigmoid", reference log-probs precomputed on both sides) at batch 16, Adam at the task's
+learning rate (TRL: AdamW without weight decay), dropout 0.1, on the cached world's preference pairs, on one CPU
+thread. Seconds per step are taken between the ends of step ``warmup`` and step ``warmup + steps``, so set-up and
+the first steps' allocations are left out on both sides; the two sides take turns ``--repeats`` times and each
+keeps its fastest run, so a busy moment on a shared machine does not decide the ratio. TRL's sequences carry one
+more token (the EOS it appends to each completion) and two more vocabulary entries (EOS and padding) than llm2's.
+The last line is ``ratio_trl_over_llm2=R``.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from safetensors.torch import save as save_safetensors
 
 from llm2.objectives import OBJECTIVES
 from llm2.tasks import get_task
-from llm2.tasks.base import CandidateError, EvalSetting, Metrics, TrainOutput
+from llm2.tasks.base import CandidateError, Metrics, TrainOutput
 
 SEEDS = (0, 1, 2)
 BETA = 0.05
@@ -167,6 +167,9 @@ def test_loss_that_diverges_mid_run_stops_early_with_a_reason(task):
     (lambda pc, pr, rc, rr, beta: (rc - rr) * beta, "no gradient"),
     (lambda pc, pr, rc, rr, beta: (pc - pr) * math.nan, "not finite"),
     (lambda pc, pr, rc, rr, beta: pc[100], "raised IndexError"),
+    (lambda pc, pr, rc, rr, beta: torch.ones(16, requires_grad=True), "no gradient reaches the policy"),
+    (lambda pc, pr, rc, rr, beta: (pc > pr).long(), "torch.int64, not a float tensor"),
+    (lambda pc, pr, rc, rr, beta: torch.sigmoid(pc - pr).mul_(2.0), "backpropagating the loss failed"),
 ])
 def test_loss_that_breaks_the_contract_mid_run_raises_a_clear_error(task, loss, message):
     with pytest.raises(CandidateError, match=message.replace("(", r"\(").replace(")", r"\)")) as error:

@@ -27,7 +27,7 @@ from pathlib import Path
 from llm2.sandbox import landlock, seccomp
 
 GIB = 1 << 30
-_CLONE_NEWNET, _CLONE_NEWIPC = 0x40000000, 0x08000000
+_CLONE_NEWNET, _CLONE_NEWIPC, _CLONE_NEWUSER = 0x40000000, 0x08000000, 0x10000000
 _PR_SET_PDEATHSIG, _PR_SET_DUMPABLE, _PR_CAPBSET_DROP = 1, 4, 24
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
@@ -88,7 +88,9 @@ def confine(scratch: Path, limits: SandboxLimits, readable: list[str]) -> Defenc
     notes: list[str] = []
     os.setsid()
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # the worker's death takes the child with it
-    network = _unshare(_CLONE_NEWNET | _CLONE_NEWIPC) or _unshare(_CLONE_NEWNET)
+    # as root a plain network namespace; unprivileged, inside a new user namespace where the system allows one
+    network = (_unshare(_CLONE_NEWNET | _CLONE_NEWIPC) or _unshare(_CLONE_NEWNET)
+               or _unshare(_CLONE_NEWUSER | _CLONE_NEWNET))
     if not network:
         notes.append("no network namespace (unshare refused); Landlock and seccomp guard sockets")
     applied = _set_rlimits(limits)

@@ -7,9 +7,10 @@ A task splits an evaluation in two halves so that scoring never runs candidate c
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-import torch
+if TYPE_CHECKING:  # torch only for annotations: the records stay importable without paying for torch
+    import torch
 
 
 class CandidateError(Exception):
@@ -61,7 +62,7 @@ class Metrics:
     extra: dict[str, float] = field(default_factory=dict)
 
 
-LossFn = Callable[..., torch.Tensor]
+LossFn = Callable[..., "torch.Tensor"]
 
 
 class Task(Protocol):

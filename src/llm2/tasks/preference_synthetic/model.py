@@ -33,7 +33,8 @@ class Block(nn.Module):
                 k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
             cache["k"], cache["v"] = k, v
         # Written out rather than F.scaled_dot_product_attention: its CPU kernels are several times slower on
-        # these tiny heads. A whole sequence needs the causal mask; one new token may see all the cache.
+        # these tiny heads. A whole sequence (or a prompt into an empty cache) needs the causal mask; sampling then
+        # feeds one token at a time, which may see all of the cache.
         scores = (q @ k.transpose(2, 3)) * (q.shape[-1] ** -0.5)
         if length > 1:
             scores = scores.masked_fill(self.future[:length, :length], float("-inf"))

@@ -47,6 +47,9 @@ class PreferenceSyntheticTask:
 
     def prepare(self, setting: EvalSetting) -> None:
         self.world(setting).pairs(setting.label_noise)
+        # torch.optim imports torch._dynamo on its first use (~6 s here): pay that here, where warm workers
+        # prepare before they fork a child per candidate, and not inside the first candidate's training.
+        torch.optim.Adam([torch.zeros(1, requires_grad=True)])
 
     def check_contract(self, fn: LossFn) -> None:
         check_preference_contract(fn)

@@ -40,6 +40,9 @@ def pairwise_losses(fn: LossFn, args: tuple, batch: int, step: int) -> torch.Ten
         raise CandidateError(f"the loss raised {type(exc).__name__}: {exc} ({where})", stage="train") from None
     if not isinstance(losses, torch.Tensor):
         raise CandidateError(f"the loss returned {type(losses).__name__}, not a torch.Tensor ({where})", stage="train")
+    if not losses.is_floating_point():
+        raise CandidateError(f"the loss returned a tensor of {losses.dtype}, not a float tensor ({where})",
+                             stage="train")
     if tuple(losses.shape) != (batch,):
         raise CandidateError(f"the loss returned shape {tuple(losses.shape)} but the contract needs ({batch},)"
                              f" ({where})", stage="train")
@@ -47,6 +50,16 @@ def pairwise_losses(fn: LossFn, args: tuple, batch: int, step: int) -> torch.Ten
         raise CandidateError(f"the loss has no gradient with respect to the policy log-probs ({where})",
                              stage="train")
     return losses
+
+
+def backpropagate(loss: torch.Tensor, policy: torch.nn.Module, step: int) -> None:
+    try:
+        loss.backward()
+    except Exception as exc:  # noqa: BLE001 - e.g. the loss modified its inputs in place
+        raise CandidateError(f"backpropagating the loss failed at training step {step}: {type(exc).__name__}: {exc}",
+                             stage="train") from None
+    if all(parameter.grad is None for parameter in policy.parameters()):
+        raise CandidateError(f"no gradient reaches the policy from the loss (at training step {step})", stage="train")
 
 
 def train_policy(fn: LossFn, world: World, pairs: PreferencePairs, setting: EvalSetting, config: TrainConfig,
@@ -75,7 +88,7 @@ def train_policy(fn: LossFn, world: World, pairs: PreferencePairs, setting: Eval
                 stop_reason = f"the loss became non-finite ({loss.item()}) at step {step}"
                 break
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            backpropagate(loss, policy, step)
             grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), math.inf)
             if not torch.isfinite(grad_norm):  # checked before the update, so the weights stay finite
                 stop_reason = f"the gradient became non-finite at step {step}"
