@@ -19,7 +19,8 @@ from llm2.proposers.base import Message, ScoredCandidate
 
 def reply_text(candidate: CandidateRecord) -> str:
     """The reply as the proposer should see it in later turns: its JSON, whatever repairs it needed."""
-    return json.dumps({"thought": candidate.thought, "name": candidate.name, "code": candidate.code}, indent=1)
+    return json.dumps({"thought": candidate.thought, "name": candidate.name, "code": candidate.code}, indent=1,
+                      ensure_ascii=False)
 
 
 def sync_messages(archive: Archive, exchanges: dict[int, list[Message]] | None = None) -> None:

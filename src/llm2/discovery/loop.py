@@ -166,7 +166,7 @@ class Discovery:
 
     # --- text ----------------------------------------------------------------------------------------------
     def _system_prompt(self) -> str:
-        return self.book.render("system", task_kind=getattr(self.task, "kind", "preference optimization"),
+        return self.book.render("system", task_kind=self.task.kind,
                                 contract=self.task.contract.description)
 
     def _intro(self) -> str:
@@ -177,8 +177,7 @@ class Discovery:
             for c in self.archive.candidates() if c.generation == 0
         )
         return self.book.render(
-            "intro", task_description=getattr(self.task, "description", ""),
-            fitness_description=getattr(self.task, "fitness_description", "the task's score (higher is better)"),
+            "intro", task_description=self.task.description, fitness_description=self.task.fitness_description,
             beta=self.config.beta, n_seeds=self.config.seeds, reference_fitness=feedback.fmt(reference.fitness),
             baselines=baselines)
 

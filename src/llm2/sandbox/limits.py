@@ -66,15 +66,18 @@ class Defences:
 def read_roots() -> list[str]:
     """Directories the child may read: the interpreter, installed packages, llm2 itself and system libraries.
 
-    Deliberately absent: the world cache, the working directory, home and /tmp (except the scratch directory).
+    Deliberately absent: the world cache, the working directory, home, /etc and /tmp (but the scratch directory).
+    Whatever the child can read it could put into an error message, which reaches the proposer.
     """
     import llm2
 
     roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
              str(Path(llm2.__file__).resolve().parent)}
     roots.update(p for p in sys.path if p.endswith(("site-packages", "dist-packages")) or p.endswith("lib-dynload"))
-    roots.update({"/usr", "/lib", "/lib64", "/lib32", "/etc", "/proc/self", "/sys/devices/system/cpu",
+    roots.update({"/usr", "/lib", "/lib64", "/lib32", "/proc/self", "/sys/devices/system/cpu",
                   "/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"})
+    # from /etc only what the dynamic loader and time functions read: not /etc as a whole (shadow, keys)
+    roots.update({"/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime"})
     return sorted(os.path.realpath(r) for r in roots if r and os.path.exists(r))
 
 

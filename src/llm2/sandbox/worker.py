@@ -92,6 +92,16 @@ def main() -> None:
 
 
 # -- the executor's side -----------------------------------------------------------------------------------------
+_SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH", "COOKIE", "SESSION")
+
+
+def worker_environment() -> dict[str, str]:
+    """This process's environment without anything that looks like a secret (the proposer's API key, above all):
+    a candidate that read its environment could otherwise put it into an error message."""
+    return {name: value for name, value in os.environ.items()
+            if not any(marker in name.upper() for marker in _SECRET_MARKERS)}
+
+
 class WorkerGone(Exception):
     pass
 
@@ -119,7 +129,7 @@ class WorkerHandle:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "llm2.sandbox.worker", self.config.encode()],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=handle, start_new_session=True,
-            env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+            env={**worker_environment(), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
         os.close(handle)
         self._buffer = b""
         self._expect("ready", time.monotonic() + STARTUP_TIMEOUT_S)

@@ -67,6 +67,9 @@ LossFn = Callable[..., "torch.Tensor"]
 
 class Task(Protocol):
     name: str
+    kind: str  # what the candidate is, in words ("preference optimization"), for the proposer's prompt
+    description: str  # the task as the proposer is told it
+    fitness_description: str  # what the fitness measures, for the proposer
     contract: Contract
     baselines: dict[str, str]  # name -> source code of the baseline, in the contract's form
     default_setting: EvalSetting

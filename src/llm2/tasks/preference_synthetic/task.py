@@ -22,6 +22,18 @@ COLLAPSE_MARGIN = 0.15  # a probe this far below the reference's reward has coll
 
 class PreferenceSyntheticTask:
     name = "preference-synthetic"
+    kind = "preference optimization"
+    description = (
+        "The task: offline preference optimization, as in RLHF from human preference pairs. A small language model\n"
+        "(the policy) starts from a supervised reference model and is trained on pairs of completions for the same\n"
+        "prompt, one preferred (chosen) over the other (rejected) by noisy human-like labels: about one label in\n"
+        "five is wrong. Your loss is applied to each pair for one epoch."
+    )
+    fitness_description = (
+        "the mean reward of completions sampled from the trained policy on held-out prompts, scored by a hidden\n"
+        "gold reward model (0 to 1; higher is better). Moving far from the reference (high KL) is not penalised in\n"
+        "the fitness, but it is reported"
+    )
     default_setting = EvalSetting(beta=0.05)
     probe_fraction = 0.25
 
