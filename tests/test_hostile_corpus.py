@@ -22,7 +22,6 @@ from llm2.objectives import OBJECTIVES
 from llm2.sandbox.limits import GIB, SandboxLimits
 from llm2.tasks import get_task
 from llm2.tasks.base import EvalSetting
-from llm2.tasks.preference_synthetic.config import WorldConfig
 from llm2.tasks.preference_synthetic.world import cache_dir, world_path
 
 HOSTILE = Path(__file__).parent / "hostile"
@@ -116,7 +115,7 @@ def snapshot(root: Path) -> dict[str, str]:
 def world_file() -> Path:
     task = get_task("preference-synthetic")
     task.prepare(SETTING)
-    return world_path(WorldConfig(), SETTING.world_seed)
+    return world_path(task.world_config, SETTING.world_seed)
 
 
 @pytest.fixture()

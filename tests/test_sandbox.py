@@ -158,6 +158,7 @@ def test_confinement_blocks_files_processes_network_and_signals(scratch, tmp_pat
         assert "PermissionError" in in_confined_child(_write_in(outside), scratch)
         assert not outside.exists()
         assert "PermissionError" in in_confined_child(lambda: os.listdir(cache_dir()), scratch)
+        assert "PermissionError" in in_confined_child(lambda: open("/etc/passwd").read(), scratch)
         assert "PermissionError" in in_confined_child(_fork, scratch)
         assert in_confined_child(lambda: os.system("true"), scratch) != "0"  # the shell never starts
         assert "connected" not in in_confined_child(_connect(port), scratch)
@@ -261,7 +262,7 @@ def test_each_candidate_gets_a_fresh_scratch_directory_that_is_removed(runner):
 # -- workers and the local executor ------------------------------------------------------------------------------
 def test_a_worker_that_dies_mid_job_is_reported_and_replaced():
     config = WorkerConfig("preference-synthetic", limits=SandboxLimits(timeout_s=30))
-    handle = WorkerHandle(config, log_dir=tempfile.gettempdir())
+    handle = WorkerHandle(config)
     try:
         handle.start()
         first_pid = handle.pid
@@ -279,9 +280,33 @@ def test_a_worker_that_dies_mid_job_is_reported_and_replaced():
     assert not psutil.pid_exists(first_pid) or psutil.Process(first_pid).status() == psutil.STATUS_ZOMBIE
 
 
+def test_a_setting_the_task_refuses_is_reported_and_the_worker_serves_on():
+    handle = WorkerHandle(WorkerConfig("preference-synthetic", limits=SandboxLimits(timeout_s=30)))
+    try:
+        refused = handle.run(EvalJob(DPO, SETTING.replace(label_noise=0.9)))
+        assert refused.status == "failed" and "worker error: ValueError: label_noise must be in [0, 0.5)" \
+            in refused.error
+        assert handle.run(EvalJob(DPO, SETTING)).status == "ok"
+    finally:
+        handle.close()
+
+
+def test_secrets_in_the_environment_do_not_reach_the_candidate(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-do-not-leak")
+    leak = DPO.replace("    rho =", "    import os\n    raise ValueError('env:' + os.environ.get('OPENAI_API_KEY', 'none'))\n"
+                                    "    rho =", 1)
+    config = WorkerConfig("preference-synthetic", limits=SandboxLimits(timeout_s=30), static_checks=False)
+    handle = WorkerHandle(config)
+    try:
+        result = handle.run(EvalJob(leak, SETTING))
+    finally:
+        handle.close()
+    assert result.status == "invalid" and "env:none" in result.error and "sk-do-not-leak" not in result.error
+
+
 def test_a_hung_worker_is_killed_at_the_outer_deadline():
     config = WorkerConfig("preference-synthetic", limits=SandboxLimits(timeout_s=2), answer_grace_s=1.0)
-    handle = WorkerHandle(config, log_dir=tempfile.gettempdir())
+    handle = WorkerHandle(config)
     try:
         handle.start()
         stopped_pid = handle.pid

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import queue
 import shutil
 import tempfile
@@ -22,11 +21,10 @@ class LocalExecutor(ExecutorBase):
         self._contract = contract
         self._static_checks = config.static_checks
         self._root = tempfile.mkdtemp(prefix="llm2-exec-")
-        config = dataclasses.replace(config, scratch_root=self._root)
         self._queue: queue.Queue = queue.Queue()
         self._closed = False
         self._lock = threading.Lock()
-        self.handles = [WorkerHandle(config, log_dir=self._root) for _ in range(max(1, workers))]
+        self.handles = [WorkerHandle(config, parent_dir=self._root) for _ in range(max(1, workers))]
         self._threads = [threading.Thread(target=self._serve, args=(h,), name=f"llm2-worker-{i}", daemon=True)
                          for i, h in enumerate(self.handles)]
         for thread in self._threads:

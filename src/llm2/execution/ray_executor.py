@@ -39,11 +39,9 @@ def evaluate_in_ray_worker(encoded_config: str, job: dict) -> dict:
     handle = _HANDLES.get(encoded_config)
     if handle is None:
         config = WorkerConfig.decode(encoded_config)
-        # under the driver's scratch root when this node shares its file system (a local instance), else here
+        # beneath the driver's directory when this node shares its file system (a local instance), else in /tmp
         shared = config.scratch_root if config.scratch_root and os.path.isdir(config.scratch_root) else None
-        root = tempfile.mkdtemp(prefix="llm2-ray-worker-", dir=shared)
-        config = dataclasses.replace(config, scratch_root=root)
-        handle = _HANDLES[encoded_config] = WorkerHandle(config, log_dir=root)
+        handle = _HANDLES[encoded_config] = WorkerHandle(config, parent_dir=shared)
     return result_to_dict(handle.run(job_from_dict(job)))
 
 

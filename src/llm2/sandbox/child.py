@@ -20,7 +20,7 @@ from llm2.sandbox import channel
 from llm2.sandbox.limits import SandboxLimits, confine
 from llm2.tasks.base import CandidateError, EvalSetting, Task, TrainOutput
 
-CONTINUE, STOP = b"c", b"s"
+CONTINUE = b"c"  # the worker's probe verdict; any other byte, or none, stops training
 
 
 @dataclass(frozen=True)

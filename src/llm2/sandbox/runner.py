@@ -21,7 +21,7 @@ import torch
 from llm2.candidate import load_function
 from llm2.evaluation import EvalResult
 from llm2.sandbox import channel
-from llm2.sandbox.child import CONTINUE, STOP, ChildJob, run_child
+from llm2.sandbox.child import CONTINUE, ChildJob, run_child
 from llm2.sandbox.limits import SandboxLimits, end_child, kill_group, prepare_worker, read_roots
 from llm2.sandbox.static_checks import static_check, static_error
 from llm2.tasks.base import CandidateError, EvalSetting, Metrics, Task, TrainOutput
@@ -61,7 +61,7 @@ class SandboxRunner:
     def prepare(self, setting: EvalSetting) -> None:
         """Load the setting's world and learn the weights' expected layout (once per world)."""
         self.task.prepare(setting)
-        self._spec(setting)
+        self.weights_spec(setting)
 
     def evaluate(self, code: str, setting: EvalSetting, options: SandboxOptions = SandboxOptions()) -> EvalResult:
         start = time.perf_counter()
@@ -97,7 +97,7 @@ class SandboxRunner:
             os.close(control_w)
             shutil.rmtree(scratch, ignore_errors=True)
 
-    def _spec(self, setting: EvalSetting) -> channel.WeightsSpec:
+    def weights_spec(self, setting: EvalSetting) -> channel.WeightsSpec:
         """The state-dict layout a faithful child returns, learnt from one step of a trusted baseline."""
         key = (setting.world_seed, setting.label_noise)
         if key not in self._specs:
@@ -116,7 +116,7 @@ class _Supervisor:
         self.runner, self.task = runner, runner.task
         self.pid, self.result_fd, self.control_fd = pid, result_fd, control_fd
         self.setting, self.options, self.limits = setting, options, options.limits
-        self.spec = runner._spec(setting)
+        self.spec = runner.weights_spec(setting)
         self.max_payload = channel.payload_limit(self.spec)
         self.stage = "static"
         self.probe_passed = False
@@ -166,7 +166,10 @@ class _Supervisor:
             reason = "the probe's score is not finite"
         if reason is not None:
             return self._fail("probe", f"{reason}, {fraction}")
-        os.write(self.control_fd, CONTINUE)
+        try:
+            os.write(self.control_fd, CONTINUE)
+        except BrokenPipeError:
+            pass  # the child is gone; the next read reports how it ended
         self.deadline += time.monotonic() - started  # the candidate's clock does not run while we score
         self.probe_passed = True
         self.stage = "train"

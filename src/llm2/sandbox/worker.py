@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import base64
 import ctypes
+import dataclasses
 import json
 import os
 import pickle
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -71,7 +73,7 @@ def serve(config: WorkerConfig, jobs_in, replies_fd: int) -> None:
                 _reply(replies_fd, {"event": "started"})
                 result = runner.evaluate(job.code, job.setting, options)
             except Exception as exc:  # noqa: BLE001 - a fault of trusted code: report it, keep serving
-                result = EvalResult("failed", "score", f"worker error: {type(exc).__name__}: {exc}",
+                result = EvalResult("failed", "train", f"worker error: {type(exc).__name__}: {exc}",
                                     seconds=time.perf_counter() - started)
             _reply(replies_fd, {"event": "result", "result": result_to_dict(result)})
     finally:
@@ -109,30 +111,34 @@ class WorkerGone(Exception):
 class WorkerHandle:
     """Starts, feeds and, when needed, replaces one worker process."""
 
-    def __init__(self, config: WorkerConfig, log_dir: str | None = None):
+    def __init__(self, config: WorkerConfig, parent_dir: str | None = None):
         self.config = config
-        self.log_dir = Path(log_dir or tempfile.gettempdir())
+        self.parent_dir = parent_dir  # where this handle's own directory goes (default: the system's temp dir)
         self.process: subprocess.Popen | None = None
         self._buffer = b""
-        self._log_path: Path | None = None
+        self._home: Path | None = None  # the worker's log and scratch root; removed with the worker
         self.busy = False
 
     @property
     def pid(self) -> int | None:
         return None if self.process is None else self.process.pid
 
+    @property
+    def _log_path(self) -> Path | None:
+        return None if self._home is None else self._home / "worker.log"
+
     def start(self) -> None:
         """Start the worker and wait until its world is loaded; raises WorkerGone with the reason on failure."""
         self.stop()
-        handle, log = tempfile.mkstemp(prefix="llm2-worker-", suffix=".log", dir=self.log_dir)
-        self._log_path = Path(log)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "llm2.sandbox.worker", self.config.encode()],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=handle, start_new_session=True,
-            env={**worker_environment(), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
-        os.close(handle)
+        self._home = Path(tempfile.mkdtemp(prefix="llm2-worker-", dir=self.parent_dir))
+        config = dataclasses.replace(self.config, scratch_root=str(self._home))
+        with open(self._log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "llm2.sandbox.worker", config.encode()],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, start_new_session=True,
+                env={**worker_environment(), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
         self._buffer = b""
-        self._expect("ready", time.monotonic() + STARTUP_TIMEOUT_S)
+        self._expect(("ready",), time.monotonic() + STARTUP_TIMEOUT_S)
 
     def run(self, job: EvalJob) -> EvalResult:
         """One evaluation; a worker fault becomes a failed result and the worker is replaced next time."""
@@ -142,10 +148,12 @@ class WorkerHandle:
             if self.process is None or self.process.poll() is not None:
                 self.start()
             self._send(job_to_dict(job))
-            self._expect("started", time.monotonic() + STARTUP_TIMEOUT_S)
-            limits = self.config.limits
-            deadline = time.monotonic() + limits.timeout_s + limits.term_grace_s + self.config.answer_grace_s
-            return result_from_dict(self._expect("result", deadline)["result"])
+            message = self._expect(("started", "result"), time.monotonic() + STARTUP_TIMEOUT_S)
+            if message["event"] == "started":  # the world is ready: from here the candidate's clock runs
+                limits = self.config.limits
+                deadline = time.monotonic() + limits.timeout_s + limits.term_grace_s + self.config.answer_grace_s
+                message = self._expect(("result",), deadline)
+            return result_from_dict(message["result"])
         except WorkerGone as exc:
             self.stop()
             return EvalResult("failed", "train", f"worker failure: {exc}; the worker was replaced",
@@ -163,19 +171,22 @@ class WorkerHandle:
                 pass
 
     def stop(self) -> None:
-        """Kill the worker's process group and reap it (its sandboxed child dies with it: PDEATHSIG)."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self.process.wait()
-        for stream in (self.process.stdin, self.process.stdout):
-            if stream:
-                stream.close()
-        self.process = None
+        """Kill the worker's process group, reap it (its sandboxed child dies with it: PDEATHSIG) and remove its
+        directory, scratch leftovers included."""
+        if self.process is not None:
+            if self.process.poll() is None:
+                try:
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            self.process.wait()
+            for stream in (self.process.stdin, self.process.stdout):
+                if stream:
+                    stream.close()
+            self.process = None
+        if self._home is not None:
+            shutil.rmtree(self._home, ignore_errors=True)
+            self._home = None
 
     def close(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -185,8 +196,6 @@ class WorkerHandle:
             except (OSError, subprocess.TimeoutExpired):
                 pass
         self.stop()
-        if self._log_path is not None:
-            self._log_path.unlink(missing_ok=True)
 
     # -- the JSON-lines protocol -------------------------------------------------------------------------------
     def _send(self, message: dict) -> None:
@@ -196,10 +205,10 @@ class WorkerHandle:
         except (BrokenPipeError, OSError):
             raise WorkerGone(self._death_reason()) from None
 
-    def _expect(self, event: str, deadline: float) -> dict:
+    def _expect(self, events: tuple[str, ...], deadline: float) -> dict:
         while True:
             message = self._read_line(deadline)
-            if message.get("event") == event:
+            if message.get("event") in events:
                 return message
 
     def _read_line(self, deadline: float) -> dict:
