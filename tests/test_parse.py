@@ -144,7 +144,7 @@ def test_missing_key_is_reasked_then_accepted(tmp_path):
     assert [m.role for m in outcome.exchanges] == ["assistant", "user"]
     assert outcome.exchanges[0].content == bad
     assert outcome.exchanges[1].content.startswith("Your reply could not be used: the JSON object lacks the key 'code'")
-    assert outcome.exchanges[1].content.endswith("Reply again with only a JSON object with keys thought, name, code.")
+    assert outcome.exchanges[1].content.endswith('Reply again with only a JSON object with keys "thought", "name" and "code".')
     assert len(outcome.events) == 1 and outcome.events[0].startswith("reask:the JSON object lacks the key 'code'")
 
 

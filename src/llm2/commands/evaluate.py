@@ -74,12 +74,12 @@ def print_table(task: str, reference, rows: list[Row]) -> None:
     table = Table(title=f"llm2 evaluate — {task}")
     for column in ("objective", "β", "fitness (mean ± std)", "KL (mean ± std)", "s/eval", "status"):
         table.add_column(column)
-    table.add_row("reference (untrained)", "-", fmt(reference.fitness), "0", "-", "ok")
+    table.add_column("error", overflow="fold", max_width=70)
+    table.add_row("reference (untrained)", "-", fmt(reference.fitness), "0", "-", "ok", "")
     for row in rows:
-        status = row.status if row.error is None else f"{row.status}: {row.error}"
         table.add_row(row.objective, f"{row.beta:g}", fmt(row.fitness_mean, row.fitness_std),
                       fmt(row.kl_mean, row.kl_std), "-" if row.seconds_per_eval is None else f"{row.seconds_per_eval:.2f}",
-                      status)
+                      row.status, row.error or "")
     Console(width=160).print(table)
 
 
