@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -123,7 +124,8 @@ def evaluate(task, objectives, code_files, objective_files, betas, seeds, world_
     rows: list[Row] = []
     n_jobs = len(runnable) * len(betas) * seeds
     if runnable:
-        with make_executor("local", task_name=task, workers=min(workers or 99, n_jobs, _cores()),
+        # no more workers than jobs: each one loads the world before it can serve
+        with make_executor("local", task_name=task, workers=min(workers or os.cpu_count() or 1, n_jobs),
                            timeout_s=timeout) as executor:
             for beta in betas:
                 outcomes = evaluate_codes(executor, [(i, e.code) for i, e in runnable], base.replace(beta=beta),
@@ -155,9 +157,3 @@ def store_points(run_dir: Path, entries: list[Entry], rows: list[Row], world_see
                                    status=row.status, error=row.error)
     finally:
         archive.close()
-
-
-def _cores() -> int:
-    import os
-
-    return os.cpu_count() or 1
