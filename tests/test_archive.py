@@ -11,7 +11,6 @@ import time
 import pytest
 
 from llm2.archive import Archive, ArchiveError, RunInfo, normalized_code_hash
-from llm2.tasks.base import EvalSetting
 
 DPO = """
 def loss(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta):
@@ -83,13 +82,14 @@ def test_candidates_lifecycle(tmp_path):
     assert [c.id for c in archive.pending()] == [first.id, second.id]
 
     archive.finish_candidate(baseline.id, status="baseline", stage="done", error=None, fitness=0.90,
-                             fitness_std=0.01, kl=6.6, metrics={"reward": 0.9}, seconds=1.5, feedback=None)
+                             fitness_std=0.01, metrics={"reward": 0.9, "kl": 6.6}, seconds=1.5, feedback=None)
     done = archive.finish_candidate(first.id, status="ok", stage="done", error=None, fitness=0.93,
-                                    fitness_std=0.02, kl=7.1, metrics={"reward": 0.93, "steps": 188},
-                                    seconds=1.7, feedback="fitness 0.93")
+                                    fitness_std=0.02, metrics={"reward": 0.93, "steps": 188},
+                                    seconds=1.7, feedback="fitness 0.93", sandbox=("seccomp", "landlock"))
     assert done.fitness == 0.93 and done.metrics == {"reward": 0.93, "steps": 188} and done.finished_at
+    assert done.sandbox == ("seccomp", "landlock") and done.value("reward") == 0.93 and done.value("nope") is None
     failed = archive.finish_candidate(second.id, status="invalid", stage="static", error="syntax error",
-                                      fitness=float("nan"), fitness_std=None, kl=None, metrics=None, seconds=0.01,
+                                      fitness=float("nan"), fitness_std=None, metrics=None, seconds=0.01,
                                       feedback="rejected")
     assert failed.fitness is None and failed.metrics == {}
     archive.set_feedback(second.id, "rejected: syntax error at line 1")
@@ -106,7 +106,7 @@ def test_candidates_lifecycle(tmp_path):
     with pytest.raises(ArchiveError, match="unknown candidate status"):
         archive.add_candidate(generation=1, proposer="x", thought="", name="x", code="", status="great")
     with pytest.raises(ArchiveError, match="no candidate with id 99"):
-        archive.finish_candidate(99, status="ok", stage="done", error=None, fitness=1, fitness_std=0, kl=0,
+        archive.finish_candidate(99, status="ok", stage="done", error=None, fitness=1, fitness_std=0,
                                  metrics={}, seconds=1, feedback=None)
 
 
@@ -168,14 +168,15 @@ def test_evaluations_store_settings_for_frontiers(tmp_path):
     archive = Archive.create(tmp_path, make_run())
     for beta in (0.01, 0.1):
         archive.add_evaluation(candidate_name="dpo", code_hash="h1", suite="heldout",
-                               setting=EvalSetting(beta=beta, world_seed=3), fitness=0.8 + beta, kl=5.0,
-                               seconds=1.0, status="ok", error=None, metrics={"reward": 0.8})
+                               setting={"beta": beta, "world_seed": 3, "seed": 1}, fitness=0.8 + beta,
+                               seconds=1.0, status="ok", error=None, metrics={"reward": 0.8, "kl": 5.0},
+                               sandbox=("seccomp",))
     archive.add_evaluation(candidate_name="x", code_hash="h2", suite="evaluate", setting={"beta": 0.05},
-                           fitness=None, kl=None, seconds=0.2, status="failed", error="diverged")
+                           fitness=None, seconds=0.2, status="failed", error="diverged")
     heldout = archive.evaluations("heldout")
-    assert [(e.beta, e.world_seed, e.label_noise, e.fitness) for e in heldout] == [(0.01, 3, None, 0.81),
-                                                                                  (0.1, 3, None, 0.9)]
-    assert heldout[0]["beta"] == 0.01 and heldout[0]["candidate_name"] == "dpo" and heldout[0].metrics["reward"]
+    assert [(e.setting["beta"], e.setting["world_seed"], e.fitness) for e in heldout] == [(0.01, 3, 0.81),
+                                                                                         (0.1, 3, 0.9)]
+    assert heldout[0].candidate_name == "dpo" and heldout[0].value("kl") == 5.0 and heldout[0].sandbox == ("seccomp",)
     assert [e.status for e in archive.evaluations()] == ["ok", "ok", "failed"]
     assert archive.evaluations("evaluate")[0].error == "diverged"
 
@@ -202,7 +203,7 @@ archive = Archive.open(sys.argv[1])
 for i in range(int(sys.argv[2])):
     c = archive.add_candidate(generation=1, proposer=sys.argv[3], thought="", name=f"c{i}", code=f"x = {i}")
     archive.finish_candidate(c.id, status="ok", stage="done", error=None, fitness=i / 100, fitness_std=0.0,
-                             kl=1.0, metrics={"i": i}, seconds=0.001, feedback=None)
+                             metrics={"i": i}, seconds=0.001, feedback=None)
     archive.add_message("user", f"result {i}", candidate_id=c.id)
     time.sleep(0.002)
 """
@@ -243,7 +244,7 @@ def test_sigkilled_writer_loses_nothing_committed(tmp_path):
             c = archive.add_candidate(generation=1, proposer="p", thought=f"idea {i}", name=f"c{i}", code=f"x={i}")
             if i < 24:
                 archive.finish_candidate(c.id, status="ok", stage="done", error=None, fitness=i / 10,
-                                         fitness_std=0.0, kl=1.0, metrics={}, seconds=0.1, feedback=f"fb {i}")
+                                         fitness_std=0.0, metrics={}, seconds=0.1, feedback=f"fb {i}")
             archive.add_message("assistant", f"reply {i}", candidate_id=c.id)
         # A transaction in flight when the process dies must vanish without a trace.
         raw = sqlite3.connect(os.path.join(sys.argv[1], "archive.sqlite"), isolation_level=None)
@@ -324,3 +325,99 @@ def test_truncated_archive_gives_a_clear_error(tmp_path):
     path.write_bytes(path.read_bytes()[: 3 * 4096])
     with pytest.raises(ArchiveError, match="corrupt|not a readable"):
         Archive.open(tmp_path)
+
+
+def test_requests_are_recorded_as_they_arrive_and_claimed_by_their_candidate(tmp_path):
+    archive = Archive.create(tmp_path, make_run())
+    asked = {"messages": [{"role": "user", "content": "go"}], "model": "m", "temperature": 0.8, "seed": 7}
+    first = archive.record_request(index=0, attempt=0, request=asked, reply="not json", finish_reason="stop",
+                                   prompt_tokens=10, completion_tokens=5, cost_usd=0.01)
+    second = archive.record_request(index=0, attempt=1, request=asked, reply='{"thought": ...}', prompt_tokens=12,
+                                    completion_tokens=6, cost_usd=0.02)
+    archive.record_request(index=1, attempt=0, request=asked, reply=None, error="HTTP 500")
+    assert archive.spent_usd() == pytest.approx(0.03)
+    assert [r.attempt for r in archive.requests(index=0, unlinked=True)] == [0, 1]
+    assert archive.requests(index=0)[0].request == asked and archive.requests(index=1)[0].error == "HTTP 500"
+    candidate = archive.add_candidate(generation=1, proposer="p", thought="t", name="n", code="x = 1",
+                                      request_ids=(first.id, second.id))
+    assert archive.requests(index=0, unlinked=True) == []
+    assert {r.candidate_id for r in archive.requests(index=0)} == {candidate.id}
+
+
+def test_a_turn_is_logged_once_in_one_transaction(tmp_path):
+    archive = Archive.create(tmp_path, make_run())
+    candidate = archive.add_candidate(generation=1, proposer="p", thought="", name="c", code="x = 1",
+                                      status="invalid", feedback="rejected")
+    assert candidate.feedback == "rejected" and candidate.finished_at is not None
+    turn = [("assistant", "reply"), ("user", "rejected")]
+    assert len(archive.add_turn(turn, candidate.id)) == 2
+    assert archive.add_turn(turn, candidate.id) == []  # a resumed run appends nothing twice
+    assert [(m.role, m.content) for m in archive.messages()] == turn
+
+
+def test_run_events_task_card_and_config_changes(tmp_path):
+    archive = Archive.create(tmp_path, make_run(), task_card={"name": "t", "reference_baseline": "dpo"})
+    archive.add_run_event("resumed", {"changed": {"generations": {"from": 2, "to": 3}}})
+    archive.set_run_config({"generations": 3}, "other-model")
+    reopened = Archive.open(tmp_path, readonly=True)
+    assert reopened.task_card == {"name": "t", "reference_baseline": "dpo"}
+    assert [(e.kind, e.detail["changed"]["generations"]["to"]) for e in reopened.run_events()] == [("resumed", 3)]
+    assert reopened.run.config == {"generations": 3} and reopened.run.model == "other-model"
+
+
+SCHEMA_1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE run (
+    id INTEGER PRIMARY KEY CHECK (id = 1), run_id TEXT NOT NULL, task TEXT NOT NULL, proposer TEXT NOT NULL,
+    model TEXT NOT NULL, config TEXT NOT NULL, seeds TEXT NOT NULL, versions TEXT NOT NULL,
+    started_at REAL NOT NULL, finished_at REAL, status TEXT NOT NULL);
+CREATE TABLE candidates (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, generation INTEGER NOT NULL, idx INTEGER NOT NULL UNIQUE,
+    proposer TEXT NOT NULL, thought TEXT NOT NULL, name TEXT NOT NULL, code TEXT NOT NULL,
+    code_hash TEXT NOT NULL, status TEXT NOT NULL, stage TEXT, error TEXT,
+    duplicate_of INTEGER REFERENCES candidates(id), fitness REAL, fitness_std REAL, kl REAL,
+    metrics TEXT NOT NULL DEFAULT '{}', seconds REAL, prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0, cost_usd REAL NOT NULL DEFAULT 0,
+    reply_events TEXT NOT NULL DEFAULT '[]', feedback TEXT, created_at REAL NOT NULL, finished_at REAL);
+CREATE INDEX candidates_by_hash ON candidates (code_hash, idx);
+CREATE INDEX candidates_by_status ON candidates (status, idx);
+CREATE TABLE messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, position INTEGER NOT NULL UNIQUE, role TEXT NOT NULL,
+    content TEXT NOT NULL, candidate_id INTEGER REFERENCES candidates(id), created_at REAL NOT NULL);
+CREATE TABLE evaluations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, candidate_name TEXT NOT NULL, code_hash TEXT NOT NULL,
+    suite TEXT NOT NULL, setting TEXT NOT NULL, fitness REAL, kl REAL, seconds REAL, status TEXT NOT NULL,
+    error TEXT, metrics TEXT NOT NULL DEFAULT '{}', created_at REAL NOT NULL);
+CREATE INDEX evaluations_by_suite ON evaluations (suite, id);
+"""
+
+
+def test_a_schema_1_archive_is_read_and_migrated(tmp_path):
+    path = tmp_path / "archive.sqlite"
+    db = sqlite3.connect(path)
+    for statement in SCHEMA_1.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    db.execute("PRAGMA application_id=1819045170")
+    db.execute("PRAGMA user_version=1")
+    db.execute("INSERT INTO run VALUES (1, 'r', 'preference-synthetic', 'symbolic', '', '{}', '{}', '{}', 1.0, 2.0,"
+               " 'finished')")
+    db.execute("INSERT INTO candidates (generation, idx, proposer, thought, name, code, code_hash, status, fitness,"
+               " kl, metrics, created_at) VALUES (1, 0, 'p', '', 'old', 'x = 1', 'h', 'ok', 0.9, 4.2,"
+               " '{\"reward_std\": 0.1}', 1.0)")
+    db.execute("INSERT INTO evaluations (candidate_name, code_hash, suite, setting, fitness, kl, status,"
+               " created_at) VALUES ('old', 'h', 'heldout', '{\"beta\": 0.1}', 0.8, 3.0, 'ok', 1.0)")
+    db.commit()
+    db.close()
+    readonly = Archive.open(tmp_path, readonly=True)  # read as it is, without writing
+    assert readonly.candidates()[0].value("kl") == 4.2 and readonly.requests() == []
+    readonly.close()
+    migrated = Archive.open(tmp_path)
+    assert migrated.candidates()[0].metrics == {"reward_std": 0.1, "kl": 4.2}
+    assert migrated.evaluations()[0].value("kl") == 3.0
+    migrated.record_request(index=1, attempt=0, request={}, reply="r", cost_usd=0.5)
+    assert migrated.spent_usd() == 0.5
+    migrated.close()
+    raw = sqlite3.connect(path)
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert "kl" not in [row[1] for row in raw.execute("PRAGMA table_info(candidates)")]

@@ -13,8 +13,7 @@ from llm2.discovery.loop import Discovery
 from llm2.discovery.run import create_run
 from llm2.execution import make_executor
 from llm2.proposers import make_proposer
-from llm2.tasks import get_task
-from llm2.tasks.base import EvalSetting
+from llm2.tasks import load_task
 
 HINGE_CODE = (
     "def loss(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta):\n"
@@ -34,11 +33,14 @@ RAISING_CODE = (
 )
 
 
-def run_discovery(tmp_path, config: DiscoveryConfig, proposer) -> tuple[Archive, object]:
-    task = get_task(config.task)
-    task.prepare(EvalSetting(beta=config.beta, world_seed=config.world_seed))
-    archive = create_run(config, tmp_path / "run")
-    with make_executor("local", task_name=config.task, workers=2, timeout_s=config.timeout_s) as executor:
+def run_discovery(tmp_path, config: DiscoveryConfig, proposer, run_name: str = "run",
+                  executor_kind: str = "local") -> tuple[Archive, object]:
+    task = load_task(config.task)
+    settings = task.settings_from_dict(config.task_settings)
+    task.prepare(settings)
+    archive = create_run(config, tmp_path / run_name, task)
+    with make_executor(executor_kind, task_spec=config.task, task=task, workers=2, timeout_s=config.timeout_s,
+                       warm_settings=settings) as executor:
         summary = Discovery(config, task, archive, proposer, executor).run()
     return archive, summary
 
@@ -83,8 +85,8 @@ def test_openai_discovery_against_a_scripted_server(tmp_path):
             "-F.logsigmoid(x)", "(x / beta - 1 / (2 * beta)) ** 2"))),  # 3 re-asked, then ok
         completion(good_reply_json("raises", code=RAISING_CODE)),  # 4 rejected at the contract stage
         error(429, headers={"Retry-After": "0"}), completion(good_reply_json("renamed", code=RENAMED_GOOD_CODE)),
-        error(500), completion(good_reply_json("after_500", code=GOOD_CODE.replace("-F.logsigmoid(x)",
-                                                                                    "torch.exp(-x)"))),
+        error(500), completion(good_reply_json("after_500", code=GOOD_CODE.replace(
+            "-F.logsigmoid(x)", "torch.exp(-x)").replace("def loss(", "def scaled_exponential("))),  # any name
         completion(good_reply_json("too_slow"), delay_s=2.0),  # the client gives up and retries
         completion(good_reply_json("after_timeout", code=GOOD_CODE.replace("-F.logsigmoid(x)",
                                                                             "-F.logsigmoid(x) + 0.1 * x * x"))),
@@ -94,7 +96,7 @@ def test_openai_discovery_against_a_scripted_server(tmp_path):
                              proposer_options={"model": "fake-model"}, temperature=0.3)
     with FakeOpenAIServer(script) as server:
         proposer = make_proposer("openai", model="fake-model", base_url=server.base_url, api_key_env="NO_SUCH_KEY",
-                                 timeout_s=0.5, max_retries=3, backoff_s=0.01)
+                                 request_timeout_s=0.5, max_retries=3, backoff_s=0.01)
         archive, summary = run_discovery(tmp_path, config, proposer)
     proposals = [c for c in archive.candidates() if c.generation > 0]
     assert [(c.name, c.status) for c in proposals] == [
@@ -125,11 +127,11 @@ def test_topk_history_stays_bounded(tmp_path):
     from llm2.discovery.conversation import request_messages
     from llm2.discovery.prompts import PromptBook
 
-    messages = request_messages(archive, config, PromptBook())
+    messages = request_messages(archive, config, PromptBook(), load_task(config.task).metrics_text)
     # system, opening with the top-2 summary, then the latest candidate's reply and feedback
     assert [m.role for m in messages][:2] == ["system", "user"]
     assert len(messages) <= 2 + 2 * 3  # one recent candidate, with at most two re-asks
-    assert "best 2 loss functions" in messages[1].content or "best 1 loss functions" in messages[1].content
+    assert "best 2 candidates" in messages[1].content or "best 1 candidates" in messages[1].content
     assert messages[-1].role == "user"
 
 
@@ -148,7 +150,7 @@ def test_ray_executor_gives_the_same_archive_as_local(tmp_path):
 
     ray = pytest.importorskip("ray", reason="the ray extra is part of the test set-up")
     replies = tmp_path / "replies.jsonl"
-    from llm2.objectives import OBJECTIVES
+    from llm2.tasks.preference.catalog import OBJECTIVES
 
     codes = {"dpo_again": OBJECTIVES["dpo"].code, "hinge_idea": HINGE_CODE, "raises": RAISING_CODE,
              "exp_loss": GOOD_CODE.replace("-F.logsigmoid(x)", "torch.exp(-x)")}
@@ -158,12 +160,9 @@ def test_ray_executor_gives_the_same_archive_as_local(tmp_path):
     def run_with(executor_kind: str):
         config = DiscoveryConfig(proposer="replay", generations=2, population=2, seeds=1, baselines=("dpo",),
                                  executor=executor_kind)
-        task = get_task(config.task)
-        task.prepare(EvalSetting(beta=config.beta))
-        archive = create_run(config, tmp_path / executor_kind)
-        with make_executor(executor_kind, task_name=config.task, workers=2, timeout_s=60) as executor:
-            Discovery(config, task, archive, make_proposer("replay", path=str(replies)), executor).run()
-        return [(c.name, c.status, c.stage, c.fitness, c.kl, c.code_hash, c.duplicate_of)
+        archive, _ = run_discovery(tmp_path, config, make_proposer("replay", path=str(replies)), executor_kind,
+                                   executor_kind)
+        return [(c.name, c.status, c.stage, c.fitness, c.metrics.get("kl"), c.code_hash, c.duplicate_of)
                 for c in archive.candidates()]
 
     local = run_with("local")

@@ -20,43 +20,44 @@ NO_FUNCTION = "x = 1\n"
 
 
 def test_evaluate_good_and_bad_objectives(tmp_path):
-    files = {"wrong_shape": WRONG_SHAPE, "nan_loss": NAN_LOSS, "no_function": NO_FUNCTION}
+    files = {"wrong_shape": WRONG_SHAPE, "nan_loss": NAN_LOSS}
     for name, code in files.items():
         (tmp_path / f"{name}.py").write_text(code)
     out = tmp_path / "eval.json"
-    args = ["evaluate", "--objective", "dpo", "--objective", "hinge", "--objective", "no_such_loss",
-            "--seeds", "2", "--beta", "0.05", "--beta", "0.5", "--json", str(out),
-            "--code", str(tmp_path / "missing.py")]
+    args = ["evaluate", "--objective", "dpo", "--objective", "hinge", "--seeds", "2", "-o", "beta=0.05",
+            "-o", "beta=0.5", "--json", str(out)]
     for name in files:
         args += ["--code", str(tmp_path / f"{name}.py")]
     result = subprocess.run([*LLM2, *args], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     payload = json.loads(out.read_text())
-    rows = {(r["objective"], r["beta"]): r for r in payload["results"]}
-    assert payload["task"] == "preference-synthetic"
-    reference = payload["reference"]["fitness_mean"]
+    rows = {(r["objective"], r["setting"]["beta"]): r for r in payload["results"]}
+    assert payload["task"] == "preference-synthetic" and payload["fitness"]
+    reference = payload["references"][0]["fitness_mean"]
     for beta in (0.05, 0.5):
         dpo = rows[("dpo", beta)]
         assert dpo["status"] == "ok" and dpo["seeds"] == 2 and dpo["error"] is None
-        assert dpo["fitness_mean"] > reference and dpo["fitness_std"] >= 0 and dpo["kl_mean"] > 0
-        assert dpo["seconds_per_eval"] > 0
+        assert dpo["fitness_mean"] > reference and dpo["fitness_std"] >= 0 and dpo["metrics"]["kl"]["mean"] > 0
+        assert dpo["seconds_per_eval"] > 0 and "seccomp" in dpo["sandbox"]
     # smaller β lets the policy move further from the reference
-    assert rows[("dpo", 0.05)]["kl_mean"] > rows[("dpo", 0.5)]["kl_mean"]
-    assert rows[("no_such_loss", 0.05)]["status"] == "invalid"
-    assert "unknown objective" in rows[("no_such_loss", 0.05)]["error"]
-    assert "cannot read" in rows[("missing", 0.05)]["error"]
+    assert rows[("dpo", 0.05)]["metrics"]["kl"]["mean"] > rows[("dpo", 0.5)]["metrics"]["kl"]["mean"]
     assert rows[("wrong_shape", 0.05)]["status"] in ("invalid", "failed")
     assert "shape" in rows[("wrong_shape", 0.05)]["error"]
     assert "finite" in rows[("nan_loss", 0.05)]["error"] or "nan" in rows[("nan_loss", 0.05)]["error"].lower()
-    assert rows[("no_function", 0.05)]["status"] == "invalid"
-    assert "function" in rows[("no_function", 0.05)]["error"]
-    # the table names every objective and the reference row
-    for name in ("dpo", "hinge", "no_such_loss", "wrong_shape", "reference"):
+    # the table names every objective, both settings and the untrained start
+    for name in ("dpo", "hinge", "wrong_shape", "untrained start", "β = 0.5"):
         assert name in result.stdout
 
 
-def test_evaluate_needs_an_objective():
-    result = subprocess.run([*LLM2, "evaluate"], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2
-    assert "at least one" in result.stderr
+def test_evaluate_refuses_what_it_cannot_read_before_any_work(tmp_path):
+    (tmp_path / "no_function.py").write_text(NO_FUNCTION)
+    cases = [(["--objective", "no_such_loss"], "unknown objective 'no_such_loss'"),
+             (["--code", str(tmp_path / "missing.py")], "cannot read"),
+             (["--objective-file", f"{tmp_path / 'no_function.py'}:loss"], "has no function 'loss'"),
+             (["--objective", "dpo", "-o", "beta=0.1", "-o", "betta=1"], "unknown option 'betta'"),
+             ([], "at least one")]
+    for extra, message in cases:
+        result = subprocess.run([*LLM2, "evaluate", *extra], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2, (extra, result.stderr)
+        assert message in result.stderr and "Traceback" not in result.stderr, (extra, result.stderr)

@@ -10,11 +10,14 @@ import tempfile
 import psutil
 import pytest
 
-from llm2.execution import EvalJob, make_executor
-from llm2.objectives import OBJECTIVES
+from llm2.evaluation import EvalJob
+from llm2.execution import make_executor
+from llm2.tasks import load_task
 from llm2.tasks.base import EvalSetting
+from llm2.tasks.preference.catalog import OBJECTIVES
 
-SETTING = EvalSetting(beta=0.05, budget=0.1)
+TASK = load_task("preference-synthetic")
+SETTING = EvalSetting(TASK.default_settings(), budget=0.1)
 LOOP = OBJECTIVES["dpo"].code.replace("    rho =", "    while True:\n        pass\n    rho =", 1)
 JOBS = [
     EvalJob(OBJECTIVES["dpo"].code, SETTING, "dpo"),
@@ -48,9 +51,11 @@ def ray_instance():
 @pytest.mark.timeout(600)
 def test_ray_and_local_give_the_same_results(ray_instance):
     before = {p.pid for p in psutil.Process().children(recursive=True)}
-    with make_executor("local", task_name="preference-synthetic", workers=2, timeout_s=8) as local:
+    TASK.prepare(SETTING.task)
+    with make_executor("local", task_spec="preference-synthetic", workers=2, timeout_s=8,
+                       warm_settings=SETTING.task) as local:
         expected = {job.key: f.result() for job, f in [(job, local.submit(job)) for job in JOBS]}
-    with make_executor("ray", task_name="preference-synthetic", timeout_s=8,
+    with make_executor("ray", task_spec="preference-synthetic", timeout_s=8, warm_settings=SETTING.task,
                        ray_resources={"num_cpus": 1}) as remote:
         futures = [(job, remote.submit(job)) for job in JOBS]
         actual = {job.key: future.result(timeout=300) for job, future in futures}
@@ -60,7 +65,7 @@ def test_ray_and_local_give_the_same_results(ray_instance):
     assert expected["dpo"].status == "ok" and expected["hinge"].status == "ok"
     assert (expected["static"].status, expected["contract"].stage, expected["timeout"].status) == \
         ("invalid", "contract", "timeout")
-    assert actual["dpo"].loss_trace == expected["dpo"].loss_trace
+    assert actual["dpo"].loss_trace == expected["dpo"].loss_trace and actual["dpo"].sandbox == expected["dpo"].sandbox
     ray_instance.shutdown()  # Ray's workers take their sandbox workers with them
     leftovers = {p.pid for p in psutil.Process().children(recursive=True)} - before
     assert not [p for p in leftovers if psutil.pid_exists(p) and "llm2.sandbox.worker" in

@@ -3,7 +3,10 @@
 Each file says in its header what it tries (``# tries:``), how it must end with every defence on (``# expect:
 STATUS STAGE TEXT``) and, for the attacks the operating-system sandbox must stop by itself, how it ends with the
 static checks switched off (``# runtime: ...``). ``# tamper: yes`` marks programs that return the honest DPO loss
-plus a trick: they must never score above DPO itself. Each field may list alternatives separated by ``|``.
+plus a trick: they must never score above DPO itself, at the discovery's setting or a held-out one.
+``# layer: NAME`` names the sandbox layer that stops it at runtime: run once more with that layer missing (the
+user's explicit opt-out), it must end differently — so that layer, and no other, is what stopped it. Each field may
+list alternatives separated by ``|``.
 """
 
 from __future__ import annotations
@@ -17,15 +20,19 @@ from pathlib import Path
 import psutil
 import pytest
 
-from llm2.execution import EvalJob, make_executor
-from llm2.objectives import OBJECTIVES
-from llm2.sandbox.limits import GIB, SandboxLimits
-from llm2.tasks import get_task
+from llm2.evaluation import EvalJob
+from llm2.execution import make_executor
+from llm2.sandbox.limits import GIB, SIMULATE_ENV, SandboxLimits
+from llm2.tasks import load_task
 from llm2.tasks.base import EvalSetting
-from llm2.tasks.preference_synthetic.world import cache_dir, world_path
+from llm2.tasks.cache import cache_dir
+from llm2.tasks.preference.catalog import OBJECTIVES
+from llm2.tasks.preference_synthetic.world import world_path
 
 HOSTILE = Path(__file__).parent / "hostile"
-SETTING = EvalSetting(beta=0.05, budget=0.1)  # a tenth of the training budget keeps the corpus quick
+TASK = load_task("preference-synthetic")
+SETTING = EvalSetting(TASK.default_settings(), budget=0.1)  # a tenth of the training budget keeps the corpus quick
+HELDOUT = SETTING.replace(label_noise=0.1)  # a held-out setting: other pairs, trained by the same workers
 TIMEOUT_S = 10.0
 LIMITS = SandboxLimits(timeout_s=TIMEOUT_S, memory_bytes=1 * GIB, output_bytes=1 << 20, term_grace_s=0.5)
 
@@ -58,6 +65,7 @@ class Program:
     expect: Expectation
     runtime: Expectation | None
     tamper: bool
+    layer: str | None
 
 
 def load_corpus(substitutions: dict[str, str]) -> list[Program]:
@@ -74,7 +82,7 @@ def load_corpus(substitutions: dict[str, str]) -> list[Program]:
             text = text.replace(placeholder, value)
         programs.append(Program(path.stem, text, headers.get("tries", ""), Expectation.parse(headers["expect"]),
                                 Expectation.parse(headers["runtime"]) if "runtime" in headers else None,
-                                headers.get("tamper") == "yes"))
+                                headers.get("tamper") == "yes", headers.get("layer")))
     return programs
 
 
@@ -113,9 +121,9 @@ def snapshot(root: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def world_file() -> Path:
-    task = get_task("preference-synthetic")
-    task.prepare(SETTING)
-    return world_path(task.world_config, SETTING.world_seed)
+    for setting in (SETTING, HELDOUT):
+        TASK.prepare(setting.task)
+    return world_path(TASK.world_config, SETTING.task.world_seed)
 
 
 @pytest.fixture()
@@ -134,12 +142,12 @@ def arena(tmp_path, world_file):
     assert listener.connections == 0, "a candidate reached a TCP server on 127.0.0.1"
 
 
-def run_corpus(executor, programs: list[Program], runtime: bool) -> dict[str, object]:
-    honest = executor.submit(EvalJob(OBJECTIVES["dpo"].code, SETTING, "dpo-before")).result()
+def run_corpus(executor, programs: list[Program], runtime: bool, setting: EvalSetting = SETTING) -> dict[str, object]:
+    honest = executor.submit(EvalJob(OBJECTIVES["dpo"].code, setting, "dpo-before")).result()
     assert honest.status == "ok", honest.error
-    futures = {p.name: executor.submit(EvalJob(p.code, SETTING, p.name)) for p in programs}
+    futures = {p.name: executor.submit(EvalJob(p.code, setting, p.name)) for p in programs}
     results = {name: future.result() for name, future in futures.items()}
-    after = executor.submit(EvalJob(OBJECTIVES["dpo"].code, SETTING, "dpo-after")).result()
+    after = executor.submit(EvalJob(OBJECTIVES["dpo"].code, setting, "dpo-after")).result()
     assert after.status == "ok" and after.fitness == honest.fitness, "the executor changed after the corpus"
 
     problems = []
@@ -175,18 +183,20 @@ def assert_nothing_left(executor, before: set[int]) -> None:
 
 def test_the_corpus_covers_the_issue_list():
     programs = load_corpus({})
-    assert len(programs) >= 25
+    assert len(programs) >= 35
     assert all(p.tries for p in programs), "each hostile program says what it tries"
     runtime = {p.name for p in programs if p.runtime}
     assert {"infinite_loop", "sleep_past_timeout", "memory_bomb", "fork_bomb", "socket_localhost",
-            "write_outside_scratch", "ignore_sigterm", "print_flood"} <= runtime
+            "write_outside_scratch", "ignore_sigterm", "print_flood", "frame_walk_forge", "frame_builtins_import",
+            "prlimit_worker", "setpriority_others", "unix_socket_connect", "proc_scan"} <= runtime
+    assert {p.layer for p in programs if p.layer} == {"seccomp", "landlock"}
 
 
 @pytest.mark.timeout(600)
 def test_every_hostile_program_is_rejected_with_a_reason(arena):
     before = descendants()
-    executor = make_executor("local", task_name="preference-synthetic", workers=2, timeout_s=TIMEOUT_S,
-                             limits=LIMITS)
+    executor = make_executor("local", task_spec="preference-synthetic", task=TASK, workers=2, timeout_s=TIMEOUT_S,
+                             limits=LIMITS, warm_settings=SETTING.task)
     try:
         results = run_corpus(executor, arena, runtime=False)
         assert all(r.status != "ok" for r in results.values()), "every hostile program ends as a rejection"
@@ -195,13 +205,32 @@ def test_every_hostile_program_is_rejected_with_a_reason(arena):
         assert_nothing_left(executor, before)
 
 
-@pytest.mark.timeout(600)
-def test_the_sandbox_alone_stops_them_without_static_checks(arena):
+@pytest.mark.timeout(900)
+def test_the_sandbox_alone_stops_them_without_static_checks(arena, monkeypatch):
     programs = [p for p in arena if p.runtime]
     before = descendants()
-    executor = make_executor("local", task_name="preference-synthetic", workers=2, timeout_s=TIMEOUT_S,
-                             limits=LIMITS, static_checks=False)
+    executor = make_executor("local", task_spec="preference-synthetic", task=TASK, workers=2, timeout_s=TIMEOUT_S,
+                             limits=LIMITS, static_checks=False, warm_settings=SETTING.task)
     try:
-        run_corpus(executor, programs, runtime=True)
+        results = run_corpus(executor, programs, runtime=True)
+        # nothing forges a held-out evaluation either: its pairs come from the trusted process, its scoring too
+        run_corpus(executor, [p for p in programs if p.tamper], runtime=True, setting=HELDOUT)
     finally:
         assert_nothing_left(executor, before)
+    # which layer stopped each attack: without it (the user's opt-out), the same program ends differently
+    for layer in sorted({p.layer for p in programs if p.layer}):
+        monkeypatch.setenv(SIMULATE_ENV, layer)
+        chosen = [p for p in programs if p.layer == layer]
+        executor = make_executor("local", task_spec="preference-synthetic", task=TASK, workers=2,
+                                 timeout_s=TIMEOUT_S, limits=LIMITS, static_checks=False,
+                                 allow_missing=frozenset({layer}), warm_settings=SETTING.task)
+        try:
+            futures = {p.name: executor.submit(EvalJob(p.code, SETTING, p.name)) for p in chosen}
+            for program in chosen:
+                without = futures[program.name].result()
+                with_layer = results[program.name]
+                print(f"{program.name} without {layer}: {without.status}/{without.stage}: {without.error}")
+                assert (without.status, without.error) != (with_layer.status, with_layer.error), program.name
+                assert layer not in without.sandbox
+        finally:
+            executor.close()

@@ -8,9 +8,16 @@ import torch
 from click.testing import CliRunner
 
 from llm2.archive import Archive, RunInfo
-from llm2.candidate import load_function
+from llm2.archive.function_files import read_function
 from llm2.cli import main
-from llm2.objectives import OBJECTIVES, PREFERENCE_CONTRACT, load_objective_file
+from llm2.sandbox.loader import load_function
+from llm2.tasks import load_task
+from llm2.tasks.card import TaskCard
+from llm2.tasks.preference.catalog import OBJECTIVES
+from llm2.tasks.preference.contract import PREFERENCE_ARGUMENTS, PREFERENCE_CONTRACT
+
+CONFIG = {"task": "preference-synthetic", "task_settings": {"beta": 0.05}}
+CARD = TaskCard.of(load_task("preference-synthetic")).to_dict()
 
 SCALED = '''
 def loss(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta):
@@ -48,9 +55,9 @@ def twisted_hinge(policy_chosen_logps, policy_rejected_logps, reference_chosen_l
 
 
 def build_run(run_dir, n_extra=0):
-    run = RunInfo(run_id="abc123", task="preference-synthetic", proposer="symbolic", model="", config={"beta": 0.05},
+    run = RunInfo(run_id="abc123", task="preference-synthetic", proposer="symbolic", model="", config=CONFIG,
                   seeds={"seed": 0}, versions={"llm2": "0.1.0"}, started_at=1.0, finished_at=None, status="running")
-    archive = Archive.create(run_dir, run)
+    archive = Archive.create(run_dir, run, CARD)
 
     def add(name, code, status, fitness, generation=1, thought="", error=None):
         record = archive.add_candidate(generation=generation, proposer="symbolic" if generation else "catalog",
@@ -58,7 +65,7 @@ def build_run(run_dir, n_extra=0):
                                        status="baseline" if status == "baseline" else "pending")
         archive.finish_candidate(record.id, status=status, stage="done" if fitness is not None else "train",
                                  error=error, fitness=fitness, fitness_std=0.004 if fitness is not None else None,
-                                 kl=5.5 if fitness is not None else None, metrics={}, seconds=1.6, feedback="fb")
+                                 metrics={"kl": 5.5} if fitness is not None else {}, seconds=1.6, feedback="fb")
         return record
 
     add("dpo", OBJECTIVES["dpo"].code, "baseline", 0.80, generation=0)
@@ -156,18 +163,19 @@ def test_export_loads_and_matches_the_candidates(run_dir, tmp_path):
     for name, candidate in zip(module.OBJECTIVES, best):
         expected = load_function(candidate.code, PREFERENCE_CONTRACT)(*inputs)
         assert torch.allclose(module.OBJECTIVES[name](*inputs), expected, atol=0, rtol=0), name
-        loaded = load_objective_file(f"{out}:{name}")
+        read_back = read_function(f"{out}:{name}", PREFERENCE_ARGUMENTS)
+        loaded = load_function(read_back.code, PREFERENCE_CONTRACT)
         assert torch.allclose(loaded(*inputs), expected, atol=0, rtol=0), name
-        assert " ".join(candidate.thought.split()) in " ".join(loaded.thought.split())
-        assert f"{candidate.fitness:.4f}" in loaded.thought and "KL 5.500" in loaded.thought
+        assert " ".join(candidate.thought.split()) in " ".join(read_back.thought.split())
+        assert f"{candidate.fitness:.4f}" in read_back.thought and "KL 5.500" in read_back.thought
     assert module.gated_blend.__doc__.startswith("Blend logistic and exponential")
     assert '"quotes"' in module.scaled_logistic.__doc__
     assert "Original docstring" not in text and "TAU = 0.05" in text and "twisted_hinge" not in text
 
 
 def test_export_without_scored_candidates_is_a_clear_error(tmp_path):
-    run = RunInfo(run_id="empty", task="preference-synthetic", proposer="symbolic", model="", config={}, seeds={},
-                  versions={}, started_at=1.0, finished_at=None, status="running")
+    run = RunInfo(run_id="empty", task="preference-synthetic", proposer="symbolic", model="", config=CONFIG,
+                  seeds={}, versions={}, started_at=1.0, finished_at=None, status="running")
     Archive.create(tmp_path / "run", run).close()
     result = invoke("export", tmp_path / "run", "--out", tmp_path / "x.py")
     assert result.exit_code == 2 and "no successfully evaluated candidate" in result.output
@@ -184,3 +192,30 @@ def test_function_identifiers_are_valid_and_unique():
         identifier = function_identifier(name, taken)
         taken.add(identifier)
         assert identifier == expected and identifier.isidentifier()
+
+
+def test_export_rewrites_code_and_never_runs_it(tmp_path):
+    """A payload in a default argument passes the static checks; had the exporter executed the code (as it once
+    did), it would have run here. It must come out as text, and the checks' refusals come out as reasons."""
+    payload = ("def sneaky(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps,"
+               " beta=1 / 0):\n    return -F.logsigmoid(beta * (policy_chosen_logps - policy_rejected_logps))\n")
+    run = RunInfo(run_id="p", task="preference-synthetic", proposer="symbolic", model="", config=CONFIG, seeds={},
+                  versions={}, started_at=1.0, finished_at=None, status="finished")
+    archive = Archive.create(tmp_path / "run", run, CARD)
+    record = archive.add_candidate(generation=1, proposer="p", thought="t", name="sneaky", code=payload)
+    archive.finish_candidate(record.id, status="ok", stage="done", error=None, fitness=0.9, fitness_std=0.0,
+                             metrics={}, seconds=1.0, feedback="fb")
+    archive.close()
+    result = invoke("export", tmp_path / "run", "--out", tmp_path / "out.py")
+    assert result.exit_code == 0, result.output
+    assert "beta=1 / 0" in (tmp_path / "out.py").read_text()
+
+    hostile = payload.replace("beta=1 / 0", "beta=__import__('os').system('true')")
+    archive = Archive.open(tmp_path / "run")
+    record = archive.add_candidate(generation=1, proposer="p", thought="t", name="hostile", code=hostile)
+    archive.finish_candidate(record.id, status="ok", stage="done", error=None, fitness=0.95, fitness_std=0.0,
+                             metrics={}, seconds=1.0, feedback="fb")
+    archive.close()
+    result = invoke("export", tmp_path / "run", "--out", tmp_path / "bad.py")
+    assert result.exit_code == 1 and "cannot be exported" in result.output and "__import__" in result.output
+    assert not (tmp_path / "bad.py").exists()

@@ -1,10 +1,10 @@
-"""The objective catalog: shapes, gradients, formulas at hand-computed points, code text, files, and the command."""
+"""The preference objective catalog: shapes, gradients, formulas at hand-computed points, code text, reading
+functions from files, and the command."""
 
 from __future__ import annotations
 
 import json
 import math
-import dataclasses
 import subprocess
 import sys
 
@@ -12,16 +12,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from llm2.candidate import load_function
+from llm2.archive.function_files import read_function
 from llm2.cli import main
-from llm2.objectives import (
-    OBJECTIVES,
-    PREFERENCE_CONTRACT,
-    get_objective,
-    load_objective_file,
-    objective_from_code,
-    write_objective_file,
-)
+from llm2.sandbox.loader import load_function
+from llm2.tasks.preference.catalog import OBJECTIVES
+from llm2.tasks.preference.contract import PREFERENCE_ARGUMENTS, PREFERENCE_CONTRACT
 
 torch.set_num_threads(1)
 
@@ -101,7 +96,7 @@ def test_stable_at_extreme_margins(name):
 @pytest.mark.parametrize("name", CATALOG_NAMES)
 def test_code_text_computes_the_same_numbers(name):
     objective = OBJECTIVES[name]
-    assert objective.code.startswith("def loss(") and "import" not in objective.code
+    assert objective.code.startswith(f"def {name}(") and "import" not in objective.code
     loaded = load_function(objective.code, PREFERENCE_CONTRACT)
     inputs = [t.detach() for t in random_batch(batch=8, seed=11)]
     assert torch.equal(loaded(*inputs, 0.05), objective(*inputs, 0.05))
@@ -222,18 +217,6 @@ def test_pfl_branches_on_the_policy_log_probs():
     assert close(OBJECTIVES["pfl"](*inputs, 0.05).tolist(), [0.5 * softplus(-1.0), 1.0])
 
 
-def test_objective_from_code_and_errors():
-    objective = objective_from_code("double_dpo", OBJECTIVES["dpo"].code.replace("return -", "return -2 * "),
-                                    thought="twice DPO")
-    inputs = [t.detach() for t in random_batch(batch=4, seed=1)]
-    assert torch.allclose(objective(*inputs, 0.1), 2 * OBJECTIVES["dpo"](*inputs, 0.1))
-    assert objective.source == "discovered" and objective.thought == "twice DPO"
-    with pytest.raises(ValueError, match="syntax error"):
-        objective_from_code("broken", "def loss(:\n")
-    with pytest.raises(ValueError, match="must define a function"):
-        objective_from_code("empty", "x = 1\n")
-
-
 EXPORTED = '''\
 """Objectives exported by llm2."""
 import torch
@@ -253,62 +236,50 @@ def plain(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, re
 '''
 
 
-def test_load_objective_file(tmp_path):
+def test_read_function_from_a_file_without_running_it(tmp_path):
     path = tmp_path / "found.py"
-    path.write_text(EXPORTED)
-    objective = load_objective_file(f"{path}:soft_margin")
-    assert objective.name == "soft_margin"
-    assert objective.thought == "Shift the DPO margin by 0.1 so ties are still pushed apart."
-    assert objective.formula == "-log sigma(x - 0.1)"
-    assert objective.code.startswith("def loss(") and '"""' not in objective.code
+    path.write_text(EXPORTED + "\nraise SystemExit('the file was executed')\n")
+    function = read_function(f"{path}:soft_margin", PREFERENCE_ARGUMENTS)
+    assert function.name == "soft_margin"
+    assert function.thought == "Shift the DPO margin by 0.1 so ties are still pushed apart."
+    assert function.code.startswith("def soft_margin(") and "SystemExit" not in function.code
     zeros = torch.zeros(2)
-    assert torch.allclose(objective(zeros, zeros, zeros, zeros, 0.1), torch.full((2,), softplus(0.1)))
-    assert get_objective(f"{path}:plain").name == "plain"
+    loaded = load_function(function.code, PREFERENCE_CONTRACT)  # as the sandbox's child would
+    assert torch.allclose(loaded(zeros, zeros, zeros, zeros, 0.1), torch.full((2,), softplus(0.1)))
+    assert read_function(f"{path}:plain", PREFERENCE_ARGUMENTS).name == "plain"
 
     single = tmp_path / "single.py"
     single.write_text(EXPORTED.split("\n\ndef plain")[0])
-    assert get_objective(str(single)).name == "soft_margin"
+    assert read_function(str(single), PREFERENCE_ARGUMENTS).name == "soft_margin"
 
-    with pytest.raises(ValueError, match="choose one"):
-        load_objective_file(str(path))
+    with pytest.raises(ValueError, match="2 functions take the contract's arguments.*choose one"):
+        read_function(str(path), PREFERENCE_ARGUMENTS)
     with pytest.raises(ValueError, match="no function 'missing'.*soft_margin, plain"):
-        load_objective_file(f"{path}:missing")
-    with pytest.raises(ValueError, match="not found"):
-        load_objective_file(f"{tmp_path / 'absent.py'}:x")
+        read_function(f"{path}:missing", PREFERENCE_ARGUMENTS)
+    with pytest.raises(ValueError, match="cannot read"):
+        read_function(f"{tmp_path / 'absent.py'}:x", PREFERENCE_ARGUMENTS)
     nothing = tmp_path / "nothing.py"
     nothing.write_text("x = 1\n")
-    with pytest.raises(ValueError, match="defines no function"):
-        load_objective_file(str(nothing))
+    with pytest.raises(ValueError, match="0 functions take"):
+        read_function(str(nothing), PREFERENCE_ARGUMENTS)
     broken = tmp_path / "broken.py"
     broken.write_text("def loss(:\n")
     with pytest.raises(ValueError, match="syntax error at line 1"):
-        load_objective_file(str(broken))
+        read_function(str(broken), PREFERENCE_ARGUMENTS)
+    wrong = tmp_path / "wrong.py"
+    wrong.write_text("def loss(a, b):\n    return a\n")
+    with pytest.raises(ValueError, match="takes \\(a, b\\); the contract's arguments"):
+        read_function(f"{wrong}:loss", PREFERENCE_ARGUMENTS)
 
 
-def test_written_file_reads_back(tmp_path):
-    thought = 'Blend "two" parts.\nA second line with a backslash \\ and a closing quote"'
-    found = dataclasses.replace(OBJECTIVES["discopop"], name="my_pop", thought=thought, source="discovered")
-    path = write_objective_file(tmp_path / "export.py", [found, OBJECTIVES["dpo"]])
-    back = load_objective_file(f"{path}:my_pop")
-    assert (back.code, back.thought, back.formula, back.source) == (found.code, thought, found.formula, "discovered")
-    inputs = [t.detach() for t in random_batch(batch=4, seed=5)]
-    assert torch.equal(back(*inputs, 0.05), found(*inputs, 0.05))
-    assert load_objective_file(f"{path}:dpo").code == OBJECTIVES["dpo"].code
-
-
-def test_get_objective_by_name_and_unknown():
-    assert get_objective("discopop") is OBJECTIVES["discopop"]
-    with pytest.raises(ValueError, match="unknown objective 'nope'.*dpo"):
-        get_objective("nope")
-
-
-def test_objectives_need_only_torch():
+def test_catalog_needs_only_torch():
     # A user imports the catalog into their own training: nothing else of llm2 (or HF) may come along.
-    script = ("import sys, llm2.objectives; "
+    script = ("import sys, llm2.tasks.preference.catalog; "
               "print(sorted(m for m in sys.modules if m.startswith(('llm2', 'transformers', 'trl', 'ray'))))")
     loaded = eval(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout)
-    allowed = {"llm2", "llm2.candidate", "llm2.tasks", "llm2.tasks.base"}
-    assert [m for m in loaded if m not in allowed and not m.startswith("llm2.objectives")] == []
+    allowed = {"llm2", "llm2.tasks", "llm2.tasks.base", "llm2.tasks.preference", "llm2.tasks.preference.catalog",
+               "llm2.tasks.preference.losses"}
+    assert [m for m in loaded if m not in allowed] == []
 
 
 def test_objectives_command_lists_all():
@@ -322,4 +293,7 @@ def test_objectives_command_lists_all():
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)
     assert [row["name"] for row in rows] == CATALOG_NAMES
-    assert rows[0]["formula"] == "−log σ(x)" and rows[0]["code"].startswith("def loss(")
+    assert rows[0]["formula"] == "−log σ(x)" and rows[0]["code"].startswith("def dpo(") and rows[0]["reference"]
+
+    result = CliRunner().invoke(main, ["objectives", "--task", "nope"])
+    assert result.exit_code == 1 and "unknown task 'nope'" in result.output and "Traceback" not in result.output

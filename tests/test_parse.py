@@ -5,8 +5,9 @@ import json
 import pytest
 
 from llm2.discovery.ask import ask_for_candidate
+from llm2.discovery.prompts import PromptBook
 from llm2.discovery.parse import ReplyError, parse_reply, snake_case
-from llm2.proposers.base import Message, ProposalRequest, ProposerError
+from llm2.proposers.base import Message, ProposalRequest, ProposerError, Reply
 from llm2.proposers.replay import ReplayProposer
 
 CODE = "def loss(a, b, c, d, beta):\n    return -F.logsigmoid(beta * (a - c - b + d))\n"
@@ -126,10 +127,27 @@ def _replay(tmp_path, texts):
 
 
 REQUEST = ProposalRequest((Message("system", "s"), Message("user", "propose")), (), 0.7, 11)
+BOOK = PromptBook()
+
+
+class Recorder:
+    """The loop's ``record`` callback, keeping what it is given (the archive keeps it the same way)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, attempt, payload, reply, error):
+        self.calls.append((attempt, payload, None if reply is None else reply.text, error))
+        return 100 + len(self.calls)
+
+
+def ask(proposer, request=REQUEST, **options):
+    options.setdefault("record", Recorder())
+    return ask_for_candidate(proposer, request, reask=lambda reason: BOOK.render("reask", reason=reason), **options)
 
 
 def test_good_reply_needs_no_reask(tmp_path):
-    outcome = ask_for_candidate(_replay(tmp_path, [f"```json\n{GOOD}\n```"]), REQUEST)
+    outcome = ask(_replay(tmp_path, [f"```json\n{GOOD}\n```"]))
     assert outcome.parsed.name == "plain_logistic" and outcome.error is None
     assert len(outcome.replies) == 1 and outcome.exchanges == ()
     assert outcome.events == ("repair:json_fence",)
@@ -138,7 +156,8 @@ def test_good_reply_needs_no_reask(tmp_path):
 def test_missing_key_is_reasked_then_accepted(tmp_path):
     bad = '{"thought": "t", "name": "n"}'
     proposer = _replay(tmp_path, [bad, GOOD])
-    outcome = ask_for_candidate(proposer, REQUEST)
+    record = Recorder()
+    outcome = ask(proposer, record=record)
     assert outcome.parsed.name == "plain_logistic" and outcome.error is None
     assert [r.text for r in outcome.replies] == [bad, GOOD]
     assert [m.role for m in outcome.exchanges] == ["assistant", "user"]
@@ -146,11 +165,14 @@ def test_missing_key_is_reasked_then_accepted(tmp_path):
     assert outcome.exchanges[1].content.startswith("Your reply could not be used: the JSON object lacks the key 'code'")
     assert outcome.exchanges[1].content.endswith('Reply again with only a JSON object with keys "thought", "name" and "code".')
     assert len(outcome.events) == 1 and outcome.events[0].startswith("reask:the JSON object lacks the key 'code'")
+    # each reply was recorded as it came, with the exact request it answered
+    assert [(c[0], c[2]) for c in record.calls] == [(0, bad), (1, GOOD)] and outcome.request_ids == (101, 102)
+    assert len(record.calls[1][1]["messages"]) == 4 and record.calls[0][1]["seed"] == 11
 
 
 def test_reask_is_bounded(tmp_path):
     proposer = _replay(tmp_path, ["no json", "still none", "nope", GOOD])
-    outcome = ask_for_candidate(proposer, REQUEST, max_reasks=2)
+    outcome = ask(proposer, max_reasks=2)
     assert outcome.parsed is None
     assert outcome.error.startswith("no usable reply after 3 attempts: the reply contains no JSON object")
     assert len(outcome.replies) == 3 and len(outcome.exchanges) == 4
@@ -171,12 +193,35 @@ def test_reask_sends_the_growing_conversation(tmp_path):
             seen.append(request)
             return self.inner.propose(request)
 
-    ask_for_candidate(Recording(_replay(tmp_path, ["x", "y", GOOD])), REQUEST)
+    ask(Recording(_replay(tmp_path, ["x", "y", GOOD])))
     assert [len(r.messages) for r in seen] == [2, 4, 6]
     assert seen[2].messages[:2] == REQUEST.messages and seen[2].messages[-1].role == "user"
     assert {(r.seed, r.temperature) for r in seen} == {(11, 0.7)}
 
 
-def test_proposer_errors_propagate(tmp_path):
+def test_proposer_errors_propagate_after_the_replies_so_far_are_recorded(tmp_path):
+    record = Recorder()
     with pytest.raises(ProposerError, match="replay exhausted after 1 replies"):
-        ask_for_candidate(_replay(tmp_path, ["bad"]), REQUEST)
+        ask(_replay(tmp_path, ["bad"]), record=record)
+    assert [(c[0], c[2], c[3]) for c in record.calls] == [(0, "bad", None), (1, None,
+                                                                          "replay exhausted after 1 replies"
+                                                                          f" (from {tmp_path / 'replies.jsonl'})")]
+
+
+def test_replies_of_an_earlier_session_are_used_before_asking_again(tmp_path):
+    proposer = _replay(tmp_path, [GOOD])
+    record = Recorder()
+    outcome = ask(proposer, record=record, earlier=[(7, Reply("no json"))])
+    assert outcome.parsed.name == "plain_logistic" and outcome.request_ids == (7, 101)
+    assert [c[0] for c in record.calls] == [1] and outcome.events[0] == "reused:1"
+
+
+def test_a_reply_cut_off_at_the_token_limit_says_so(tmp_path):
+    class CutOff:
+        name = "cut"
+
+        def propose(self, request):
+            return Reply('{"thought": "long', finish_reason="length")
+
+    outcome = ask(CutOff(), max_reasks=0)
+    assert outcome.parsed is None and "cut off at the token limit" in outcome.error

@@ -1,4 +1,4 @@
-"""Loss shapes, frontier points and the report's figures, and the ``llm2 plot`` commands."""
+"""The report's figures and the preference task's (loss shapes, reward–KL frontier), and ``llm2 plot``."""
 
 from __future__ import annotations
 
@@ -14,12 +14,23 @@ from click.testing import CliRunner
 
 from llm2.archive import EvaluationRecord
 from llm2.cli import main
-from llm2.objectives import OBJECTIVES
-from llm2.report.frontier import frontier_from_evaluate_json, frontier_from_evaluations, has_frontier
-from llm2.report.plots import (CandidatePoint, FrontierPoint, FrontierSeries, discovery_curve_figure,
-                               frontier_figure, loss_shapes_figure, shape_limits)
-from llm2.report.shape_worker import loss_shape
-from llm2.report.shapes import WIDE, ZOOM, shapes_from_code
+from llm2.report.plots import CandidatePoint, discovery_curve_figure
+from llm2.sandbox.confined_call import call_confined
+from llm2.sandbox.environment import stripped_environment
+from llm2.tasks.preference.catalog import OBJECTIVES
+from llm2.tasks.preference.frontier import (dominance, frontier_from_evaluate_json, frontier_from_evaluations,
+                                            has_frontier, reward_at)
+from llm2.tasks.preference.plots import (FrontierPoint, FrontierSeries, frontier_figure, loss_shapes_figure,
+                                         shape_limits)
+from llm2.tasks.preference.shapes import WIDE, ZOOM, loss_shape, shapes_of
+
+
+def shapes_from_code(items, beta, points=401, timeout_s=60.0):
+    """Shapes computed as the report computes them: in a confined process, after the static checks."""
+    def confined(entry, chosen, payload):
+        return call_confined("preference-synthetic", entry, chosen, payload, timeout_s)
+
+    return shapes_of(confined, items, beta, points=points)
 
 torch.set_num_threads(1)
 
@@ -90,19 +101,23 @@ def test_candidate_code_runs_in_a_child_process_with_a_time_limit():
     assert shapes[0].panels[0].f == pytest.approx(shapes[1].panels[0].f)
     assert "syntax error" in shapes[2].error
 
-    looping = "def loss(a, b, c, d, beta):\n    while True:\n        pass\n"
+    looping = ("def loss(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps,"
+               " reference_rejected_logps, beta):\n    while True:\n        pass\n")
     (timed_out,) = shapes_from_code([("looping", looping)], beta=0.05, points=5, timeout_s=8)
-    assert timed_out.panels == () and "timed out" in timed_out.error
+    assert timed_out.panels == () and "CPU-time limit of 9 s" in timed_out.error
 
 
-def test_candidate_code_for_shapes_is_confined(tmp_path):
+def test_candidate_code_for_shapes_is_checked_and_confined(tmp_path, monkeypatch):
     outside = tmp_path / "escaped.txt"
     code = (f"open({str(outside)!r}, 'w').write('x')\n"
             "def loss(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps,"
             " reference_rejected_logps, beta):\n"
             "    return -F.logsigmoid(beta * (policy_chosen_logps - policy_rejected_logps))\n")
     (shape,) = shapes_from_code([("writer", code)], beta=0.05, points=5)
-    assert "PermissionError" in shape.error and not outside.exists()
+    assert "static check" in shape.error and "'open'" in shape.error and not outside.exists()
+    # the confined process gets no secret: an error message can never carry the proposer's key into a report
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-do-not-leak")
+    assert "OPENAI_API_KEY" not in stripped_environment() and stripped_environment()["OMP_NUM_THREADS"] == "1"
 
 
 # ---- figures ---------------------------------------------------------------------------------------------------
@@ -130,9 +145,9 @@ def test_discovery_curve_marks_failures_by_reason_and_draws_dpo():
     points = [CandidatePoint("a", 1, 0.5, "ok", "done"), CandidatePoint("b", 1, None, "invalid", "contract"),
               CandidatePoint("c", 2, 0.8, "ok", "done"), CandidatePoint("d", 2, None, "timeout", "train"),
               CandidatePoint("e", 2, None, "pending", None)]
-    fig = discovery_curve_figure(points, {"dpo": 0.7, "hinge": 0.6})
+    fig = discovery_curve_figure(points, {"dpo": 0.7, "hinge": 0.6}, "dpo", "judge score")
     top, bottom = fig.axes
-    assert "fitness (mean gold reward)" in top.get_ylabel() and bottom.get_xlabel() == "generation"
+    assert "fitness (judge score)" in top.get_ylabel() and bottom.get_xlabel() == "generation"
     legend = legend_texts(fig)
     assert any(t.startswith("dpo (baseline)") for t in legend) and "best so far" in legend
     assert [t.get_text() for t in bottom.get_yticklabels()] == ["invalid at contract (1)", "timeout at train (1)"]
@@ -140,7 +155,7 @@ def test_discovery_curve_marks_failures_by_reason_and_draws_dpo():
     assert list(best_line.get_ydata()) == [0.5, 0.8, 0.8]
     assert list(best_line.get_xdata()) == [0.5, 1.5, 2.5]
 
-    without_dpo = discovery_curve_figure(points[:1], {})
+    without_dpo = discovery_curve_figure(points[:1], {}, "dpo", "judge score")
     assert "dpo: not measured in this run" in legend_texts(without_dpo)
 
 
@@ -158,8 +173,9 @@ def test_frontier_figure_axes_and_a_mathtext_name_is_shown_literally():
 
 def evaluation(name, beta, fitness, kl, seed=0, world_seed=0, suite="heldout", status="ok"):
     return EvaluationRecord(id=0, candidate_name=name, code_hash="h", suite=suite,
-                            setting={"beta": beta, "seed": seed, "world_seed": world_seed, "label_noise": None},
-                            fitness=fitness, kl=kl, seconds=1.0, status=status, error=None)
+                            setting={"beta": beta, "seed": seed, "world_seed": world_seed, "label_noise": 0.2},
+                            fitness=fitness, seconds=1.0, status=status, error=None,
+                            metrics={} if kl is None else {"kl": kl})
 
 
 def test_frontier_from_evaluations_uses_one_world_and_averages_seeds():
@@ -175,26 +191,36 @@ def test_frontier_from_evaluations_uses_one_world_and_averages_seeds():
 
 
 def write_eval_json(path: Path) -> Path:
-    results = [{"objective": o, "beta": b, "fitness_mean": r, "fitness_std": 0.01, "kl_mean": k, "kl_std": 0.1,
-                "seeds": 2, "seconds_per_eval": 1.0, "status": "ok", "error": None}
-               for o, b, r, k in [("dpo", 0.05, 0.9, 6.0), ("dpo", 0.5, 0.6, 1.0), ("discopop", 0.05, 0.7, 3.8),
-                                  ("discopop", 0.5, 0.65, 1.2)]]
-    results.append({"objective": "discopop", "beta": 0.01, "fitness_mean": None, "fitness_std": None,
-                    "kl_mean": None, "kl_std": None, "seeds": 2, "seconds_per_eval": None, "status": "failed",
-                    "error": "the loss diverged"})
-    path.write_text(json.dumps({"task": "preference-synthetic", "reference": {"fitness_mean": 0.41, "kl_mean": 0.0},
-                                "results": results}), encoding="utf-8")
+    def row(objective, beta, reward, kl, status="ok", error=None):
+        metrics = {"kl": {"mean": kl, "std": 0.1 if kl is not None else None}}
+        return {"objective": objective, "setting": {"beta": beta, "world_seed": 0, "text": f"β = {beta}"},
+                "fitness_mean": reward, "fitness_std": 0.01, "metrics": metrics, "seeds": 2,
+                "seconds_per_eval": 1.0, "status": status, "error": error}
+
+    results = [row(o, b, r, k) for o, b, r, k in [("dpo", 0.05, 0.9, 6.0), ("dpo", 0.5, 0.6, 1.0),
+                                                   ("discopop", 0.05, 0.7, 3.8), ("discopop", 0.5, 0.65, 1.2)]]
+    results.append(row("discopop", 0.01, None, None, "failed", "the loss diverged"))
+    path.write_text(json.dumps({"task": "preference-synthetic", "results": results}), encoding="utf-8")
     return path
 
 
 def test_frontier_from_evaluate_json(tmp_path):
-    series, reference, notes = frontier_from_evaluate_json(write_eval_json(tmp_path / "eval.json"))
+    series, notes = frontier_from_evaluate_json(write_eval_json(tmp_path / "eval.json"))
     assert {s.name: len(s.points) for s in series} == {"dpo": 2, "discopop": 2}
-    assert reference.reward == 0.41 and reference.kl == 0.0
     assert notes == ["discopop at β=0.01: the loss diverged; skipped"]
     (tmp_path / "bad.json").write_text("{\"rows\": []}")
     with pytest.raises(ValueError, match="no list under \"results\""):
         frontier_from_evaluate_json(tmp_path / "bad.json")
+
+
+def test_dominance_compares_reward_at_matched_kl():
+    dpo = FrontierSeries("dpo", (FrontierPoint(0.5, 0.6, 1.0), FrontierPoint(0.05, 0.9, 6.0)))
+    assert reward_at(dpo, 3.5) == pytest.approx(0.75) and reward_at(dpo, 7.0) is None
+    above = FrontierSeries("a", (FrontierPoint(0.1, 0.8, 3.5), FrontierPoint(0.2, 0.7, 2.0)))
+    below = FrontierSeries("b", (FrontierPoint(0.1, 0.7, 3.5), FrontierPoint(0.01, 0.95, 20.0)))
+    assert dominance(above, dpo).verdict == "on or above the frontier at all 2 points"
+    result = dominance(below, dpo)
+    assert (result.compared, result.above) == (1, 0) and result.margins == (pytest.approx(-0.05),)
 
 
 # ---- commands --------------------------------------------------------------------------------------------------
@@ -223,19 +249,19 @@ def test_plot_objectives_command_with_catalog_and_file_objectives(tmp_path):
 def test_plot_objectives_command_rejects_unknown_names_clearly(tmp_path):
     result = CliRunner().invoke(main, ["plot", "objectives", "nope", "--out", str(tmp_path / "x.png")])
     assert result.exit_code == 1
-    assert "unknown objective 'nope'" in result.output and "Traceback" not in result.output
+    assert "'nope' is neither one of the task's objectives" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "x.png").exists()
-    bad_range = CliRunner().invoke(main, ["plot", "objectives", "dpo", "--zoom", "1", "-1", "--out",
-                                          str(tmp_path / "x.png")])
-    assert bad_range.exit_code == 2 and "low to high" in bad_range.output
+    other = CliRunner().invoke(main, ["plot", "objectives", "absolute", "--task", "tests/example_task.py:RobustRegression",
+                                      "--out", str(tmp_path / "x.png")])
+    assert other.exit_code == 1 and "draws no picture of its objectives" in other.output
 
 
-def test_plot_frontier_command(tmp_path):
+def test_plot_results_command(tmp_path):
     out = tmp_path / "frontier.png"
-    result = CliRunner().invoke(main, ["plot", "frontier", str(write_eval_json(tmp_path / "e.json")), "--out",
+    result = CliRunner().invoke(main, ["plot", "results", str(write_eval_json(tmp_path / "e.json")), "--out",
                                        str(out)])
     assert result.exit_code == 0, result.output
-    assert "discopop at β=0.01: the loss diverged" in result.output and "(dpo, discopop)" in result.output
+    assert "discopop at β=0.01: the loss diverged" in result.output
     assert png_size(out)[0] > 600
-    missing = CliRunner().invoke(main, ["plot", "frontier", str(tmp_path / "none.json"), "--out", str(out)])
+    missing = CliRunner().invoke(main, ["plot", "results", str(tmp_path / "none.json"), "--out", str(out)])
     assert missing.exit_code == 1 and "file not found" in missing.output

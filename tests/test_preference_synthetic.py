@@ -1,6 +1,7 @@
-"""The synthetic preference world is a faithful miniature of the paper's IMDb experiment (issue 2, DESIGN.md §4).
+"""The synthetic preference world is a faithful miniature of the paper's IMDb experiment.
 
 Seeds are fixed; one world (cached under conftest's LLM2_CACHE_DIR) and one table of results serve every test.
+Training and scoring run in this process here (trusted catalog code); the sandboxed path is tested elsewhere.
 """
 
 from __future__ import annotations
@@ -14,19 +15,41 @@ import torch.nn.functional as F
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from llm2.objectives import OBJECTIVES
-from llm2.tasks import get_task
-from llm2.tasks.base import CandidateError, Metrics, TrainOutput
+from llm2.tasks import load_task
+from llm2.tasks.base import CandidateError, EvalSetting, Metrics, TrainOutput
+from llm2.tasks.preference.catalog import OBJECTIVES
+from llm2.tasks.preference_synthetic.world import load_world, training_path
 
 SEEDS = (0, 1, 2)
 BETA = 0.05
 
 
+class Harness:
+    """The task's two halves in one process: what a confined child trains, and what the scorer makes of it."""
+
+    def __init__(self, task):
+        self.task = task
+        self.default_setting = EvalSetting(task.default_settings())
+
+    def train(self, fn, setting, checkpoint=None):
+        self.task.prepare(setting.task)
+        return self.task.train(fn, self.task.training_data(setting.task), setting, checkpoint)
+
+    def score(self, output, setting, quick=False):
+        return self.task.scorer(setting.task).score(output, quick)
+
+    def reference_metrics(self, setting):
+        return self.task.scorer(setting.task).reference_metrics()
+
+    def world(self, setting):
+        return load_world(self.task.world_config, setting.task.world_seed)
+
+
 @pytest.fixture(scope="module")
 def task():
-    task = get_task("preference-synthetic")
-    task.prepare(task.default_setting)
-    return task
+    task = load_task("preference-synthetic")
+    task.prepare(task.default_settings())
+    return Harness(task)
 
 
 @pytest.fixture(scope="module")
@@ -53,15 +76,15 @@ def seed_stats(results, name: str, beta: float = BETA) -> tuple[float, float]:
 
 def test_labels_disagree_with_gold_reward_at_a_human_like_rate(task):
     world = task.world(task.default_setting)
-    assert 0.05 <= world.pairs().disagreement <= 0.40
-    assert world.pairs(0.1).disagreement < world.pairs().disagreement < world.pairs(0.3).disagreement
+    assert 0.05 <= world.pairs(0.2).disagreement <= 0.40
+    assert world.pairs(0.1).disagreement < world.pairs(0.2).disagreement < world.pairs(0.3).disagreement
     assert world.pairs(0.0).disagreement == 0.0
 
 
 def test_reference_scores_about_the_configured_reward(task):
     reference = task.reference_metrics(task.default_setting)
     assert abs(reference.fitness - 0.4) < 0.05
-    assert reference.kl == pytest.approx(0.0, abs=1e-5)
+    assert reference.values["kl"] == pytest.approx(0.0, abs=1e-5)
 
 
 def test_dpo_raises_gold_reward_far_beyond_seed_spread(task, results):
@@ -72,7 +95,7 @@ def test_dpo_raises_gold_reward_far_beyond_seed_spread(task, results):
 
 
 def test_kl_grows_as_beta_shrinks(results):
-    kls = [results("dpo", beta).kl for beta in (0.5, 0.1, 0.025)]
+    kls = [results("dpo", beta).values["kl"] for beta in (0.5, 0.1, 0.025)]
     assert kls[0] < kls[1] < kls[2], kls
 
 
@@ -181,7 +204,7 @@ def test_loss_that_breaks_the_contract_mid_run_raises_a_clear_error(task, loss, 
 
 @pytest.mark.parametrize("name", ["dpo", "hinge", "ipo", "kto_pair", "discopop", "aqfl"])
 def test_catalog_objectives_pass_the_contract_check(task, name):
-    task.check_contract(OBJECTIVES[name])
+    task.task.check_contract(OBJECTIVES[name], None)
 
 
 @pytest.mark.parametrize("loss, message", [
@@ -193,35 +216,43 @@ def test_catalog_objectives_pass_the_contract_check(task, name):
     (lambda pc, pr, rc, rr, beta: float((pc - pr).sum().detach()), "returned float, not a torch.Tensor"),
     (lambda pc, pr, rc, rr, beta: (pc > pr).long(), "torch.int64, not a float tensor"),
     (lambda pc, pr, rc, rr, beta: torch.log(pc - pr), "non-finite values"),
-    (lambda pc, pr, rc, rr, beta: (pc - pr).detach(), "no gradient with respect to the policy log-probs"),
-    (lambda pc, pr, rc, rr, beta: beta * (rc - rr), "no gradient with respect to the policy log-probs"),
+    (lambda pc, pr, rc, rr, beta: (pc - pr).detach(), "no gradient with respect to its inputs"),
+    (lambda pc, pr, rc, rr, beta: beta * (rc - rr), "no gradient with respect to its inputs"),
     (lambda pc, pr, rc, rr, beta: undefined_name, "raised NameError"),  # noqa: F821
     (lambda pc, pr, rc, rr, beta: (pc - pr) - (pc - pr).mean() if len(pc) > 1 else pc.sum(),
      "returned shape () but the contract needs (1,)"),
 ])
 def test_contract_check_says_exactly_what_is_wrong(task, loss, message):
     with pytest.raises(CandidateError, match=message.replace("(", r"\(").replace(")", r"\)")) as error:
-        task.check_contract(loss)
+        task.task.check_contract(loss, None)
     assert error.value.stage == "contract"
 
 
 # --- the task's other answers ------------------------------------------------------------------------------------
 
 def test_heldout_settings_each_differ_from_the_base_in_one_knob(task):
-    base = task.default_setting
-    settings = task.heldout_settings(base)
-    changed = [{k for k in base.__dict__ if getattr(s, k) != getattr(base, k)} for s in settings]
+    base = task.default_setting.task
+    settings = task.task.heldout_settings(base)
+    fields = ("beta", "world_seed", "label_noise", "fitness")
+    changed = [{k for k in fields if getattr(s, k) != getattr(base, k)} for s in settings]
     assert all(len(c) == 1 for c in changed)
     assert {next(iter(c)) for c in changed} == {"beta", "world_seed", "label_noise"}
     assert sorted(s.beta for s, c in zip(settings, changed) if c == {"beta"}) == [0.01, 0.025, 0.1, 0.5]
 
 
-def test_collapse_reason_flags_rewards_far_below_the_reference(task):
-    setting = task.default_setting
-    reference = task.reference_metrics(setting).fitness
-    assert task.collapse_reason(Metrics(fitness=reference), setting) is None
-    assert "collapsed" in task.collapse_reason(Metrics(fitness=reference - 0.3), setting)
-    assert "not a number" in task.collapse_reason(Metrics(fitness=math.nan), setting)
+def test_collapse_reason_is_relative_to_the_start_and_the_reference_baselines_probe(task):
+    reference = task.reference_metrics(task.default_setting)
+    rule = task.task.collapse_reason
+    start = reference.fitness
+    assert rule(Metrics(fitness=start), reference, None) is None
+    assert "collapsed" in rule(Metrics(fitness=start - 0.3), reference, None)  # absolute rule without a probe
+    assert "not a number" in rule(Metrics(fitness=math.nan), reference, None)
+    # relative to what dpo gained by the probe: the floor moves with it
+    share = task.task.collapse_share
+    below = start - share * 0.3 - 0.01
+    assert "collapsed" in rule(Metrics(fitness=below), reference, start + 0.3)
+    assert rule(Metrics(fitness=below), reference, start + 0.6) is None
+    assert rule(Metrics(fitness=start + 0.01), reference, start + 0.3) is None
 
 
 def test_scoring_rejects_weights_that_do_not_fit_the_model(task):
@@ -233,6 +264,34 @@ def test_scoring_rejects_weights_that_do_not_fit_the_model(task):
 
 
 def test_baselines_are_the_catalog_code(task):
-    assert set(task.baselines) == {"dpo", "hinge", "ipo", "kto_pair"}
-    assert task.baselines["dpo"] == OBJECTIVES["dpo"].code
-    assert task.contract.function_name == "loss"
+    assert set(task.task.baselines) == set(OBJECTIVES)
+    assert task.task.discovery_baselines == ("dpo", "hinge", "ipo", "kto_pair")
+    assert task.task.baselines["dpo"].code == OBJECTIVES["dpo"].code and task.task.reference_baseline == "dpo"
+
+
+def test_training_data_holds_nothing_only_scoring_may_know(task):
+    settings = task.default_setting.task
+    state = torch.load(training_path(task.task.world_config, settings.world_seed, settings.label_noise),
+                       weights_only=True)
+    world = task.world(task.default_setting)
+    assert not any(k in state for k in ("token_rewards", "heldout_prompts", "sampling_seed", "reward_offset"))
+    tensors = [v for v in state.values() if isinstance(v, torch.Tensor)]
+    assert not any(v.shape == world.token_rewards.shape and torch.equal(v, world.token_rewards) for v in tensors)
+    data = task.task.training_data(settings)
+    assert set(vars(data)) == {"config", "seed", "label_noise", "reference_weights", "pairs"}
+
+
+def test_settings_come_from_task_options_with_clear_errors(task):
+    from llm2.tasks.settings import SettingsError
+
+    parsed = task.task.parse_settings({"beta": "0.1", "world_seed": "2"})
+    assert (parsed.beta, parsed.world_seed, parsed.label_noise) == (0.1, 2, 0.2)
+    with pytest.raises(SettingsError, match="unknown option 'betta'.*beta, world_seed"):
+        task.task.parse_settings({"betta": "1"})
+    with pytest.raises(SettingsError, match="option beta: 'x' is not a number"):
+        task.task.parse_settings({"beta": "x"})
+    with pytest.raises(SettingsError, match="beta must be positive"):
+        task.task.parse_settings({"beta": "-1"})
+    with pytest.raises(SettingsError, match=r"label_noise must be in \[0, 0.5\)"):
+        task.task.parse_settings({"label_noise": "0.7"})
+    assert task.task.settings_from_dict({"beta": 0.1}) == task.task.parse_settings({"beta": "0.1"})

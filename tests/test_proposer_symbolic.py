@@ -7,19 +7,19 @@ from dataclasses import replace
 import pytest
 import torch
 
-from llm2.candidate import load_function
+from llm2.sandbox.loader import load_function
 from llm2.discovery.parse import parse_reply
-from llm2.objectives.catalog import OBJECTIVES
-from llm2.objectives.contract import PREFERENCE_CONTRACT
+from llm2.tasks.preference.catalog import OBJECTIVES
+from llm2.tasks.preference.contract import PREFERENCE_CONTRACT
 from llm2.proposers import make_proposer
 from llm2.proposers.base import Message, ProposalRequest, ScoredCandidate
-from llm2.proposers.symbolic import SymbolicProposer
-from llm2.proposers.symbolic_grammar import (
+from llm2.tasks.preference.symbolic import SymbolicProposer
+from llm2.tasks.preference.symbolic_grammar import (
     KNOWN_TREES, Blend, Gate, Hinge, Logistic, Saturating, SignWeighted, Sum, canonical, formula, parse_formula,
     render, tree_from_code,
 )
 from llm2.sandbox.static_checks import static_check
-from llm2.tasks.preference_synthetic.task import check_preference_contract
+from llm2.tasks.preference.common import check_preference_contract
 
 BASELINE_FITNESS = {"dpo": 0.907, "hinge": 0.927, "ipo": 0.827, "kto_pair": 0.85}
 BASELINES = tuple(ScoredCandidate(name, OBJECTIVES[name].code, fitness, "ok")

@@ -17,8 +17,10 @@ from click.testing import CliRunner
 
 from llm2.archive import Archive, RunInfo
 from llm2.cli import main
-from llm2.objectives import OBJECTIVES
 from llm2.report.build import build_report
+from llm2.tasks import load_task
+from llm2.tasks.card import TaskCard
+from llm2.tasks.preference.catalog import OBJECTIVES
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
@@ -30,6 +32,10 @@ BROWSER_HOUSEKEEPING = {"clients2.google.com", "update.googleapis.com", "account
 HOSTILE = "<script>alert('x')</script><img src=\"http://evil.example/x.png\">"
 
 # status -> (stage, error) for the proposals of the test run
+CONFIG = {"task": "preference-synthetic", "task_settings": {"beta": 0.05, "world_seed": 0, "label_noise": 0.2}}
+CARD = TaskCard.of(load_task("preference-synthetic")).to_dict()
+LAYERS = ("process_group", "pid_namespace", "network_namespace", "rlimits", "landlock", "unprivileged_user",
+          "capabilities", "seccomp")
 OUTCOMES = {"ok": ("done", None), "invalid": ("contract", "loss() takes 2 positional arguments but 5 were given"),
             "failed": ("probe", "the loss became NaN at step 12"), "timeout": ("train", "timed out after 60 s"),
             "duplicate": (None, None), "pending": (None, None)}
@@ -43,18 +49,19 @@ def make_run(run_dir: Path, status: str = "finished") -> list[int]:
     """
     now = time.time()
     run = RunInfo(run_id="report-test", task="preference-synthetic", proposer="symbolic", model="",
-                  config={"beta": 0.05, "generations": 3, "population": 3, "seeds": 2},
+                  config={**CONFIG, "generations": 3, "population": 3, "seeds": 2},
                   seeds={"proposer_seed": 0, "training_seeds": [0, 1], "world_seed": 0},
                   versions={"llm2": "0.1.0", "torch": torch_version()}, started_at=now - 125,
                   finished_at=None if status == "running" else now, status=status)
     ids = []
-    with Archive.create(run_dir, run) as archive:
+    with Archive.create(run_dir, run, CARD) as archive:
+        archive.add_run_event("resumed", {"changed": {"generations": {"from": 2, "to": 3}}})
         for name, fitness in (("dpo", 0.90), ("hinge", 0.92), ("ipo", 0.83)):
             c = archive.add_candidate(generation=0, proposer="baseline", thought="", name=name,
                                       code=OBJECTIVES[name].code, status="baseline")
             archive.finish_candidate(c.id, status="baseline", stage="done", error=None, fitness=fitness,
-                                     fitness_std=0.01, kl=6.0, metrics={"reward": fitness}, seconds=2.0,
-                                     feedback=None)
+                                     fitness_std=0.01, metrics={"reward": fitness, "kl": 6.0}, seconds=2.0,
+                                     feedback=None, sandbox=LAYERS)
             ids.append(c.id)
         proposals = [(1, "discopop", "discopop", "ok", 0.93), (1, "cell", "cell", "ok", 0.91),
                      (1, "two_args", "dpo", "invalid", None), (2, "aql", "aql", "ok", 0.95),
@@ -71,16 +78,17 @@ def make_run(run_dir: Path, status: str = "finished") -> list[int]:
                 continue
             stage, error = OUTCOMES[outcome]
             archive.finish_candidate(c.id, status=outcome, stage=stage, error=error, fitness=fitness,
-                                     fitness_std=0.01 if fitness else None, kl=5.0 if fitness else None,
-                                     metrics={"reward": fitness} if fitness else {}, seconds=3.0,
-                                     feedback=f"Fitness {fitness}. {HOSTILE}")
+                                     fitness_std=0.01 if fitness else None,
+                                     metrics={"reward": fitness, "kl": 5.0} if fitness else {}, seconds=3.0,
+                                     feedback=f"Fitness {fitness}. {HOSTILE}",
+                                     sandbox=LAYERS if outcome != "duplicate" else ())
         for name, bonus in (("dpo", 0.0), ("aql", 0.02)):
             for beta, reward, kl in ((0.01, 0.95, 12.0), (0.05, 0.9, 6.0), (0.5, 0.6, 1.0)):
                 for seed in (0, 1):
                     archive.add_evaluation(candidate_name=name, code_hash="h", suite="heldout",
-                                           setting={"beta": beta, "seed": seed, "world_seed": 0, "label_noise": None},
-                                           fitness=reward + bonus + 0.01 * seed, kl=kl + 0.3 * seed, seconds=1.0,
-                                           status="ok", error=None)
+                                           setting={"beta": beta, "seed": seed, "world_seed": 0, "label_noise": 0.2},
+                                           fitness=reward + bonus + 0.01 * seed, seconds=1.0, status="ok",
+                                           error=None, metrics={"kl": kl + 0.3 * seed})
     return ids
 
 
@@ -160,8 +168,11 @@ def test_report_escapes_all_candidate_text(report):
 def test_report_shows_run_facts_figures_and_failure_reasons(report):
     run_dir, _, _, text = report
     for fact in ("report-test", "preference-synthetic", "symbolic", "2 min 05 s", "1,080 prompt + 720 completion",
-                 "0.0090 USD", "training_seeds", torch_version()):
+                 "0.0090 USD", "training_seeds", torch_version(), "β = 0.05, world 0", "gold reward",
+                 "capabilities, landlock, network_namespace, pid_namespace, process_group, rlimits, seccomp, "
+                 "unprivileged_user in all 10 evaluated candidates", "resumed"):
         assert fact in text, fact
+    assert "aql: on or above the frontier at all 3 points of dpo" in text
     for figure in ("discovery.png", "shapes.png", "frontier.png", "failures.png"):
         assert (run_dir / "report" / figure).stat().st_size > 10_000
     assert "No reward–KL points" not in text
@@ -172,8 +183,8 @@ def test_report_shows_run_facts_figures_and_failure_reasons(report):
 
 def test_report_without_evaluations_says_how_to_get_the_frontier(tmp_path):
     run_dir = tmp_path / "run"
-    with Archive.create(run_dir, RunInfo("empty", "preference-synthetic", "symbolic", "", {"beta": 0.05}, {}, {},
-                                         time.time(), None, "running")):
+    with Archive.create(run_dir, RunInfo("empty", "preference-synthetic", "symbolic", "", CONFIG, {}, {},
+                                         time.time(), None, "running"), CARD):
         pass
     text = build_report(run_dir).read_text(encoding="utf-8")
     assert f"llm2 heldout {run_dir}" in text

@@ -1,7 +1,12 @@
-"""The sandbox's parts with real processes: the channel, the OS confinement, killing, the runner and the workers."""
+"""The sandbox's parts with real processes: the channel, killing, the runner, the workers and the executor.
+
+The operating-system layers themselves are tested in test_confinement.py; here they are exercised through real
+workers, as candidates meet them.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
@@ -14,25 +19,26 @@ import psutil
 import pytest
 import torch
 
-from llm2.candidate import load_function
-from llm2.evaluation import evaluate_trusted
-from llm2.execution import EvalJob, make_executor
-from llm2.objectives import OBJECTIVES
-from llm2.sandbox import channel, landlock
-from llm2.sandbox.limits import GIB, SandboxLimits, confine, kill_group, read_roots
-from llm2.sandbox.runner import SandboxOptions, SandboxRunner
-from llm2.sandbox.worker import WorkerConfig, WorkerHandle
-from llm2.tasks import get_task
-from llm2.tasks.base import EvalSetting
+from llm2.evaluation import EvalJob, evaluate_trusted
+from llm2.execution import make_executor
+from llm2.execution.handle import WorkerHandle
+from llm2.execution.scoring import Scoring
+from llm2.sandbox import channel
+from llm2.sandbox.limits import LAYERS, SIMULATE_ENV, SandboxLimits, kill_group
+from llm2.sandbox.preflight import SandboxUnavailable, preflight
+from llm2.sandbox.worker import WorkerConfig
+from llm2.tasks import load_task
+from llm2.tasks.base import EvalSetting, TensorSpec
+from llm2.tasks.preference.catalog import OBJECTIVES
 from llm2.tasks.preference_synthetic.task import PreferenceSyntheticTask
-from llm2.tasks.preference_synthetic.world import cache_dir
 
-SETTING = EvalSetting(beta=0.05, budget=0.1)
+TASK = load_task("preference-synthetic")
+SETTING = EvalSetting(TASK.default_settings(), budget=0.1)
 DPO = OBJECTIVES["dpo"].code
 
 
 # -- the channel ---------------------------------------------------------------------------------------------------
-SPEC = {"w": channel.TensorSpec((2, 3), torch.float32), "b": channel.TensorSpec((3,), torch.float32)}
+SPEC = {"w": TensorSpec((2, 3), "float32"), "b": TensorSpec((3,), "float32")}
 
 
 def roundtrip(header: dict, payload: bytes, max_payload: int = 1 << 20) -> channel.Message:
@@ -57,8 +63,8 @@ def test_weights_and_trace_cross_the_channel_intact():
 
 
 @pytest.mark.parametrize("weights, expected", [
-    ({"w": torch.zeros(3, 2), "b": torch.zeros(3)}, "weight 'w' is torch.float32 [3, 2]; the model's is"),
-    ({"w": torch.zeros(2, 3, dtype=torch.float64), "b": torch.zeros(3)}, "weight 'w' is torch.float64"),
+    ({"w": torch.zeros(3, 2), "b": torch.zeros(3)}, "weight 'w' is float32 [3, 2]; the model's is"),
+    ({"w": torch.zeros(2, 3, dtype=torch.float64), "b": torch.zeros(3)}, "weight 'w' is float64"),
     ({"w": torch.zeros(2, 3)}, "missing ['b']"),
     ({"w": torch.zeros(2, 3), "b": torch.zeros(3), "x": torch.zeros(1)}, "unexpected ['x']"),
     ({"w": torch.full((2, 3), float("nan")), "b": torch.zeros(3)}, "weight 'w' holds NaN or infinite values"),
@@ -89,102 +95,7 @@ def test_the_reader_refuses_garbage_oversize_and_silence():
     os.close(read)
 
 
-# -- the operating-system confinement ------------------------------------------------------------------------------
-def in_confined_child(probe, scratch: Path) -> str:
-    """Fork, confine, run ``probe()`` and return what it reports (a short string) through a pipe."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        try:
-            os.close(read)
-            confine(scratch, SandboxLimits(timeout_s=10, memory_bytes=GIB), read_roots())
-            try:
-                answer = probe()
-            except BaseException as exc:  # noqa: BLE001
-                answer = f"{type(exc).__name__}: {exc}"
-            os.write(write, str(answer).encode()[:4000])
-        finally:
-            os._exit(0)
-    os.close(write)
-    with os.fdopen(read, "rb") as pipe:
-        answer = pipe.read().decode()
-    os.waitpid(pid, 0)
-    return answer
-
-
-def _write_in(path: Path):
-    def probe():
-        path.write_text("written")
-        return "wrote"
-    return probe
-
-
-def _fork():
-    pid = os.fork()
-    if pid == 0:
-        os._exit(0)
-    return "forked"
-
-
-def _connect(port: int):
-    def probe():
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
-        return "connected"
-    return probe
-
-
-def _allocate():
-    hoard = [bytearray(200_000_000) for _ in range(20)]  # 4 GB, beyond the 1 GiB allowance
-    return f"allocated {len(hoard)}"
-
-
-@pytest.fixture()
-def scratch(tmp_path):
-    path = tmp_path / "scratch"
-    path.mkdir()
-    return path
-
-
-needs_landlock = pytest.mark.skipif(landlock.abi_version() < 6, reason="needs Landlock ABI 6 (Linux 6.12)")
-
-
-@needs_landlock
-def test_confinement_blocks_files_processes_network_and_signals(scratch, tmp_path):
-    outside = tmp_path / "outside.txt"
-    server = socket.create_server(("127.0.0.1", 0))
-    try:
-        port = server.getsockname()[1]
-        assert in_confined_child(_write_in(scratch / "ok.txt"), scratch) == "wrote"
-        assert "PermissionError" in in_confined_child(_write_in(outside), scratch)
-        assert not outside.exists()
-        assert "PermissionError" in in_confined_child(lambda: os.listdir(cache_dir()), scratch)
-        assert "PermissionError" in in_confined_child(lambda: open("/etc/passwd").read(), scratch)
-        assert "PermissionError" in in_confined_child(_fork, scratch)
-        assert in_confined_child(lambda: os.system("true"), scratch) != "0"  # the shell never starts
-        assert "connected" not in in_confined_child(_connect(port), scratch)
-        assert "PermissionError" in in_confined_child(lambda: os.kill(os.getppid(), signal.SIGKILL), scratch)
-        assert "MemoryError" in in_confined_child(_allocate, scratch)
-        assert in_confined_child(lambda: torch.ones(3).sum().item(), scratch) == "3.0"  # torch still works
-    finally:
-        server.close()
-
-
-@needs_landlock
-def test_every_layer_reports_that_it_took(scratch):
-    report = in_confined_child(lambda: "ok", scratch)
-    assert report == "ok"
-    runner = SandboxRunner(get_task("preference-synthetic"))
-    try:
-        result = runner.evaluate(DPO, SETTING, SandboxOptions(SandboxLimits(timeout_s=60)))
-        assert result.status == "ok", result.error
-        defences = runner.last_defences
-        assert defences["network_namespace"] and defences["seccomp"] and defences["capabilities_dropped"]
-        assert defences["landlock_files"] and defences["landlock_network"] and defences["landlock_signals"]
-        assert {"RLIMIT_AS", "RLIMIT_CPU", "RLIMIT_FSIZE"} <= set(defences["rlimits"])
-    finally:
-        runner.close()
-
-
+# -- killing -------------------------------------------------------------------------------------------------
 def test_kill_group_ends_a_process_that_ignores_sigterm_and_its_children():
     read, write = os.pipe()
     pid = os.fork()
@@ -213,61 +124,112 @@ def test_kill_group_ends_a_process_that_ignores_sigterm_and_its_children():
     assert not psutil.pid_exists(grandchild) or psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE
 
 
-# -- the runner: tamper-proof scoring and the cascade --------------------------------------------------------------
+# -- workers and the trusted scorer: tamper-proof scoring and the cascade -------------------------------------------
 class _StrictProbeTask(PreferenceSyntheticTask):
     """The real task, with a collapse threshold no policy meets, to drive the probe's stop path."""
 
-    def collapse_reason(self, probe_metrics, setting):
-        return f"the probe's reward {probe_metrics.fitness:.3f} is below the test's bar of 2.0"
+    def collapse_reason(self, probe, reference, baseline_probe):
+        return f"the probe's reward {probe.fitness:.3f} is below the test's bar of 2.0"
+
+
+def handle_for(task=TASK, **config) -> WorkerHandle:
+    """A worker driven directly, as an executor drives it, but without the executor's static checks: what a
+    candidate meets here is the runtime sandbox alone."""
+    TASK.prepare(SETTING.task)
+    config.setdefault("limits", SandboxLimits(timeout_s=60))
+    config.setdefault("warm_settings", dataclasses.asdict(SETTING.task))  # ready (data loaded) once started
+    return WorkerHandle(WorkerConfig("preference-synthetic", **config), Scoring(task))
 
 
 @pytest.fixture(scope="module")
-def runner():
-    runner = SandboxRunner(get_task("preference-synthetic"))
-    runner.prepare(SETTING)
-    yield runner
-    runner.close()
+def handle():
+    handle = handle_for()
+    yield handle
+    handle.close()
 
 
-def test_the_sandbox_scores_exactly_what_trusted_code_scores(runner):
-    task = runner.task
-    trusted = evaluate_trusted(task, load_function(DPO, task.contract), SETTING)
-    sandboxed = runner.evaluate(DPO, SETTING, SandboxOptions(SandboxLimits(timeout_s=60)))
-    assert sandboxed.status == "ok" and sandboxed.stage == "done"
+def test_the_sandbox_scores_exactly_what_trusted_code_scores_and_records_its_layers(handle):
+    trusted = evaluate_trusted(TASK, DPO, SETTING)
+    sandboxed = handle.run(EvalJob(DPO, SETTING))
+    assert sandboxed.status == "ok" and sandboxed.stage == "done", sandboxed.error
     assert sandboxed.metrics == trusted.metrics
     assert sandboxed.loss_trace == trusted.loss_trace
+    assert sandboxed.sandbox == LAYERS and sandboxed.probe_fitness is not None
 
 
 def test_the_probe_stops_a_collapsing_run_and_records_the_stage():
-    runner = SandboxRunner(_StrictProbeTask())
+    strict = handle_for(_StrictProbeTask())
+    full = handle_for(cascade=False)
     try:
-        limits = SandboxLimits(timeout_s=60)
-        stopped = runner.evaluate(DPO, SETTING, SandboxOptions(limits, cascade=True))
+        stopped = strict.run(EvalJob(DPO, SETTING))
         assert (stopped.status, stopped.stage) == ("failed", "probe")
         assert stopped.error.startswith("probe: the probe's reward") and "after 25% of training" in stopped.error
-        assert stopped.metrics is None
-        full = runner.evaluate(DPO, SETTING, SandboxOptions(limits, cascade=False))
-        assert (full.status, full.stage) == ("ok", "done")  # without the cascade nothing probes
+        assert stopped.metrics is None and stopped.probe_fitness is not None
+        done = full.run(EvalJob(DPO, SETTING))
+        assert (done.status, done.stage) == ("ok", "done") and done.probe_fitness is None  # nothing probes
     finally:
-        runner.close()
+        strict.close()
+        full.close()
 
 
-def test_each_candidate_gets_a_fresh_scratch_directory_that_is_removed(runner):
+def test_the_candidates_process_holds_no_scoring_data(handle):
+    """Even with the static checks out of the way, what a candidate's process can reach holds nothing of the
+    world's gold reward, held-out prompts or sampling seed: its worker never loaded them."""
+    probe = (
+        "def loss(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta):\n"
+        "    import sys\n"
+        "    world = sys.modules['llm2.tasks.preference_synthetic.world']\n"
+        "    raise ValueError(f'worlds={len(world._WORLDS)} training={len(world._TRAINING)}')\n")
+    result = handle_for().run(EvalJob(probe, SETTING))
+    assert result.status == "invalid" and "worlds=0 training=1" in result.error, result.error
+
+
+def test_each_candidate_gets_a_fresh_scratch_directory_that_is_removed():
     code = DPO.replace("    rho =", "    open('note.txt', 'w').write('x')\n    rho =", 1)
-    result = runner.evaluate(code, SETTING, SandboxOptions(SandboxLimits(timeout_s=60), static_checks=False))
-    assert result.status == "ok", result.error
-    assert list(runner.scratch_root.iterdir()) == []
+    writer = handle_for()
+    try:
+        result = writer.run(EvalJob(code, SETTING))
+        assert result.status == "ok", result.error
+        home = writer._home
+        assert [p.name for p in home.iterdir() if p.name != "worker.log"] == [
+            next(p.name for p in home.iterdir() if p.name.startswith("llm2-sandbox-"))]
+        sandbox = next(p for p in home.iterdir() if p.name.startswith("llm2-sandbox-"))
+        assert list(sandbox.iterdir()) == []  # no candidate directory, no weights file is left behind
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("layer", ["seccomp", "landlock", "unprivileged_user"])
+def test_a_missing_layer_refuses_the_candidate_unless_the_user_opted_out(layer, monkeypatch):
+    monkeypatch.setenv(SIMULATE_ENV, layer)  # the workers inherit it: the layer's system call "fails"
+    refusing = handle_for()
+    allowing = handle_for(allow_missing=frozenset({layer}))
+    try:
+        refused = refusing.run(EvalJob(DPO, SETTING))
+        assert refused.status == "failed" and refused.error.startswith(f"sandbox unavailable: {layer}:"), refused
+        assert refused.metrics is None
+        allowed = allowing.run(EvalJob(DPO, SETTING))
+        assert allowed.status == "ok" and layer not in allowed.sandbox and len(allowed.sandbox) == len(LAYERS) - 1
+    finally:
+        refusing.close()
+        allowing.close()
+    with pytest.raises(SandboxUnavailable, match=f"sandbox unavailable: {layer}"):
+        preflight()
+    assert layer not in preflight(frozenset({layer}))
+
+
+def test_preflight_reports_every_layer_on_this_machine():
+    assert preflight() == LAYERS
 
 
 # -- workers and the local executor ------------------------------------------------------------------------------
 def test_a_worker_that_dies_mid_job_is_reported_and_replaced():
-    config = WorkerConfig("preference-synthetic", limits=SandboxLimits(timeout_s=30))
-    handle = WorkerHandle(config)
+    handle = handle_for(limits=SandboxLimits(timeout_s=30))
     try:
         handle.start()
         first_pid = handle.pid
         loop = DPO.replace("    rho =", "    while True:\n        pass\n    rho =", 1)
-        killer = threading.Timer(2.0, lambda: os.kill(first_pid, signal.SIGKILL))
+        killer = threading.Timer(4.0, lambda: os.kill(first_pid, signal.SIGKILL))
         killer.start()
         result = handle.run(EvalJob(loop, SETTING))
         killer.join()
@@ -280,23 +242,11 @@ def test_a_worker_that_dies_mid_job_is_reported_and_replaced():
     assert not psutil.pid_exists(first_pid) or psutil.Process(first_pid).status() == psutil.STATUS_ZOMBIE
 
 
-def test_a_setting_the_task_refuses_is_reported_and_the_worker_serves_on():
-    handle = WorkerHandle(WorkerConfig("preference-synthetic", limits=SandboxLimits(timeout_s=30)))
-    try:
-        refused = handle.run(EvalJob(DPO, SETTING.replace(label_noise=0.9)))
-        assert refused.status == "failed" and "worker error: ValueError: label_noise must be in [0, 0.5)" \
-            in refused.error
-        assert handle.run(EvalJob(DPO, SETTING)).status == "ok"
-    finally:
-        handle.close()
-
-
 def test_secrets_in_the_environment_do_not_reach_the_candidate(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-do-not-leak")
     leak = DPO.replace("    rho =", "    import os\n    raise ValueError('env:' + os.environ.get('OPENAI_API_KEY', 'none'))\n"
                                     "    rho =", 1)
-    config = WorkerConfig("preference-synthetic", limits=SandboxLimits(timeout_s=30), static_checks=False)
-    handle = WorkerHandle(config)
+    handle = handle_for(limits=SandboxLimits(timeout_s=30))
     try:
         result = handle.run(EvalJob(leak, SETTING))
     finally:
@@ -305,8 +255,7 @@ def test_secrets_in_the_environment_do_not_reach_the_candidate(monkeypatch):
 
 
 def test_a_hung_worker_is_killed_at_the_outer_deadline():
-    config = WorkerConfig("preference-synthetic", limits=SandboxLimits(timeout_s=2), answer_grace_s=1.0)
-    handle = WorkerHandle(config)
+    handle = handle_for(limits=SandboxLimits(timeout_s=2), answer_grace_s=1.0)
     try:
         handle.start()
         stopped_pid = handle.pid
@@ -326,7 +275,8 @@ def test_a_hung_worker_is_killed_at_the_outer_deadline():
 
 def test_the_local_executor_serves_futures_and_leaves_no_process():
     before = {p.pid for p in psutil.Process().children(recursive=True)}
-    with make_executor("local", task_name="preference-synthetic", workers=2, timeout_s=60) as executor:
+    with make_executor("local", task_spec="preference-synthetic", workers=2, timeout_s=60,
+                       warm_settings=SETTING.task) as executor:
         futures = [executor.submit(EvalJob(DPO, SETTING, key=str(i))) for i in range(3)]
         rejected = executor.submit(EvalJob("import os\n", SETTING))
         assert rejected.done() and rejected.result().status == "invalid"  # answered without a worker
@@ -338,9 +288,11 @@ def test_the_local_executor_serves_futures_and_leaves_no_process():
 
 
 def test_make_executor_explains_bad_arguments():
+    from llm2.tasks import TaskNotFound
+
     with pytest.raises(ValueError, match="unknown executor 'slurm'; choose one of: local, ray"):
-        make_executor("slurm", task_name="preference-synthetic")
-    with pytest.raises(KeyError, match="unknown task"):
-        make_executor("local", task_name="no-such-task")
-    with pytest.raises(ValueError, match="timeout_s must be positive"):
-        make_executor("local", task_name="preference-synthetic", timeout_s=0)
+        make_executor("slurm", task_spec="preference-synthetic")
+    with pytest.raises(TaskNotFound, match="unknown task"):
+        make_executor("local", task_spec="no-such-task")
+    with pytest.raises(ValueError, match="the timeout must be positive"):
+        make_executor("local", task_spec="preference-synthetic", timeout_s=0)

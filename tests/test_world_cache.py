@@ -11,7 +11,8 @@ import torch
 
 from llm2.tasks.preference_synthetic import world as world_module
 from llm2.tasks.preference_synthetic.config import WorldConfig
-from llm2.tasks.preference_synthetic.world import build_world, load_world, world_path
+from llm2.tasks.preference_synthetic.world import (build_world, load_training, load_world, prepare_training,
+                                                   training_path, world_path)
 
 # A world small enough to build in about a second.
 TINY = WorldConfig(reference_sequences=256, reference_epochs=1, pairs=64, heldout_prompts=16)
@@ -20,7 +21,8 @@ TINY = WorldConfig(reference_sequences=256, reference_epochs=1, pairs=64, heldou
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("LLM2_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(world_module, "_LOADED", {})
+    monkeypatch.setattr(world_module, "_WORLDS", {})
+    monkeypatch.setattr(world_module, "_TRAINING", {})
     return tmp_path
 
 
@@ -39,8 +41,22 @@ def test_world_is_saved_once_and_then_loaded_from_memory(cache):
     world = load_world(TINY, 0)
     assert world_path(TINY, 0).exists() and world_path(TINY, 0).parent == cache
     assert load_world(TINY, 0) is world
-    world_module._LOADED.clear()
+    world_module._WORLDS.clear()
     assert same_world(load_world(TINY, 0), world)
+    assert world_path(TINY, 0).stat().st_mode & 0o077 == 0  # no other user (the candidate's) may read it
+
+
+def test_training_file_is_written_from_the_world_and_read_alone(cache):
+    with pytest.raises(FileNotFoundError, match="the task was not prepared"):
+        load_training(TINY, 0, 0.2)
+    prepare_training(TINY, 0, 0.2)
+    world_module._WORLDS.clear()  # a worker's process: only the training file
+    training = load_training(TINY, 0, 0.2)
+    assert world_module._WORLDS == {}
+    world = load_world(TINY, 0)
+    assert torch.equal(training.pairs.chosen, world.pairs(0.2).chosen)
+    assert training.pairs.disagreement == world.pairs(0.2).disagreement
+    assert training_path(TINY, 0, 0.2).stat().st_mode & 0o077 == 0
 
 
 def test_cache_key_follows_the_config():

@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "heldout": "llm2.commands.heldout:heldout",
     "report": "llm2.commands.report:report",
     "plot": "llm2.commands.plot:plot",
+    "tasks": "llm2.commands.tasks:tasks",
 }
 
 

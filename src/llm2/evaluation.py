@@ -1,16 +1,19 @@
-"""One evaluation of one loss at one setting, and the record it produces.
+"""The result of one evaluation, and ``evaluate_trusted`` for code llm2 or the user ships (never candidates).
 
-``evaluate_trusted`` runs in the calling process and is only for code llm2 ships (the catalog); candidate code
-goes through ``llm2.sandbox`` which produces the same ``EvalResult``.
+Candidate code is evaluated by ``llm2.execution`` (a confined child trains, a trusted supervisor scores), which
+produces the same ``EvalResult``. ``evaluate_trusted`` runs training and scoring in the calling process: for the
+catalog's own baselines in benchmarks and tests of a task, where no untrusted code is involved.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
-from llm2.tasks.base import CandidateError, EvalSetting, LossFn, Metrics, Task
+from llm2.tasks.base import CandidateError, EvalSetting, Metrics, Task
 
 # The statuses a candidate can end in, and the stages at which it can stop (the cascade's order).
 STATUSES = ("ok", "invalid", "failed", "timeout", "duplicate")
@@ -25,23 +28,31 @@ class EvalResult:
     metrics: Metrics | None = None
     seconds: float = 0.0
     loss_trace: tuple[float, ...] = field(default=(), repr=False)
+    probe_fitness: float | None = None  # the cascade probe's fitness, when a probe was scored
+    sandbox: tuple[str, ...] = ()  # the confinement layers that took in the candidate's process
 
     @property
     def fitness(self) -> float | None:
         return None if self.metrics is None else self.metrics.fitness
 
 
-def evaluate_trusted(task: Task, fn: LossFn, setting: EvalSetting) -> EvalResult:
-    """Contract checks, training and scoring in this process."""
+def evaluate_trusted(task: Task, function: Callable[..., Any] | str, setting: EvalSetting) -> EvalResult:
+    """Contract checks, training and scoring in this process, for trusted code (a function, or code text)."""
+    from llm2.sandbox.loader import load_function
+
     start = time.perf_counter()
     stage = "contract"
     try:
-        task.prepare(setting)
-        task.check_contract(fn)
+        task.prepare(setting.task)
+        data = task.training_data(setting.task)
+        fn = load_function(function, task.contract) if isinstance(function, str) else function
+        task.check_contract(fn, data)
         stage = "train"
-        output = task.train(fn, setting)
+        output = task.train(fn, data, setting)
+        if output.stop_reason:
+            return EvalResult("failed", "train", output.stop_reason, seconds=time.perf_counter() - start)
         stage = "score"
-        metrics = task.score(output, setting)
+        metrics = task.scorer(setting.task).score(output)
     except CandidateError as exc:
         return EvalResult("failed" if exc.stage in ("probe", "train") else "invalid", exc.stage, str(exc),
                           seconds=time.perf_counter() - start)
@@ -50,3 +61,38 @@ def evaluate_trusted(task: Task, fn: LossFn, setting: EvalSetting) -> EvalResult
     if not math.isfinite(metrics.fitness):
         return EvalResult("failed", "score", "the score is not finite", seconds=time.perf_counter() - start)
     return EvalResult("ok", "done", None, metrics, time.perf_counter() - start, tuple(output.loss_trace))
+
+
+@dataclass(frozen=True)
+class EvalJob:
+    code: str
+    setting: EvalSetting
+    key: str = ""  # the caller's label (e.g. candidate id), echoed back unchanged
+    baseline_probe: float | None = None  # the reference baseline's probe fitness at this setting and seed
+
+
+# -- plain-data forms, for the pipes between an executor and its worker processes --------------------------------
+def job_to_dict(job: EvalJob) -> dict:
+    return {"code": job.code, "setting": {"task": dataclasses.asdict(job.setting.task), "seed": job.setting.seed,
+                                          "budget": job.setting.budget},
+            "key": job.key, "baseline_probe": job.baseline_probe}
+
+
+def job_from_dict(data: dict, task: Task) -> EvalJob:
+    setting = data["setting"]
+    return EvalJob(str(data["code"]), EvalSetting(task.settings_from_dict(setting["task"]), int(setting["seed"]),
+                                                  float(setting["budget"])),
+                   str(data.get("key", "")), data.get("baseline_probe"))
+
+
+def result_to_dict(result: EvalResult) -> dict:
+    metrics = None if result.metrics is None else dataclasses.asdict(result.metrics)
+    return {"status": result.status, "stage": result.stage, "error": result.error, "metrics": metrics,
+            "seconds": result.seconds, "loss_trace": list(result.loss_trace), "probe_fitness": result.probe_fitness,
+            "sandbox": list(result.sandbox)}
+
+
+def result_from_dict(data: dict) -> EvalResult:
+    metrics = None if data.get("metrics") is None else Metrics(**data["metrics"])
+    return EvalResult(data["status"], data["stage"], data.get("error"), metrics, float(data.get("seconds", 0.0)),
+                      tuple(data.get("loss_trace", ())), data.get("probe_fitness"), tuple(data.get("sandbox", ())))

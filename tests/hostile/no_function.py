@@ -1,3 +1,3 @@
 # tries: a module that defines no function at all
-# expect: invalid static no function defined
+# expect: invalid static no function takes the contract's arguments
 x = 1.0

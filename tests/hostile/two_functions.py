@@ -1,9 +1,9 @@
-# tries: a helper at the top level next to the loss (two functions)
-# expect: invalid static 2 top-level functions
-def margin(a, b):
-    return a - b
+# tries: two functions that both take the contract's arguments (which one is the candidate?)
+# expect: invalid static two functions take the contract's arguments
+def first(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta):
+    return -F.logsigmoid(beta * (policy_chosen_logps - policy_rejected_logps))
 
 
-def loss(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta):
+def second(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta):
     x = beta * ((policy_chosen_logps - policy_rejected_logps) - (reference_chosen_logps - reference_rejected_logps))
     return -F.logsigmoid(x)

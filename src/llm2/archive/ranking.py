@@ -1,44 +1,52 @@
-"""The leaderboard's rows: candidates ranked by fitness, baselines among them, dpo always shown as the reference."""
+"""Candidates ranked by fitness — the one ranking every reader uses — and the leaderboard's rows, with the task's
+reference baseline always shown."""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 from llm2.archive.records import CandidateRecord
-from llm2.archive.store import Archive
 
-REFERENCE_BASELINE = "dpo"
+SCORED = ("ok", "baseline")
+
+
+def ranked(candidates: Iterable[CandidateRecord], include_baselines: bool = True) -> list[CandidateRecord]:
+    """Scored candidates (and baselines), best fitness first; ties: the earlier first."""
+    statuses = SCORED if include_baselines else ("ok",)
+    return sorted((c for c in candidates if c.status in statuses and c.fitness is not None),
+                  key=lambda c: (-c.fitness, c.index))
+
+
+def baseline(candidates: Iterable[CandidateRecord], name: str) -> CandidateRecord | None:
+    """The baseline of that name as measured in the run (None when it was not measured, or failed)."""
+    return next((c for c in candidates if c.is_baseline and c.name == name), None)
 
 
 @dataclass(frozen=True)
 class LeaderboardRow:
     rank: int | None  # 1 = best fitness among scored candidates and baselines; None when not scored
     candidate: CandidateRecord
-    is_reference: bool  # the dpo baseline every candidate is compared with
+    is_reference: bool  # the reference baseline every candidate is compared with
 
     def as_dict(self) -> dict[str, Any]:
         c = self.candidate
         return {"rank": self.rank, "id": c.id, "index": c.index, "name": c.name, "status": c.status,
-                "generation": c.generation, "fitness": c.fitness, "fitness_std": c.fitness_std, "kl": c.kl,
+                "generation": c.generation, "fitness": c.fitness, "fitness_std": c.fitness_std,
                 "seconds": c.seconds, "baseline": c.is_baseline, "reference": self.is_reference,
-                "stage": c.stage, "error": c.error, "duplicate_of": c.duplicate_of, "metrics": c.metrics}
+                "stage": c.stage, "error": c.error, "duplicate_of": c.duplicate_of, "metrics": c.metrics,
+                "sandbox": list(c.sandbox)}
 
 
-def reference_of(candidates: list[CandidateRecord]) -> CandidateRecord | None:
-    return next((c for c in candidates if c.is_baseline and c.name == REFERENCE_BASELINE), None)
-
-
-def leaderboard_rows(archive: Archive, top: int | None = 10, include_all: bool = False) -> list[LeaderboardRow]:
-    """Scored candidates and baselines by fitness (best ``top`` of them, dpo added when it falls outside).
+def leaderboard_rows(candidates: list[CandidateRecord], reference_name: str, top: int | None = 10,
+                     include_all: bool = False) -> list[LeaderboardRow]:
+    """Scored candidates and baselines by fitness (best ``top`` of them, the reference added when outside).
 
     ``include_all`` lists every candidate instead: the scored ones ranked, then the rest in proposal order.
     """
-    candidates = archive.candidates()
-    reference = reference_of(candidates)
-    scored = sorted((c for c in candidates if c.status in ("ok", "baseline") and c.fitness is not None),
-                    key=lambda c: (-c.fitness, c.index))
+    reference = baseline(candidates, reference_name)
+    scored = ranked(candidates)
     ranks = {c.id: rank for rank, c in enumerate(scored, start=1)}
 
     def row(c: CandidateRecord) -> LeaderboardRow:
@@ -53,6 +61,6 @@ def leaderboard_rows(archive: Archive, top: int | None = 10, include_all: bool =
     return rows
 
 
-def status_counts(archive: Archive) -> dict[str, int]:
+def status_counts(candidates: Iterable[CandidateRecord]) -> dict[str, int]:
     """How many candidates ended in each status (baselines included)."""
-    return dict(Counter(c.status for c in archive.candidates()))
+    return dict(Counter(c.status for c in candidates))

@@ -46,8 +46,7 @@ class CandidateRecord:
     duplicate_of: int | None
     fitness: float | None
     fitness_std: float | None
-    kl: float | None
-    metrics: dict  # any extra numbers
+    metrics: dict  # the task's named numbers (means over seeds; "<name>_std" their spread) and run bookkeeping
     seconds: float | None
     prompt_tokens: int
     completion_tokens: int
@@ -56,14 +55,21 @@ class CandidateRecord:
     feedback: str | None  # the text the proposer was told about it
     created_at: float
     finished_at: float | None
+    sandbox: tuple[str, ...] = ()  # the confinement layers that took in its evaluations
 
     @property
     def is_baseline(self) -> bool:
         return self.status == "baseline"
 
+    def value(self, key: str) -> float | None:
+        """One of the task's named numbers (a MetricColumn's key), or None."""
+        value = self.metrics.get(key)
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
     def as_dict(self) -> dict[str, Any]:
         record = asdict(self)
         record["reply_events"] = list(self.reply_events)
+        record["sandbox"] = list(self.sandbox)
         return record
 
 
@@ -78,53 +84,53 @@ class MessageRecord:
 
 
 @dataclass(frozen=True)
-class EvaluationRecord:
-    """One held-out or ``llm2 evaluate`` point of an objective: where it was measured and what it scored.
+class RequestRecord:
+    """One call to the proposer: exactly what was asked and what came back, kept the moment the reply arrived."""
 
-    Reads like a dict too (``record["beta"]``), for report code that prefers mappings.
-    """
+    id: int
+    index: int  # the candidate index the request was for
+    attempt: int  # 0 for the first ask, 1.. for re-asks
+    candidate_id: int | None  # set once the candidate is recorded
+    request: dict  # messages, model, temperature, seed and other parameters, as sent
+    reply: str | None
+    finish_reason: str | None
+    error: str | None  # why no reply came (the proposer failed)
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    created_at: float
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    id: int
+    at: float
+    kind: str  # e.g. "resumed"
+    detail: dict
+
+
+@dataclass(frozen=True)
+class EvaluationRecord:
+    """One held-out or ``llm2 evaluate`` point of an objective: where it was measured and what it scored."""
 
     id: int
     candidate_name: str
     code_hash: str
     suite: str
-    setting: dict  # EvalSetting fields: beta, seed, world_seed, label_noise, budget
+    setting: dict  # the task's settings, flat, with seed and budget (EvalSetting.label())
     fitness: float | None
-    kl: float | None
     seconds: float | None
     status: str
     error: str | None
-    metrics: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)  # the task's named numbers
     created_at: float = 0.0
+    sandbox: tuple[str, ...] = ()
 
-    @property
-    def beta(self) -> float | None:
-        return self.setting.get("beta")
-
-    @property
-    def seed(self) -> int | None:
-        return self.setting.get("seed")
-
-    @property
-    def world_seed(self) -> int | None:
-        return self.setting.get("world_seed")
-
-    @property
-    def label_noise(self) -> float | None:
-        return self.setting.get("label_noise")
-
-    def __getitem__(self, key: str) -> Any:
-        if key in ("beta", "seed", "world_seed", "label_noise") or key in self.__dataclass_fields__:
-            return getattr(self, key)
-        raise KeyError(key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        try:
-            return self[key]
-        except KeyError:
-            return default
+    def value(self, key: str) -> float | None:
+        value = self.metrics.get(key)
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
     def as_dict(self) -> dict[str, Any]:
         record = asdict(self)
-        record.update(beta=self.beta, seed=self.seed, world_seed=self.world_seed, label_noise=self.label_noise)
+        record["sandbox"] = list(self.sandbox)
         return record

@@ -8,7 +8,6 @@ committed state; the writer never blocks them.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -21,13 +20,27 @@ from typing import Any, Iterable, Iterator
 from urllib.parse import quote
 
 from llm2.archive.code_hash import normalized_code_hash
+from llm2.archive.ranking import ranked
 from llm2.archive.records import (CANDIDATE_STATUSES, RUN_STATUSES, ArchiveError, CandidateRecord,
-                                  EvaluationRecord, MessageRecord, RunInfo)
+                                  EvaluationRecord, MessageRecord, RequestRecord, RunEvent, RunInfo)
 
 ARCHIVE_FILENAME = "archive.sqlite"
 APPLICATION_ID = 0x6C6C6D32  # "llm2" in the SQLite header: tells our files from any other SQLite file
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 30_000
+
+# Tables schema 2 added to schema 1 (also run by the migration of a schema-1 archive).
+_SCHEMA_2_ADDITIONS = """
+CREATE TABLE requests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, idx INTEGER NOT NULL, attempt INTEGER NOT NULL,
+    candidate_id INTEGER REFERENCES candidates(id), request TEXT NOT NULL, reply TEXT, finish_reason TEXT,
+    error TEXT, prompt_tokens INTEGER NOT NULL DEFAULT 0, completion_tokens INTEGER NOT NULL DEFAULT 0,
+    cost_usd REAL NOT NULL DEFAULT 0, created_at REAL NOT NULL);
+CREATE INDEX requests_by_index ON requests (idx, attempt);
+CREATE TABLE run_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL);
+"""
+
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -39,10 +52,11 @@ CREATE TABLE candidates (
     id INTEGER PRIMARY KEY AUTOINCREMENT, generation INTEGER NOT NULL, idx INTEGER NOT NULL UNIQUE,
     proposer TEXT NOT NULL, thought TEXT NOT NULL, name TEXT NOT NULL, code TEXT NOT NULL,
     code_hash TEXT NOT NULL, status TEXT NOT NULL, stage TEXT, error TEXT,
-    duplicate_of INTEGER REFERENCES candidates(id), fitness REAL, fitness_std REAL, kl REAL,
+    duplicate_of INTEGER REFERENCES candidates(id), fitness REAL, fitness_std REAL,
     metrics TEXT NOT NULL DEFAULT '{}', seconds REAL, prompt_tokens INTEGER NOT NULL DEFAULT 0,
     completion_tokens INTEGER NOT NULL DEFAULT 0, cost_usd REAL NOT NULL DEFAULT 0,
-    reply_events TEXT NOT NULL DEFAULT '[]', feedback TEXT, created_at REAL NOT NULL, finished_at REAL);
+    reply_events TEXT NOT NULL DEFAULT '[]', feedback TEXT, created_at REAL NOT NULL, finished_at REAL,
+    sandbox TEXT NOT NULL DEFAULT '[]');
 CREATE INDEX candidates_by_hash ON candidates (code_hash, idx);
 CREATE INDEX candidates_by_status ON candidates (status, idx);
 CREATE TABLE messages (
@@ -50,10 +64,11 @@ CREATE TABLE messages (
     content TEXT NOT NULL, candidate_id INTEGER REFERENCES candidates(id), created_at REAL NOT NULL);
 CREATE TABLE evaluations (
     id INTEGER PRIMARY KEY AUTOINCREMENT, candidate_name TEXT NOT NULL, code_hash TEXT NOT NULL,
-    suite TEXT NOT NULL, setting TEXT NOT NULL, fitness REAL, kl REAL, seconds REAL, status TEXT NOT NULL,
-    error TEXT, metrics TEXT NOT NULL DEFAULT '{}', created_at REAL NOT NULL);
+    suite TEXT NOT NULL, setting TEXT NOT NULL, fitness REAL, seconds REAL, status TEXT NOT NULL,
+    error TEXT, metrics TEXT NOT NULL DEFAULT '{}', created_at REAL NOT NULL, sandbox TEXT NOT NULL DEFAULT '[]');
 CREATE INDEX evaluations_by_suite ON evaluations (suite, id);
-"""
+""" + _SCHEMA_2_ADDITIONS
+
 
 
 def archive_path(run_dir: str | os.PathLike) -> Path:
@@ -87,10 +102,11 @@ class Archive:
         self._lock = threading.RLock()  # one connection shared by the loop's threads
         self.path = path
         self.readonly = readonly
+        self._schema = SCHEMA_VERSION
 
     # ---- opening -------------------------------------------------------------------------------------------
     @classmethod
-    def create(cls, run_dir: str | os.PathLike, run: RunInfo) -> "Archive":
+    def create(cls, run_dir: str | os.PathLike, run: RunInfo, task_card: dict | None = None) -> "Archive":
         """Start a new archive for ``run``; refuses to touch an existing one."""
         _check_run_status(run.status)
         path = archive_path(run_dir)
@@ -112,7 +128,8 @@ class Archive:
                     if statement.strip():
                         db.execute(statement)
                 db.executemany("INSERT INTO meta VALUES (?, ?)",
-                               [("format", "llm2-archive"), ("schema_version", str(SCHEMA_VERSION))])
+                               [("format", "llm2-archive"), ("schema_version", str(SCHEMA_VERSION)),
+                                ("task_card", _to_json(task_card or {}))])
                 db.execute("INSERT INTO run VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            (run.run_id, run.task, run.proposer, run.model, _to_json(run.config),
                             _to_json(run.seeds), _to_json(run.versions), run.started_at, run.finished_at,
@@ -138,9 +155,31 @@ class Archive:
             if isinstance(exc, ArchiveError):
                 raise
             raise ArchiveError(f"{path} is not a readable llm2 archive: {exc}") from None
+        archive = cls(connection, path, readonly)
         if not readonly:
             connection.execute("PRAGMA journal_mode=WAL")
-        return cls(connection, path, readonly)
+            if connection.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                archive._migrate()
+        archive._schema = connection.execute("PRAGMA user_version").fetchone()[0]
+        return archive
+
+    def _migrate(self) -> None:
+        """Schema 1 -> 2: KL moves into the metrics, requests and run events get their tables, sandbox columns."""
+        with self._write() as db:
+            for row in db.execute("SELECT id, kl, metrics FROM candidates WHERE kl IS NOT NULL").fetchall():
+                metrics = {**json.loads(row["metrics"]), "kl": row["kl"]}
+                db.execute("UPDATE candidates SET metrics = ? WHERE id = ?", (_to_json(metrics), row["id"]))
+            for row in db.execute("SELECT id, kl, metrics FROM evaluations WHERE kl IS NOT NULL").fetchall():
+                metrics = {**json.loads(row["metrics"]), "kl": row["kl"]}
+                db.execute("UPDATE evaluations SET metrics = ? WHERE id = ?", (_to_json(metrics), row["id"]))
+            for table in ("candidates", "evaluations"):
+                db.execute(f"ALTER TABLE {table} DROP COLUMN kl")
+                db.execute(f"ALTER TABLE {table} ADD COLUMN sandbox TEXT NOT NULL DEFAULT '[]'")
+            for statement in _SCHEMA_2_ADDITIONS.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     @staticmethod
     def exists(run_dir: str | os.PathLike) -> bool:
@@ -190,6 +229,17 @@ class Archive:
                        versions=json.loads(row["versions"]), started_at=row["started_at"],
                        finished_at=row["finished_at"], status=row["status"])
 
+    def set_run_config(self, config: dict, model: str) -> None:
+        """The run's current config (a resume may change how it asks; ``run_events`` keeps the history)."""
+        with self._write() as db:
+            db.execute("UPDATE run SET config = ?, model = ? WHERE id = 1", (_to_json(config), model))
+
+    @property
+    def task_card(self) -> dict:
+        """The run's task card (llm2.tasks.card.TaskCard as a dict); {} for runs that did not record one."""
+        rows = self._query("SELECT value FROM meta WHERE key = 'task_card'")
+        return json.loads(rows[0][0]) if rows else {}
+
     def set_run_status(self, status: str, finished_at: float | None = None) -> None:
         """Set the run's status; an ending status stamps finished_at (now unless given), 'running' clears it."""
         _check_run_status(status)
@@ -198,39 +248,59 @@ class Archive:
         with self._write() as db:
             db.execute("UPDATE run SET status = ?, finished_at = ? WHERE id = 1", (status, finished_at))
 
+    def add_run_event(self, kind: str, detail: dict) -> None:
+        """Something that changed the run after it started (a resume with other options, ...)."""
+        with self._write() as db:
+            db.execute("INSERT INTO run_events (at, kind, detail) VALUES (?, ?, ?)", (time.time(), kind,
+                                                                                     _to_json(detail)))
+
+    def run_events(self) -> list[RunEvent]:
+        if self._schema < 2:
+            return []
+        return [RunEvent(row["id"], row["at"], row["kind"], json.loads(row["detail"]))
+                for row in self._query("SELECT * FROM run_events ORDER BY id")]
+
     # ---- candidates ----------------------------------------------------------------------------------------
     def add_candidate(self, *, generation: int, proposer: str, thought: str, name: str, code: str,
                       status: str = "pending", prompt_tokens: int = 0, completion_tokens: int = 0,
                       cost_usd: float = 0.0, reply_events: Iterable[str] = (), duplicate_of: int | None = None,
-                      error: str | None = None, stage: str | None = None) -> CandidateRecord:
-        """Record a proposal (or a baseline); assigns its id, its index in the run and its code hash."""
+                      error: str | None = None, stage: str | None = None, feedback: str | None = None,
+                      request_ids: Iterable[int] = ()) -> CandidateRecord:
+        """Record a proposal (or a baseline) in one transaction: assigns its id, its index in the run and its code
+        hash, links the requests that produced it, and stores its feedback when it is already known."""
         _check_candidate_status(status)
         code_hash = normalized_code_hash(code)
         with self._write() as db:
             index = db.execute("SELECT COALESCE(MAX(idx), -1) + 1 FROM candidates").fetchone()[0]
             cursor = db.execute(
                 "INSERT INTO candidates (generation, idx, proposer, thought, name, code, code_hash, status, stage,"
-                " error, duplicate_of, prompt_tokens, completion_tokens, cost_usd, reply_events, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " error, duplicate_of, prompt_tokens, completion_tokens, cost_usd, reply_events, feedback,"
+                " created_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (generation, index, proposer, thought, name, code, code_hash, status, stage, error, duplicate_of,
                  int(prompt_tokens), int(completion_tokens), float(cost_usd), _to_json(list(reply_events)),
-                 time.time()))
+                 feedback, time.time(), None if status == "pending" else time.time()))
             candidate_id = cursor.lastrowid
+            for request_id in request_ids:
+                db.execute("UPDATE requests SET candidate_id = ? WHERE id = ?", (candidate_id, request_id))
         return self.candidate(candidate_id)
 
+    def next_index(self) -> int:
+        """The index the next recorded candidate will get."""
+        return self._query("SELECT COALESCE(MAX(idx), -1) + 1 FROM candidates")[0][0]
+
     def finish_candidate(self, candidate_id: int, *, status: str, stage: str | None, error: str | None,
-                         fitness: float | None, fitness_std: float | None, kl: float | None,
-                         metrics: dict | None, seconds: float | None, feedback: str | None) -> CandidateRecord:
+                         fitness: float | None, fitness_std: float | None, metrics: dict | None,
+                         seconds: float | None, feedback: str | None, sandbox: Iterable[str] = ()) -> CandidateRecord:
         """Store the outcome of a candidate's evaluation, in one commit."""
         _check_candidate_status(status)
         if status == "pending":
             raise ArchiveError("a finished candidate cannot be 'pending'")
         with self._write() as db:
             cursor = db.execute(
-                "UPDATE candidates SET status = ?, stage = ?, error = ?, fitness = ?, fitness_std = ?, kl = ?,"
-                " metrics = ?, seconds = ?, feedback = ?, finished_at = ? WHERE id = ?",
-                (status, stage, error, _number(fitness), _number(fitness_std), _number(kl),
-                 _to_json(metrics or {}), _number(seconds), feedback, time.time(), candidate_id))
+                "UPDATE candidates SET status = ?, stage = ?, error = ?, fitness = ?, fitness_std = ?,"
+                " metrics = ?, seconds = ?, feedback = ?, finished_at = ?, sandbox = ? WHERE id = ?",
+                (status, stage, error, _number(fitness), _number(fitness_std), _to_json(metrics or {}),
+                 _number(seconds), feedback, time.time(), _to_json(list(sandbox)), candidate_id))
             if cursor.rowcount != 1:
                 raise ArchiveError(f"no candidate with id {candidate_id}")
         return self.candidate(candidate_id)
@@ -267,20 +337,59 @@ class Archive:
 
     def best(self, n: int, include_baselines: bool = False) -> list[CandidateRecord]:
         """The n best scored candidates by fitness (ties: the earlier first)."""
-        statuses = ("ok", "baseline") if include_baselines else ("ok",)
-        marks = ", ".join("?" * len(statuses))
-        rows = self._query(f"SELECT * FROM candidates WHERE status IN ({marks}) AND fitness IS NOT NULL"
-                           " ORDER BY fitness DESC, idx LIMIT ?", (*statuses, int(n)))
-        return [_candidate(row) for row in rows]
+        return ranked(self.candidates(), include_baselines)[:n]
+
+    # ---- requests to the proposer --------------------------------------------------------------------------
+    def record_request(self, *, index: int, attempt: int, request: dict, reply: str | None,
+                       finish_reason: str | None = None, error: str | None = None, prompt_tokens: int = 0,
+                       completion_tokens: int = 0, cost_usd: float = 0.0) -> RequestRecord:
+        """Keep one call to the proposer the moment its answer (or its failure) arrives, tokens and cost included."""
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT INTO requests (idx, attempt, request, reply, finish_reason, error, prompt_tokens,"
+                " completion_tokens, cost_usd, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (int(index), int(attempt), _to_json(request), reply, finish_reason, error, int(prompt_tokens),
+                 int(completion_tokens), float(cost_usd), time.time()))
+        return self._requests("WHERE id = ?", (cursor.lastrowid,))[0]
+
+    def requests(self, index: int | None = None, unlinked: bool = False) -> list[RequestRecord]:
+        """Recorded requests in order; of one candidate index, and/or only those no candidate claimed yet."""
+        if self._schema < 2:
+            return []
+        clauses, parameters = [], []
+        if index is not None:
+            clauses.append("idx = ?")
+            parameters.append(int(index))
+        if unlinked:
+            clauses.append("candidate_id IS NULL")
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        return self._requests(where, tuple(parameters))
+
+    def spent_usd(self) -> float:
+        """What every recorded proposer call has cost so far."""
+        if self._schema < 2:
+            return float(self._query("SELECT COALESCE(SUM(cost_usd), 0) FROM candidates")[0][0])
+        return float(self._query("SELECT COALESCE(SUM(cost_usd), 0) FROM requests")[0][0])
+
+    def _requests(self, where: str, parameters: tuple) -> list[RequestRecord]:
+        return [RequestRecord(row["id"], row["idx"], row["attempt"], row["candidate_id"], json.loads(row["request"]),
+                              row["reply"], row["finish_reason"], row["error"], row["prompt_tokens"],
+                              row["completion_tokens"], row["cost_usd"], row["created_at"])
+                for row in self._query(f"SELECT * FROM requests {where} ORDER BY id", parameters)]
 
     # ---- the conversation ----------------------------------------------------------------------------------
     def add_message(self, role: str, content: str, candidate_id: int | None = None) -> MessageRecord:
         with self._write() as db:
-            position = db.execute("SELECT COALESCE(MAX(position), -1) + 1 FROM messages").fetchone()[0]
-            created_at = time.time()
-            cursor = db.execute("INSERT INTO messages (position, role, content, candidate_id, created_at)"
-                                " VALUES (?, ?, ?, ?, ?)", (position, role, content, candidate_id, created_at))
-        return MessageRecord(cursor.lastrowid, position, role, content, candidate_id, created_at)
+            return _append_messages(db, [(role, content)], candidate_id)[0]
+
+    def add_turn(self, messages: Iterable[tuple[str, str]], candidate_id: int | None = None) -> list[MessageRecord]:
+        """Append messages in one transaction. A candidate's turn is appended once: if the log already holds a
+        message of ``candidate_id``, nothing is written (so a resumed run never logs a turn twice)."""
+        with self._write() as db:
+            if candidate_id is not None and db.execute("SELECT 1 FROM messages WHERE candidate_id = ? LIMIT 1",
+                                                       (candidate_id,)).fetchone():
+                return []
+            return _append_messages(db, messages, candidate_id)
 
     def messages(self) -> list[MessageRecord]:
         return [MessageRecord(row["id"], row["position"], row["role"], row["content"], row["candidate_id"],
@@ -288,18 +397,17 @@ class Archive:
                 for row in self._query("SELECT * FROM messages ORDER BY position")]
 
     # ---- held-out and evaluate points ----------------------------------------------------------------------
-    def add_evaluation(self, *, candidate_name: str, code_hash: str, suite: str, setting: Any,
-                       fitness: float | None, kl: float | None, seconds: float | None, status: str,
-                       error: str | None, metrics: dict | None = None) -> EvaluationRecord:
-        """Record one objective measured at one setting (an EvalSetting or its dict) of a suite."""
-        setting_dict = dataclasses.asdict(setting) if dataclasses.is_dataclass(setting) else dict(setting)
+    def add_evaluation(self, *, candidate_name: str, code_hash: str, suite: str, setting: dict,
+                       fitness: float | None, seconds: float | None, status: str, error: str | None,
+                       metrics: dict | None = None, sandbox: Iterable[str] = ()) -> EvaluationRecord:
+        """Record one objective measured at one setting (a flat dict, EvalSetting.label()) of a suite."""
         created_at = time.time()
         with self._write() as db:
             cursor = db.execute(
-                "INSERT INTO evaluations (candidate_name, code_hash, suite, setting, fitness, kl, seconds, status,"
-                " error, metrics, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (candidate_name, code_hash, suite, _to_json(setting_dict), _number(fitness), _number(kl),
-                 _number(seconds), status, error, _to_json(metrics or {}), created_at))
+                "INSERT INTO evaluations (candidate_name, code_hash, suite, setting, fitness, seconds, status,"
+                " error, metrics, created_at, sandbox) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (candidate_name, code_hash, suite, _to_json(dict(setting)), _number(fitness), _number(seconds),
+                 status, error, _to_json(metrics or {}), created_at, _to_json(list(sandbox))))
         return self._evaluations("WHERE id = ?", (cursor.lastrowid,))[0]
 
     def evaluations(self, suite: str | None = None) -> list[EvaluationRecord]:
@@ -309,11 +417,28 @@ class Archive:
         return self._evaluations("WHERE suite = ?", (suite,))
 
     def _evaluations(self, where: str, parameters: tuple) -> list[EvaluationRecord]:
-        return [EvaluationRecord(id=row["id"], candidate_name=row["candidate_name"], code_hash=row["code_hash"],
-                                 suite=row["suite"], setting=json.loads(row["setting"]), fitness=row["fitness"],
-                                 kl=row["kl"], seconds=row["seconds"], status=row["status"], error=row["error"],
-                                 metrics=json.loads(row["metrics"]), created_at=row["created_at"])
-                for row in self._query(f"SELECT * FROM evaluations {where} ORDER BY id", parameters)]
+        records = []
+        for row in self._query(f"SELECT * FROM evaluations {where} ORDER BY id", parameters):
+            keys = row.keys()
+            records.append(EvaluationRecord(
+                id=row["id"], candidate_name=row["candidate_name"], code_hash=row["code_hash"], suite=row["suite"],
+                setting=json.loads(row["setting"]), fitness=row["fitness"], seconds=row["seconds"],
+                status=row["status"], error=row["error"], metrics=_metrics(row), created_at=row["created_at"],
+                sandbox=tuple(json.loads(row["sandbox"])) if "sandbox" in keys else ()))
+        return records
+
+
+def _append_messages(db: sqlite3.Connection, messages: Iterable[tuple[str, str]],
+                     candidate_id: int | None) -> list[MessageRecord]:
+    position = db.execute("SELECT COALESCE(MAX(position), -1) + 1 FROM messages").fetchone()[0]
+    created_at = time.time()
+    written = []
+    for role, content in messages:
+        cursor = db.execute("INSERT INTO messages (position, role, content, candidate_id, created_at)"
+                            " VALUES (?, ?, ?, ?, ?)", (position, role, content, candidate_id, created_at))
+        written.append(MessageRecord(cursor.lastrowid, position, role, content, candidate_id, created_at))
+        position += 1
+    return written
 
 
 def _check_run_status(status: str) -> None:
@@ -355,12 +480,21 @@ def _validate(connection: sqlite3.Connection, path: Path) -> None:
         raise ArchiveError(f"{path} is corrupt (SQLite integrity check: {'; '.join(lines[:3])})")
 
 
+def _metrics(row: sqlite3.Row) -> dict:
+    """The metrics JSON; a schema-1 archive opened read-only keeps its KL in a column of its own."""
+    metrics = json.loads(row["metrics"])
+    if "kl" in row.keys() and row["kl"] is not None:
+        metrics.setdefault("kl", row["kl"])
+    return metrics
+
+
 def _candidate(row: sqlite3.Row) -> CandidateRecord:
     return CandidateRecord(
         id=row["id"], generation=row["generation"], index=row["idx"], proposer=row["proposer"],
         thought=row["thought"], name=row["name"], code=row["code"], code_hash=row["code_hash"],
         status=row["status"], stage=row["stage"], error=row["error"], duplicate_of=row["duplicate_of"],
-        fitness=row["fitness"], fitness_std=row["fitness_std"], kl=row["kl"], metrics=json.loads(row["metrics"]),
+        fitness=row["fitness"], fitness_std=row["fitness_std"], metrics=_metrics(row),
         seconds=row["seconds"], prompt_tokens=row["prompt_tokens"], completion_tokens=row["completion_tokens"],
         cost_usd=row["cost_usd"], reply_events=tuple(json.loads(row["reply_events"])), feedback=row["feedback"],
-        created_at=row["created_at"], finished_at=row["finished_at"])
+        created_at=row["created_at"], finished_at=row["finished_at"],
+        sandbox=tuple(json.loads(row["sandbox"])) if "sandbox" in row.keys() else ())

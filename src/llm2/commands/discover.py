@@ -7,107 +7,164 @@ from pathlib import Path
 
 import click
 
+from llm2.commands.common import (allow_missing_option, check_layers, load_task, parse_settings, task_option,
+                                  task_settings_option)
 from llm2.discovery.config import DiscoveryConfig
 
 DEFAULTS = DiscoveryConfig()
+MODEL_PROPOSERS = ("openai", "hf", "replay")
 
 
-def proposer_options(proposer: str, *, model: str | None, base_url: str | None, api_key_env: str,
+def proposer_options(proposer: str, *, model: str | None, base_url: str | None, api_key_env: str | None,
                      replay: str | None, seed: int, max_cost: float | None, price_prompt: float | None,
-                     price_completion: float | None, timeout: float) -> dict:
-    if proposer == "symbolic":
-        return {"seed": seed}
+                     price_completion: float | None, request_timeout: float | None, max_tokens: int | None,
+                     resuming: bool = False) -> dict:
+    """The proposer's options from the command line; on resume only those given (they replace the recorded ones)."""
+    if proposer not in MODEL_PROPOSERS:
+        return {} if resuming else {"seed": seed}
     if proposer == "replay":
-        if not replay:
+        if not replay and not resuming:
             raise click.UsageError("--proposer replay needs --replay FILE.jsonl")
-        return {"path": replay}
-    if not model:
+        return {"path": replay} if replay else {}
+    if not model and not resuming:
         raise click.UsageError(f"--proposer {proposer} needs --model")
     if proposer == "hf":
-        return {"model": model}
-    options = {"model": model, "api_key_env": api_key_env, "max_cost_usd": max_cost,
+        return {"model": model} if model else {}
+    if max_cost is not None and price_prompt is None and price_completion is None:
+        raise click.UsageError("--max-cost needs --price-prompt and/or --price-completion: without prices no "
+                               "cost is counted, so the cap would cap nothing")
+    options = {"model": model, "base_url": base_url, "api_key_env": api_key_env, "max_cost_usd": max_cost,
                "price_prompt_per_1k": price_prompt, "price_completion_per_1k": price_completion,
-               "timeout_s": timeout}
-    if base_url:
-        options["base_url"] = base_url
-    return options
+               "request_timeout_s": request_timeout, "max_tokens": max_tokens}
+    return {k: v for k, v in options.items() if v is not None}
 
 
 @click.command()
-@click.option("--task", default=DEFAULTS.task, show_default=True)
-@click.option("--proposer", type=click.Choice(["symbolic", "openai", "hf", "replay"]), default=DEFAULTS.proposer,
-              show_default=True)
+@task_option()
+@task_settings_option
+@click.option("--proposer", default=None,
+              help="symbolic, openai, hf, replay, or a task's own [default: the task's offline proposer].")
 @click.option("--model", help="Model name (openai) or local path / hub id (hf).")
 @click.option("--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 for vLLM.")
-@click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True,
-              help="Environment variable holding the API key (the key itself is never recorded).")
+@click.option("--api-key-env", default=None, help="Environment variable holding the API key [default: "
+              "OPENAI_API_KEY] (the key itself is never recorded).")
 @click.option("--replay", "replay", type=click.Path(dir_okay=False), help="JSONL of replies for --proposer replay.")
-@click.option("--generations", type=int, default=None, help=f"Generations to run [default: {DEFAULTS.generations}].")
-@click.option("--population", type=int, default=DEFAULTS.population, show_default=True,
+@click.option("--generations", type=click.IntRange(min=1), default=None,
+              help=f"Generations to run [default: {DEFAULTS.generations}]; on --resume, a new total.")
+@click.option("--population", type=click.IntRange(min=1), default=DEFAULTS.population, show_default=True,
               help="Proposals per generation, evaluated side by side.")
 @click.option("--history", type=click.Choice(["full", "topk"]), default=DEFAULTS.history, show_default=True)
-@click.option("--top-k", type=int, default=DEFAULTS.top_k, show_default=True)
-@click.option("--temperature", type=float, default=DEFAULTS.temperature, show_default=True)
+@click.option("--top-k", type=click.IntRange(min=1), default=DEFAULTS.top_k, show_default=True)
+@click.option("--temperature", type=click.FloatRange(min=0), default=DEFAULTS.temperature, show_default=True)
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True, help="Seed of the proposer's requests.")
-@click.option("--seeds", type=int, default=DEFAULTS.seeds, show_default=True, help="Training seeds per candidate.")
-@click.option("--beta", type=float, default=DEFAULTS.beta, show_default=True)
+@click.option("--seeds", type=click.IntRange(min=1), default=DEFAULTS.seeds, show_default=True,
+              help="Training seeds per candidate.")
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
 @click.option("--resume", is_flag=True, help="Continue the run stored in --run-dir.")
 @click.option("--prompt-dir", type=click.Path(file_okay=False, exists=True), help="Directory overriding prompt files.")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default=DEFAULTS.executor, show_default=True)
-@click.option("--workers", type=int, default=None, help="Local workers [default: number of cores].")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Local workers [default: number of cores].")
 @click.option("--ray-address", default=None, help="Ray cluster address (default: start a local instance).")
-@click.option("--timeout", type=float, default=DEFAULTS.timeout_s, show_default=True,
-              help="Seconds one evaluation may take before it is killed.")
-@click.option("--max-cost", type=float, default=None, help="Stop cleanly once the proposer has cost this many USD.")
-@click.option("--price-prompt", type=float, default=None, help="USD per 1k prompt tokens (for cost accounting).")
-@click.option("--price-completion", type=float, default=None, help="USD per 1k completion tokens.")
-def discover(task, proposer, model, base_url, api_key_env, replay, generations, population, history, top_k,
-             temperature, seed, seeds, beta, run_dir, resume, prompt_dir, executor, workers, ray_address, timeout,
-             max_cost, price_prompt, price_completion) -> None:
-    """Let a proposer invent losses for TASK; with no options, a short offline run on the built-in proposer."""
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULTS.timeout_s,
+              show_default=True, help="Seconds one evaluation may take before it is killed.")
+@click.option("--request-timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Seconds one proposer request may take in all (openai) [default: 120].")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=None, help="Longest reply the proposer may write.")
+@click.option("--max-cost", type=click.FloatRange(min=0), default=None,
+              help="Stop cleanly before the proposer's next request would cost more than this many USD in all.")
+@click.option("--price-prompt", type=click.FloatRange(min=0), default=None, help="USD per 1k prompt tokens.")
+@click.option("--price-completion", type=click.FloatRange(min=0), default=None, help="USD per 1k completion tokens.")
+@allow_missing_option
+def discover(task_spec, task_options, proposer, model, base_url, api_key_env, replay, generations, population,
+             history, top_k, temperature, seed, seeds, run_dir, resume, prompt_dir, executor, workers, ray_address,
+             timeout, request_timeout, max_tokens, max_cost, price_prompt, price_completion, allow_missing) -> None:
+    """Let a proposer invent algorithms for a task; with no options, a short offline run on the built-in task and
+    its offline proposer."""
+    from llm2.archive import ArchiveError
     from llm2.discovery.run import create_run, default_run_dir, reopen_run
 
-    try:
-        if resume:
-            if run_dir is None:
-                raise click.UsageError("--resume needs --run-dir DIR")
-            config, archive = reopen_run(run_dir, generations)
-        else:
+    allowed = check_layers(allow_missing)
+    cli_proposer = dict(model=model, base_url=base_url, api_key_env=api_key_env, replay=replay, seed=seed,
+                        max_cost=max_cost, price_prompt=price_prompt, price_completion=price_completion,
+                        request_timeout=request_timeout, max_tokens=max_tokens)
+    if resume:
+        if run_dir is None:
+            raise click.UsageError("--resume needs --run-dir DIR")
+        if task_options:
+            raise click.UsageError("a resumed run keeps its task settings; drop --task-option")
+        try:
+            recorded_proposer = _recorded_proposer(run_dir)
+            changes = {"generations": generations, "workers": workers, "proposer_options":
+                       proposer_options(recorded_proposer, **cli_proposer, resuming=True)}
+            config, archive, changed = reopen_run(run_dir, changes)
+        except ArchiveError as exc:
+            raise click.ClickException(f"cannot resume {run_dir}: {exc}") from None
+        except (ValueError, TypeError) as exc:
+            raise click.ClickException(f"cannot resume {run_dir}: its recorded config is not usable: {exc}") from None
+        for line in changed:
+            click.echo(f"resume: changed {line} (recorded in the run's history)", err=True)
+        task = load_task(config.task)
+    else:
+        task = load_task(task_spec)
+        settings = parse_settings(task, task_options)
+        proposer = proposer or task.offline_proposer
+        if proposer is None:
+            raise click.UsageError(f"task {task.name} has no offline proposer; choose one with --proposer")
+        try:
             config = DiscoveryConfig(
-                task=task, proposer=proposer,
-                proposer_options=proposer_options(proposer, model=model, base_url=base_url, api_key_env=api_key_env,
-                                                  replay=replay, seed=seed, max_cost=max_cost,
-                                                  price_prompt=price_prompt, price_completion=price_completion,
-                                                  timeout=timeout),
+                task=task_spec, task_settings=_as_dict(settings), proposer=proposer,
+                proposer_options=proposer_options(proposer, **cli_proposer),
                 generations=generations or DEFAULTS.generations, population=population, history=history,
-                top_k=top_k, temperature=temperature, seed=seed, seeds=seeds, beta=beta, executor=executor,
-                workers=workers, ray_address=ray_address, timeout_s=timeout, prompt_dir=prompt_dir)
-            run_dir = run_dir or default_run_dir()
-            archive = create_run(config, run_dir)
-    except (ValueError, FileExistsError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from None
-    summary = run(config, archive, run_dir)
-    print_summary(summary, run_dir)
+                top_k=top_k, temperature=temperature, seed=seed, seeds=seeds, executor=executor,
+                workers=workers, ray_address=ray_address, timeout_s=timeout, prompt_dir=prompt_dir,
+                allow_missing=tuple(sorted(allowed)))
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+        run_dir = run_dir or default_run_dir()
+        try:
+            archive = create_run(config, run_dir, task)
+        except (FileExistsError, ArchiveError, OSError) as exc:
+            raise click.ClickException(str(exc)) from None
+    summary = run(config, task, archive, run_dir)
+    print_summary(summary, run_dir, task)
     if summary.status != "finished":
         sys.exit(3)
 
 
-def run(config: DiscoveryConfig, archive, run_dir: Path):
+def _recorded_proposer(run_dir: Path) -> str:
+    from llm2.archive import Archive
+
+    with Archive.open(run_dir, readonly=True) as archive:
+        return str(archive.run.proposer)
+
+
+def _as_dict(settings) -> dict:
+    import dataclasses
+
+    return dataclasses.asdict(settings)
+
+
+def run(config: DiscoveryConfig, task, archive, run_dir: Path):
     from llm2.discovery.loop import Discovery
     from llm2.execution import make_executor
     from llm2.proposers import make_proposer
-    from llm2.tasks import get_task
-    from llm2.tasks.base import EvalSetting
+    from llm2.proposers.base import ProposerError
+    from llm2.sandbox.preflight import SandboxUnavailable, preflight
 
-    task = get_task(config.task, **config.task_options)
-    click.echo(f"llm2 discover: task {config.task}, proposer {config.proposer}, run {run_dir}", err=True)
-    # Build the world here, once, before workers start and would each try to.
-    task.prepare(EvalSetting(beta=config.beta, world_seed=config.world_seed))
-    proposer = make_proposer(config.proposer, **config.proposer_options)
-    with make_executor(config.executor, task_name=config.task, task_options=config.task_options,
-                       workers=config.resolved_workers(), timeout_s=config.timeout_s,
-                       ray_address=config.ray_address) as executor:
+    try:
+        preflight(frozenset(config.allow_missing))
+        settings = task.settings_from_dict(config.task_settings)
+        click.echo(f"llm2 discover: task {config.task} ({task.setting_text(settings)}), proposer {config.proposer}, "
+                   f"run {run_dir}", err=True)
+        task.prepare(settings)  # build the world here, once, before workers start and would each try to
+        proposer = make_proposer(config.proposer, **config.proposer_options)
+    except (SandboxUnavailable, ProposerError, ValueError, KeyError) as exc:
+        archive.set_run_status("failed")
+        archive.close()
+        raise click.ClickException(str(exc).strip("'\"")) from None
+    with make_executor(config.executor, task_spec=config.task, task=task, workers=config.resolved_workers(),
+                       timeout_s=config.timeout_s, cascade=config.cascade, warm_settings=settings,
+                       allow_missing=frozenset(config.allow_missing), ray_address=config.ray_address) as executor:
         try:
             return Discovery(config, task, archive, proposer, executor).run()
         except KeyboardInterrupt:
@@ -117,17 +174,19 @@ def run(config: DiscoveryConfig, archive, run_dir: Path):
             archive.close()
 
 
-def print_summary(summary, run_dir: Path) -> None:
+def print_summary(summary, run_dir: Path, task) -> None:
     from llm2.commands.leaderboard import print_leaderboard
 
     print_leaderboard(run_dir, top=10)
-    best, dpo = summary.best, summary.dpo
+    best, reference = summary.best, summary.reference
     if summary.message:
         click.echo(summary.message)
     click.echo(f"{summary.candidates} candidates proposed, {summary.evaluated} evaluated.")
-    if best is not None and dpo is not None and dpo.fitness is not None:
-        verdict = "beats" if best.fitness > dpo.fitness else "does not beat"
-        click.echo(f"Best: {best.name} {best.fitness:.4f} {verdict} dpo {dpo.fitness:.4f} on this run's fitness "
-                   f"(check it off this setting with: llm2 heldout {run_dir}).")
+    if best is not None and reference is not None and reference.fitness is not None:
+        verdict = "beats" if best.fitness > reference.fitness else "does not beat"
+        details = task.metrics_text(best.metrics)
+        click.echo(f"Best: {best.name} {best.fitness:.4f}{f' ({details})' if details else ''} {verdict} "
+                   f"{reference.name} {reference.fitness:.4f} on this run's fitness, {summary.fitness_name}, at "
+                   f"this one setting (check it off this setting with: llm2 heldout {run_dir}).")
     click.echo(f"Run stored in {run_dir}/archive.sqlite")
     click.echo(f"Report: llm2 report {run_dir}    Export: llm2 export {run_dir} --top 3 --out best.py")

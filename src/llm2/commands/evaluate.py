@@ -1,159 +1,184 @@
-"""``llm2 evaluate``: train and score catalog objectives or candidate files at several β and seeds."""
+"""``llm2 evaluate``: train and score a task's baselines or candidate files at several settings and seeds."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 
+from llm2.commands.common import (allow_missing_option, check_layers, load_task, sweep_settings, task_option,
+                                  task_settings_option)
 from llm2.discovery.evaluations import CandidateOutcome
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One objective to evaluate: its label and code, or why it cannot be."""
+    """One objective to evaluate: its label and code."""
 
     objective: str
-    code: str | None
-    error: str | None = None
+    code: str
 
 
 @dataclass(frozen=True)
 class Row:
     objective: str
-    beta: float
+    setting: dict
     fitness_mean: float | None
     fitness_std: float | None
-    kl_mean: float | None
-    kl_std: float | None
+    metrics: dict  # the task's numbers: key -> {"mean": ..., "std": ...}
     seeds: int
     seconds_per_eval: float | None
     status: str
     error: str | None
+    sandbox: tuple[str, ...] = ()
 
 
-def resolve_entries(objectives: tuple[str, ...], code_files: tuple[str, ...],
+def resolve_entries(task, objectives: tuple[str, ...], code_files: tuple[str, ...],
                     objective_files: tuple[str, ...]) -> list[Entry]:
-    from llm2.objectives import OBJECTIVES, load_objective_file
+    """Every objective named on the command line, read without running anything; a usage error otherwise."""
+    from llm2.archive.function_files import read_function
 
     entries = []
     for name in objectives:
-        if name in OBJECTIVES:
-            entries.append(Entry(name, OBJECTIVES[name].code))
-        else:
-            entries.append(Entry(name, None, f"unknown objective {name!r}; known: {', '.join(sorted(OBJECTIVES))}"))
+        if name not in task.baselines:
+            raise click.BadParameter(f"unknown objective {name!r} for task {task.name}; known: "
+                                     f"{', '.join(sorted(task.baselines))}", param_hint="--objective")
+        entries.append(Entry(name, task.baselines[name].code))
     for path in code_files:
         try:
             entries.append(Entry(Path(path).stem, Path(path).read_text(encoding="utf-8")))
         except (OSError, UnicodeDecodeError) as exc:
-            entries.append(Entry(Path(path).stem, None, f"cannot read {path}: {exc.strerror or exc}"))
+            raise click.BadParameter(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}",
+                                     param_hint="--code") from None
     for spec in objective_files:
         try:
-            objective = load_objective_file(spec)
-            entries.append(Entry(objective.name, objective.code))
-        except (ValueError, OSError, SyntaxError) as exc:
-            entries.append(Entry(spec, None, str(exc)))
+            function = read_function(spec, task.contract.arguments)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--objective-file") from None
+        entries.append(Entry(function.name, function.code))
     return entries
 
 
-def to_row(entry: Entry, beta: float, seeds: int, outcome: CandidateOutcome | None) -> Row:
-    if outcome is None:
-        return Row(entry.objective, beta, None, None, None, None, seeds, None, "invalid", entry.error)
-    return Row(entry.objective, beta, outcome.fitness, outcome.fitness_std, outcome.kl,
-               outcome.metrics.get("kl_std"), seeds, outcome.seconds / seeds, outcome.status, outcome.error)
+def to_row(entry: Entry, setting: dict, seeds: int, outcome: CandidateOutcome, columns) -> Row:
+    metrics = {c.key: {"mean": outcome.value(c.key), "std": outcome.value(f"{c.key}_std")} for c in columns}
+    return Row(entry.objective, setting, outcome.fitness, outcome.fitness_std, metrics, seeds,
+               outcome.seconds / seeds, outcome.status, outcome.error, outcome.sandbox)
 
 
-def print_table(task: str, reference, rows: list[Row]) -> None:
+def print_table(task, references: list[tuple[str, Any]], rows: list[Row]) -> None:
     from rich.console import Console
     from rich.table import Table
 
     from llm2.discovery.feedback import fmt
 
-    table = Table(title=f"llm2 evaluate — {task}")
-    for column in ("objective", "β", "fitness (mean ± std)", "KL (mean ± std)", "s/eval", "status"):
+    table = Table(title=f"llm2 evaluate — {task.name} (fitness: {task.texts.fitness_name})")
+    for column in ("objective", "setting", "fitness (mean ± std)", *(c.label for c in task.metric_columns),
+                   "s/eval", "status"):
         table.add_column(column)
     table.add_column("error", overflow="fold", max_width=70)
-    table.add_row("reference (untrained)", "-", fmt(reference.fitness), "0", "-", "ok", "")
+    for setting_text, reference in references:
+        values = [fmt(reference.values.get(c.key)) for c in task.metric_columns]
+        table.add_row("untrained start", setting_text, fmt(reference.fitness), *values, "-", "ok", "")
     for row in rows:
-        table.add_row(row.objective, f"{row.beta:g}", fmt(row.fitness_mean, row.fitness_std),
-                      fmt(row.kl_mean, row.kl_std), "-" if row.seconds_per_eval is None else f"{row.seconds_per_eval:.2f}",
-                      row.status, row.error or "")
-    Console(width=160).print(table)
+        values = [fmt(row.metrics[c.key]["mean"], row.metrics[c.key]["std"]) for c in task.metric_columns]
+        table.add_row(row.objective, row.setting["text"], fmt(row.fitness_mean, row.fitness_std), *values,
+                      "-" if row.seconds_per_eval is None else f"{row.seconds_per_eval:.2f}", row.status,
+                      row.error or "")
+    Console(width=180).print(table)
 
 
 @click.command()
-@click.option("--task", default="preference-synthetic", show_default=True)
-@click.option("--objective", "objectives", multiple=True, help="A catalog objective (repeatable).")
+@task_option()
+@task_settings_option
+@click.option("--objective", "objectives", multiple=True, help="One of the task's baselines (repeatable).")
 @click.option("--code", "code_files", multiple=True, type=click.Path(dir_okay=False),
-              help="A Python file with one loss function in the task's contract (repeatable).")
+              help="A Python file with one function in the task's contract (repeatable).")
 @click.option("--objective-file", "objective_files", multiple=True,
-              help="An exported objective, FILE.py:NAME (repeatable).")
-@click.option("--beta", "betas", multiple=True, type=float, help="β values [default: 0.05] (repeatable).")
-@click.option("--seeds", type=int, default=3, show_default=True, help="Training seeds per objective and β.")
-@click.option("--world-seed", type=int, default=0, show_default=True)
-@click.option("--workers", type=int, default=None, help="Parallel workers [default: number of cores].")
-@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds per evaluation.")
+              help="A function in a file, FILE.py:NAME, e.g. from llm2 export (repeatable).")
+@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Training seeds per objective and setting.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Parallel workers [default: cores].")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
+              help="Seconds per evaluation.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the results as JSON.")
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Also store the points in this run's archive (for its report's reward–KL frontier).")
-def evaluate(task, objectives, code_files, objective_files, betas, seeds, world_seed, workers, timeout, json_path,
-             run_dir) -> None:
-    """Train and score each objective for each β and seed; candidate code runs in the sandbox."""
-    from llm2.discovery.evaluations import evaluate_codes
+              help="Also store the points in this run's archive (for its report's figures).")
+@allow_missing_option
+def evaluate(task_spec, task_options, objectives, code_files, objective_files, seeds, workers, timeout, json_path,
+             run_dir, allow_missing) -> None:
+    """Train and score each objective at each setting and seed; every function runs in the sandbox.
+
+    A setting given several times sweeps it: -o beta=0.01 -o beta=0.05 evaluates both.
+    """
+    from llm2.discovery.evaluations import evaluate_grid
     from llm2.execution import make_executor
-    from llm2.tasks import get_task
+    from llm2.sandbox.preflight import SandboxUnavailable, preflight
     from llm2.tasks.base import EvalSetting
 
-    if seeds < 1:
-        raise click.UsageError("--seeds must be at least 1")
-    entries = resolve_entries(objectives, code_files, objective_files)
+    allowed = check_layers(allow_missing)
+    task = load_task(task_spec)
+    settings_list = sweep_settings(task, task_options)
+    entries = resolve_entries(task, objectives, code_files, objective_files)
     if not entries:
         raise click.UsageError("name at least one --objective, --code FILE or --objective-file FILE.py:NAME")
+    if run_dir is not None:
+        _open_for_points(run_dir).close()  # fail now, not after the work
     try:
-        task_obj = get_task(task)
-    except KeyError as exc:
-        raise click.ClickException(str(exc.args[0])) from None
-    betas = betas or (0.05,)
-    base = EvalSetting(world_seed=world_seed)
-    task_obj.prepare(base)
-    reference = task_obj.reference_metrics(base)
-    runnable = [(i, e) for i, e in enumerate(entries) if e.code is not None]
+        preflight(allowed)
+        for settings in settings_list:
+            task.prepare(settings)
+        references = [(task.setting_text(s), task.scorer(s).reference_metrics()) for s in settings_list]
+    except SandboxUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+    except (ValueError, OSError) as exc:  # the task cannot build what the settings need (missing data, ...)
+        raise click.ClickException(f"task {task.name} cannot prepare {task.setting_text(settings)}: {exc}") from None
     rows: list[Row] = []
-    n_jobs = len(runnable) * len(betas) * seeds
-    if runnable:
-        # no more workers than jobs: each one loads the world before it can serve
-        with make_executor("local", task_name=task, workers=min(workers or os.cpu_count() or 1, n_jobs),
-                           timeout_s=timeout) as executor:
-            for beta in betas:
-                outcomes = evaluate_codes(executor, [(i, e.code) for i, e in runnable], base.replace(beta=beta),
-                                          list(range(seeds)))
-                rows.extend(to_row(e, beta, seeds, outcomes.get(i)) for i, e in enumerate(entries) if e.code)
-    rows.extend(to_row(e, beta, seeds, None) for e in entries if e.code is None for beta in betas)
-    print_table(task, reference, rows)
+    n_jobs = len(entries) * len(settings_list) * seeds
+    # no more workers than jobs: each one loads its training data before it can serve
+    with make_executor("local", task_spec=task_spec, task=task, timeout_s=timeout, allow_missing=allowed,
+                       workers=min(workers or os.cpu_count() or 1, n_jobs), warm_settings=settings_list[0]) \
+            as executor:
+        outcomes = evaluate_grid(executor, list(enumerate(e.code for e in entries)),
+                                 [EvalSetting(s) for s in settings_list], list(range(seeds)))
+    for position, settings in enumerate(settings_list):
+        label = {**dataclasses.asdict(settings), "text": task.setting_text(settings)}
+        rows.extend(to_row(e, label, seeds, outcomes[(position, i)], task.metric_columns)
+                    for i, e in enumerate(entries))
+    print_table(task, references, rows)
     if json_path:
-        payload = {"task": task, "world_seed": world_seed,
-                   "reference": {"fitness_mean": reference.fitness, "kl_mean": 0.0},
+        payload = {"task": task.name, "fitness": task.texts.fitness_name,
+                   "references": [{"setting": text, "fitness_mean": m.fitness, "values": m.values}
+                                  for text, m in references],
                    "results": [asdict(r) for r in rows]}
         Path(json_path).write_text(json.dumps(payload, indent=2), encoding="utf-8")
     if run_dir is not None:
-        store_points(run_dir, entries, rows, world_seed)
+        store_points(run_dir, entries, rows)
 
 
-def store_points(run_dir: Path, entries: list[Entry], rows: list[Row], world_seed: int) -> None:
-    from llm2.archive import Archive, normalized_code_hash
+def _open_for_points(run_dir: Path):
+    from llm2.commands.common import open_run_archive
+
+    return open_run_archive(run_dir, readonly=False)
+
+
+def store_points(run_dir: Path, entries: list[Entry], rows: list[Row]) -> None:
+    from llm2.archive import normalized_code_hash
 
     codes = {e.objective: e.code for e in entries}
-    archive = Archive.open(run_dir)
+    archive = _open_for_points(run_dir)
     try:
         for row in rows:
-            archive.add_evaluation(candidate_name=row.objective,
-                                   code_hash=normalized_code_hash(codes.get(row.objective) or ""),
-                                   suite="evaluate", setting={"beta": row.beta, "world_seed": world_seed,
-                                                              "seeds": row.seeds},
-                                   fitness=row.fitness_mean, kl=row.kl_mean, seconds=row.seconds_per_eval,
-                                   status=row.status, error=row.error)
+            setting = {k: v for k, v in row.setting.items() if k != "text"}
+            metrics = {k: v["mean"] for k, v in row.metrics.items()}
+            metrics.update({f"{k}_std": v["std"] for k, v in row.metrics.items()})
+            archive.add_evaluation(candidate_name=row.objective, code_hash=normalized_code_hash(codes[row.objective]),
+                                   suite="evaluate", setting={**setting, "seeds": row.seeds},
+                                   fitness=row.fitness_mean, seconds=row.seconds_per_eval, status=row.status,
+                                   error=row.error, metrics=metrics, sandbox=row.sandbox)
     finally:
         archive.close()

@@ -1,4 +1,4 @@
-"""``llm2 heldout``: the best candidates of a run against dpo on the task's held-out suite."""
+"""``llm2 heldout``: the best candidates of a run against the task's reference baseline on its held-out suite."""
 
 from __future__ import annotations
 
@@ -8,40 +8,47 @@ from pathlib import Path
 
 import click
 
+from llm2.commands.common import allow_missing_option, check_layers, open_run_archive, run_task
+
 
 @click.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--top", type=int, default=3, show_default=True, help="How many of the best candidates to test.")
-@click.option("--seeds", type=int, default=2, show_default=True, help="Training seeds per held-out setting.")
-@click.option("--workers", type=int, default=None, help="Parallel workers [default: number of cores].")
-@click.option("--timeout", type=float, default=60.0, show_default=True)
+@click.option("--top", type=click.IntRange(min=1), default=3, show_default=True,
+              help="How many of the best candidates to test.")
+@click.option("--seeds", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Training seeds per held-out setting.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Parallel workers [default: cores].")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
+              help="Seconds per evaluation.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the verdicts as JSON.")
-def heldout(run_dir, top, seeds, workers, timeout, json_path) -> None:
-    """Win rate against dpo with a 95 % interval and a paired test, off the discovery's fitness setting."""
-    from llm2.archive import Archive, ArchiveError
-    from llm2.discovery.config import DiscoveryConfig
+@allow_missing_option
+def heldout(run_dir, top, seeds, workers, timeout, json_path, allow_missing) -> None:
+    """Win rate against the reference with a 95 % interval and a paired test, off the discovery's setting."""
+    from llm2.archive.ranking import baseline
     from llm2.execution import make_executor
     from llm2.heldout import run_heldout
-    from llm2.tasks import get_task
-    from llm2.tasks.base import EvalSetting
+    from llm2.sandbox.preflight import SandboxUnavailable, preflight
 
+    allowed = check_layers(allow_missing)
+    archive = open_run_archive(run_dir, readonly=False)
     try:
-        archive = Archive.open(run_dir)
-    except ArchiveError as exc:
-        raise click.ClickException(str(exc)) from None
-    try:
-        config = DiscoveryConfig.from_dict(archive.run.config)
+        task, settings, config = run_task(archive)
         candidates = archive.best(top)
-        dpo = next((c for c in archive.candidates() if c.status == "baseline" and c.name == "dpo"), None)
-        if dpo is None:
-            raise click.ClickException("this run has no measured dpo baseline to compare with")
+        reference = baseline(archive.candidates(), task.reference_baseline)
+        if reference is None:
+            raise click.ClickException(f"this run has no measured {task.reference_baseline} baseline to compare "
+                                       "with")
         if not candidates:
             raise click.ClickException("this run has no successfully evaluated candidate yet")
-        task = get_task(config.task, **config.task_options)
-        base = EvalSetting(beta=config.beta, world_seed=config.world_seed)
-        with make_executor("local", task_name=config.task,
-                           task_options=config.task_options, workers=workers, timeout_s=timeout) as executor:
-            verdicts = run_heldout(task, archive, executor, candidates, dpo, base, seeds)
+        if not task.heldout_settings(settings):
+            raise click.ClickException(f"task {task.name} defines no held-out settings for this run's settings")
+        try:
+            preflight(allowed | frozenset(config.allow_missing))
+        except SandboxUnavailable as exc:
+            raise click.ClickException(str(exc)) from None
+        with make_executor("local", task_spec=config.task, task=task, workers=workers, timeout_s=timeout,
+                           allow_missing=allowed | frozenset(config.allow_missing)) as executor:
+            verdicts = run_heldout(task, archive, executor, candidates, reference, settings, seeds)
     finally:
         archive.close()
     print_verdicts(verdicts)
@@ -53,13 +60,34 @@ def print_verdicts(verdicts) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="held-out suite: each candidate against dpo (pairs = settings × seeds)")
+    console = Console(width=160)
+    if not verdicts:
+        return
+    first = verdicts[0]
+    table = Table(title=f"held-out suite: each candidate against {first.reference} on {first.fitness_name} "
+                        "(pairs = settings × seeds)")
     for column in ("candidate", "run fitness", "pairs", "failed", "win rate [95 % CI]", "mean diff [95 % CI]",
-                   "p (sign-flip)", "verdict"):
+                   "p (sign-flip)", "verdict", "other numbers vs the reference"):
         table.add_column(column)
     for v in verdicts:
         diff = "-" if v.test is None else f"{v.test.mean_diff:+.4f} [{v.test.ci_low:+.4f}, {v.test.ci_high:+.4f}]"
         p = "-" if v.test is None else f"{v.test.p_value:.3g}"
+        others = "; ".join(f"{c.label}: {c.word}" + ("" if c.test is None else f" (p {c.test.p_value:.2g})")
+                           for c in v.columns)
         table.add_row(v.name, f"{v.run_fitness:.4f}" if v.run_fitness is not None else "-", str(v.pairs),
-                      str(v.failures), f"{v.win_rate:.2f} [{v.win_low:.2f}, {v.win_high:.2f}]", diff, p, v.verdict)
-    Console(width=160).print(table)
+                      str(v.failures), f"{v.win_rate:.2f} [{v.win_low:.2f}, {v.win_high:.2f}]", diff, p, v.verdict,
+                      others)
+    console.print(table)
+    for v in verdicts:
+        settings = Table(title=f"{v.name} and {v.reference} per held-out setting (mean over seeds)")
+        settings.add_column("setting")
+        keys = list(v.settings[0].candidate) if v.settings else []
+        for key in keys:
+            settings.add_column(f"{key}: {v.name} / {v.reference}")
+        for row in v.settings:
+            settings.add_row(row.setting, *(f"{_n(row.candidate[k])} / {_n(row.reference[k])}" for k in keys))
+        console.print(settings)
+
+
+def _n(value: float | str | None) -> str:
+    return "—" if value is None else value if isinstance(value, str) else f"{value:.4f}"

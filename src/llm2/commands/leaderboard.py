@@ -1,4 +1,4 @@
-"""``llm2 leaderboard DIR``: a run's best candidates as a table (or JSON), dpo always shown as the reference."""
+"""``llm2 leaderboard DIR``: a run's best candidates as a table (or JSON), the task's reference always shown."""
 
 from __future__ import annotations
 
@@ -8,21 +8,7 @@ from pathlib import Path
 
 import click
 
-
-class NoArchive(click.ClickException):
-    """DIR holds no readable llm2 archive: a usage problem (exit code 2), shown without a traceback."""
-
-    exit_code = 2
-
-
-def open_run_archive(run_dir: Path):
-    """Open DIR's archive read-only, or stop the command with a clear message and exit code 2."""
-    from llm2.archive import Archive, ArchiveError
-
-    try:
-        return Archive.open(run_dir, readonly=True)
-    except ArchiveError as exc:
-        raise NoArchive(f"{exc}. Give the directory of a run made by `llm2 discover`.") from None
+from llm2.commands.common import open_run_archive, run_card
 
 
 def _number(value: float | None, digits: int) -> str:
@@ -37,7 +23,7 @@ def _fitness_text(candidate) -> str:
     return f"{candidate.fitness:.4f} ± {candidate.fitness_std:.4f}"
 
 
-def render_table(rows, run, counts, show_errors: bool):
+def render_table(rows, run, counts, card, show_errors: bool):
     from rich.table import Table
 
     proposals = {status: n for status, n in counts.items() if status != "baseline"}
@@ -45,11 +31,13 @@ def render_table(rows, run, counts, show_errors: bool):
     table = Table(title=f"llm2 run {run.run_id} · task {run.task} · proposer {run.proposer}"
                         f"{' (' + run.model + ')' if run.model else ''} · {run.status}",
                   caption=f"{sum(proposals.values())} proposals ({summary or 'none yet'}) and"
-                          f" {counts.get('baseline', 0)} baselines; dpo is the reference row")
+                          f" {counts.get('baseline', 0)} baselines; {card.reference_baseline or 'no'} is the "
+                          f"reference row; fitness: {card.fitness_name}")
     table.add_column("#", justify="right")
     table.add_column("name")
     table.add_column("fitness (mean ± std)", justify="right")
-    table.add_column("KL", justify="right")
+    for column in card.metric_columns:
+        table.add_column(column.label, justify="right")
     table.add_column("status")
     table.add_column("gen", justify="right")
     table.add_column("seconds", justify="right")
@@ -60,7 +48,8 @@ def render_table(rows, run, counts, show_errors: bool):
     for position, row in enumerate(rows):
         c = row.candidate
         name = c.name + (" (reference)" if row.is_reference else " (baseline)" if c.is_baseline else "")
-        cells = [str(row.rank) if row.rank is not None else "-", name, _fitness_text(c), _number(c.kl, 3),
+        cells = [str(row.rank) if row.rank is not None else "-", name, _fitness_text(c),
+                 *(_number(c.value(column.key), column.digits) for column in card.metric_columns),
                  c.status, str(c.generation), _number(c.seconds, 1)]
         if show_errors:
             cells.append(c.error or (f"duplicate of #{c.duplicate_of}" if c.duplicate_of else ""))
@@ -76,21 +65,27 @@ def render_table(rows, run, counts, show_errors: bool):
 @click.option("--all", "show_all", is_flag=True, help="Every candidate, failed and rejected ones included.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout instead of the table.")
 def leaderboard(run_dir: Path, top: int, show_all: bool, as_json: bool) -> None:
-    """The best candidates of the run in RUN_DIR by fitness, with dpo as the reference row."""
+    """The best candidates of the run in RUN_DIR by fitness, with the task's reference baseline as a row."""
     print_leaderboard(run_dir, top, show_all, as_json)
 
 
 def print_leaderboard(run_dir: Path, top: int = 10, show_all: bool = False, as_json: bool = False) -> None:
+    from llm2.archive import ArchiveError
     from llm2.archive.ranking import leaderboard_rows, status_counts
 
     archive = open_run_archive(run_dir)
     try:
-        run, rows, counts = archive.run, leaderboard_rows(archive, top, include_all=show_all), status_counts(archive)
+        run, candidates = archive.run, archive.candidates()
+        card = run_card(archive)
+    except (ArchiveError, KeyError, TypeError) as exc:
+        raise click.ClickException(f"{run_dir}: the run's records cannot be read: {exc}") from None
     finally:
         archive.close()
+    rows = leaderboard_rows(candidates, card.reference_baseline, top, include_all=show_all)
+    counts = status_counts(candidates)
     if as_json:
-        click.echo(json.dumps({"run": run.as_dict(), "counts": counts, "rows": [r.as_dict() for r in rows]},
-                              indent=2))
+        click.echo(json.dumps({"run": run.as_dict(), "task": card.to_dict(), "counts": counts,
+                               "rows": [r.as_dict() for r in rows]}, indent=2))
         return
     from rich.console import Console
 
@@ -99,4 +94,4 @@ def print_leaderboard(run_dir: Path, top: int = 10, show_all: bool = False, as_j
     if not rows:
         console.print(f"run {run.run_id} has no scored candidate yet ({run.status}).")
         return
-    console.print(render_table(rows, run, counts, show_errors=show_all))
+    console.print(render_table(rows, run, counts, card, show_errors=show_all))

@@ -10,9 +10,9 @@ import click
 @click.command("report")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--top", type=int, default=4, show_default=True,
-              help="How many of the best candidates to draw beside dpo in the loss shapes.")
+              help="How many of the best candidates the task's figures draw beside its reference.")
 def report(run_dir: Path, top: int) -> None:
-    """Write RUN_DIR/report/index.html: run, leaderboard, discovery curve, loss shapes, frontier, failures.
+    """Write RUN_DIR/report/index.html: run, leaderboard, discovery curve, the task's figures, failures.
 
     Safe to run while the discovery is still going: the archive is only read.
     """

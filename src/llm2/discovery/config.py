@@ -11,8 +11,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class DiscoveryConfig:
-    task: str = "preference-synthetic"
-    task_options: dict[str, Any] = field(default_factory=dict)
+    task: str = "preference-synthetic"  # a registered name, or path/to/task.py:ClassName
+    task_settings: dict[str, Any] = field(default_factory=dict)  # the task's settings, every field (recorded)
     proposer: str = "symbolic"
     proposer_options: dict[str, Any] = field(default_factory=dict)  # model, base_url, prices... (no secrets)
     generations: int = 12
@@ -23,15 +23,15 @@ class DiscoveryConfig:
     temperature: float = 0.8
     seed: int = 0  # seeds the proposer's requests
     seeds: int = 2  # training seeds per candidate: fitness is their mean
-    beta: float = 0.05
-    world_seed: int = 0
-    baselines: tuple[str, ...] = ("dpo", "hinge", "ipo", "kto_pair")
+    baselines: tuple[str, ...] | None = None  # None: the task's discovery baselines
     executor: str = "local"
     workers: int | None = None
     ray_address: str | None = None
-    timeout_s: float = 60.0
+    timeout_s: float = 60.0  # one evaluation
+    cascade: bool = True
     max_reasks: int = 2
     prompt_dir: str | None = None
+    allow_missing: tuple[str, ...] = ()  # sandbox layers the user explicitly let go (recorded, shown in reports)
 
     def __post_init__(self) -> None:
         problems = []
@@ -40,8 +40,12 @@ class DiscoveryConfig:
         for name in ("generations", "population", "seeds", "top_k"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1, not {getattr(self, name)}")
-        if self.beta <= 0:
-            problems.append(f"beta must be positive, not {self.beta}")
+        if self.max_reasks < 0:
+            problems.append(f"max_reasks must be 0 or more, not {self.max_reasks}")
+        if not self.timeout_s > 0:
+            problems.append(f"the evaluation timeout must be positive, not {self.timeout_s:g} s")
+        if self.workers is not None and self.workers < 1:
+            problems.append(f"workers must be at least 1, not {self.workers}")
         if self.prompt_dir is not None and not Path(self.prompt_dir).is_dir():
             problems.append(f"prompt directory {self.prompt_dir!r} does not exist")
         if problems:
@@ -57,8 +61,9 @@ class DiscoveryConfig:
         if unknown:
             raise ValueError(f"unknown setting(s) in the recorded config: {', '.join(unknown)}")
         values = dict(data)
-        if "baselines" in values:
-            values["baselines"] = tuple(values["baselines"])
+        for name in ("baselines", "allow_missing"):
+            if values.get(name) is not None:
+                values[name] = tuple(values[name])
         return cls(**values)
 
     def training_seeds(self) -> list[int]:

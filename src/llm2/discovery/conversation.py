@@ -1,20 +1,24 @@
 """The conversation with the proposer, kept in the archive as an append-only log of messages.
 
-A candidate's messages (any re-asks, its reply, the feedback on it) are appended only once it is finished, in
-proposal order, so the log always alternates user/assistant even when a generation's candidates were proposed and
-evaluated side by side. ``sync_messages`` is the one place that appends them, at the end of each generation and on
-resume; it skips candidates already logged, so a run killed half-way through appending repairs itself.
+A candidate's turn — its unusable replies and the re-ask prompts after them, its reply, the feedback on it — is
+appended once it has feedback, in one transaction, rebuilt from what the archive holds (the recorded requests and
+the candidate's reply events), so a run killed at any point logs every turn exactly once when it resumes.
+``sync_messages`` is the one place that appends them, at the end of each generation and on resume.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Callable
 
 from llm2.archive import Archive, CandidateRecord
+from llm2.archive.ranking import ranked
 from llm2.discovery.config import DiscoveryConfig
-from llm2.discovery.feedback import fmt
+from llm2.discovery.feedback import details, fmt
 from llm2.discovery.prompts import PromptBook
 from llm2.proposers.base import Message, ScoredCandidate
+
+UNKEPT_REPLY = "(an unusable reply; its text was not kept)"
 
 
 def reply_text(candidate: CandidateRecord) -> str:
@@ -23,38 +27,48 @@ def reply_text(candidate: CandidateRecord) -> str:
                       ensure_ascii=False)
 
 
-def sync_messages(archive: Archive, exchanges: dict[int, list[Message]] | None = None) -> None:
-    """Append the messages of every finished candidate not yet in the log, in proposal order."""
-    logged = {m.candidate_id for m in archive.messages() if m.candidate_id is not None and m.role == "user"}
+def turn(archive: Archive, book: PromptBook, candidate: CandidateRecord) -> list[tuple[str, str]]:
+    """The messages of one finished candidate's turn, from the archive alone."""
+    replies = [r.reply for r in archive.requests(index=candidate.index) if r.reply is not None]
+    reasks = [event.removeprefix("reask:") for event in candidate.reply_events if event.startswith("reask:")]
+    messages: list[tuple[str, str]] = []
+    for text, reason in zip(replies, reasks):
+        messages += [("assistant", text), ("user", book.render("reask", reason=reason))]
+    if candidate.code:
+        messages.append(("assistant", reply_text(candidate)))
+    else:  # an unusable last reply is logged as it came
+        last = replies[len(reasks)] if len(replies) > len(reasks) else UNKEPT_REPLY
+        messages.append(("assistant", last))
+    messages.append(("user", candidate.feedback or ""))
+    return messages
+
+
+def sync_messages(archive: Archive, book: PromptBook) -> None:
+    """Append the turn of every candidate that has feedback and is not in the log yet, in proposal order."""
+    logged = {m.candidate_id for m in archive.messages() if m.candidate_id is not None}
     for candidate in archive.candidates():
-        if candidate.status in ("pending", "baseline") or candidate.id in logged or candidate.feedback is None:
+        if candidate.is_baseline or candidate.generation == 0 or candidate.id in logged or not candidate.feedback:
             continue
-        extra = (exchanges or {}).get(candidate.id, [])
-        for message in extra:
-            archive.add_message(message.role, message.content, candidate.id)
-        if candidate.code:
-            archive.add_message("assistant", reply_text(candidate), candidate.id)
-        elif not extra:  # an unusable reply whose text was lost in a crash: keep the roles alternating
-            archive.add_message("assistant", "(an unusable reply; its text was not kept)", candidate.id)
-        archive.add_message("user", candidate.feedback, candidate.id)
+        archive.add_turn(turn(archive, book, candidate), candidate.id)
 
 
-def start_conversation(archive: Archive, book: PromptBook, *, system: str, intro: str) -> None:
+def start_conversation(archive: Archive, *, system: str, intro: str) -> None:
     if not archive.messages():
-        archive.add_message("system", system)
-        archive.add_message("user", intro)
+        archive.add_turn([("system", system), ("user", intro)])
 
 
-def request_messages(archive: Archive, config: DiscoveryConfig, book: PromptBook) -> tuple[Message, ...]:
+def request_messages(archive: Archive, config: DiscoveryConfig, book: PromptBook,
+                     metrics_text: Callable[[dict], str]) -> tuple[Message, ...]:
     """The messages of the next request: the whole log (``full``), or the opening plus the best and the latest."""
     log = [Message(m.role, m.content) for m in archive.messages()]
     if config.history == "full" or len(log) <= 2:
         return tuple(log)
     opening, per_candidate = log[:2], _messages_by_candidate(archive)
     finished = [c for c in archive.candidates() if c.id in per_candidate]
-    best = sorted((c for c in finished if c.status == "ok"), key=lambda c: -(c.fitness or 0.0))[: config.top_k]
+    best = ranked(finished, include_baselines=False)[: config.top_k]
     entries = "\n\n".join(
-        f"{rank}. {c.name}: fitness {fmt(c.fitness, c.fitness_std)}, KL {fmt(c.kl)}\n```python\n{c.code}\n```"
+        f"{rank}. {c.name}: fitness {fmt(c.fitness, c.fitness_std)}{details(metrics_text(c.metrics), ', ')}"
+        f"\n```python\n{c.code}\n```"
         for rank, c in enumerate(best, 1)
     )
     summary = book.render("topk_summary", count=len(best), entries=entries or "(none yet)")
@@ -75,7 +89,7 @@ def _messages_by_candidate(archive: Archive) -> dict[int, list[Message]]:
 
 
 def scored_history(archive: Archive) -> tuple[ScoredCandidate, ...]:
-    """Baselines and every candidate so far, for proposers that reason over results (the symbolic one).
+    """Baselines and every candidate so far, for proposers that reason over results (the offline ones).
 
     Pending candidates are included (fitness None) so proposals of one generation do not repeat each other.
     """

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable
 
-from llm2.evaluation import EvalResult
-from llm2.execution.base import EvalJob, Executor
+from llm2.evaluation import EvalJob, EvalResult
+from llm2.execution.base import Executor
 from llm2.stats import mean_std
 from llm2.tasks.base import EvalSetting
 
@@ -21,40 +21,60 @@ class CandidateOutcome:
     error: str | None
     fitness: float | None
     fitness_std: float | None
-    kl: float | None
-    metrics: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)  # the task's numbers (mean over seeds; "<name>_std" the spread)
     seconds: float = 0.0
+    sandbox: tuple[str, ...] = ()
+
+    def value(self, key: str) -> float | None:
+        value = self.metrics.get(key)
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def combine(results: list[EvalResult]) -> CandidateOutcome:
     """All seeds must succeed; the first failure (in seed order) speaks for the candidate."""
     seconds = sum(r.seconds for r in results)
+    sandbox = _common_layers(results)
+    probes = [r.probe_fitness for r in results]
     failed = [r for r in results if r.status != "ok"]
     if failed:
         first = failed[0]
-        return CandidateOutcome(first.status, first.stage, first.error, None, None, None, {}, seconds)
+        return CandidateOutcome(first.status, first.stage, first.error, None, None,
+                                {"probe_fitness_per_seed": probes}, seconds, sandbox)
     fitness, fitness_std = mean_std([r.metrics.fitness for r in results])
-    kls = [r.metrics.kl for r in results if r.metrics.kl is not None]
-    kl, kl_std = mean_std(kls) if kls else (None, None)
-    metrics = {"fitness_per_seed": [r.metrics.fitness for r in results], "kl_std": kl_std,
+    metrics = {"fitness_per_seed": [r.metrics.fitness for r in results], "probe_fitness_per_seed": probes,
                "seconds_per_eval": seconds / len(results)}
-    for key in results[0].metrics.extra:
-        metrics[key] = mean_std([r.metrics.extra.get(key, float("nan")) for r in results])[0]
-    return CandidateOutcome("ok", "done", None, fitness, fitness_std, kl, metrics, seconds)
+    for key in results[0].metrics.values:
+        metrics[key], metrics[f"{key}_std"] = mean_std([r.metrics.values.get(key, float("nan")) for r in results])
+    return CandidateOutcome("ok", "done", None, fitness, fitness_std, metrics, seconds, sandbox)
+
+
+def _common_layers(results: list[EvalResult]) -> tuple[str, ...]:
+    """The sandbox layers that took in every one of the candidate's processes."""
+    layer_sets = [set(r.sandbox) for r in results if r.sandbox]
+    if not layer_sets:
+        return ()
+    return tuple(sorted(set.intersection(*layer_sets)))
 
 
 class SeedFanout:
-    """Submits one job per (candidate, seed) and reports each candidate once all its seeds are back."""
+    """Submits one job per (candidate, seed) and reports each candidate once all its seeds are back.
 
-    def __init__(self, executor: Executor, base: EvalSetting, seeds: list[int]):
+    ``baseline_probe`` maps a seed to the reference baseline's probe fitness at that seed, once the run knows it,
+    so the cascade can judge a probe against what the reference had reached by the same point.
+    """
+
+    def __init__(self, executor: Executor, base: EvalSetting, seeds: list[int],
+                 baseline_probe: dict[int, float] | None = None):
         self._executor, self._base, self._seeds = executor, base, seeds
+        self.baseline_probe = dict(baseline_probe or {})
         self._futures: dict[cf.Future, tuple[int, int]] = {}
         self._results: dict[int, dict[int, EvalResult]] = {}
 
     def submit(self, key: int, code: str) -> None:
         self._results[key] = {}
         for seed in self._seeds:
-            job = EvalJob(code=code, setting=self._base.replace(seed=seed), key=f"{key}:{seed}")
+            job = EvalJob(code=code, setting=self._base.replace(seed=seed), key=f"{key}:{seed}",
+                          baseline_probe=self.baseline_probe.get(seed))
             self._futures[self._executor.submit(job)] = (key, seed)
 
     @property
@@ -85,11 +105,15 @@ def _result_of(future: cf.Future) -> EvalResult:
         return EvalResult("failed", "train", f"the evaluation could not run: {type(exc).__name__}: {exc}")
 
 
-def evaluate_codes(executor: Executor, codes: Iterable[tuple[int, str]], base: EvalSetting,
-                   seeds: list[int]) -> dict[int, CandidateOutcome]:
-    """Evaluate several codes side by side and wait for all of them."""
-    fanout, outcomes = SeedFanout(executor, base, seeds), {}
-    for key, code in codes:
-        fanout.submit(key, code)
-    fanout.drain(lambda key, outcome: outcomes.__setitem__(key, outcome))
+def evaluate_grid(executor: Executor, codes: list[tuple[int, str]], settings: list[EvalSetting],
+                  seeds: list[int]) -> dict[tuple[int, int], CandidateOutcome]:
+    """Every code at every setting, all submitted at once so every worker stays busy; keyed by
+    (setting's position, code's key)."""
+    fanouts = [SeedFanout(executor, setting, seeds) for setting in settings]
+    for fanout in fanouts:
+        for key, code in codes:
+            fanout.submit(key, code)
+    outcomes: dict[tuple[int, int], CandidateOutcome] = {}
+    for position, fanout in enumerate(fanouts):
+        fanout.drain(lambda key, outcome, position=position: outcomes.__setitem__((position, key), outcome))
     return outcomes

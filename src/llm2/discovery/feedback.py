@@ -11,10 +11,16 @@ def fmt(value: float | None, std: float | None = None) -> str:
     return f"{value:.4f}" if std is None else f"{value:.4f} ± {std:.4f}"
 
 
-def feedback_ok(book: PromptBook, *, fitness: float, fitness_std: float | None, kl: float | None, n_seeds: int,
-                dpo_fitness: float | None, best_name: str, best_fitness: float) -> str:
-    return book.render("feedback_ok", fitness=fmt(fitness, fitness_std), kl=fmt(kl), n_seeds=n_seeds,
-                       dpo_fitness=fmt(dpo_fitness), best_name=best_name, best_fitness=fmt(best_fitness))
+def details(text: str, lead: str = "", trail: str = "") -> str:
+    """A task's metrics text set off for a template: '' when there is none."""
+    return f"{lead}{text}{trail}" if text else ""
+
+
+def feedback_ok(book: PromptBook, *, fitness: float, fitness_std: float | None, metrics_text: str, n_seeds: int,
+                reference_name: str, reference_fitness: float | None, best_name: str, best_fitness: float) -> str:
+    return book.render("feedback_ok", fitness=fmt(fitness, fitness_std), details=details(metrics_text, trail="; "),
+                       n_seeds=n_seeds, reference_name=reference_name, reference_fitness=fmt(reference_fitness),
+                       best_name=best_name, best_fitness=fmt(best_fitness))
 
 
 def feedback_rejected(book: PromptBook, *, status: str, stage: str | None, error: str | None) -> str:

@@ -1,8 +1,9 @@
 """The outer loop: propose, check for duplicates, evaluate side by side, tell the proposer, repeat.
 
-Everything that must survive a crash goes to the archive as it happens: a proposal is stored (status pending)
-before it is evaluated, and a result the moment its last seed is back. Resuming evaluates what is pending, then
-carries on with the generation that was cut short.
+Everything that must survive a crash goes to the archive as it happens: each reply the moment it arrives, a
+proposal (status pending) before it is evaluated, a result the moment its last seed is back, each candidate's turn
+of the conversation in one transaction once it has feedback. Resuming evaluates what is pending, reuses replies
+already paid for, then carries on with the generation that was cut short.
 """
 
 from __future__ import annotations
@@ -11,15 +12,16 @@ import time
 from dataclasses import dataclass
 
 from llm2.archive import Archive, CandidateRecord, normalized_code_hash
+from llm2.archive.ranking import baseline
 from llm2.discovery import feedback
+from llm2.discovery.ask import ask_for_candidate
 from llm2.discovery.config import DiscoveryConfig
 from llm2.discovery.conversation import request_messages, scored_history, start_conversation, sync_messages
 from llm2.discovery.evaluations import CandidateOutcome, SeedFanout
 from llm2.discovery.progress import Progress
 from llm2.discovery.prompts import PromptBook
-from llm2.discovery.ask import ask_for_candidate
 from llm2.execution.base import Executor
-from llm2.proposers.base import BudgetExceeded, Message, ProposalRequest, Proposer, ProposerError
+from llm2.proposers.base import BudgetExceeded, ProposalRequest, Proposer, ProposerError, Reply, check_before_run
 from llm2.tasks.base import EvalSetting, Task
 
 
@@ -29,7 +31,8 @@ class RunSummary:
     candidates: int  # proposals this run holds, baselines excluded
     evaluated: int  # of those, how many were trained and scored
     best: CandidateRecord | None
-    dpo: CandidateRecord | None
+    reference: CandidateRecord | None  # the task's reference baseline as measured in the run
+    fitness_name: str
     message: str | None = None
 
 
@@ -38,32 +41,36 @@ class Discovery:
                  executor: Executor, progress: Progress | None = None):
         self.config, self.task, self.archive = config, task, archive
         self.proposer, self.executor = proposer, executor
-        self.book = PromptBook(config.prompt_dir)
+        self.book = PromptBook(config.prompt_dir, getattr(task, "prompt_dir", None))
         self.progress = progress or Progress(config.generations)
-        self.setting = EvalSetting(beta=config.beta, world_seed=config.world_seed)
+        self.setting = EvalSetting(task.settings_from_dict(config.task_settings))
         self.fanout = SeedFanout(executor, self.setting, config.training_seeds())
-        self.exchanges: dict[int, list[Message]] = {}  # re-asks of candidates whose messages are not logged yet
+        if hasattr(proposer, "on_event"):
+            proposer.on_event = self.progress.note
+        if hasattr(proposer, "spent_usd"):  # a resumed run's cap counts what earlier sessions spent
+            proposer.spent_usd = archive.spent_usd()
 
     def run(self) -> RunSummary:
         self.archive.set_run_status("running")
-        self._measure_baselines()
-        start_conversation(self.archive, self.book, system=self._system_prompt(), intro=self._intro())
-        self._evaluate_pending()  # left by a run that was killed
         message = None
         try:
+            check_before_run(self.proposer)  # a wrong model or key fails here, before any evaluation
+            self._measure_baselines()
+            start_conversation(self.archive, system=self._system_prompt(), intro=self._intro())
+            self._evaluate_pending()  # left by a run that was killed
             for generation in range(self._first_open_generation(), self.config.generations + 1):
                 self.progress.generation = generation
                 for _ in range(self.config.population - self._count(generation)):
                     self._propose(generation)
                     self.fanout.drain(self._finish, block=False)
                 self.fanout.drain(self._finish)
-                self._close_generation()
+                sync_messages(self.archive, self.book)
         except BudgetExceeded as exc:
             message = f"stopped: {exc}"
         except ProposerError as exc:
             message = f"stopped: the proposer failed: {exc}"
         self.fanout.drain(self._finish)
-        self._close_generation()
+        sync_messages(self.archive, self.book)
         self.progress.close()
         status = "stopped" if message else "finished"
         self.archive.set_run_status(status, time.time())
@@ -71,88 +78,103 @@ class Discovery:
 
     # --- one candidate -------------------------------------------------------------------------------------
     def _propose(self, generation: int) -> None:
-        index = len(self.archive.candidates())
-        request = ProposalRequest(messages=request_messages(self.archive, self.config, self.book),
-                                  history=scored_history(self.archive), temperature=self.config.temperature,
-                                  seed=self.config.seed * 1_000_003 + index)
-        asked = ask_for_candidate(self.proposer, request, max_reasks=self.config.max_reasks,
-                                  reask=lambda reason: self.book.render("reask", reason=reason))
-        usage = dict(prompt_tokens=sum(r.prompt_tokens for r in asked.replies),
-                     completion_tokens=sum(r.completion_tokens for r in asked.replies),
-                     cost_usd=sum(r.cost_usd for r in asked.replies), reply_events=asked.events)
-        common = dict(generation=generation, proposer=self.proposer.name, **usage)
+        index = self.archive.next_index()
+        request = ProposalRequest(
+            messages=request_messages(self.archive, self.config, self.book, self.task.metrics_text),
+            history=scored_history(self.archive), temperature=self.config.temperature,
+            seed=self.config.seed * 1_000_003 + index)
+        earlier = [(r.id, _reply_of(r)) for r in self.archive.requests(index=index, unlinked=True)
+                   if r.reply is not None]
+
+        def record(attempt: int, payload: dict, reply: Reply | None, error: str | None) -> int:
+            return self.archive.record_request(
+                index=index, attempt=attempt, request=payload, reply=None if reply is None else reply.text,
+                finish_reason=None if reply is None else reply.finish_reason, error=error,
+                prompt_tokens=0 if reply is None else reply.prompt_tokens,
+                completion_tokens=0 if reply is None else reply.completion_tokens,
+                cost_usd=0.0 if reply is None else reply.cost_usd).id
+
+        asked = ask_for_candidate(self.proposer, request, max_reasks=self.config.max_reasks, record=record,
+                                  reask=lambda reason: self.book.render("reask", reason=reason), earlier=earlier)
+        common = dict(generation=generation, proposer=self.proposer.name, request_ids=asked.request_ids,
+                      prompt_tokens=sum(r.prompt_tokens for r in asked.replies),
+                      completion_tokens=sum(r.completion_tokens for r in asked.replies),
+                      cost_usd=sum(r.cost_usd for r in asked.replies), reply_events=asked.events)
         if asked.parsed is None:
-            record = self.archive.add_candidate(thought="", name="unusable_reply", code="", status="invalid",
-                                                stage="reply", error=asked.error, **common)
-            self.archive.set_feedback(record.id, feedback.feedback_rejected(
-                self.book, status="invalid", stage="reply", error=asked.error))
+            record_ = self.archive.add_candidate(
+                thought="", name="unusable_reply", code="", status="invalid", stage="reply", error=asked.error,
+                feedback=feedback.feedback_rejected(self.book, status="invalid", stage="reply", error=asked.error),
+                **common)
         else:
             parsed = asked.parsed
             original = self.archive.find_by_hash(normalized_code_hash(parsed.code))
-            record = self.archive.add_candidate(
+            record_ = self.archive.add_candidate(
                 thought=parsed.thought, name=parsed.name, code=parsed.code, **common,
                 status="duplicate" if original else "pending", duplicate_of=original.id if original else None)
             if original is None:
-                self.fanout.submit(record.id, record.code)
-        self.exchanges[record.id] = list(asked.exchanges)
-        if asked.parsed is None:  # an unusable last reply is logged as it came; a usable one as clean JSON
-            self.exchanges[record.id].append(Message("assistant", asked.replies[-1].text))
-        if record.status != "pending":
-            self.progress.record(status=record.status, name=record.name, fitness=None, seconds=0.0, evals=0)
+                self.fanout.submit(record_.id, record_.code)
+            else:
+                self._tell_duplicate(record_)
+        if record_.status != "pending":
+            self.progress.record(status=record_.status, name=record_.name, fitness=None, seconds=0.0, evals=0)
 
     def _finish(self, candidate_id: int, outcome: CandidateOutcome) -> None:
-        candidate = self._candidate(candidate_id)
+        candidate = self.archive.candidate(candidate_id)
         status = "baseline" if candidate.generation == 0 and outcome.status == "ok" else outcome.status
         text = None
         if candidate.generation > 0:
             text = self._feedback_ok(outcome) if outcome.status == "ok" else feedback.feedback_rejected(
                 self.book, status=outcome.status, stage=outcome.stage, error=outcome.error)
         self.archive.finish_candidate(candidate_id, status=status, stage=outcome.stage, error=outcome.error,
-                                      fitness=outcome.fitness, fitness_std=outcome.fitness_std, kl=outcome.kl,
-                                      metrics=outcome.metrics, seconds=outcome.seconds, feedback=text)
+                                      fitness=outcome.fitness, fitness_std=outcome.fitness_std,
+                                      metrics=outcome.metrics, seconds=outcome.seconds, feedback=text,
+                                      sandbox=outcome.sandbox)
         self.progress.record(status=status, name=candidate.name, fitness=outcome.fitness, seconds=outcome.seconds,
                              evals=len(self.config.training_seeds()))
+        for duplicate in self.archive.candidates(status="duplicate"):
+            if duplicate.duplicate_of == candidate_id and duplicate.feedback is None:
+                self._tell_duplicate(duplicate)
+
+    def _tell_duplicate(self, duplicate: CandidateRecord) -> None:
+        """A duplicate learns its original's score once that is known."""
+        original = self.archive.candidate(duplicate.duplicate_of)
+        if original.status != "pending":
+            self.archive.set_feedback(duplicate.id, feedback.feedback_duplicate(
+                self.book, original_name=original.name, original_fitness=original.fitness))
 
     def _feedback_ok(self, outcome: CandidateOutcome) -> str:
         best = self.archive.best(1, include_baselines=True)
         best_name, best_fitness = (best[0].name, best[0].fitness) if best else ("-", outcome.fitness)
         if outcome.fitness is not None and outcome.fitness > (best_fitness or float("-inf")):
             best_name, best_fitness = "this one", outcome.fitness
-        dpo = self._baseline("dpo")
+        reference = self._reference()
         return feedback.feedback_ok(self.book, fitness=outcome.fitness, fitness_std=outcome.fitness_std,
-                                    kl=outcome.kl, n_seeds=self.config.seeds,
-                                    dpo_fitness=dpo.fitness if dpo else None,
+                                    metrics_text=self.task.metrics_text(outcome.metrics), n_seeds=self.config.seeds,
+                                    reference_name=self.task.reference_baseline,
+                                    reference_fitness=reference.fitness if reference else None,
                                     best_name=best_name, best_fitness=best_fitness)
-
-    def _close_generation(self) -> None:
-        """Duplicates learn their original's score once it is known; then the finished candidates are logged."""
-        for candidate in self.archive.candidates(status="duplicate"):
-            if candidate.feedback is None:
-                original = self._candidate(candidate.duplicate_of)
-                if original.status != "pending":
-                    self.archive.set_feedback(candidate.id, feedback.feedback_duplicate(
-                        self.book, original_name=original.name, original_fitness=original.fitness))
-        sync_messages(self.archive, self.exchanges)
-        self.exchanges = {k: v for k, v in self.exchanges.items() if self._candidate(k).feedback is None}
 
     # --- run set-up and resume -----------------------------------------------------------------------------
     def _measure_baselines(self) -> None:
-        from llm2.objectives import OBJECTIVES
-
         measured = {c.name for c in self.archive.candidates() if c.generation == 0}
-        for name in self.config.baselines:
+        for name in self.config.baselines or self.task.discovery_baselines:
             if name not in measured:
-                objective = OBJECTIVES[name]
-                self.archive.add_candidate(generation=0, proposer="catalog", thought=objective.formula,
-                                           name=name, code=objective.code)
+                known = self.task.baselines[name]
+                self.archive.add_candidate(generation=0, proposer="catalog", thought=known.formula, name=name,
+                                           code=known.code)
         self._evaluate_pending(generation=0)
+        reference = self._reference()
+        if reference is not None:  # the cascade judges every later probe against the reference's own
+            probes = reference.metrics.get("probe_fitness_per_seed") or []
+            self.fanout.baseline_probe = {seed: value for seed, value in zip(self.config.training_seeds(), probes)
+                                          if value is not None}
 
     def _evaluate_pending(self, generation: int | None = None) -> None:
         for candidate in self.archive.pending():
             if generation is None or candidate.generation == generation:
                 self.fanout.submit(candidate.id, candidate.code)
         self.fanout.drain(self._finish)
-        self._close_generation()
+        sync_messages(self.archive, self.book)
 
     def _first_open_generation(self) -> int:
         proposed = [c.generation for c in self.archive.candidates() if c.generation > 0]
@@ -166,32 +188,46 @@ class Discovery:
 
     # --- text ----------------------------------------------------------------------------------------------
     def _system_prompt(self) -> str:
-        return self.book.render("system", task_kind=self.task.kind,
-                                contract=self.task.contract.description)
+        contract, texts = self.task.contract, self.task.texts
+        return self.book.render(
+            "system", task_kind=texts.kind, contract=contract.description,
+            allowed_imports=", ".join(f"`{m}`" for m in sorted(contract.allowed_imports)),
+            preloaded=", ".join(f"`{m}`" for m in contract.preloaded) or "none",
+            rules=texts.rules.strip() + "\n" if texts.rules.strip() else "", expertise=texts.expertise)
 
     def _intro(self) -> str:
-        reference = self.task.reference_metrics(self.setting)
+        reference = self._start_fitness()
         baselines = "\n\n".join(
             self.book.render("baseline", name=c.name, fitness=feedback.fmt(c.fitness, c.fitness_std),
-                             kl=feedback.fmt(c.kl), code=c.code.strip())
+                             details=feedback.details(self.task.metrics_text(c.metrics), ", "),
+                             code=c.code.strip())
             for c in self.archive.candidates() if c.generation == 0
         )
         return self.book.render(
-            "intro", task_description=self.task.description, fitness_description=self.task.fitness_description,
-            beta=self.config.beta, n_seeds=self.config.seeds, reference_fitness=feedback.fmt(reference.fitness),
-            baselines=baselines)
+            "intro", task_description=self.task.texts.description, fitness_description=self.task.texts.fitness,
+            setting=self.task.setting_text(self.setting.task), n_seeds=self.config.seeds,
+            reference_fitness=feedback.fmt(reference), baselines=baselines)
+
+    def _start_fitness(self) -> float | None:
+        """The untrained starting point's fitness, scored by the trusted scorer of this process."""
+        try:
+            return self.task.scorer(self.setting.task).reference_metrics().fitness
+        except Exception:  # noqa: BLE001 - a task that cannot score its start still runs; the text says n/a
+            return None
 
     # --- lookups -------------------------------------------------------------------------------------------
-    def _candidate(self, candidate_id: int) -> CandidateRecord:
-        return self.archive.candidate(candidate_id)
-
-    def _baseline(self, name: str) -> CandidateRecord | None:
-        return next((c for c in self.archive.candidates() if c.generation == 0 and c.name == name), None)
+    def _reference(self) -> CandidateRecord | None:
+        return baseline(self.archive.candidates(), self.task.reference_baseline)
 
     def _summary(self, status: str, message: str | None) -> RunSummary:
         proposals = [c for c in self.archive.candidates() if c.generation > 0]
         evaluated = sum(1 for c in proposals if c.status in ("ok", "failed", "timeout") or c.stage in
                         ("contract", "probe", "train", "score", "done"))
         best = self.archive.best(1)
-        return RunSummary(status, len(proposals), evaluated, best[0] if best else None, self._baseline("dpo"),
-                          message)
+        return RunSummary(status, len(proposals), evaluated, best[0] if best else None, self._reference(),
+                          self.task.texts.fitness_name, message)
+
+
+def _reply_of(record) -> Reply:
+    return Reply(record.reply or "", record.prompt_tokens, record.completion_tokens, record.cost_usd,
+                 str(record.request.get("model", "")), record.finish_reason or "")

@@ -1,9 +1,10 @@
 """Turn a proposer's reply text into (thought, name, code), repairing what is safe to repair.
 
-The reply should be one JSON object with string keys ``thought``, ``name`` and ``code``. Models often wrap it in
-prose or code fences, leave trailing commas, put raw newlines inside strings or answer with a Python dict; those
-are repaired and each repair is recorded by a short tag. Anything else raises ``ReplyError`` whose message tells
-the proposer exactly what to fix.
+The reply should be one JSON object with string keys ``thought``, ``name`` and ``code``. Reasoning models put
+their thinking in ``<think>...</think>`` first (drafts included: it is removed before anything is looked for).
+Models often wrap the object in prose or code fences, leave trailing commas, put raw newlines inside strings or
+answer with a Python dict; those are repaired and each repair is recorded by a short tag. Anything else raises
+``ReplyError`` whose message tells the proposer exactly what to fix.
 """
 
 from __future__ import annotations
@@ -25,10 +26,14 @@ PYTHON_LITERAL = "python_literal"
 CODE_FENCE = "code_fence"
 ESCAPED_NEWLINES = "escaped_newlines"
 NAME_SANITISED = "name_sanitised"
+THINK_STRIPPED = "think_stripped"
 
 _JSON_TYPE_NAMES = {dict: "an object", list: "an array", bool: "a boolean", int: "a number", float: "a number",
                     type(None): "null"}
 _FENCED_BLOCK = re.compile(r"```[A-Za-z0-9_+-]*[ \t]*\n?(.*?)```", re.DOTALL)
+_THINK_BLOCK = re.compile(r"<(think|thinking)>.*?</\1>", re.DOTALL | re.IGNORECASE)
+_LEADING_THINK_OPEN = re.compile(r"\s*<(think|thinking)>", re.IGNORECASE)
+_THINK_CLOSE = re.compile(r"</(think|thinking)>", re.IGNORECASE)
 
 
 class ReplyError(ValueError):
@@ -47,7 +52,12 @@ def parse_reply(text: str) -> ParsedReply:
     """Parse a reply into a ParsedReply or raise ReplyError with an actionable reason."""
     if not text or not text.strip():
         raise ReplyError("the reply was empty; reply with a single JSON object with keys thought, name, code")
+    text, think_repairs = strip_thinking(text)
+    if not text.strip():
+        raise ReplyError("the reply held only thinking (<think>...), no answer; after thinking, reply with a "
+                         "single JSON object with keys thought, name, code")
     obj, repairs = _extract_object(text)
+    repairs = think_repairs + repairs
     for key in REQUIRED_KEYS:
         if key not in obj:
             missing = [k for k in REQUIRED_KEYS if k not in obj]
@@ -68,6 +78,21 @@ def parse_reply(text: str) -> ParsedReply:
     if name != obj["name"]:
         code_repairs.append(NAME_SANITISED)
     return ParsedReply(obj["thought"].strip(), name, code, tuple(repairs + code_repairs))
+
+
+def strip_thinking(text: str) -> tuple[str, list[str]]:
+    """Remove ``<think>...</think>`` blocks, so that a draft inside the thinking is never taken for the answer.
+
+    Also removed: an unclosed leading ``<think>`` and all after it (the reply was cut off while thinking), and
+    everything before a ``</think>`` that has no opening tag (chat templates that open the thinking in the prompt).
+    """
+    stripped = _THINK_BLOCK.sub("", text)
+    if _LEADING_THINK_OPEN.match(stripped):
+        stripped = ""
+    closing = _THINK_CLOSE.search(stripped)
+    if closing:
+        stripped = stripped[closing.end():]
+    return (stripped, [THINK_STRIPPED]) if stripped != text else (text, [])
 
 
 def snake_case(name: str) -> str:

@@ -21,6 +21,7 @@ class Progress:
     eval_seconds: float = 0.0
     evals: int = 0
     started: float = field(default_factory=time.monotonic)
+    waiting: str = ""  # what the proposer said while we wait for it (a retry, a dropped parameter)
 
     def record(self, *, status: str, name: str, fitness: float | None, seconds: float, evals: int) -> None:
         self.done += 1
@@ -30,14 +31,21 @@ class Progress:
         self.evals += evals
         if status == "ok" and fitness is not None and (self.best_fitness is None or fitness > self.best_fitness):
             self.best_name, self.best_fitness = name, fitness
+        self.waiting = ""
+        self.show()
+
+    def note(self, text: str) -> None:
+        """A proposer event (``Proposer.on_event``), shown at the end of the line until the next candidate."""
+        self.waiting = text
         self.show()
 
     def line(self) -> str:
         best = "-" if self.best_fitness is None else f"{self.best_fitness:.4f} ({self.best_name})"
         per_eval = f"{self.eval_seconds / self.evals:.1f} s/eval" if self.evals else "- s/eval"
         elapsed = time.monotonic() - self.started
-        return (f"generation {self.generation}/{self.generations} · {self.done} candidates · best {best} · "
+        line = (f"generation {self.generation}/{self.generations} · {self.done} candidates · best {best} · "
                 f"{self.failed} failed · {self.duplicates} duplicates · {per_eval} · {elapsed:.0f} s")
+        return f"{line} · proposer: {self.waiting}" if self.waiting else line
 
     def show(self) -> None:
         if self.stream.isatty():

@@ -1,4 +1,5 @@
-"""Prompt templates: editable text files in ``llm2/discovery/prompts``; a ``--prompt-dir`` overrides any of them."""
+"""Prompt templates: editable text files in ``llm2/discovery/prompts``. A task may ship its own versions of any of
+them (``Task.prompt_dir``), and a ``--prompt-dir`` overrides both."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ TEMPLATE_NAMES = ("system", "intro", "baseline", "feedback_ok", "feedback_reject
 
 
 class PromptBook:
-    def __init__(self, override_dir: str | Path | None = None):
+    def __init__(self, override_dir: str | Path | None = None, task_dir: str | Path | None = None):
         self._templates: dict[str, str] = {}
         for name in TEMPLATE_NAMES:
-            override = Path(override_dir) / f"{name}.txt" if override_dir else None
-            if override is not None and override.is_file():
-                text = override.read_text(encoding="utf-8")
+            for directory in (override_dir, task_dir):
+                candidate = Path(directory) / f"{name}.txt" if directory else None
+                if candidate is not None and candidate.is_file():
+                    text = candidate.read_text(encoding="utf-8")
+                    break
             else:
                 text = resources.files("llm2.discovery").joinpath("prompts", f"{name}.txt").read_text(encoding="utf-8")
             self._templates[name] = text.strip("\n")

@@ -1,18 +1,24 @@
-"""Start a new run directory or reopen one to resume; record config, seeds and versions."""
+"""Start a new run directory or reopen one to resume; record config, seeds, versions and later changes."""
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import sys
 import time
 import uuid
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from llm2.archive import Archive, RunInfo
 from llm2.discovery.config import DiscoveryConfig
+from llm2.tasks.base import Task
+from llm2.tasks.card import TaskCard
 
-VERSIONED_PACKAGES = ("llm2", "torch", "numpy", "transformers", "trl", "ray")
+VERSIONED_PACKAGES = ("llm2", "torch", "numpy", "transformers", "trl", "ray", "openai", "scikit-learn")
+# What a resumed run may change: how it asks (the proposer's endpoint, model, limits) and how long it goes on.
+RESUMABLE = ("generations", "proposer_options", "workers", "timeout_s", "max_reasks")
 
 
 def collect_versions() -> dict[str, str]:
@@ -29,21 +35,36 @@ def default_run_dir() -> Path:
     return Path("runs") / time.strftime("%Y%m%d-%H%M%S")
 
 
-def create_run(config: DiscoveryConfig, run_dir: Path) -> Archive:
-    if (run_dir / "archive.sqlite").exists():
-        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --run-dir")
+def create_run(config: DiscoveryConfig, run_dir: Path, task: Task) -> Archive:
+    if Archive.exists(run_dir):
+        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another "
+                              "--run-dir")
     run_dir.mkdir(parents=True, exist_ok=True)
-    seeds = {"proposer_seed": config.seed, "training_seeds": config.training_seeds(), "world_seed": config.world_seed}
+    seeds = {"proposer_seed": config.seed, "training_seeds": config.training_seeds(),
+             **{k: v for k, v in config.task_settings.items() if "seed" in k}}
     info = RunInfo(run_id=uuid.uuid4().hex[:12], task=config.task, proposer=config.proposer,
                    model=str(config.proposer_options.get("model", "")), config=config.to_dict(), seeds=seeds,
                    versions=collect_versions(), started_at=time.time(), finished_at=None, status="running")
-    return Archive.create(run_dir, info)
+    return Archive.create(run_dir, info, TaskCard.of(task).to_dict())
 
 
-def reopen_run(run_dir: Path, generations: int | None = None) -> tuple[DiscoveryConfig, Archive]:
-    """The recorded config wins over the command line, except for a new number of generations (to extend a run)."""
+def reopen_run(run_dir: Path, changes: dict[str, Any]) -> tuple[DiscoveryConfig, Archive, list[str]]:
+    """The recorded config, with the changes a resume may make (RESUMABLE) applied and recorded in the run's
+    history; returns the lines that say what changed. ArchiveError when the directory holds no usable run."""
     archive = Archive.open(run_dir)
-    recorded = dict(archive.run.config)
-    if generations is not None:
-        recorded["generations"] = generations
-    return DiscoveryConfig.from_dict(recorded), archive
+    try:
+        recorded = DiscoveryConfig.from_dict(dict(archive.run.config))
+        wanted = {k: v for k, v in changes.items() if k in RESUMABLE and v is not None}
+        if "proposer_options" in wanted:
+            wanted["proposer_options"] = {**recorded.proposer_options, **wanted["proposer_options"]}
+        changed = {k: v for k, v in wanted.items() if getattr(recorded, k) != v}
+        config = dataclasses.replace(recorded, **changed)
+    except (ValueError, TypeError):
+        archive.close()
+        raise
+    lines = [f"{k}: {getattr(recorded, k)!r} -> {v!r}" for k, v in changed.items()]
+    archive.add_run_event("resumed", {"changed": {k: {"from": getattr(recorded, k), "to": v}
+                                                  for k, v in changed.items()}, "versions": collect_versions()})
+    if changed:
+        archive.set_run_config(config.to_dict(), str(config.proposer_options.get("model", "")))
+    return config, archive, lines

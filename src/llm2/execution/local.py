@@ -8,30 +8,32 @@ import shutil
 import tempfile
 import threading
 
-from llm2.evaluation import EvalResult
-from llm2.execution.base import EvalJob, ExecutorBase, static_rejection
-from llm2.sandbox.worker import WorkerConfig, WorkerGone, WorkerHandle
-from llm2.tasks.base import Contract
+from llm2.evaluation import EvalJob, EvalResult
+from llm2.execution.base import ExecutorBase
+from llm2.execution.handle import WorkerGone, WorkerHandle
+from llm2.execution.scoring import Scoring
+from llm2.sandbox.worker import WorkerConfig
+from llm2.tasks.base import Task
 
 _STOP = object()
 
 
 class LocalExecutor(ExecutorBase):
-    def __init__(self, config: WorkerConfig, contract: Contract, workers: int):
-        self._contract = contract
-        self._static_checks = config.static_checks
+    def __init__(self, config: WorkerConfig, task: Task, workers: int, static_checks: bool = True):
+        self.contract, self.static_checks = task.contract, static_checks
         self._root = tempfile.mkdtemp(prefix="llm2-exec-")
         self._queue: queue.Queue = queue.Queue()
         self._closed = False
         self._lock = threading.Lock()
-        self.handles = [WorkerHandle(config, parent_dir=self._root) for _ in range(max(1, workers))]
+        scoring = Scoring(task)
+        self.handles = [WorkerHandle(config, scoring, parent_dir=self._root) for _ in range(max(1, workers))]
         self._threads = [threading.Thread(target=self._serve, args=(h,), name=f"llm2-worker-{i}", daemon=True)
                          for i, h in enumerate(self.handles)]
         for thread in self._threads:
             thread.start()
 
     def submit(self, job: EvalJob) -> concurrent.futures.Future[EvalResult]:
-        rejection = static_rejection(job, self._contract) if self._static_checks else None
+        rejection = self.static_rejection(job)
         if rejection is not None:
             return rejection
         future: concurrent.futures.Future[EvalResult] = concurrent.futures.Future()

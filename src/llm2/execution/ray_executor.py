@@ -1,9 +1,10 @@
 """The Ray executor: each evaluation is a Ray task with its own resource request, run in the same sandbox.
 
 Inside a Ray worker process the task drives a warm sandbox worker (``llm2.sandbox.worker``) that is started on
-the first task and kept for the next ones, so the world is loaded once per Ray worker process, and candidate code
-still runs only in a forked, confined child — never in Ray's own processes. Ray is optional (``pip install
-llm2[ray]``) and imported only here.
+the first task and kept for the next ones, so training data is loaded once per Ray worker process, and scores what
+it hands back in that Ray process (trusted: it never runs candidate code). Candidate code still runs only in a
+confined child of the sandbox worker — never in Ray's own processes. Ray is optional (``pip install llm2[ray]``)
+and imported only here.
 """
 
 from __future__ import annotations
@@ -14,16 +15,15 @@ import os
 import shutil
 import tempfile
 
-from llm2.evaluation import EvalResult
-from llm2.execution.base import EvalJob, ExecutorBase, job_from_dict, job_to_dict, result_from_dict, \
-    result_to_dict, static_rejection
-from llm2.sandbox.worker import WorkerConfig, WorkerHandle
-from llm2.tasks.base import Contract
+from llm2.evaluation import EvalJob, EvalResult, job_from_dict, job_to_dict, result_from_dict, result_to_dict
+from llm2.execution.base import ExecutorBase
+from llm2.sandbox.worker import WorkerConfig
+from llm2.tasks.base import Task
 
 DEFAULT_RESOURCES = {"num_cpus": 1}
 
-# In each Ray worker process: encoded WorkerConfig -> its warm sandbox worker.
-_HANDLES: dict[str, WorkerHandle] = {}
+# In each Ray worker process: encoded WorkerConfig -> its warm sandbox worker's handle.
+_HANDLES: dict = {}
 
 
 def _import_ray():
@@ -36,23 +36,27 @@ def _import_ray():
 
 def evaluate_in_ray_worker(encoded_config: str, job: dict) -> dict:
     """The body of the Ray task (runs in a Ray worker process)."""
+    from llm2.execution.handle import WorkerHandle
+    from llm2.execution.scoring import Scoring
+    from llm2.tasks import load_task
+
     handle = _HANDLES.get(encoded_config)
+    config = WorkerConfig.decode(encoded_config)
     if handle is None:
-        config = WorkerConfig.decode(encoded_config)
         # beneath the driver's directory when this node shares its file system (a local instance), else in /tmp
-        shared = config.scratch_root if config.scratch_root and os.path.isdir(config.scratch_root) else None
-        handle = _HANDLES[encoded_config] = WorkerHandle(config, parent_dir=shared)
-    return result_to_dict(handle.run(job_from_dict(job)))
+        shared = config.home if config.home and os.path.isdir(config.home) else None
+        handle = _HANDLES[encoded_config] = WorkerHandle(dataclasses.replace(config, home=None),
+                                                         Scoring(load_task(config.task_spec)), parent_dir=shared)
+    return result_to_dict(handle.run(job_from_dict(job, handle.scoring.task)))
 
 
 class RayExecutor(ExecutorBase):
-    def __init__(self, config: WorkerConfig, contract: Contract, address: str | None = None,
-                 resources: dict | None = None):
+    def __init__(self, config: WorkerConfig, task: Task, address: str | None = None,
+                 resources: dict | None = None, static_checks: bool = True):
         ray = self._ray = _import_ray()
-        self._contract = contract
-        self._static_checks = config.static_checks
+        self.contract, self.static_checks = task.contract, static_checks
         self._root = tempfile.mkdtemp(prefix="llm2-ray-")
-        self._encoded = dataclasses.replace(config, scratch_root=self._root).encode()
+        self._encoded = dataclasses.replace(config, home=self._root).encode()
         self._started_ray = not ray.is_initialized()
         if self._started_ray:
             ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
@@ -63,7 +67,7 @@ class RayExecutor(ExecutorBase):
     def submit(self, job: EvalJob) -> concurrent.futures.Future[EvalResult]:
         if self._closed:
             raise RuntimeError("the executor is closed")
-        rejection = static_rejection(job, self._contract) if self._static_checks else None
+        rejection = self.static_rejection(job)
         if rejection is not None:
             return rejection
         outer: concurrent.futures.Future[EvalResult] = concurrent.futures.Future()

@@ -20,7 +20,8 @@ from llm2.proposers.base import (
 
 # name -> "module:Class"
 PROPOSERS: dict[str, str] = {
-    "symbolic": "llm2.proposers.symbolic:SymbolicProposer",
+    "symbolic": "llm2.tasks.preference.symbolic:SymbolicProposer",
+    "classification-offline": "llm2.tasks.classification.proposer:ClassificationOfflineProposer",
     "openai": "llm2.proposers.openai:OpenAIProposer",
     "hf": "llm2.proposers.hf:HFProposer",
     "replay": "llm2.proposers.replay:ReplayProposer",

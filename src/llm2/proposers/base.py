@@ -38,6 +38,7 @@ class Reply:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     model: str = ""
+    finish_reason: str = ""  # as the server said: "stop", "length" (cut off at the token limit), ... or unknown
 
 
 class ProposerError(Exception):
@@ -50,7 +51,29 @@ class BudgetExceeded(ProposerError):
 
 @runtime_checkable
 class Proposer(Protocol):
+    """Every proposer has a ``name`` and ``propose``. It may also have:
+
+    - ``check() -> None``: verify, before a run spends anything, that it can answer at all (endpoint up, key
+      accepted, model known); raises ProposerError with a one-line reason. See ``check_before_run``.
+    - ``on_event``: an attribute holding ``Callable[[str], None] | None``, called with a short line while it
+      waits or adapts (a retry, a dropped parameter, a reply cut off).
+    """
+
     name: str
 
     def propose(self, request: ProposalRequest) -> Reply:
         """Answer the conversation in ``request`` with one reply."""
+
+
+@runtime_checkable
+class SelfChecking(Protocol):
+    """A proposer that can verify its setup before a run (the optional ``check`` of Proposer)."""
+
+    def check(self) -> None:
+        """Raise ProposerError with a one-line, actionable reason when proposing cannot work."""
+
+
+def check_before_run(proposer: object) -> None:
+    """Call the proposer's ``check()`` when it has one; proposers without it are taken as ready."""
+    if isinstance(proposer, SelfChecking):
+        proposer.check()

@@ -1,191 +1,193 @@
-"""Any OpenAI-compatible chat endpoint (OpenAI, vLLM, Ollama, llama.cpp server), over the standard library's HTTP.
+"""Any OpenAI-compatible chat endpoint (OpenAI, vLLM, Ollama, llama.cpp, ``transformers serve``), through the
+``openai`` package.
 
-Transient failures (timeouts, dropped connections, 429, 5xx) are retried with exponential backoff and seeded
-jitter; other 4xx answers fail at once with the server's own message. Tokens come from ``usage``; cost is counted
-when prices are given, and ``max_cost_usd`` stops the run (BudgetExceeded) before a request once it is spent.
+The package's own retries are off: llm2 retries by its own policy (Retry-After on 429/503, seeded exponential
+backoff on timeouts, dropped connections and 5xx, a bounded number of attempts; other 4xx fail at once with the
+server's message). Each HTTP exchange has one overall deadline and a cap on the reply's size, enforced by the
+transport under the openai client. Parameters a server rejects (temperature, JSON mode, ``max_tokens``) are
+dropped or renamed for the rest of the run. Cost is counted from ``usage`` and prices; ``max_cost_usd`` refuses a
+request whose estimated cost would pass the cap.
 """
 
 from __future__ import annotations
 
 import email.utils
-import http.client
-import json
+import math
 import os
 import random
-import socket
 import time
-import urllib.error
-import urllib.request
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from llm2.proposers.base import BudgetExceeded, ProposalRequest, ProposerError, Reply
+import httpx
+import openai
 
-MAX_RETRY_AFTER_S = 120.0  # never sleep longer than this on a server's Retry-After
+from llm2.proposers.base import BudgetExceeded, Message, ProposalRequest, ProposerError, Reply
 
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_REQUEST_TIMEOUT_S = 300.0  # a reasoning model may think for minutes before a non-streamed reply
+DEFAULT_MAX_REPLY_BYTES = 4 * 1024 * 1024  # a proposal is a few KiB; megabytes mean a broken server
+MAX_RETRY_AFTER_S = 60.0  # never sleep longer than this on a server's Retry-After
+MAX_BACKOFF_S = 60.0
+CHARS_PER_TOKEN = 4  # the usual rough ratio, for the cost estimate made before a request
+COMPLETION_TOKENS_GUESS = 1024  # the completion estimate before any reply was seen and without max_tokens
+CHECK_ATTEMPTS = 2  # check() tries once and retries at most once: it must fail fast
+NO_KEY = "no-key"  # given to the openai client when the key's variable is unset; never sent (see _make_client)
+
+
+# --- the transport: one overall deadline per exchange, and a cap on the reply's size -------------------------------
+
+class DeadlinePassed(httpx.ReadTimeout):
+    """The exchange ran past its overall deadline (a timeout, so the openai client reports APITimeoutError)."""
+
+
+class ReplyTooLarge(Exception):
+    """The reply's body passed max_reply_bytes; the exchange was cut off."""
+
+
+class _BoundedStream(httpx.SyncByteStream):
+    def __init__(self, inner: httpx.SyncByteStream, deadline: float, timeouts: dict, max_bytes: int):
+        self._inner = inner
+        self._deadline = deadline
+        self._timeouts = timeouts
+        self._max_bytes = max_bytes
+
+    def __iter__(self) -> Iterator[bytes]:
+        # httpcore reads the read timeout when the body starts: make a stall after the headers end at the deadline.
+        self._timeouts["read"] = max(self._deadline - time.monotonic(), 0.001)
+        received = 0
+        for chunk in self._inner:
+            received += len(chunk)
+            if received > self._max_bytes:
+                raise ReplyTooLarge(f"the reply passed {self._max_bytes} bytes (max_reply_bytes) and was cut off")
+            if time.monotonic() > self._deadline:
+                raise DeadlinePassed("the reply was still arriving at the deadline")
+            yield chunk
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class BoundedTransport(httpx.BaseTransport):
+    """Wraps a real transport. A server that trickles bytes keeps each socket wait short, so socket timeouts alone
+    never end the exchange: the deadline is checked between chunks as well, and the bytes are counted."""
+
+    def __init__(self, timeout_s: float, max_bytes: int, inner: httpx.BaseTransport | None = None):
+        self.timeout_s = timeout_s
+        self.max_bytes = max_bytes
+        self._inner = inner or httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        deadline = time.monotonic() + self.timeout_s
+        timeouts = {"connect": self.timeout_s, "read": self.timeout_s, "write": self.timeout_s,
+                    "pool": self.timeout_s}
+        request.extensions = {**request.extensions, "timeout": timeouts}
+        # Bytes on the wire are the bytes decoded: a compressed body could not be capped by counting.
+        request.headers["Accept-Encoding"] = "identity"
+        response = self._inner.handle_request(request)
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            response.close()
+            raise ReplyTooLarge(f"the server announced a reply of {int(declared)} bytes, over the {self.max_bytes} "
+                                f"allowed (max_reply_bytes)")
+        if time.monotonic() > deadline:
+            response.close()
+            raise DeadlinePassed("the reply's headers came after the deadline")
+        assert isinstance(response.stream, httpx.SyncByteStream)
+        return httpx.Response(response.status_code, headers=response.headers, extensions=response.extensions,
+                              stream=_BoundedStream(response.stream, deadline, timeouts, self.max_bytes))
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+# --- how a failed exchange is judged ------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class _Answer:
-    status: int
-    body: str
-    retry_after: float | None = None
+class _Failure:
+    brief: str  # a few words for the progress line: "HTTP 503", "connection failed"
+    message: str  # the full one-line reason: "HTTP 503: <the server's message>"
+    retryable: bool
+    retry_after: float | None = None  # the server's wish, in seconds
+    status: int | None = None  # the HTTP status, when the server answered
+    detail: str = ""  # the server's own message, when it answered
 
 
-class _Transient(Exception):
-    """A failure worth retrying; ``wait`` is the server's Retry-After, when it gave one."""
+class RequestFailed(ProposerError):
+    """An exchange failed for good; ``failure`` says how (check() tells a missing listing from a dead server)."""
 
-    def __init__(self, message: str, wait: float | None = None):
+    def __init__(self, message: str, failure: _Failure):
         super().__init__(message)
-        self.wait = wait
+        self.failure = failure
 
 
-class OpenAIProposer:
-    name = "openai"
+def _judge(exc: Exception, timeout_s: float) -> _Failure:
+    too_large = _cause_of_type(exc, ReplyTooLarge)
+    if too_large is not None:
+        return _Failure("reply too large", str(too_large), retryable=False)
+    if isinstance(exc, openai.APITimeoutError):
+        brief = f"no complete answer within {timeout_s:g} s"
+        return _Failure(brief, brief, retryable=True)
+    if isinstance(exc, openai.APIConnectionError):
+        return _Failure("connection failed", f"connection failed: {_root_cause_text(exc)}", retryable=True)
+    if isinstance(exc, openai.APIStatusError):
+        status, detail = exc.status_code, server_message(exc)
+        quota_spent = status == 429 and exc.code == "insufficient_quota"  # waiting does not refill an account
+        retryable = (status in (408, 429) or status >= 500) and not quota_spent
+        retry_after = retry_after_seconds(exc.response.headers) if status in (429, 503) else None
+        return _Failure(f"HTTP {status}", f"HTTP {status}: {detail}", retryable, retry_after, status, detail)
+    return _Failure("unexpected answer", f"unexpected answer: {_one_line(str(exc))}", retryable=False)
 
-    def __init__(self, model: str, base_url: str = "https://api.openai.com/v1", api_key_env: str = "OPENAI_API_KEY",
-                 timeout_s: float = 60, max_retries: int = 5, backoff_s: float = 1.0, json_mode: bool = True,
-                 price_prompt_per_1k: float | None = None, price_completion_per_1k: float | None = None,
-                 max_cost_usd: float | None = None, max_tokens: int | None = None):
-        if not model:
-            raise ValueError("the openai proposer needs a model name (--model)")
-        self.model = model
-        self.url = base_url.rstrip("/") + "/chat/completions"
-        self.api_key_env = api_key_env
-        self.timeout_s = timeout_s
-        self.max_retries = max_retries
-        self.backoff_s = backoff_s
-        self.json_mode = json_mode  # turned off for good once the server rejects response_format
-        self.price_prompt_per_1k = price_prompt_per_1k
-        self.price_completion_per_1k = price_completion_per_1k
-        self.max_cost_usd = max_cost_usd
-        self.max_tokens = max_tokens
-        self.spent_usd = 0.0
-        self.prompt_tokens = 0
-        self.completion_tokens = 0
 
-    def propose(self, request: ProposalRequest) -> Reply:
-        if self.max_cost_usd is not None and self.spent_usd >= self.max_cost_usd:
-            raise BudgetExceeded(f"spending cap reached: ${self.spent_usd:.4f} spent of the ${self.max_cost_usd:.4f} "
-                                 f"allowed (max_cost_usd)")
-        jitter = random.Random(request.seed)
-        attempts = 0
-        while True:
-            attempts += 1
-            body = self._body(request)
-            try:
-                answer = self._post(body)
-            except _Transient as exc:
-                if attempts > self.max_retries:
-                    raise ProposerError(f"{self.url}: gave up after {attempts} attempts; last error: {exc}") from None
-                time.sleep(self._delay(attempts, exc.wait, jitter))
-                continue
-            if answer.status == 200:
-                return self._reply(answer.body)
-            message = _server_message(answer.body)
-            if answer.status == 400 and "response_format" in body and _mentions_response_format(answer.body):
-                # The server has no JSON mode: ask again without it, now and for the rest of the run.
-                self.json_mode = False
-                attempts -= 1
-                continue
-            if answer.status == 401:
-                key_note = f"check the API key in ${self.api_key_env}"
-                raise ProposerError(f"{self.url}: HTTP 401 (unauthorised): {message}; {key_note}")
-            raise ProposerError(f"{self.url}: HTTP {answer.status}: {message}")
+def _cause_of_type(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 10:
+        if isinstance(current, kind):
+            return current
+        current, seen = current.__cause__ or current.__context__, seen + 1
+    return None
 
-    def _body(self, request: ProposalRequest) -> dict:
-        body: dict = {
-            "model": self.model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
-            "temperature": request.temperature,
-            "seed": request.seed,
-        }
-        if self.max_tokens is not None:
-            body["max_tokens"] = self.max_tokens
-        if self.json_mode:
-            body["response_format"] = {"type": "json_object"}
-        return body
 
-    def _post(self, body: dict) -> _Answer:
-        """One HTTP exchange; raises _Transient for what a retry may fix, returns any other answer."""
-        headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": "llm2"}
-        api_key = os.environ.get(self.api_key_env)
-        if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
-        http_request = urllib.request.Request(self.url, data=json.dumps(body).encode(), headers=headers,
-                                              method="POST")
+def _root_cause_text(exc: BaseException) -> str:
+    current = exc
+    for _ in range(10):
+        if current.__cause__ is None:
+            break
+        current = current.__cause__
+    return str(current) or type(current).__name__
+
+
+def server_message(exc: openai.APIStatusError) -> str:
+    """The human part of an error answer: OpenAI's ``error.message``, vLLM's ``message``, FastAPI's ``detail``."""
+    body = exc.body
+    if isinstance(body, dict):
+        for key in ("message", "detail", "error"):
+            value = body.get(key)
+            if isinstance(value, dict) and value.get("message"):
+                value = value["message"]
+            if value:
+                return _one_line(str(value))
+    if isinstance(body, str) and body.strip():
+        return _one_line(body)
+    return f"(no message; reason {exc.response.reason_phrase or 'unknown'})"
+
+
+def _one_line(text: str, limit: int = 500) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[:limit] + "..."
+
+
+def retry_after_seconds(headers: httpx.Headers) -> float | None:
+    """The server's Retry-After (or OpenAI's retry-after-ms) in seconds; HTTP dates are read too."""
+    milliseconds = headers.get("retry-after-ms")
+    if milliseconds:
         try:
-            with urllib.request.urlopen(http_request, timeout=self.timeout_s) as response:
-                return _Answer(response.status, response.read().decode("utf-8", "replace"))
-        except urllib.error.HTTPError as exc:
-            text = _read_error_body(exc)
-            if exc.code == 429 or exc.code >= 500:
-                wait = _retry_after_seconds(exc.headers.get("Retry-After")) if exc.code == 429 else None
-                raise _Transient(f"HTTP {exc.code}: {_server_message(text)}", wait) from None
-            return _Answer(exc.code, text)
-        except (TimeoutError, socket.timeout):
-            raise _Transient(f"no answer within {self.timeout_s:g} s") from None
-        except urllib.error.URLError as exc:
-            if isinstance(exc.reason, (TimeoutError, socket.timeout)):
-                raise _Transient(f"no answer within {self.timeout_s:g} s") from None
-            raise _Transient(f"connection failed: {exc.reason}") from None
-        except (ConnectionError, http.client.HTTPException) as exc:
-            raise _Transient(f"connection failed: {type(exc).__name__}: {exc}") from None
-
-    def _delay(self, attempt: int, retry_after: float | None, jitter: random.Random) -> float:
-        if retry_after is not None:
-            return min(retry_after, MAX_RETRY_AFTER_S)
-        return self.backoff_s * (2 ** (attempt - 1)) + jitter.uniform(0, self.backoff_s)
-
-    def _reply(self, text: str) -> Reply:
-        try:
-            payload = json.loads(text)
-            content = payload["choices"][0]["message"].get("content") or ""
-        except (json.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError):
-            raise ProposerError(f"{self.url}: the answer is not a chat completion: {text[:300]!r}") from None
-        usage = payload.get("usage") or {}
-        prompt_tokens = int(usage.get("prompt_tokens") or 0)
-        completion_tokens = int(usage.get("completion_tokens") or 0)
-        cost = 0.0
-        if self.price_prompt_per_1k is not None or self.price_completion_per_1k is not None:
-            cost = (prompt_tokens * (self.price_prompt_per_1k or 0.0)
-                    + completion_tokens * (self.price_completion_per_1k or 0.0)) / 1000.0
-        self.prompt_tokens += prompt_tokens
-        self.completion_tokens += completion_tokens
-        self.spent_usd += cost
-        return Reply(content, prompt_tokens, completion_tokens, cost, str(payload.get("model") or self.model))
-
-
-def _read_error_body(exc: urllib.error.HTTPError) -> str:
-    try:
-        return exc.read().decode("utf-8", "replace")
-    except (OSError, http.client.HTTPException):
-        return ""
-    finally:
-        exc.close()
-
-
-def _server_message(text: str) -> str:
-    """The human part of an error body: OpenAI's ``{"error": {"message": ...}}`` or the raw text, shortened."""
-    try:
-        payload = json.loads(text)
-    except json.JSONDecodeError:
-        return text.strip()[:500] or "(empty body)"
-    error = payload.get("error") if isinstance(payload, dict) else None
-    if isinstance(error, dict) and error.get("message"):
-        return str(error["message"])
-    if isinstance(error, str):
-        return error
-    if isinstance(payload, dict) and payload.get("message"):
-        return str(payload["message"])
-    return text.strip()[:500]
-
-
-def _mentions_response_format(text: str) -> bool:
-    lowered = text.lower()
-    return "response_format" in lowered or "json_object" in lowered or "response format" in lowered
-
-
-def _retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After is either seconds or an HTTP date."""
+            return max(0.0, float(milliseconds) / 1000.0)
+        except ValueError:
+            pass
+    value = (headers.get("retry-after") or "").strip()
     if not value:
         return None
     try:
@@ -194,6 +196,295 @@ def _retry_after_seconds(value: str | None) -> float | None:
         pass
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+# --- the proposer -------------------------------------------------------------------------------------------------
+
+class OpenAIProposer:
+    name = "openai"
+
+    def __init__(self, model: str, base_url: str = DEFAULT_BASE_URL, api_key_env: str = "OPENAI_API_KEY",
+                 request_timeout_s: float | None = None, max_retries: int = 5, backoff_s: float = 1.0,
+                 json_mode: bool = True, price_prompt_per_1k: float | None = None,
+                 price_completion_per_1k: float | None = None, max_cost_usd: float | None = None,
+                 spent_usd: float = 0.0, max_tokens: int | None = None,
+                 max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES, on_event: Callable[[str], None] | None = None,
+                 timeout_s: float | None = None):
+        """``timeout_s`` is the older name of ``request_timeout_s``; ``spent_usd`` is what earlier sessions of
+        the run already spent, so that a resumed run keeps to the same cap."""
+        if not model:
+            raise ValueError("the openai proposer needs a model name (--model)")
+        timeout = request_timeout_s if request_timeout_s is not None else timeout_s
+        timeout = DEFAULT_REQUEST_TIMEOUT_S if timeout is None else float(timeout)
+        _require(timeout > 0, f"request_timeout_s must be positive, not {timeout:g}")
+        _require(max_retries >= 0, f"max_retries must be 0 or more, not {max_retries}")
+        _require(backoff_s >= 0, f"backoff_s must be 0 or more, not {backoff_s:g}")
+        _require(max_reply_bytes > 0, f"max_reply_bytes must be positive, not {max_reply_bytes}")
+        _require(max_tokens is None or max_tokens >= 1, f"max_tokens must be at least 1, not {max_tokens}")
+        _require(spent_usd >= 0, f"spent_usd must be 0 or more, not {spent_usd:g}")
+        for label, price in (("price_prompt_per_1k", price_prompt_per_1k),
+                             ("price_completion_per_1k", price_completion_per_1k)):
+            _require(price is None or price >= 0, f"{label} must be 0 or more, not {price}")
+        if max_cost_usd is not None:
+            _require(max_cost_usd >= 0, f"max_cost_usd must be 0 or more, not {max_cost_usd:g}")
+            _require(price_prompt_per_1k is not None or price_completion_per_1k is not None,
+                     "max_cost_usd needs prices (price_prompt_per_1k and/or price_completion_per_1k): "
+                     "a cap with no prices caps nothing")
+        self.model = model
+        self.base_url = base_url.rstrip("/")
+        self.url = self.base_url + "/chat/completions"
+        self.api_key_env = api_key_env
+        self.request_timeout_s = timeout
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.max_reply_bytes = max_reply_bytes
+        self.price_prompt_per_1k = price_prompt_per_1k
+        self.price_completion_per_1k = price_completion_per_1k
+        self.max_cost_usd = max_cost_usd
+        self.max_tokens = max_tokens
+        self.on_event = on_event
+        # What the server accepts, learnt from its rejections and kept for the rest of the run.
+        self.json_mode = json_mode
+        self.send_temperature = True
+        self.send_seed = True
+        self.max_tokens_parameter = "max_tokens"
+        # Accounting.
+        self.spent_usd = float(spent_usd)
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.largest_completion_tokens = 0
+        self._client = self._make_client()
+
+    # -- public -----------------------------------------------------------------------------------------------------
+
+    def propose(self, request: ProposalRequest) -> Reply:
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        self._check_budget(request.messages)
+
+        def params() -> dict:
+            chosen: dict = {}
+            if self.send_seed:
+                chosen["seed"] = request.seed
+            if self.send_temperature:
+                chosen["temperature"] = request.temperature
+            if self.json_mode:
+                chosen["response_format"] = {"type": "json_object"}
+            if self.max_tokens is not None:
+                chosen[self.max_tokens_parameter] = self.max_tokens
+            return chosen
+
+        completion = self._exchange(lambda: self._chat(messages, params()), params, self.url,
+                                    self.max_retries + 1, random.Random(request.seed))
+        return self._reply(completion)
+
+    def check(self) -> None:
+        """Before a run spends anything: does the endpoint answer, accept the key and know the model?
+
+        Raises ProposerError with a one-line reason. Uses GET /models; where a server has no listing, or does not
+        list the model, one minimal chat request (max_tokens=1) decides.
+        """
+        served = self._listed_models()
+        if served is not None and (self.model in served or f"{self.model}:latest" in served):
+            return
+        try:
+            probe = [{"role": "user", "content": "Say OK."}]
+            completion = self._exchange(lambda: self._chat(probe, {self.max_tokens_parameter: 1}),
+                                        lambda: {self.max_tokens_parameter: 1}, self.url, CHECK_ATTEMPTS,
+                                        random.Random(0), patience_s=self.backoff_s * 2)
+        except RequestFailed as exc:
+            if exc.failure.status in (401, 403):
+                raise ProposerError(str(exc)) from None
+            listing = f"; the server lists: {_short_list(served)}" if served else ""
+            raise ProposerError(f"the model {self.model!r} does not answer at {self.base_url}: "
+                                f"{_without_url(str(exc), self.url)}{listing} (check the model name)") from None
+        self._count(completion)  # the probe cost a few tokens
+        if served:
+            self._say(f"the model {self.model!r} is not in the server's /models listing but answers")
+
+    def estimate_request_usd(self, messages: Sequence[Message]) -> float:
+        """The cost of the next request, guessed before sending it: prompt ≈ characters / 4 tokens; completion =
+        max_tokens, else the largest completion seen so far, else 1024 tokens."""
+        prompt_tokens = math.ceil(sum(len(m.content) for m in messages) / CHARS_PER_TOKEN)
+        completion_tokens = self.max_tokens or self.largest_completion_tokens or COMPLETION_TOKENS_GUESS
+        return self._cost(prompt_tokens, completion_tokens)
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- the exchange and its retries -------------------------------------------------------------------------------
+
+    def _chat(self, messages: list[dict], params: dict) -> object:
+        """One chat request; a 200 whose body is no chat completion is a ProposerError quoting the body."""
+        raw = self._client.chat.completions.with_raw_response.create(
+            model=self.model, messages=messages, **params)
+        try:
+            completion = raw.parse()
+        except ValueError:  # JSON or schema trouble (pydantic's errors are ValueErrors too)
+            completion = None
+        choices = getattr(completion, "choices", None)
+        if not choices or getattr(choices[0], "message", None) is None:
+            text = raw.http_response.text
+            raise ProposerError(f"{self.url}: the answer is not a chat completion: {text[:300]!r}")
+        return completion
+
+    def _exchange(self, send: Callable[[], object], params: Callable[[], dict], endpoint: str, max_attempts: int,
+                  jitter: random.Random, patience_s: float | None = None) -> object:
+        """Call ``send`` until it succeeds, retrying what a retry may fix, at most ``max_attempts`` times, waiting
+        at most ``patience_s`` between attempts when given. ``params`` are the parameters ``send`` sends now: a
+        rejected one is dropped and the request sent again at once, not counted as an attempt (each parameter
+        can be dropped only once, so this ends)."""
+        attempt = 1
+        while True:
+            try:
+                return send()
+            except openai.APIError as exc:
+                if isinstance(exc, openai.APIStatusError) and self._adapt_to_rejection(exc, params()):
+                    continue
+                failure = _judge(exc, self.request_timeout_s)
+            if not failure.retryable:
+                raise RequestFailed(self._fatal_message(endpoint, failure), failure) from None
+            if attempt >= max_attempts:
+                raise RequestFailed(f"{endpoint}: gave up after {attempt} attempt{'s' * (attempt > 1)}; "
+                                    f"last error: {failure.message}", failure) from None
+            wait = self._wait_before_retry(attempt, failure.retry_after, jitter)
+            if patience_s is not None:
+                wait = min(wait, patience_s)
+            attempt += 1
+            self._say(f"{failure.brief}, retrying in {wait:.1f} s (attempt {attempt} of {max_attempts})")
+            time.sleep(wait)
+
+    def _adapt_to_rejection(self, exc: openai.APIStatusError, sent: dict) -> bool:
+        """When a 400/422 names a parameter this client can do without, stop sending it; True to send again."""
+        if exc.status_code not in (400, 422):
+            return False
+        named = (exc.param or "").lower()
+        text = f"{named} {server_message(exc).lower()}"
+        if "max_tokens" in sent and "max_completion_tokens" in text:
+            self.max_tokens_parameter = "max_completion_tokens"
+            self._say("the server wants max_completion_tokens instead of max_tokens: switched for the rest of the run")
+            return True
+        droppable = ("temperature", "response_format", "seed")
+        rejected = [p for p in droppable if p in sent and named == p] or [
+            p for p in droppable if p in sent and p in text]
+        if not rejected and "response_format" in sent and any(
+                words in text for words in ("json_object", "json mode", "response format")):
+            rejected = ["response_format"]
+        if not rejected:
+            return False
+        if rejected[0] == "temperature":
+            self.send_temperature = False
+            self._say("the server rejected temperature: sending none for the rest of the run")
+        elif rejected[0] == "seed":
+            self.send_seed = False
+            self._say("the server rejected seed: sending none for the rest of the run")
+        else:
+            self.json_mode = False
+            self._say("the server rejected response_format (JSON mode): asking without it for the rest of the run")
+        return True
+
+    def _fatal_message(self, endpoint: str, failure: _Failure) -> str:
+        if failure.status in (401, 403):
+            state = "is set" if os.environ.get(self.api_key_env) else "is not set"
+            label = "unauthorised" if failure.status == 401 else "forbidden"
+            return (f"{endpoint}: HTTP {failure.status} ({label}): {failure.detail}; "
+                    f"check the API key in ${self.api_key_env} (it {state})")
+        if failure.status == 404:
+            return f"{endpoint}: {failure.message} (check the model name and the base URL)"
+        return f"{endpoint}: {failure.message}"
+
+    def _wait_before_retry(self, attempt: int, retry_after: float | None, jitter: random.Random) -> float:
+        if retry_after is not None:
+            return min(retry_after, MAX_RETRY_AFTER_S)
+        return min(self.backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S) + jitter.uniform(0, self.backoff_s)
+
+    def _listed_models(self) -> list[str] | None:
+        """The model ids GET /models lists; None when the server has no usable listing."""
+        try:
+            page = self._exchange(lambda: self._client.models.list(), lambda: {},
+                                  self.base_url + "/models", CHECK_ATTEMPTS, random.Random(0),
+                                  patience_s=self.backoff_s * 2)
+        except RequestFailed as exc:
+            status = exc.failure.status
+            if status in (401, 403):
+                raise ProposerError(str(exc)) from None
+            if status is None:
+                # Nothing answered at all: a chat request would fare no better.
+                raise ProposerError(f"{self.base_url} does not answer: {exc.failure.message}") from None
+            return None  # 404/405 (no listing) or a server error on it: let a chat request decide
+        ids = [str(getattr(item, "id", "")) for item in (getattr(page, "data", None) or [])]
+        return [i for i in ids if i] or None
+
+    # -- replies and money ------------------------------------------------------------------------------------------
+
+    def _reply(self, completion: Any) -> Reply:
+        choice = completion.choices[0]  # _chat made sure there is one, with a message
+        prompt_tokens, completion_tokens, cost = self._count(completion)
+        finish_reason = str(choice.finish_reason or "")
+        if finish_reason == "length":
+            self._say(f"the reply was cut off at the token limit ({completion_tokens} completion tokens)")
+        return Reply(choice.message.content or "", prompt_tokens, completion_tokens, cost,
+                     str(getattr(completion, "model", "") or self.model), finish_reason)
+
+    def _count(self, completion: object) -> tuple[int, int, float]:
+        """Add a completion's usage and cost to the run's totals; returns (prompt, completion tokens, cost)."""
+        usage = getattr(completion, "usage", None)
+        prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+        completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+        cost = self._cost(prompt_tokens, completion_tokens)
+        self.prompt_tokens += prompt_tokens
+        self.completion_tokens += completion_tokens
+        self.largest_completion_tokens = max(self.largest_completion_tokens, completion_tokens)
+        self.spent_usd += cost
+        return prompt_tokens, completion_tokens, cost
+
+    def _cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (prompt_tokens * (self.price_prompt_per_1k or 0.0)
+                + completion_tokens * (self.price_completion_per_1k or 0.0)) / 1000.0
+
+    def _check_budget(self, messages: Sequence[Message]) -> None:
+        if self.max_cost_usd is None:
+            return
+        estimate = self.estimate_request_usd(messages)
+        if self.spent_usd + estimate > self.max_cost_usd:
+            raise BudgetExceeded(f"spending cap reached: ${self.spent_usd:.4f} spent and the next request may cost "
+                                 f"about ${estimate:.4f}, over the ${self.max_cost_usd:.4f} allowed (max_cost_usd)")
+
+    # -- plumbing ---------------------------------------------------------------------------------------------------
+
+    def _make_client(self) -> openai.OpenAI:
+        key = os.environ.get(self.api_key_env) or ""
+        # Without a key, send no Authorization header at all (a local server needs none): the openai client
+        # insists on some key, so it gets a placeholder that a request hook removes. The key is read here only
+        # and never stored by llm2. Passing the key (or the placeholder) also keeps the openai client from
+        # reading $OPENAI_API_KEY when another variable was named.
+        hooks = {} if key else {"request": [_drop_authorization]}
+        transport = BoundedTransport(self.request_timeout_s, self.max_reply_bytes)
+        return openai.OpenAI(api_key=key or NO_KEY, base_url=self.base_url, max_retries=0,
+                             timeout=self.request_timeout_s,
+                             http_client=httpx.Client(transport=transport, timeout=self.request_timeout_s,
+                                                      event_hooks=hooks))
+
+    def _say(self, line: str) -> None:
+        if self.on_event is not None:
+            self.on_event(line)
+
+
+def _drop_authorization(request: httpx.Request) -> None:
+    request.headers.pop("Authorization", None)
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+def _short_list(names: Sequence[str], limit: int = 8) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _without_url(message: str, url: str) -> str:
+    return message[len(url) + 2:] if message.startswith(url + ": ") else message

@@ -15,13 +15,15 @@ import math
 import time
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 from string import Template
 from typing import Any, Sequence
 
-from llm2.archive import CandidateRecord, RunInfo
+from llm2.archive import CandidateRecord, RunEvent, RunInfo
+from llm2.archive.ranking import ranked
 from llm2.discovery.feedback import fmt
 from llm2.report.failures import FailureStats
+from llm2.report.figures import Figure, MissingFigure
+from llm2.tasks.card import TaskCard
 
 # Marks each image as loaded or not once the page has loaded: the headless-browser test and a curious reader can
 # both see whether every figure rendered (body[data-images-broken]).
@@ -38,32 +40,18 @@ window.addEventListener("load", function () {
   document.body.setAttribute("data-images-broken", String(broken));
 });
 """
-SCORED = ("ok", "baseline")
-
-
-@dataclass(frozen=True)
-class Figure:
-    file: str  # the PNG beside index.html
-    data_uri: str
-    alt: str
-    caption: str
-
-    @classmethod
-    def from_png(cls, path: Path, alt: str, caption: str) -> "Figure":
-        encoded = base64.b64encode(path.read_bytes()).decode("ascii")
-        return cls(path.name, f"data:image/png;base64,{encoded}", alt, caption)
 
 
 @dataclass(frozen=True)
 class PageContent:
     run: RunInfo
     run_dir: str
+    card: TaskCard
+    setting_text: str
     candidates: Sequence[CandidateRecord]
+    events: Sequence[RunEvent]
     curve: Figure | None
-    shapes: Figure | None
-    shapes_note: str
-    frontier: Figure | None
-    frontier_note: str
+    task_figures: Sequence[Figure | MissingFigure]
     failures: FailureStats
     failures_figure: Figure | None
     generated_at: float
@@ -114,7 +102,9 @@ def run_section(content: PageContent) -> str:
     cost = sum(c.cost_usd for c in proposals)
     evaluated = [c for c in proposals if c.seconds is not None]
     summary = key_value_table([
-        ("run", run.run_id), ("directory", content.run_dir), ("task", run.task), ("proposer", run.proposer),
+        ("run", run.run_id), ("directory", content.run_dir), ("task", run.task),
+        ("setting", content.setting_text or "—"), ("fitness", content.card.fitness_name),
+        ("reference", content.card.reference_baseline or "—"), ("proposer", run.proposer),
         ("model", run.model or "—"), ("status", run.status), ("started", when(run.started_at)),
         ("finished", when(run.finished_at)), ("duration", took),
         ("candidates", f"{len(proposals)} proposed, "
@@ -125,20 +115,39 @@ def run_section(content: PageContent) -> str:
          if evaluated else "—"),
         ("tokens", f"{prompt_tokens:,} prompt + {completion_tokens:,} completion"),
         ("cost", f"{cost:.4f} USD" if cost else "0 (offline or unpriced proposer)"),
+        ("sandbox", sandbox_text(content.candidates, run.config.get("allow_missing") or ())),
     ])
     settings = key_value_table([(k, setting_text(v)) for k, v in sorted(run.config.items())])
     seeds = key_value_table([(k, setting_text(v)) for k, v in sorted(run.seeds.items())]) if run.seeds else "—"
     versions = key_value_table([(k, setting_text(v)) for k, v in sorted(run.versions.items())]) \
         if run.versions else "—"
+    history = key_value_table([(f"{when(e.at)} {e.kind}", setting_text(e.detail)) for e in content.events]) \
+        if content.events else "—"
     # The full settings are long and rarely read: folded, and open on a click.
-    return (f"{summary}<details class=\"settings\"><summary>Settings, seeds and versions</summary>"
-            f"<h3>Settings</h3>{settings}<h3>Seeds</h3>{seeds}<h3>Versions</h3>{versions}</details>")
+    return (f"{summary}<details class=\"settings\"><summary>Settings, seeds, versions and history</summary>"
+            f"<h3>Settings</h3>{settings}<h3>Seeds</h3>{seeds}<h3>Versions</h3>{versions}"
+            f"<h3>History</h3>{history}</details>")
+
+
+def sandbox_text(candidates: Sequence[CandidateRecord], allowed_missing: Sequence[str]) -> str:
+    """Which confinement layers took in the evaluations, and any layer the user let go."""
+    evaluated = [c for c in candidates if c.sandbox]
+    if not evaluated:
+        text = "no evaluation recorded its sandbox layers"
+    else:
+        always = set.intersection(*(set(c.sandbox) for c in evaluated))
+        every = set.union(*(set(c.sandbox) for c in evaluated))
+        text = f"{', '.join(sorted(always))} in all {len(evaluated)} evaluated candidates"
+        if every - always:
+            text += f"; {', '.join(sorted(every - always))} in some only"
+    if allowed_missing:
+        text += f" (the user allowed runs without: {', '.join(allowed_missing)})"
+    return text
 
 
 def leaderboard_order(candidates: Sequence[CandidateRecord]) -> list[CandidateRecord]:
     """Scored first by fitness (best first), then pending, duplicates and rejected, each in run order."""
-    scored = sorted((c for c in candidates if c.status in SCORED and c.fitness is not None),
-                    key=lambda c: (-c.fitness, c.index))
+    scored = ranked(candidates)
     rest_order = {"pending": 0, "duplicate": 1}
     scored_ids = {c.id for c in scored}
     rest = sorted((c for c in candidates if c.id not in scored_ids),
@@ -177,16 +186,18 @@ def candidate_body(candidate: CandidateRecord, names_by_id: dict[int, str]) -> s
     return "".join(parts)
 
 
-def leaderboard_section(candidates: Sequence[CandidateRecord]) -> str:
+def leaderboard_section(candidates: Sequence[CandidateRecord], card: TaskCard) -> str:
     if not candidates:
         return "<p>No candidate yet.</p>"
     names_by_id = {c.id: c.name for c in candidates}
+    # the first task column fills the slot of the grid; the others are named in the caption's numbers
+    column = card.metric_columns[0] if card.metric_columns else None
     head = ("<div class=\"board-row board-head\"><span>#</span><span>name</span><span class=\"num\">fitness"
-            " (mean ± std)</span><span class=\"num\">KL</span><span>status</span><span class=\"num\">gen.</span>"
-            "<span class=\"num\">seconds</span></div>")
+            f" (mean ± std)</span><span class=\"num\">{esc(column.label if column else '')}</span><span>status"
+            "</span><span class=\"num\">gen.</span><span class=\"num\">seconds</span></div>")
     rows, rank = [], 0
     for candidate in leaderboard_order(candidates):
-        scored = candidate.status in SCORED and candidate.fitness is not None
+        scored = candidate.status in ("ok", "baseline") and candidate.fitness is not None
         rank += scored
         label = esc(f"{rank}" if scored else "—")
         fitness = fmt(candidate.fitness, candidate.fitness_std) if candidate.fitness is not None else "—"
@@ -197,27 +208,38 @@ def leaderboard_section(candidates: Sequence[CandidateRecord]) -> str:
             f"<details class=\"candidate\" data-candidate-id=\"{candidate.id}\" data-status=\"{esc(candidate.status)}\""
             f"{opened}>"
             f"<summary class=\"board-row\"><span>{label}</span><span class=\"name\">{esc(candidate.name)}</span>"
-            f"<span class=\"num\">{esc(fitness)}</span><span class=\"num\">{esc(number(candidate.kl, 3))}</span>"
+            f"<span class=\"num\">{esc(fitness)}</span><span class=\"num\">"
+            f"{esc(number(candidate.value(column.key), column.digits) if column else '')}</span>"
             f"<span class=\"status-{esc(candidate.status)}\">{esc(status_text(candidate))}</span>"
             f"<span class=\"num\">{esc(generation)}</span><span class=\"num\">{esc(seconds)}</span></summary>"
             f"<div class=\"body\">{candidate_body(candidate, names_by_id)}</div></details>")
     caption = ("<p>Every candidate of the run, baselines included (measured in this run, generation “base”). "
-               "Click a row for its thought, code and the feedback it got. Fitness: mean gold reward over the "
-               "training seeds; KL: KL(π‖π_ref) in nats.</p>")
+               f"Click a row for its thought, code, every number and the feedback it got. Fitness: "
+               f"{esc(card.fitness_name)}, mean over the training seeds. {esc(card.reference_baseline)} is the "
+               "reference every candidate is compared with.</p>")
     return caption + f"<div class=\"board\">{head}{''.join(rows)}</div>"
 
 
-def figure_html(figure: Figure | None, missing: str) -> str:
+def figure_html(figure: Figure | MissingFigure | None, missing: str = "") -> str:
     if figure is None:
         return f"<p class=\"note\">{esc(missing)}</p>"
-    return (f"<figure><img src=\"{figure.data_uri}\" alt=\"{esc(figure.alt)}\">"
+    if isinstance(figure, MissingFigure):
+        return f"<p class=\"note\">{esc(figure.note)}</p>"
+    note = f"<p>{esc(figure.note)}</p>" if figure.note else ""
+    return (f"<figure><img src=\"{figure.data_uri}\" alt=\"{esc(figure.title)}\">"
             f"<figcaption>{esc(figure.caption)} (also saved beside this page as "
-            f"<a href=\"{esc(figure.file)}\">{esc(figure.file)}</a>)</figcaption></figure>")
+            f"<a href=\"{esc(figure.file)}\">{esc(figure.file)}</a>)</figcaption></figure>{note}")
 
 
-def note_html(figure: Figure | None, note: str) -> str:
-    """A note under a figure (when there is no figure, figure_html already shows the note in its place)."""
-    return f"<p>{esc(note)}</p>" if figure is not None and note else ""
+def task_sections(figures: Sequence[Figure | MissingFigure]) -> tuple[str, str]:
+    """(navigation links, sections) for the task's own figures."""
+    links, sections = [], []
+    for number, figure in enumerate(figures, start=1):
+        anchor = f"task-figure-{number}"
+        links.append(f"<a href=\"#{anchor}\">{esc(figure.title)}</a>")
+        sections.append(f"<section id=\"{anchor}\" class=\"task-figure\"><h2>{esc(figure.title)}</h2>"
+                        f"{figure_html(figure)}</section>")
+    return " ".join(links), "\n".join(sections)
 
 
 def failures_section(stats: FailureStats, figure: Figure | None) -> str:
@@ -250,15 +272,13 @@ def render_page(content: PageContent) -> str:
         "<p class=\"note\">The run is marked as running (still going, or stopped before it could record its end): "
         "this page shows its state when the page was generated. "
         f"Run <code>llm2 report {esc(content.run_dir)}</code> again for newer results.</p>")
+    task_links, task_figure_sections = task_sections(content.task_figures)
     return Template(read_asset("page.html")).substitute(
         csp=csp, css=css, script=CHECK_SCRIPT, title=esc(f"{content.run.task} · {content.run.run_id}"),
         generated_at=esc(when(content.generated_at)), running_note=running_note,
         run_section=run_section(content),
-        leaderboard_section=leaderboard_section(content.candidates),
+        leaderboard_section=leaderboard_section(content.candidates, content.card),
         curve_section=figure_html(content.curve, "No candidate yet."),
-        shapes_section=figure_html(content.shapes, content.shapes_note)
-        + note_html(content.shapes, content.shapes_note),
-        frontier_section=figure_html(content.frontier, content.frontier_note)
-        + note_html(content.frontier, content.frontier_note),
+        task_links=task_links, task_sections=task_figure_sections,
         failures_section=failures_section(content.failures, content.failures_figure),
     )

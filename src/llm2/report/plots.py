@@ -1,6 +1,8 @@
-"""The report's figures, drawn with matplotlib's Agg backend from plain records (no archive, no torch here).
+"""The report's own figures, drawn with matplotlib's Agg backend from plain records (no archive, no torch here),
+and the drawing helpers tasks use for theirs.
 
-Every figure labels its axes with symbols or units, has a legend, and always draws dpo as the reference.
+Every figure labels its axes with symbols or units, has a legend, and draws the task's reference baseline in black
+dashes.
 """
 
 from __future__ import annotations
@@ -16,12 +18,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from llm2.report.shapes import LossShape
-
 # Figures are made with matplotlib.figure.Figure directly, not pyplot: no global state, no GUI backend, safe in
 # any thread; savefig then renders with Agg.
 
-REFERENCE = "dpo"
 REFERENCE_STYLE = {"color": "black", "linewidth": 2.2, "linestyle": "--"}
 DPI = 110
 
@@ -35,21 +34,6 @@ class CandidatePoint:
     fitness: float | None  # None when it produced no score
     status: str
     stage: str | None
-
-
-@dataclass(frozen=True)
-class FrontierPoint:
-    beta: float
-    reward: float
-    kl: float
-    reward_std: float | None = None
-    kl_std: float | None = None
-
-
-@dataclass(frozen=True)
-class FrontierSeries:
-    name: str
-    points: tuple[FrontierPoint, ...]
 
 
 LABEL_LENGTH = 48
@@ -80,12 +64,12 @@ def has_fitness(point: CandidatePoint) -> bool:
 
 
 def plot_discovery_curve(points: Sequence[CandidatePoint], baselines: dict[str, float], path: Path,
-                         title: str = "Discovery curve") -> Path:
-    return save(discovery_curve_figure(points, baselines, title), path)
+                         reference: str, fitness_name: str, title: str = "Discovery curve") -> Path:
+    return save(discovery_curve_figure(points, baselines, reference, fitness_name, title), path)
 
 
-def discovery_curve_figure(points: Sequence[CandidatePoint], baselines: dict[str, float],
-                           title: str = "Discovery curve") -> Figure:
+def discovery_curve_figure(points: Sequence[CandidatePoint], baselines: dict[str, float], reference: str,
+                           fitness_name: str, title: str = "Discovery curve") -> Figure:
     """Fitness of every candidate by generation, the best so far, baseline levels, and failures by reason."""
     scored = [p for p in points if has_fitness(p)]
     failed = [p for p in points if not has_fitness(p) and p.status not in ("pending", "duplicate")]
@@ -110,14 +94,14 @@ def discovery_curve_figure(points: Sequence[CandidatePoint], baselines: dict[str
         top.step([g - 0.5 for g in generations] + [generations[-1] + 0.5], best_y + best_y[-1:], where="post",
                  color="tab:red", linewidth=2, label="best so far", zorder=4)
     colors = iter([c for i, c in enumerate(palette()) if i not in (0, 3)])  # blue and red mean candidates
-    for name, level in sorted(baselines.items(), key=lambda item: item[0] != REFERENCE):
+    for name, level in sorted(baselines.items(), key=lambda item: item[0] != reference):
         if level is None or not math.isfinite(level):
             continue
-        style = REFERENCE_STYLE if name == REFERENCE else {"color": next(colors), "linewidth": 1, "linestyle": ":"}
+        style = REFERENCE_STYLE if name == reference else {"color": next(colors), "linewidth": 1, "linestyle": ":"}
         top.axhline(level, label=f"{plain(name)} (baseline) {level:.3f}", **style)
-    if REFERENCE not in baselines:
-        top.plot([], [], label="dpo: not measured in this run", **REFERENCE_STYLE)
-    top.set_ylabel("fitness (mean gold reward)")
+    if reference not in baselines:
+        top.plot([], [], label=f"{plain(reference)}: not measured in this run", **REFERENCE_STYLE)
+    top.set_ylabel(f"fitness ({plain(fitness_name)})")
     top.set_title(plain(title, 120))
     top.grid(alpha=0.3)
     top.legend(loc="best", fontsize=8)
@@ -139,115 +123,6 @@ def discovery_curve_figure(points: Sequence[CandidatePoint], baselines: dict[str
     bottom.set_xlabel("generation")
     generations = sorted({p.generation for p in points}) or [0]
     bottom.set_xticks(generations if len(generations) <= 30 else generations[:: max(1, len(generations) // 15)])
-    return fig
-
-
-OFF_SCALE_FACTOR = 8.0  # a curve whose span exceeds this many dpo spans is clipped rather than squashing dpo
-
-
-def shape_limits(curves: dict[str, np.ndarray], reference: np.ndarray | None) -> tuple[tuple[float, float] | None,
-                                                                                         list[str]]:
-    """y limits that show dpo and every curve of comparable scale in full; the names of the curves clipped."""
-    def extent(y: np.ndarray) -> tuple[float, float] | None:
-        finite = y[np.isfinite(y)]
-        return (float(finite.min()), float(finite.max())) if finite.size else None
-
-    extents = {name: e for name, y in curves.items() if (e := extent(y)) is not None}
-    if not extents:
-        return None, []
-    reference_extent = extent(reference) if reference is not None else None
-    if reference_extent is None:
-        allowed = max(high - low for low, high in extents.values())
-    else:
-        allowed = OFF_SCALE_FACTOR * max(reference_extent[1] - reference_extent[0], 1e-3)
-    shown = {name: e for name, e in extents.items() if e[1] - e[0] <= allowed}
-    low = min(e[0] for e in shown.values())
-    high = max(e[1] for e in shown.values())
-    pad = 0.06 * (high - low) if high > low else 0.5
-    return (low - pad, high + pad), sorted(set(extents) - set(shown))
-
-
-def plot_loss_shapes(shapes: Sequence[LossShape], path: Path, beta: float, title: str = "Loss shapes") -> Path:
-    return save(loss_shapes_figure(shapes, beta, title), path)
-
-
-def loss_shapes_figure(shapes: Sequence[LossShape], beta: float, title: str = "Loss shapes") -> Figure:
-    """f(x) and f′(x) over x = β·ρ, one column per x range; dpo drawn in black dashes."""
-    drawable = [s for s in shapes if s.error is None and s.panels]
-    columns = max((len(s.panels) for s in drawable), default=1)
-    fig = Figure(figsize=(6.2 * columns, 7.5))
-    axes = fig.subplots(2, columns, squeeze=False)
-    colors = iter(palette())
-    styles = {}
-    for shape in drawable:
-        styles[shape.name] = REFERENCE_STYLE if shape.name == REFERENCE else {"color": next(colors), "linewidth": 1.5}
-    for column in range(columns):
-        for row, (attribute, symbol) in enumerate((("f", "f(x)"), ("df", "f′(x) = df/dx"))):
-            ax = axes[row][column]
-            curves = {s.name: np.asarray(getattr(s.panels[column], attribute), dtype=float)
-                      for s in drawable if column < len(s.panels)}
-            limits, clipped = shape_limits(curves, curves.get(REFERENCE))
-            for shape in drawable:
-                if shape.name in curves:
-                    ax.plot(shape.panels[column].x, curves[shape.name], zorder=5 if shape.name == REFERENCE else 3,
-                            **styles[shape.name])
-            if limits:
-                ax.set_ylim(*limits)
-            ax.axhline(0, color="gray", linewidth=0.6)
-            ax.axvline(0, color="gray", linewidth=0.6)
-            ax.set_xlabel("x = β·ρ")
-            ax.set_ylabel(symbol)
-            xs = next(s.panels[column].x for s in drawable if column < len(s.panels)) if curves else (0.0, 0.0)
-            off_scale = "" if not clipped else "\noff scale (clipped): " + plain(", ".join(clipped), 80)
-            ax.set_title(f"{symbol} for x ∈ [{xs[0]:g}, {xs[-1]:g}]{off_scale}", fontsize=10)
-            ax.grid(alpha=0.3)
-    # One legend for all panels, below them, so that no curve is hidden behind it.
-    handles = [Line2D([], [], **styles[s.name]) for s in drawable]
-    labels = [plain(s.name) + (" (uses batch statistics)" if s.batch_dependent else "") for s in drawable]
-    fig.tight_layout(rect=(0, 0.06, 1, 0.95))
-    fig.legend(handles, labels, loc="lower center", ncol=min(4, max(1, len(labels))), fontsize=9, frameon=False)
-    missing = [s for s in shapes if s not in drawable]
-    note = "" if not missing else "\nnot drawn: " + plain("; ".join(f"{s.name} ({s.error})" for s in missing), 150)
-    fig.suptitle(f"{plain(title, 120)} (ρ = r_c − r_r, β = {beta:g}; reference terms 0){note}", fontsize=11)
-    return fig
-
-
-def plot_frontier(series: Sequence[FrontierSeries], path: Path, reference_point: FrontierPoint | None = None,
-                  title: str = "Reward–KL frontier") -> Path:
-    return save(frontier_figure(series, reference_point, title), path)
-
-
-def frontier_figure(series: Sequence[FrontierSeries], reference_point: FrontierPoint | None = None,
-                    title: str = "Reward–KL frontier") -> Figure:
-    """Mean gold reward against KL(π‖π_ref), one line per objective through its β values."""
-    fig = Figure(figsize=(8, 5.5))
-    ax = fig.subplots()
-    colors = iter(palette())
-    ordered = sorted(series, key=lambda s: s.name != REFERENCE)
-    label_offsets = [(4, 4), (4, -11), (-36, 4), (-36, -11)]  # per series, so coinciding points stay legible
-    for number, s in enumerate(ordered):
-        points = sorted(s.points, key=lambda p: p.beta)
-        if not points:
-            continue
-        style = dict(REFERENCE_STYLE) if s.name == REFERENCE else {"color": next(colors), "linewidth": 1.5}
-        ax.errorbar([p.kl for p in points], [p.reward for p in points],
-                    xerr=[p.kl_std or 0.0 for p in points], yerr=[p.reward_std or 0.0 for p in points],
-                    marker="o", markersize=5, capsize=2, label=plain(s.name), zorder=5 if s.name == REFERENCE else 3,
-                    **style)
-        for p in points:
-            ax.annotate(f"β={p.beta:g}", (p.kl, p.reward), textcoords="offset points",
-                        xytext=label_offsets[number % len(label_offsets)],
-                        fontsize=7, color=style["color"])
-    if not any(s.name == REFERENCE for s in series):
-        ax.plot([], [], label="dpo: no points in this data", **REFERENCE_STYLE)
-    if reference_point is not None:
-        ax.scatter([reference_point.kl], [reference_point.reward], marker="*", s=160, color="tab:gray",
-                   label="reference policy π_ref", zorder=6)
-    ax.set_xlabel("KL(π‖π_ref) in nats")
-    ax.set_ylabel("mean gold reward")
-    ax.set_title(title + " (upper left is better)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
     return fig
 
 

@@ -14,10 +14,13 @@ import select
 import struct
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
+
+from llm2.tasks.base import TensorSpec
 
 _FRAME = struct.Struct("!II")
 MAX_HEADER_BYTES = 1 << 20
@@ -42,23 +45,20 @@ class Message:
     payload: bytes = b""
 
 
-@dataclass(frozen=True)
-class TensorSpec:
-    shape: tuple[int, ...]
-    dtype: torch.dtype
-
-
 WeightsSpec = dict[str, TensorSpec]
-
-
-def weights_spec(weights: dict[str, torch.Tensor]) -> WeightsSpec:
-    return {name: TensorSpec(tuple(t.shape), t.dtype) for name, t in weights.items()}
 
 
 def payload_limit(spec: WeightsSpec) -> int:
     """Bytes a faithful payload can take: the tensors plus room for safetensors' own header."""
-    data = sum(math.prod(s.shape) * torch.empty((), dtype=s.dtype).element_size() for s in spec.values())
+    data = sum(math.prod(s.shape) * _dtype(s.dtype).itemsize for s in spec.values())
     return data + 256 * len(spec) + 65_536
+
+
+def _dtype(name: str) -> torch.dtype:
+    dtype = getattr(torch, name, None)
+    if not isinstance(dtype, torch.dtype):
+        raise ValueError(f"unknown dtype {name!r} in a task's output spec")
+    return dtype
 
 
 # -- child side ------------------------------------------------------------------------------------------------
@@ -114,6 +114,18 @@ def _read_exactly(fd: int, count: int, deadline: float) -> bytes:
     return b"".join(chunks)
 
 
+def decode_file(path: Path, spec: WeightsSpec) -> dict[str, torch.Tensor]:
+    """Read and validate the tensors a (dead) child left in a file; ChannelError names the first problem found."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        raise ChannelError(f"the child wrote no {path.name}") from None
+    if size > payload_limit(spec):
+        raise ChannelError(f"the child's {path.name} holds {size:,} bytes; the model's weights take at most "
+                           f"{payload_limit(spec):,}")
+    return decode_weights(path.read_bytes(), spec)
+
+
 def decode_weights(payload: bytes, spec: WeightsSpec) -> dict[str, torch.Tensor]:
     """Parse and validate returned weights; ChannelError names the first problem found."""
     try:
@@ -126,9 +138,9 @@ def decode_weights(payload: bytes, spec: WeightsSpec) -> dict[str, torch.Tensor]
         raise ChannelError(f"the returned weights do not match the model's state dict: {', '.join(parts)}")
     for name, expected in spec.items():
         tensor = tensors[name]
-        if tuple(tensor.shape) != expected.shape or tensor.dtype != expected.dtype:
-            raise ChannelError(f"weight {name!r} is {tensor.dtype} {list(tensor.shape)}; the model's is "
-                               f"{expected.dtype} {list(expected.shape)}")
+        if tuple(tensor.shape) != tuple(expected.shape) or tensor.dtype != _dtype(expected.dtype):
+            raise ChannelError(f"weight {name!r} is {str(tensor.dtype).removeprefix('torch.')} "
+                               f"{list(tensor.shape)}; the model's is {expected.dtype} {list(expected.shape)}")
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise ChannelError(f"weight {name!r} holds NaN or infinite values")
     return tensors

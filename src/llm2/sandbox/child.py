@@ -1,26 +1,32 @@
-"""What runs inside the forked child: confine, load the candidate, contract checks, train, send tensors back.
+"""What runs inside the candidate's process: confine, load the candidate, contract checks, train, send tensors back.
 
-Only this process ever executes candidate code. It reports through the channel: ``stage`` notes as it advances,
-a ``probe`` (weights after the probe fraction; it then waits for the worker's verdict), and finally ``result``
-(weights and loss trace) or ``error`` (stage and reason). It never scores anything itself.
+Only this process ever executes candidate code. It reports through the channel: ``stage`` notes as it advances (the
+first carries the sandbox layers that took), a ``probe`` (weights after the probe fraction; it then waits for the
+worker's verdict), and finally ``result`` (weights, or the name of the file holding them, and the loss trace) or
+``error`` (stage and reason). It never scores anything itself.
+
+The process is either forked from the warm worker (CPU tasks: the task's training data is already in memory) or
+spawned fresh (``python -m llm2.sandbox.child``, for CUDA, which does not survive a fork): then it loads the task and
+its training data itself before it confines itself.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import torch
-
-from llm2.candidate import load_function
 from llm2.sandbox import channel
-from llm2.sandbox.limits import SandboxLimits, confine
+from llm2.sandbox.limits import SandboxLimits, SandboxUnavailable, confine
+from llm2.sandbox.loader import load_function
 from llm2.tasks.base import CandidateError, EvalSetting, Task, TrainOutput
 
 CONTINUE = b"c"  # the worker's probe verdict; any other byte, or none, stops training
+OUTPUT_FILE = "output.safetensors"
 
 
 @dataclass(frozen=True)
@@ -31,35 +37,38 @@ class ChildJob:
     scratch: Path
     limits: SandboxLimits
     readable: tuple[str, ...]
+    allow_missing: frozenset[str]
+    output: str  # "pipe" | "file" (Runtime.output)
     result_fd: int  # child -> worker
     control_fd: int  # worker -> child (probe verdicts)
 
 
-def run_child(job: ChildJob, task: Task) -> None:
-    """Entry point after ``os.fork()``; never returns."""
+def run_child(job: ChildJob, task: Task, data: Any) -> None:
+    """Entry point of the candidate's process (after ``os.fork()`` or from ``main``); never returns."""
     stage = "static"
     try:
         _isolate_descriptors(job)
-        defences = confine(job.scratch, job.limits, list(job.readable))
-        torch.set_num_threads(1)
+        defences = confine(job.scratch, job.limits, list(job.readable), job.allow_missing)
         sys.dont_write_bytecode = True
-        channel.send(job.result_fd, {"kind": "stage", "stage": stage, "defences": defences.__dict__})
+        channel.send(job.result_fd, {"kind": "stage", "stage": stage, "defences": defences.as_dict()})
         fn = load_function(job.code, task.contract)
         stage = "contract"
         channel.send(job.result_fd, {"kind": "stage", "stage": stage})
-        task.check_contract(fn)
+        task.check_contract(fn, data)
         stage = "probe" if job.cascade else "train"
         channel.send(job.result_fd, {"kind": "stage", "stage": stage})
 
         def checkpoint(output: TrainOutput) -> bool:
             nonlocal stage
-            _send_output(job.result_fd, "probe", output)
+            _send_output(job, "probe", output, to_file=False)
             verdict = os.read(job.control_fd, 1)
             stage = "train"
             return verdict == CONTINUE
 
-        output = task.train(fn, job.setting, checkpoint if job.cascade else None)
-        _send_output(job.result_fd, "result", output)
+        output = task.train(fn, data, job.setting, checkpoint if job.cascade else None)
+        _send_output(job, "result", output, to_file=job.output == "file")
+    except SandboxUnavailable as exc:
+        _send_error(job.result_fd, "static", str(exc), sandbox=True)
     except CandidateError as exc:
         _send_error(job.result_fd, exc.stage, str(exc))
     except MemoryError:
@@ -96,15 +105,44 @@ def _isolate_descriptors(job: ChildJob) -> None:
     sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
 
 
-def _send_output(fd: int, kind: str, output: TrainOutput) -> None:
+def _send_output(job: ChildJob, kind: str, output: TrainOutput, to_file: bool) -> None:
     header = {"kind": kind, "steps": int(output.steps), "stop_reason": output.stop_reason,
               "loss_trace": [float(v) for v in output.loss_trace]}
-    payload = b"" if output.stop_reason else channel.encode_tensors(output.weights)
-    channel.send(fd, header, payload)
+    payload = b""
+    if not output.stop_reason:
+        if to_file:
+            from safetensors.torch import save_file
+
+            save_file({name: t.detach().to("cpu").contiguous() for name, t in output.weights.items()},
+                      str(job.scratch / OUTPUT_FILE))
+            header["file"] = OUTPUT_FILE
+        else:
+            payload = channel.encode_tensors(output.weights)
+    channel.send(job.result_fd, header, payload)
 
 
-def _send_error(fd: int, stage: str, message: str) -> None:
+def _send_error(fd: int, stage: str, message: str, sandbox: bool = False) -> None:
     try:
-        channel.send(fd, {"kind": "error", "stage": stage, "message": message})
+        channel.send(fd, {"kind": "error", "stage": stage, "message": message, "sandbox": sandbox})
     except OSError:
         pass  # the worker is gone or stopped listening; nothing left to tell
+
+
+def main() -> None:
+    """A spawned candidate process: the job as JSON on stdin; the channel's descriptors are inherited."""
+    from llm2.evaluation import job_from_dict
+    from llm2.tasks import load_task
+
+    request = json.load(sys.stdin)
+    task = load_task(request["task"])
+    job_record = job_from_dict(request["job"], task)
+    data = task.training_data(job_record.setting.task)  # before confinement: the cache is unreadable after it
+    job = ChildJob(job_record.code, job_record.setting, bool(request["cascade"]), Path(request["scratch"]),
+                   SandboxLimits(**request["limits"]), tuple(request["readable"]),
+                   frozenset(request["allow_missing"]), request["output"], int(request["result_fd"]),
+                   int(request["control_fd"]))
+    run_child(job, task, data)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,14 +1,17 @@
 """Landlock (Linux ≥ 5.13) through raw syscalls: confine a process's file access, TCP and signals for good.
 
-After ``restrict`` the calling process (and anything it could start) may read only beneath ``read_paths``, write
-only beneath ``write_paths``, make no TCP connection or bind, and signal no process outside its own domain — so it
-cannot kill its worker. Nothing can lift the restriction. Unsupported kernels are detected, never fatal.
+After ``restrict`` the calling thread (and every thread it starts) may read only beneath ``read_paths``, write only
+beneath ``write_paths``, and, as far as the kernel's ABI version allows, make no TCP connection or bind (ABI ≥ 4),
+signal no process outside its own domain and reach no abstract Unix socket outside it (ABI ≥ 6). Nothing can lift
+the restriction. ``restrict`` raises LandlockUnavailable where the kernel has no Landlock or refuses it.
 """
 
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
+import stat
 from dataclasses import dataclass
 
 _SYS_CREATE_RULESET, _SYS_ADD_RULE, _SYS_RESTRICT_SELF = 444, 445, 446  # the same on every architecture
@@ -41,18 +44,30 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 
 
+class LandlockUnavailable(OSError):
+    """Landlock is missing, disabled or refused the ruleset; the message says which."""
+
+
 @dataclass(frozen=True)
 class LandlockResult:
-    abi: int  # 0: not available
-    files: bool = False
-    network: bool = False
-    signals: bool = False
+    abi: int
+    features: tuple[str, ...]  # "files" always; "tcp" from ABI 4; "signals" and "abstract_unix_sockets" from ABI 6
 
 
 def abi_version() -> int:
     """The kernel's Landlock ABI version; 0 when Landlock is absent or disabled."""
     version = _libc.syscall(_SYS_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(_CREATE_RULESET_VERSION))
     return max(int(version), 0)
+
+
+def features(abi: int) -> tuple[str, ...]:
+    """What a ruleset enforces at this ABI version."""
+    names = ["files"] if abi >= 1 else []
+    if abi >= 4:
+        names.append("tcp")
+    if abi >= 6:
+        names += ["signals", "abstract_unix_sockets"]
+    return tuple(names)
 
 
 def _handled_fs(abi: int) -> int:
@@ -66,43 +81,48 @@ def _handled_fs(abi: int) -> int:
     return rights
 
 
+def _failure(call: str) -> LandlockUnavailable:
+    number = ctypes.get_errno()
+    return LandlockUnavailable(number, f"{call} failed: {errno.errorcode.get(number, number)} ({os.strerror(number)})")
+
+
 def restrict(read_paths: list[str], write_paths: list[str]) -> LandlockResult:
-    """Confine this process; returns what was enforced (LandlockResult(abi=0) where Landlock is missing)."""
+    """Confine this thread and those it starts; returns the ABI and what it enforces. Irreversible."""
     abi = abi_version()
     if abi < 1:
-        return LandlockResult(0)
+        raise LandlockUnavailable(errno.ENOSYS, "the kernel has no Landlock (not built in, or not enabled at boot)")
     handled = _handled_fs(abi)
     attr = _RulesetAttr(handled, (_NET_BIND_TCP | _NET_CONNECT_TCP) if abi >= 4 else 0,
                         (_SCOPE_ABSTRACT_UNIX_SOCKET | _SCOPE_SIGNAL) if abi >= 6 else 0)
     size = ctypes.sizeof(_RulesetAttr) if abi >= 6 else (16 if abi >= 4 else 8)
     ruleset = _libc.syscall(_SYS_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0))
     if ruleset < 0:
-        raise OSError(ctypes.get_errno(), f"landlock_create_ruleset: {os.strerror(ctypes.get_errno())}")
+        raise _failure("landlock_create_ruleset")
     try:
         for path in read_paths:
             _allow(ruleset, path, _READ)
         for path in write_paths:
             _allow(ruleset, path, handled)
         if _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
+            raise _failure("prctl(PR_SET_NO_NEW_PRIVS)")
         if _libc.syscall(_SYS_RESTRICT_SELF, ctypes.c_int(ruleset), ctypes.c_uint32(0)) != 0:
-            raise OSError(ctypes.get_errno(), f"landlock_restrict_self: {os.strerror(ctypes.get_errno())}")
+            raise _failure("landlock_restrict_self")
     finally:
         os.close(ruleset)
-    return LandlockResult(abi, files=True, network=abi >= 4, signals=abi >= 6)
+    return LandlockResult(abi, features(abi))
 
 
 def _allow(ruleset: int, path: str, rights: int) -> None:
     try:
         fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
     except OSError:
-        return  # a path that does not exist needs no rule
+        return  # a path that does not exist (or cannot be reached) needs no rule: it stays denied
     try:
-        if not os.path.isdir(path):
+        if not stat.S_ISDIR(os.fstat(fd).st_mode):
             rights &= _FILE_ONLY
         rule = _PathBeneathAttr(rights, fd)
         if _libc.syscall(_SYS_ADD_RULE, ctypes.c_int(ruleset), ctypes.c_int(_RULE_PATH_BENEATH),
                          ctypes.byref(rule), ctypes.c_uint32(0)) != 0:
-            raise OSError(ctypes.get_errno(), f"landlock_add_rule({path}): {os.strerror(ctypes.get_errno())}")
+            raise _failure(f"landlock_add_rule({path})")
     finally:
         os.close(fd)

@@ -1,93 +1,86 @@
-"""One evaluation in a warm process: static checks, fork a confined child, supervise it, score what it sends back.
+"""One candidate in a warm worker: start a confined child, supervise it, validate the tensors it sends back.
 
-The process holding a ``SandboxRunner`` (a warm worker) imports torch and loads the task's world once; each
-candidate costs a fork, not an interpreter. It never imports candidate code: the child does, and hands back only
-tensors through ``llm2.sandbox.channel``; scoring happens here, from validated weights, with the task's own code.
+The worker holding a ``SandboxRunner`` has imported torch and loaded the task's training data once; each candidate
+costs a fork (or, for CUDA, a fresh spawned process), not an interpreter. It never imports candidate code and never
+scores: it validates the child's tensors against the task's output spec and hands them on, and asks its caller
+(``judge_probe``) whether a probe may go on.
 """
 
 from __future__ import annotations
 
-import math
+import json
 import os
 import shutil
-import signal
+import subprocess
+import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, Callable
 
-import torch
-
-from llm2.candidate import load_function
-from llm2.evaluation import EvalResult
 from llm2.sandbox import channel
 from llm2.sandbox.child import CONTINUE, ChildJob, run_child
-from llm2.sandbox.limits import SandboxLimits, end_child, kill_group, prepare_worker, read_roots
-from llm2.sandbox.static_checks import static_check, static_error
-from llm2.tasks.base import CandidateError, EvalSetting, Metrics, Task, TrainOutput
+from llm2.sandbox.limits import SandboxLimits, bytes_text, end_child, kill_group, signal_reason
+from llm2.tasks.base import EvalSetting, Task, TrainOutput
 
-_SIGNAL_REASONS = {
-    signal.SIGXFSZ: "it wrote more than the output limit of {output} (stdout, stderr or a file)",
-    signal.SIGXCPU: "it used more than the CPU-time limit of {cpu} s",
-    signal.SIGKILL: "it was killed (SIGKILL: the memory or CPU limit, or the system's out-of-memory killer)",
-    signal.SIGSEGV: "it crashed (SIGSEGV: segmentation fault, e.g. a C-level stack overflow)",
-    signal.SIGABRT: "it aborted (SIGABRT)",
-    signal.SIGSYS: "it made a forbidden system call (SIGSYS)",
-}
+_CHILD_STAGES = ("static", "contract", "probe", "train")
+
+# judge_probe(output) -> (reason to stop, or None to go on; the probe's fitness when it was scored)
+ProbeJudge = Callable[[TrainOutput], tuple["str | None", "float | None"]]
 
 
 @dataclass(frozen=True)
 class SandboxOptions:
     limits: SandboxLimits = SandboxLimits()
     cascade: bool = True
-    static_checks: bool = True  # off only in tests of the runtime defences
+    allow_missing: frozenset[str] = frozenset()  # sandbox layers the user explicitly opted out of (recorded)
+
+
+@dataclass(frozen=True)
+class ChildOutcome:
+    status: str  # ok | invalid | failed | timeout
+    stage: str
+    error: str | None = None
+    output: TrainOutput | None = None  # validated tensors, when status is ok
+    sandbox: tuple[str, ...] = ()  # the layers that took in the child
+    probe_fitness: float | None = None
 
 
 class SandboxRunner:
-    """Evaluates candidate code for one task, one at a time, each in a fresh forked child."""
+    """Runs candidate code for one task, one candidate at a time, each in a fresh confined process."""
 
-    def __init__(self, task: Task, scratch_root: str | None = None):
-        self.task = task
+    def __init__(self, task: Task, task_spec: str, scratch_root: str | None = None):
+        from llm2.sandbox.limits import prepare_worker, read_roots
+
+        self.task, self.task_spec = task, task_spec
         self.scratch_root = Path(tempfile.mkdtemp(prefix="llm2-sandbox-", dir=scratch_root))
-        self.readable = tuple(read_roots())
-        self._specs: dict[tuple, channel.WeightsSpec] = {}
-        self.last_defences: dict | None = None  # what ``confine`` reported in the latest child
+        self.readable = tuple(read_roots(exclude=task.hidden_paths()))
         prepare_worker()
-        torch.set_num_threads(1)
 
     def close(self) -> None:
         shutil.rmtree(self.scratch_root, ignore_errors=True)
 
-    def prepare(self, setting: EvalSetting) -> None:
-        """Load the setting's world and learn the weights' expected layout (once per world)."""
-        self.task.prepare(setting)
-        self.weights_spec(setting)
-
-    def evaluate(self, code: str, setting: EvalSetting, options: SandboxOptions = SandboxOptions()) -> EvalResult:
-        start = time.perf_counter()
-        if options.static_checks:
-            problems = static_check(code, self.task.contract)
-            if problems:
-                return EvalResult("invalid", "static", static_error(problems), seconds=time.perf_counter() - start)
-        self.prepare(setting)
-        result = self._run_child(code, setting, options)
-        return EvalResult(result.status, result.stage, result.error, result.metrics,
-                          time.perf_counter() - start, result.loss_trace)
-
-    # -- the child's life ----------------------------------------------------------------------------------------
-    def _run_child(self, code: str, setting: EvalSetting, options: SandboxOptions) -> EvalResult:
+    def evaluate(self, code: str, setting: EvalSetting, data: Any, options: SandboxOptions,
+                 judge_probe: ProbeJudge) -> ChildOutcome:
+        runtime = self.task.runtime(setting.task)
+        limits = options.limits
+        if runtime.output == "file" and runtime.output_limit_bytes:
+            limits = SandboxLimits(**{**asdict(limits), "output_bytes": runtime.output_limit_bytes})
         scratch = Path(tempfile.mkdtemp(prefix="cand-", dir=self.scratch_root))
+        os.chmod(scratch, 0o777)  # the child runs as an unprivileged user; the directory is its only workspace
         result_r, result_w = os.pipe()
         control_r, control_w = os.pipe()
-        job = ChildJob(code, setting, options.cascade, scratch, options.limits, self.readable, result_w, control_r)
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child, which always ends in os._exit
-            os.close(result_r)
-            os.close(control_w)
-            run_child(job, self.task)
-        os.close(result_w)
-        os.close(control_r)
-        supervisor = _Supervisor(self, pid, result_r, control_w, setting, options)
+        job = ChildJob(code, setting, options.cascade, scratch, limits, self.readable, options.allow_missing,
+                       runtime.output, result_w, control_r)
+        try:
+            pid = self._start(job, runtime.start, data)
+        finally:
+            os.close(result_w)
+            os.close(control_r)
+        spec = self.task.output_spec(data)
+        supervisor = _Supervisor(pid, result_r, control_w, limits, options.cascade, spec, scratch,
+                                 self.task.probe_fraction, judge_probe)
         try:
             return supervisor.run()
         finally:
@@ -97,33 +90,44 @@ class SandboxRunner:
             os.close(control_w)
             shutil.rmtree(scratch, ignore_errors=True)
 
-    def weights_spec(self, setting: EvalSetting) -> channel.WeightsSpec:
-        """The state-dict layout a faithful child returns, learnt from one step of a trusted baseline."""
-        key = (setting.world_seed, setting.label_noise)
-        if key not in self._specs:
-            name, code = next(iter(self.task.baselines.items()))
-            baseline = load_function(code, self.task.contract, filename=f"<baseline {name}>")
-            output = self.task.train(baseline, setting.replace(budget=1e-9))
-            self._specs[key] = channel.weights_spec(output.weights)
-        return self._specs[key]
+    def _start(self, job: ChildJob, start: str, data: Any) -> int:
+        if start == "fork":
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - runs in the child, which always ends in os._exit
+                run_child(job, self.task, data)
+            return pid
+        # spawn: a fresh interpreter (CUDA cannot be forked); it loads the task's training data itself
+        from llm2.evaluation import EvalJob, job_to_dict
+
+        request = {"task": self.task_spec, "job": job_to_dict(EvalJob(job.code, job.setting)),
+                   "cascade": job.cascade, "scratch": str(job.scratch), "limits": asdict(job.limits),
+                   "readable": list(job.readable), "allow_missing": sorted(job.allow_missing),
+                   "output": job.output, "result_fd": job.result_fd, "control_fd": job.control_fd}
+        process = subprocess.Popen([sys.executable, "-m", "llm2.sandbox.child"], stdin=subprocess.PIPE,
+                                   pass_fds=(job.result_fd, job.control_fd), cwd=job.scratch)
+        process.stdin.write(json.dumps(request).encode())
+        process.stdin.close()
+        process.returncode = 0  # reaped by end_child/kill_group below, never by Popen
+        return process.pid
 
 
 class _Supervisor:
     """Reads the child's messages until a result, a death or the deadline; answers the probe."""
 
-    def __init__(self, runner: SandboxRunner, pid: int, result_fd: int, control_fd: int, setting: EvalSetting,
-                 options: SandboxOptions):
-        self.runner, self.task = runner, runner.task
+    def __init__(self, pid: int, result_fd: int, control_fd: int, limits: SandboxLimits, cascade: bool,
+                 spec: channel.WeightsSpec, scratch: Path, probe_fraction: float, judge_probe: ProbeJudge):
         self.pid, self.result_fd, self.control_fd = pid, result_fd, control_fd
-        self.setting, self.options, self.limits = setting, options, options.limits
-        self.spec = runner.weights_spec(setting)
-        self.max_payload = channel.payload_limit(self.spec)
+        self.limits, self.cascade, self.spec, self.scratch = limits, cascade, spec, scratch
+        self.probe_fraction, self.judge_probe = probe_fraction, judge_probe
+        self.max_payload = channel.payload_limit(spec)
         self.stage = "static"
+        self.sandbox: tuple[str, ...] = ()
+        self.probe_fitness: float | None = None
         self.probe_passed = False
         self.alive = True
-        self.deadline = time.monotonic() + self.limits.timeout_s
+        self.deadline = time.monotonic() + limits.timeout_s
 
-    def run(self) -> EvalResult:
+    def run(self) -> ChildOutcome:
         while True:
             try:
                 message = channel.receive(self.result_fd, self.deadline, self.max_payload)
@@ -146,24 +150,21 @@ class _Supervisor:
                 return self._final(message)
 
     def _note_stage(self, header: dict) -> None:
-        if header.get("stage") in ("static", "contract", "probe", "train"):
+        if header.get("stage") in _CHILD_STAGES:
             self.stage = header["stage"]
-        if isinstance(header.get("defences"), dict):
-            self.runner.last_defences = header["defences"]
+        defences = header.get("defences")
+        if isinstance(defences, dict) and isinstance(defences.get("applied"), list):
+            self.sandbox = tuple(str(layer) for layer in defences["applied"])
 
-    def _judge_probe(self, message: channel.Message) -> EvalResult | None:
-        """Score the probe's weights here; None lets training continue, a result ends the run."""
+    def _judge_probe(self, message: channel.Message) -> ChildOutcome | None:
+        """Have the probe's weights scored; None lets training continue, an outcome ends the run."""
         started = time.monotonic()
         self.stage = "probe"
-        fraction = f"after {self.task.probe_fraction:.0%} of training"
+        fraction = f"after {self.probe_fraction:.0%} of training"
         try:
-            output = self._output(message)
-            metrics = self.task.score(output, self.setting, quick=True)
-            reason = self.task.collapse_reason(metrics, self.setting)
-        except (channel.ChannelError, CandidateError) as exc:
+            reason, self.probe_fitness = self.judge_probe(self._output(message))
+        except channel.ChannelError as exc:
             reason = str(exc)
-        if reason is None and not math.isfinite(metrics.fitness):
-            reason = "the probe's score is not finite"
         if reason is not None:
             return self._fail("probe", f"{reason}, {fraction}")
         try:
@@ -175,67 +176,71 @@ class _Supervisor:
         self.stage = "train"
         return None
 
-    def _final(self, message: channel.Message) -> EvalResult:
-        self._end()
+    def _final(self, message: channel.Message) -> ChildOutcome:
+        self._end()  # dead before anything it wrote is read
         header = message.header
         stop_reason = header.get("stop_reason")
         if stop_reason:
-            stage = "train" if self.probe_passed or not self.options.cascade else "probe"
+            stage = "train" if self.probe_passed or not self.cascade else "probe"
             return self._fail(stage, str(stop_reason)[:500])
         try:
             output = self._output(message)
-            metrics = self.task.score(output, self.setting)
-        except (channel.ChannelError, CandidateError) as exc:
+        except channel.ChannelError as exc:
             return self._fail("score", str(exc))
-        if not math.isfinite(metrics.fitness):
-            return self._fail("score", "the score is not finite")
-        return EvalResult("ok", "done", None, _plain_metrics(metrics), loss_trace=tuple(output.loss_trace))
+        return ChildOutcome("ok", "done", None, output, self.sandbox, self.probe_fitness)
 
     def _output(self, message: channel.Message) -> TrainOutput:
-        weights = channel.decode_weights(message.payload, self.spec)
+        if "file" in message.header:
+            if message.header["kind"] != "result" or message.header["file"] != "output.safetensors":
+                raise channel.ChannelError("the child named an unexpected output file")
+            weights = channel.decode_file(self.scratch / "output.safetensors", self.spec)
+        else:
+            weights = channel.decode_weights(message.payload, self.spec)
         trace = channel.decode_loss_trace(message.header)
         return TrainOutput(weights, trace, int(message.header.get("steps", len(trace))))
 
-    def _child_error(self, header: dict) -> EvalResult:
+    def _child_error(self, header: dict) -> ChildOutcome:
         self._end()
-        stage = header.get("stage") if header.get("stage") in ("static", "contract", "probe", "train") \
-            else self.stage
+        stage = header.get("stage") if header.get("stage") in _CHILD_STAGES else self.stage
         message = str(header.get("message", "unknown error"))[:1000]
+        if header.get("sandbox"):
+            return ChildOutcome("failed", "static", message)
         message += self._hint(message)
         status = "invalid" if stage in ("static", "contract") else "failed"
-        return EvalResult(status, stage, f"{stage}: {message}")
+        return ChildOutcome(status, stage, f"{stage}: {message}", sandbox=self.sandbox,
+                            probe_fitness=self.probe_fitness)
 
     def _hint(self, message: str) -> str:
         """Which sandbox limit a bare OS error comes from, so the proposer knows what to change."""
         if "[Errno 27]" in message:  # EFBIG: Python ignores SIGXFSZ, so the size limit surfaces as an OSError
-            return f" (the output limit is {_bytes_text(self.limits.output_bytes)}: print or write less)"
+            return f" (the output limit is {bytes_text(self.limits.output_bytes)}: print or write less)"
         if "MemoryError" in message or "Cannot allocate memory" in message:
-            return f" (the memory limit is {_bytes_text(self.limits.memory_bytes)})"
+            return f" (the memory limit is {bytes_text(self.limits.memory_bytes)})"
         if "[Errno 1] Operation not permitted" in message:
-            return " (the sandbox forbids new processes, programs, network sockets and signals)"
+            return " (the sandbox forbids new processes, programs, sockets and signals)"
         if "[Errno 13] Permission denied" in message:
             return " (the sandbox allows writing only in the working directory, reading only Python's own files)"
         return ""
 
-    def _timeout(self) -> EvalResult:
+    def _timeout(self) -> ChildOutcome:
         kill_group(self.pid, self.limits.term_grace_s)
         self.alive = False
-        return EvalResult("timeout", self.stage, f"timeout: no result after {self.limits.timeout_s:g} s; "
-                                                 "the process group was killed")
+        return ChildOutcome("timeout", self.stage, f"timeout: no result after {self.limits.timeout_s:g} s; "
+                                                   "the process group was killed", sandbox=self.sandbox,
+                            probe_fitness=self.probe_fitness)
 
-    def _died(self) -> EvalResult:
+    def _died(self) -> ChildOutcome:
         status = self._end()
         if os.WIFSIGNALED(status):
-            number = os.WTERMSIG(status)
-            template = _SIGNAL_REASONS.get(number, f"it was killed by signal {number}")
-            reason = template.format(output=_bytes_text(self.limits.output_bytes), cpu=self.limits.cpu_seconds)
+            reason = signal_reason(os.WTERMSIG(status), self.limits)
         else:
             reason = f"it exited with code {os.WEXITSTATUS(status)} without sending a result"
         return self._fail(self.stage, f"the candidate's process ended early: {reason}")
 
-    def _fail(self, stage: str, reason: str) -> EvalResult:
+    def _fail(self, stage: str, reason: str) -> ChildOutcome:
         self._end()
-        return EvalResult("failed", stage, f"{stage}: {reason}")
+        return ChildOutcome("failed", stage, f"{stage}: {reason}", sandbox=self.sandbox,
+                            probe_fitness=self.probe_fitness)
 
     def _end(self) -> int:
         if not self.alive:
@@ -244,14 +249,3 @@ class _Supervisor:
         return end_child(self.pid)
 
 
-def _plain_metrics(metrics: Metrics) -> Metrics:
-    """Plain floats only, so results cross process boundaries as JSON unchanged."""
-    return Metrics(float(metrics.fitness), None if metrics.kl is None else float(metrics.kl),
-                   {str(k): float(v) for k, v in metrics.extra.items()})
-
-
-def _bytes_text(count: int) -> str:
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if count >= size:
-            return f"{count / size:g} {unit}"
-    return f"{count} bytes"

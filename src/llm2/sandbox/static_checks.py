@@ -7,6 +7,8 @@ reason; the process sandbox (``llm2.sandbox.limits``) is the barrier that holds 
 from __future__ import annotations
 
 import ast
+import re
+from typing import Sequence
 
 from llm2.tasks.base import Contract
 
@@ -37,7 +39,55 @@ FORBIDDEN_ATTRIBUTES = frozenset({
     "tofile", "dump", "dumps",
 })
 
+# Attributes of frames (f_back, f_globals, f_builtins), generators and coroutines (gi_frame, cr_frame, ag_frame),
+# tracebacks (tb_frame, tb_next) and code objects (co_code, co_consts): they lead from any generator or exception
+# to the frames of the code that called the candidate, and from there to its globals and builtins.
+FRAME_ATTRIBUTE_PREFIXES = ("gi_", "cr_", "ag_", "f_", "tb_", "co_")
+
 _ALLOWED_TOP_LEVEL = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.Assign, ast.AnnAssign)
+_DUNDER = re.compile(r"__\w+__")
+_FRAME_NAME = re.compile(rf"(?:{'|'.join(FRAME_ATTRIBUTE_PREFIXES)})\w+")
+_FORMAT_ATTRIBUTE = re.compile(r"\{[^{}:!]*\.[A-Za-z_]")  # "{0.attr}": str.format reads attributes
+_COUNTS = {2: "two", 3: "three", 4: "four", 5: "five"}
+
+
+def find_entry_function(tree: ast.Module, arguments: Sequence[str]) -> ast.FunctionDef | str:
+    """The one top-level function whose arguments are exactly ``arguments`` (any name), or why there is none.
+
+    Other top-level functions (helpers with other arguments) may sit beside it. Defaults are allowed; ``*args``,
+    keyword-only arguments and ``**kwargs`` are not.
+    """
+    functions = [node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    taking = [f for f in functions if _positional_arguments(f) == list(arguments) and not _extra_arguments(f)]
+    plain = [f for f in taking if isinstance(f, ast.FunctionDef)]
+    if len(plain) == 1:
+        return plain[0]
+    if plain:
+        listed = ", ".join(f"{f.name} (line {f.lineno})" for f in plain)
+        return f"{_COUNTS.get(len(plain), str(len(plain)))} functions take the contract's arguments: {listed}; " \
+               "define exactly one"
+    reason = f"no function takes the contract's arguments ({', '.join(arguments)})"
+    if taking:
+        return f"{reason}; {taking[0].name!r} (line {taking[0].lineno}) does, but it is async: make it a plain def"
+    if functions:
+        shown = "; ".join(f"def {f.name}({', '.join(_shown_arguments(f))}) at line {f.lineno}" for f in functions[:3])
+        return f"{reason}, with these names in this order and nothing else; found {shown}"
+    return f"{reason}: define one top-level function with exactly these arguments, in this order"
+
+
+def _positional_arguments(function: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
+    return [a.arg for a in function.args.posonlyargs + function.args.args]
+
+
+def _extra_arguments(function: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    args = function.args
+    return bool(args.vararg or args.kwarg or args.kwonlyargs)
+
+
+def _shown_arguments(function: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
+    args = function.args
+    return _positional_arguments(function) + ([f"*{args.vararg.arg}"] if args.vararg else []) \
+        + [a.arg for a in args.kwonlyargs] + ([f"**{args.kwarg.arg}"] if args.kwarg else [])
 
 
 def static_check(code: str, contract: Contract) -> list[str]:
@@ -63,7 +113,8 @@ class _Checker(ast.NodeVisitor):
     def __init__(self, contract: Contract):
         self.contract = contract
         self.problems: list[tuple[int, str]] = []
-        self.module_aliases: set[str] = {"torch", "F", "math"}  # names bound to modules (pre-seeded by the loader)
+        self.module_aliases: set[str] = set(contract.preloaded)  # names bound to modules (the loader binds these)
+        self.docstrings: set[int] = set()  # ids of the string constants that are docstrings (free text)
 
     def problem(self, node: ast.AST | int, message: str) -> None:
         line = node if isinstance(node, int) else getattr(node, "lineno", 0)
@@ -71,45 +122,29 @@ class _Checker(ast.NodeVisitor):
 
     def run(self, tree: ast.Module) -> list[str]:
         self._collect_aliases(tree)
+        self._collect_docstrings(tree)
         self._check_top_level(tree)
         self.visit(tree)
         return [f"line {line}: {message}" for line, message in sorted(self.problems, key=lambda p: p[0])]
 
     # -- structure ---------------------------------------------------------------------------------------------
     def _check_top_level(self, tree: ast.Module) -> None:
-        name = self.contract.function_name
-        functions = [node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
         for node in tree.body:
-            is_docstring = isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) \
-                and isinstance(node.value.value, str)
-            if not isinstance(node, _ALLOWED_TOP_LEVEL) and not is_docstring:
+            if not isinstance(node, (*_ALLOWED_TOP_LEVEL, ast.AsyncFunctionDef)) and not _is_docstring(node):
                 self.problem(node, f"a top-level {_describe(node)} is not allowed; only imports, constants and "
-                                   f"the function {name!r} may appear outside it")
-        if not functions:
-            self.problem(1, f"no function defined; define `def {name}({', '.join(self.contract.arguments)})`")
-            return
-        if len(functions) > 1:
-            listed = ", ".join(f"{f.name!r} (line {f.lineno})" for f in functions)
-            self.problem(functions[1], f"{len(functions)} top-level functions ({listed}); define exactly one, "
-                                       f"{name!r} (nest helpers inside it)")
-        target = next((f for f in functions if f.name == name), None)
-        if target is None:
-            self.problem(functions[0], f"the function is named {functions[0].name!r}; it must be named {name!r}")
-            target = functions[0]
-        if isinstance(target, ast.AsyncFunctionDef):
-            self.problem(target, f"{target.name!r} is async; it must be a plain def")
-        self._check_signature(target)
+                                   "functions may appear outside a function")
+        entry = find_entry_function(tree, self.contract.arguments)
+        if isinstance(entry, str):  # reported at the second taker, else at the first function, else at line 1
+            functions = [f for f in tree.body if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))]
+            taking = [f for f in functions if isinstance(f, ast.FunctionDef)
+                      and _positional_arguments(f) == list(self.contract.arguments) and not _extra_arguments(f)]
+            self.problem(taking[1] if len(taking) > 1 else functions[0] if functions else 1, entry)
 
-    def _check_signature(self, function: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
-        args = function.args
-        found = [a.arg for a in args.posonlyargs + args.args]
-        wanted = list(self.contract.arguments)
-        extras = args.vararg or args.kwarg or args.kwonlyargs
-        if found != wanted or extras:
-            shown = found + ([f"*{args.vararg.arg}"] if args.vararg else []) + [a.arg for a in args.kwonlyargs] \
-                + ([f"**{args.kwarg.arg}"] if args.kwarg else [])
-            self.problem(function, f"def {function.name}({', '.join(shown)}) has the wrong arguments; the contract "
-                                   f"requires ({', '.join(wanted)}) in this order")
+    def _collect_docstrings(self, tree: ast.Module) -> None:
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body \
+                    and _is_docstring(node.body[0]):
+                self.docstrings.add(id(node.body[0].value))
 
     def _collect_aliases(self, tree: ast.Module) -> None:
         """Every name bound to a module, so that patching ``alias.attr = ...`` is caught however it is spelled."""
@@ -159,7 +194,7 @@ class _Checker(ast.NodeVisitor):
                 self.problem(node, f"imports from {module!r}, which is not allowed; allowed imports: "
                                    f"{self._allowed_text()}")
             elif alias.name.startswith("_") or alias.name in FORBIDDEN_ATTRIBUTES:
-                self.problem(node, f"imports {alias.name!r} from {module!r}, which is not allowed in a loss")
+                self.problem(node, f"imports {alias.name!r} from {module!r}, which is not allowed in a candidate")
             self._check_bound_name(node, alias.asname)
 
     def _check_bound_name(self, node: ast.AST, name: str | None) -> None:
@@ -171,24 +206,51 @@ class _Checker(ast.NodeVisitor):
         if node.id.startswith("__") and node.id.endswith("__"):
             self.problem(node, f"uses the dunder name {node.id!r}, which is not allowed")
         elif node.id in FORBIDDEN_NAMES:
-            self.problem(node, f"uses {node.id!r}, which is not allowed in a loss")
+            self.problem(node, f"uses {node.id!r}, which is not allowed in a candidate")
         self.generic_visit(node)
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
         if node.attr.startswith("_"):
             kind = "dunder" if node.attr.startswith("__") else "private"
             self.problem(node, f"accesses the {kind} attribute {node.attr!r}, which is not allowed")
+        elif node.attr.startswith(FRAME_ATTRIBUTE_PREFIXES):
+            self.problem(node, f"accesses {node.attr!r}, an attribute of frames, generators, coroutines, tracebacks "
+                               "or code objects, which is not allowed (it leads to other code's frames)")
         elif node.attr in FORBIDDEN_ATTRIBUTES:
-            self.problem(node, f"accesses {_dotted(node)!r}; the attribute {node.attr!r} is not allowed in a loss")
+            self.problem(node, f"accesses {_dotted(node)!r}; the attribute {node.attr!r} is not allowed in a candidate")
         if isinstance(node.ctx, (ast.Store, ast.Del)) and _root_name(node) in self.module_aliases:
             verb = "assigns to" if isinstance(node.ctx, ast.Store) else "deletes"
             self.problem(node, f"{verb} {_dotted(node)!r}: changing a module (monkey-patching) is not allowed")
+        self.generic_visit(node)
+
+    def visit_Constant(self, node: ast.Constant) -> None:
+        if not isinstance(node.value, str) or id(node) in self.docstrings:
+            return
+        shown = node.value if len(node.value) <= 40 else node.value[:37] + "..."
+        dunder = _DUNDER.search(node.value)
+        if dunder:
+            named = "names a dunder" if dunder.group() == node.value else f"holds the dunder {dunder.group()!r}"
+            self.problem(node, f"the string {shown!r} {named}; strings naming dunders are not allowed (as keys or "
+                               "lookups they reach the interpreter's internals)")
+        elif _FRAME_NAME.fullmatch(node.value):
+            self.problem(node, f"the string {node.value!r} names a frame, generator, traceback or code attribute, "
+                               "which is not allowed")
+        elif _FORMAT_ATTRIBUTE.search(node.value):
+            self.problem(node, f"the format string {shown!r} reads an attribute in a replacement field "
+                               "({0.attr}), which is not allowed")
+
+    def visit_Subscript(self, node: ast.Subscript) -> None:
+        key = node.slice
+        if isinstance(key, ast.Constant) and isinstance(key.value, str) and key.value.startswith("_") \
+                and not _DUNDER.search(key.value):
+            self.problem(node, f"subscripts with the private key {key.value!r}, which is not allowed")
         self.generic_visit(node)
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
         self._check_definition(node)
 
     def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> None:
+        self.problem(node, f"async def {node.name!r} is not allowed; use a plain def")
         self._check_definition(node)
 
     def _check_definition(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
@@ -199,7 +261,7 @@ class _Checker(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_ClassDef(self, node: ast.ClassDef) -> None:
-        self.problem(node, f"defines the class {node.name!r}; a loss needs no classes")
+        self.problem(node, f"defines the class {node.name!r}; a candidate needs no classes")
         self.generic_visit(node)
 
     def visit_Global(self, node: ast.Global) -> None:
@@ -207,6 +269,10 @@ class _Checker(ast.NodeVisitor):
 
     def visit_Nonlocal(self, node: ast.Nonlocal) -> None:
         self.problem(node, f"'nonlocal {', '.join(node.names)}' is not allowed; keep state inside the function")
+
+
+def _is_docstring(node: ast.AST) -> bool:
+    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
 
 
 def _root_name(node: ast.AST) -> str | None:

@@ -1,13 +1,27 @@
-"""What every task provides: the candidate contract, the settings of one evaluation, and the records passed on.
+"""What a task is: everything specific to one kind of algorithm, in one place.
 
-A task splits an evaluation in two halves so that scoring never runs candidate code (DESIGN.md §5):
-``train`` runs the candidate and returns only tensors; ``score`` turns those tensors into metrics.
+A task tells the rest of llm2 what a candidate must define (``Contract``), what the proposer is told
+(``TaskTexts``), which known algorithms to compare with (``Baseline``), the knobs of one evaluation (its own frozen
+settings dataclass), how to train a candidate and how to score the result, which numbers to report beside the
+fitness (``MetricColumn``), and its held-out settings, figures and export format. The loop, archive, execution,
+sandbox, report and commands know only these records.
+
+An evaluation is split across processes so that scoring never runs candidate code and data used only for scoring
+never reaches a process that does (docs/security.md):
+
+- ``prepare`` runs in the trusted main process: build or load whatever the settings need and cache it on disk,
+  keeping training data and scoring data in separate files.
+- ``training_data``, ``check_contract``, ``train`` and ``output_spec`` run in a warm worker and the confined child it
+  forks (or spawns) per candidate; they must never load scoring data.
+- ``scorer`` runs in the trusted process that supervises the worker; it never imports candidate code and turns the
+  tensors a child hands back into ``Metrics``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence
 
 if TYPE_CHECKING:  # torch only for annotations: the records stay importable without paying for torch
     import torch
@@ -23,84 +37,179 @@ class CandidateError(Exception):
 
 @dataclass(frozen=True)
 class Contract:
-    """The function a candidate must define."""
+    """The function a candidate must define: exactly one top-level function taking ``arguments``, any name."""
 
-    function_name: str
     arguments: tuple[str, ...]
+    example_name: str  # the name the texts use for it ("loss", "merge"); any name is accepted
     description: str  # signature, shapes and meaning, shown verbatim to the proposer
     allowed_imports: frozenset[str] = frozenset({"torch", "torch.nn.functional", "math"})
+    # names the loader binds before the code runs (so the code may use them without importing)
+    preloaded: tuple[str, ...] = ("torch", "F", "math")
+
+    @property
+    def signature(self) -> str:
+        return f"def {self.example_name}({', '.join(self.arguments)})"
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A known algorithm in the contract's form: shown to the proposer and measured in every run."""
+
+    name: str
+    code: str
+    formula: str = ""
+    source: str = ""  # where it comes from (paper, library)
+
+
+@dataclass(frozen=True)
+class MetricColumn:
+    """A named number a task reports beside the fitness (``Metrics.values[key]``)."""
+
+    key: str
+    label: str  # as shown in tables ("KL")
+    digits: int = 3
+    better: str | None = None  # "higher" | "lower" | None: the direction in which the held-out check compares it
+
+
+@dataclass(frozen=True)
+class TaskTexts:
+    """What the proposer is told about the task; every text must be true of the task's fitness."""
+
+    kind: str  # what a candidate is, in a few words ("preference optimization loss")
+    description: str  # the task, a paragraph
+    fitness: str  # what the fitness measures, a sentence or two
+    fitness_name: str  # short, for tables and verdicts ("judge score")
+    expertise: str = ""  # a line for the system prompt ("You are deeply familiar with ...")
+    rules: str = ""  # extra rules for the code, one "- ..." line each
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How a candidate's process is made: ``fork`` from a warm worker (CPU), or ``spawn`` fresh (CUDA)."""
+
+    start: str = "fork"  # fork | spawn
+    device: str = "cpu"  # cpu | cuda
+    gpus: int = 0  # one worker per GPU when > 0
+    # "pipe": the child sends its tensors over the channel; "file": it writes them to output.safetensors in its
+    # scratch directory (large models), read only once the child is dead
+    output: str = "pipe"
+    output_limit_bytes: int | None = None  # for "file" outputs: the largest file the child may write
 
 
 @dataclass(frozen=True)
 class EvalSetting:
-    """One evaluation point: the knobs that change the numbers."""
+    """One evaluation point: the task's settings, the training seed and the share of the training budget."""
 
-    beta: float = 0.05
-    seed: int = 0  # training seed (dropout, batch order)
-    world_seed: int = 0
-    label_noise: float | None = None  # None: the task's default
+    task: Any  # the task's frozen settings dataclass
+    seed: int = 0
     budget: float = 1.0  # fraction of the full training budget (the cascade's probe uses less)
 
     def replace(self, **changes: Any) -> "EvalSetting":
-        return EvalSetting(**{**self.__dict__, **changes})
+        """``seed`` and ``budget`` change this record; any other key changes the task's settings."""
+        own = {k: changes.pop(k) for k in ("seed", "budget") if k in changes}
+        task = dataclasses.replace(self.task, **changes) if changes else self.task
+        return EvalSetting(task, own.get("seed", self.seed), own.get("budget", self.budget))
+
+    def label(self) -> dict[str, Any]:
+        """A flat, JSON-able description (the task's settings, then seed and budget), as the archive keeps it."""
+        return {**dataclasses.asdict(self.task), "seed": self.seed, "budget": self.budget}
 
 
 @dataclass
 class TrainOutput:
     """All the candidate-importing side hands back: tensors and numbers, nothing callable."""
 
-    weights: dict[str, torch.Tensor]
+    weights: dict[str, "torch.Tensor"]
     loss_trace: list[float]
     steps: int
     stop_reason: str | None = None  # None: ran the whole budget; else why it was stopped early
 
 
 @dataclass(frozen=True)
+class TensorSpec:
+    shape: tuple[int, ...]
+    dtype: str  # torch dtype name without the "torch." prefix ("float32")
+
+
+@dataclass(frozen=True)
 class Metrics:
-    fitness: float  # higher is better; for preference tasks the mean gold reward
-    kl: float | None = None
-    extra: dict[str, float] = field(default_factory=dict)
+    fitness: float  # higher is better
+    values: dict[str, float] = field(default_factory=dict)  # the task's named numbers (its MetricColumns and more)
 
 
-LossFn = Callable[..., "torch.Tensor"]
+class Scorer(Protocol):
+    """Scores trained weights for one setting; holds the scoring data; never runs candidate code."""
+
+    def score(self, output: TrainOutput, quick: bool = False) -> Metrics:
+        """Metrics from the weights alone; ``quick`` scores less (the cascade's probe)."""
+
+    def reference_metrics(self) -> Metrics:
+        """Metrics of the untrained starting point."""
 
 
 class Task(Protocol):
     name: str
-    kind: str  # what the candidate is, in words ("preference optimization"), for the proposer's prompt
-    description: str  # the task as the proposer is told it
-    fitness_description: str  # what the fitness measures, for the proposer
+    settings_type: type  # a frozen dataclass; every field has a default; values are JSON-able
     contract: Contract
-    baselines: dict[str, str]  # name -> source code of the baseline, in the contract's form
-    default_setting: EvalSetting
+    texts: TaskTexts
+    baselines: Mapping[str, Baseline]
+    reference_baseline: str  # the baseline every candidate is compared with (its leaderboard's reference row)
+    discovery_baselines: tuple[str, ...]  # measured at the start of every discovery
+    metric_columns: tuple[MetricColumn, ...]
+    offline_proposer: str | None  # the proposer ``llm2 discover`` uses when none is named
     probe_fraction: float  # share of the budget after which ``train`` calls its checkpoint
 
-    def prepare(self, setting: EvalSetting) -> None:
-        """Build or load whatever the setting needs (cached on disk); idempotent."""
+    def runtime(self, settings: Any) -> Runtime: ...
 
-    def check_contract(self, fn: LossFn) -> None:
-        """Cheap unit checks on random inputs; raise CandidateError with a clear reason."""
+    # -- trusted main process ------------------------------------------------------------------------------------
+    def prepare(self, settings: Any) -> None:
+        """Build or load what ``settings`` needs, cached on disk; idempotent; may take long the first time."""
 
-    def train(self, fn: LossFn, setting: EvalSetting,
+    # -- training side: the warm worker and the confined child; never scoring data --------------------------------
+    def training_data(self, settings: Any) -> Any:
+        """The data a candidate trains on (loaded once per worker, before the child is forked)."""
+
+    def output_spec(self, data: Any) -> dict[str, TensorSpec]:
+        """The tensors ``train`` returns (names, shapes, dtypes): anything else from the child is refused."""
+
+    def check_contract(self, fn: Callable[..., Any], data: Any) -> None:
+        """Cheap unit checks of the candidate on small inputs; raise CandidateError with a clear reason."""
+
+    def train(self, fn: Callable[..., Any], data: Any, setting: EvalSetting,
               checkpoint: Callable[[TrainOutput], bool] | None = None) -> TrainOutput:
         """Run the candidate for ``setting.budget`` of the full budget.
 
         Stops early (``stop_reason`` set) when the loss or the weights become non-finite. ``checkpoint`` is called
         once, after ``probe_fraction`` of the budget, with the weights so far; if it returns False training stops
-        there. May raise CandidateError (stage 'probe' or 'train') when the loss breaks the contract mid-run.
+        there. May raise CandidateError (stage 'probe' or 'train') when the candidate breaks the contract mid-run.
         """
 
-    def score(self, output: TrainOutput, setting: EvalSetting, quick: bool = False) -> Metrics:
-        """Compute metrics from the trained weights alone; never imports candidate code.
+    # -- scoring side: the trusted supervisor ----------------------------------------------------------------------
+    def scorer(self, settings: Any) -> Scorer: ...
 
-        ``quick`` scores on fewer held-out prompts, for the cascade's probe.
-        """
+    def collapse_reason(self, probe: Metrics, reference: Metrics, baseline_probe: float | None) -> str | None:
+        """Why a probe shows a collapsed run, or None. ``reference``: the untrained start; ``baseline_probe``: the
+        reference baseline's probe fitness at the same setting and seed, when the run has measured it."""
 
-    def collapse_reason(self, probe_metrics: Metrics, setting: EvalSetting) -> str | None:
-        """Why a probe's metrics show a collapsed run (e.g. reward far below the reference), or None."""
+    # -- texts, held-out suite, figures, export ------------------------------------------------------------------
+    def parse_settings(self, options: Mapping[str, str]) -> Any: ...
 
-    def reference_metrics(self, setting: EvalSetting) -> Metrics:
-        """Metrics of the untrained starting point."""
+    def settings_from_dict(self, values: Mapping[str, Any]) -> Any: ...
 
-    def heldout_settings(self, base: EvalSetting) -> list[EvalSetting]:
-        """Settings off the discovery's fitness setting: other β, world seeds, label noise."""
+    def setting_text(self, settings: Any) -> str:
+        """The settings in a few words for the proposer and for tables ("β = 0.05, world 0")."""
+
+    def metrics_text(self, values: Mapping[str, float]) -> str:
+        """The named numbers of one result in a few words, for the feedback after an evaluation."""
+
+    def heldout_settings(self, settings: Any) -> list[Any]:
+        """Settings off the discovery's own, each differing in one knob."""
+
+    def figures(self, context: Any) -> list[Any]:
+        """The task's own figures for the report (llm2.report.figures.FigureContext in, Figures out)."""
+
+    def export_module(self, entries: Sequence[Any], run: Any, file_name: str) -> str:
+        """The best candidates as a plain Python module (llm2.archive.export.ExportEntry in)."""
+
+    def export_usage(self, example: str, file_name: str) -> str:
+        """Lines for the exported module's docstring: how to use one of its functions outside llm2."""

@@ -1,1 +1,1 @@
-"""The synthetic preference world (DESIGN.md §4): the default inner loop; the task is in ``task.py``."""
+"""The synthetic preference world: the default inner loop, a miniature of the DiscoPOP paper's IMDb experiment; the task is in ``task.py``."""

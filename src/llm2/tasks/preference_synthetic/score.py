@@ -10,7 +10,8 @@ import torch
 from llm2.tasks.base import CandidateError
 from llm2.tasks.preference_synthetic.config import TrainConfig
 from llm2.tasks.preference_synthetic.model import TinyGPT, completion_logps, sample
-from llm2.tasks.preference_synthetic.world import World, single_thread
+from llm2.tasks.preference_synthetic.world import World
+from llm2.tasks.threads import single_thread
 
 
 def policy_from_weights(world: World, weights: dict[str, torch.Tensor]) -> TinyGPT:
@@ -37,7 +38,7 @@ def score_weights(world: World, weights: dict[str, torch.Tensor], config: TrainC
     prompts = world.heldout_prompts[:config.quick_prompts] if quick else world.heldout_prompts
     with single_thread():
         policy = policy_from_weights(world, weights)
-        generator = torch.Generator().manual_seed(config.sampling_seed + world.seed)
+        generator = torch.Generator().manual_seed(world.sampling_seed)
         sequences = sample(policy, prompts, world.config.completion_length, generator)
         rewards = world.gold_reward(sequences)
         # KL(pi || pi_ref) ~ mean over samples from pi of sum_t (log pi - log pi_ref)

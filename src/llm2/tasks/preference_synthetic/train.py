@@ -1,9 +1,10 @@
 """The inner training loop: the policy starts at the reference and minimises the candidate's mean per-pair loss.
 
-The loss is called positionally, ``fn(policy_chosen, policy_rejected, reference_chosen, reference_rejected, beta)``,
-as the paper's code does, so a candidate may name its parameters as it likes.
-A loss that breaks the contract (raises, wrong shape, no gradient, non-finite at the first step) raises
-CandidateError; one that becomes non-finite later has diverged: training stops and the weights so far are kept.
+Runs inside the candidate's confined process. The loss is called positionally, ``fn(policy_chosen,
+policy_rejected, reference_chosen, reference_rejected, beta)``, as the paper's code does, so a candidate may name its
+parameters as it likes. A loss that breaks the contract (raises, wrong shape, no gradient, non-finite at the first
+step) raises CandidateError; one that becomes non-finite later has diverged: training stops and the weights so far
+are kept.
 """
 
 from __future__ import annotations
@@ -13,14 +14,16 @@ from typing import Callable
 
 import torch
 
-from llm2.tasks.base import CandidateError, EvalSetting, LossFn, TrainOutput
+from llm2.tasks.base import CandidateError, EvalSetting, TrainOutput
+from llm2.tasks.checks import backpropagate, per_example_losses
 from llm2.tasks.preference_synthetic.config import TrainConfig
 from llm2.tasks.preference_synthetic.model import completion_logps
-from llm2.tasks.preference_synthetic.world import PreferencePairs, World, single_thread
+from llm2.tasks.preference_synthetic.world import TrainingWorld
+from llm2.tasks.threads import single_thread
 
 
-def total_steps(pairs: int, setting: EvalSetting, config: TrainConfig) -> int:
-    return max(1, round(setting.budget * config.epochs * (pairs // config.batch_size)))
+def total_steps(pairs: int, budget: float, config: TrainConfig) -> int:
+    return max(1, round(budget * config.epochs * (pairs // config.batch_size)))
 
 
 def batch_indices(pairs: int, steps: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
@@ -31,40 +34,10 @@ def batch_indices(pairs: int, steps: int, batch_size: int, generator: torch.Gene
     return batches[:steps]
 
 
-def pairwise_losses(fn: LossFn, args: tuple, batch: int, step: int) -> torch.Tensor:
-    """The candidate's per-pair losses, or a CandidateError saying how they break the contract."""
-    where = f"at training step {step}"
-    try:
-        losses = fn(*args)
-    except Exception as exc:  # noqa: BLE001 - any failure of candidate code is the candidate's
-        raise CandidateError(f"the loss raised {type(exc).__name__}: {exc} ({where})", stage="train") from None
-    if not isinstance(losses, torch.Tensor):
-        raise CandidateError(f"the loss returned {type(losses).__name__}, not a torch.Tensor ({where})", stage="train")
-    if not losses.is_floating_point():
-        raise CandidateError(f"the loss returned a tensor of {losses.dtype}, not a float tensor ({where})",
-                             stage="train")
-    if tuple(losses.shape) != (batch,):
-        raise CandidateError(f"the loss returned shape {tuple(losses.shape)} but the contract needs ({batch},)"
-                             f" ({where})", stage="train")
-    if not losses.requires_grad:
-        raise CandidateError(f"the loss has no gradient with respect to the policy log-probs ({where})",
-                             stage="train")
-    return losses
-
-
-def backpropagate(loss: torch.Tensor, policy: torch.nn.Module, step: int) -> None:
-    try:
-        loss.backward()
-    except Exception as exc:  # noqa: BLE001 - e.g. the loss modified its inputs in place
-        raise CandidateError(f"backpropagating the loss failed at training step {step}: {type(exc).__name__}: {exc}",
-                             stage="train") from None
-    if all(parameter.grad is None for parameter in policy.parameters()):
-        raise CandidateError(f"no gradient reaches the policy from the loss (at training step {step})", stage="train")
-
-
-def train_policy(fn: LossFn, world: World, pairs: PreferencePairs, setting: EvalSetting, config: TrainConfig,
+def train_policy(fn: Callable, world: TrainingWorld, setting: EvalSetting, config: TrainConfig,
                  probe_fraction: float, checkpoint: Callable[[TrainOutput], bool] | None = None) -> TrainOutput:
-    steps = total_steps(len(pairs), setting, config)
+    pairs = world.pairs
+    steps = total_steps(len(pairs), setting.budget, config)
     probe_step = max(1, math.ceil(probe_fraction * steps))
     trace: list[float] = []
     stop_reason = None
@@ -79,8 +52,9 @@ def train_policy(fn: LossFn, world: World, pairs: PreferencePairs, setting: Eval
                                      world.config.prompt_length).sum(dim=1)
             chosen, rejected = logps.split(len(index))
             args = (chosen, rejected, pairs.reference_chosen_logps[index], pairs.reference_rejected_logps[index],
-                    float(setting.beta))
-            loss = pairwise_losses(fn, args, len(index), step).mean()
+                    float(setting.task.beta))
+            where = f"at training step {step}"
+            loss = per_example_losses(fn, args, len(index), where, "train", require_finite=False).mean()
             if not torch.isfinite(loss):
                 if step == 0:  # broken at the starting point: a contract violation, not a divergence
                     raise CandidateError(f"the loss is not finite ({loss.item()}) at the first training step",
@@ -88,7 +62,9 @@ def train_policy(fn: LossFn, world: World, pairs: PreferencePairs, setting: Eval
                 stop_reason = f"the loss became non-finite ({loss.item()}) at step {step}"
                 break
             optimizer.zero_grad(set_to_none=True)
-            backpropagate(loss, policy, step)
+            backpropagate(loss, where, "train")
+            if all(parameter.grad is None for parameter in policy.parameters()):
+                raise CandidateError(f"no gradient reaches the policy from the loss ({where})", stage="train")
             grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), math.inf)
             if not torch.isfinite(grad_norm):  # checked before the update, so the weights stay finite
                 stop_reason = f"the gradient became non-finite at step {step}"

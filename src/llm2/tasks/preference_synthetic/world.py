@@ -1,38 +1,25 @@
 """One synthetic preference world: hidden generating process, reference policy, gold reward, labelled pairs.
 
-Everything follows from ``(WorldConfig, seed)``. A world is built once, saved under ``$LLM2_CACHE_DIR`` (default
-``~/.cache/llm2``) and kept in memory per process, so warm workers pay the loading once.
+Everything follows from ``(WorldConfig, seed)``. The whole ``World`` (gold reward, held-out prompts, sampling seed:
+what only scoring may know) is built once by the trusted main process and cached; from it, per label-noise level,
+a ``TrainingWorld`` file holds only what training needs (the reference's weights and the labelled pairs). Warm
+workers, and the candidates' processes they fork, load only that file. Both are kept in memory per process.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from llm2.tasks import cache
 from llm2.tasks.preference_synthetic.config import WorldConfig
 from llm2.tasks.preference_synthetic.model import TinyGPT, completion_logps, sample
-
-
-@contextlib.contextmanager
-def single_thread() -> Iterator[None]:
-    """Run torch on one thread: the matmuls here are tiny (threads cost more than they give) and several workers
-    share the machine's cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+from llm2.tasks.threads import single_thread
 
 
 @dataclass(frozen=True)
@@ -61,6 +48,7 @@ class World:
     reference_logps_a: torch.Tensor  # [pairs]
     reference_logps_b: torch.Tensor
     heldout_prompts: torch.Tensor  # [heldout, prompt]
+    sampling_seed: int  # the scorer's: the same weights always get the same score
     _pairs: dict[float, PreferencePairs] = field(default_factory=dict, repr=False)
     _frozen_reference: TinyGPT | None = field(default=None, repr=False)
 
@@ -81,9 +69,9 @@ class World:
             self._frozen_reference = self.reference_model().eval().requires_grad_(False)
         return self._frozen_reference
 
-    def pairs(self, label_noise: float | None = None) -> PreferencePairs:
+    def pairs(self, label_noise: float) -> PreferencePairs:
         """The pairs labelled by Bradley-Terry so that ``label_noise`` of the labels disagree with the gold reward."""
-        noise = self.config.label_noise if label_noise is None else float(label_noise)
+        noise = float(label_noise)
         if noise not in self._pairs:
             self._pairs[noise] = label_pairs(self, noise)
         return self._pairs[noise]
@@ -92,15 +80,35 @@ class World:
         state = {name: getattr(self, name) for name in _TENSOR_FIELDS}
         state.update({f"reference.{k}": v for k, v in self.reference_weights.items()})
         state.update(seed=self.seed, reward_mean=self.reward_mean, reward_std=self.reward_std,
-                     reward_offset=self.reward_offset)
+                     reward_offset=self.reward_offset, sampling_seed=self.sampling_seed)
         return state
 
     @classmethod
     def from_state(cls, config: WorldConfig, state: dict) -> "World":
-        weights = {k.removeprefix("reference."): v for k, v in state.items() if k.startswith("reference.")}
-        return cls(config, int(state["seed"]), weights, reward_mean=float(state["reward_mean"]),
+        return cls(config, int(state["seed"]), _reference_weights(state), reward_mean=float(state["reward_mean"]),
                    reward_std=float(state["reward_std"]), reward_offset=float(state["reward_offset"]),
-                   **{name: state[name] for name in _TENSOR_FIELDS})
+                   sampling_seed=int(state["sampling_seed"]), **{name: state[name] for name in _TENSOR_FIELDS})
+
+
+@dataclass
+class TrainingWorld:
+    """What a candidate trains on, and nothing else: the reference's weights and the labelled pairs."""
+
+    config: WorldConfig
+    seed: int
+    label_noise: float
+    reference_weights: dict[str, torch.Tensor]
+    pairs: PreferencePairs
+
+    def reference_model(self) -> TinyGPT:
+        """A fresh copy of the reference, to be trained."""
+        model = TinyGPT(self.config)
+        model.load_state_dict(self.reference_weights)
+        return model
+
+
+def _reference_weights(state: dict) -> dict[str, torch.Tensor]:
+    return {k.removeprefix("reference."): v for k, v in state.items() if k.startswith("reference.")}
 
 
 _TENSOR_FIELDS = ("token_rewards", "completions_a", "completions_b", "reference_logps_a", "reference_logps_b",
@@ -172,9 +180,11 @@ def build_world(config: WorldConfig, seed: int) -> World:
         standardised = (totals - mean) / std
         offset = _bisect(lambda b: torch.sigmoid(standardised + b).mean().item(), -10.0, 10.0,
                          config.reference_reward)
+        sampling_seed = int(rng.integers(2**31))
     weights = {k: v.detach().clone() for k, v in reference.state_dict().items()}
     return World(config, seed, weights, token_rewards, mean, std, offset,
-                 both[:config.pairs], both[config.pairs:], logps[:config.pairs], logps[config.pairs:], heldout)
+                 both[:config.pairs], both[config.pairs:], logps[:config.pairs], logps[config.pairs:], heldout,
+                 sampling_seed)
 
 
 def label_pairs(world: World, noise: float) -> PreferencePairs:
@@ -203,40 +213,53 @@ def label_pairs(world: World, noise: float) -> PreferencePairs:
 
 # --- caching -----------------------------------------------------------------------------------------------------
 
-_LOADED: dict[tuple[str, int], World] = {}
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("LLM2_CACHE_DIR") or Path.home() / ".cache" / "llm2")
+_WORLDS: dict[tuple[str, int], World] = {}
+_TRAINING: dict[tuple[str, int, float], TrainingWorld] = {}
 
 
 def world_path(config: WorldConfig, seed: int) -> Path:
-    return cache_dir() / f"preference-synthetic-{config.key()}-world{seed}.pt"
+    return cache.cache_dir() / f"preference-synthetic-{config.key()}-world{seed}.pt"
+
+
+def training_path(config: WorldConfig, seed: int, label_noise: float) -> Path:
+    return cache.cache_dir() / f"preference-synthetic-{config.key()}-world{seed}-train-noise{label_noise:g}.pt"
 
 
 def load_world(config: WorldConfig, seed: int) -> World:
-    """The world for ``(config, seed)``: from memory, else from disk, else built and saved.
-
-    A lock file makes a second process wait for the first one's build instead of repeating it; the file is written
-    under a temporary name and renamed, so a reader never sees half a world.
-    """
+    """The whole world for ``(config, seed)`` — trusted processes only: from memory, else disk, else built."""
     key = (config.key(), seed)
-    if key in _LOADED:
-        return _LOADED[key]
-    path = world_path(config, seed)
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path.with_suffix(".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if not path.exists():
-                world = build_world(config, seed)
-                handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-                try:
-                    with os.fdopen(handle, "wb") as file:
-                        torch.save(world.to_state(), file)
-                    os.replace(temporary, path)
-                finally:
-                    Path(temporary).unlink(missing_ok=True)
-    world = World.from_state(config, torch.load(path, weights_only=True))
-    _LOADED[key] = world
-    return world
+    if key not in _WORLDS:
+        path = world_path(config, seed)
+        cache.build_once(path, lambda: build_world(config, seed).to_state())
+        _WORLDS[key] = World.from_state(config, cache.load(path))
+    return _WORLDS[key]
+
+
+def prepare_training(config: WorldConfig, seed: int, label_noise: float) -> None:
+    """Write the training file of ``(config, seed, label_noise)`` from the whole world (trusted: labels need the
+    gold reward)."""
+    def build() -> dict:
+        world = load_world(config, seed)
+        pairs = world.pairs(label_noise)
+        state = {f"reference.{k}": v for k, v in world.reference_weights.items()}
+        state.update(seed=seed, label_noise=float(label_noise), disagreement=pairs.disagreement, chosen=pairs.chosen,
+                     rejected=pairs.rejected, reference_chosen_logps=pairs.reference_chosen_logps,
+                     reference_rejected_logps=pairs.reference_rejected_logps)
+        return state
+
+    cache.build_once(training_path(config, seed, label_noise), build)
+
+
+def load_training(config: WorldConfig, seed: int, label_noise: float) -> TrainingWorld:
+    """The training file only (``prepare_training`` wrote it): what warm workers and candidates may hold."""
+    key = (config.key(), seed, float(label_noise))
+    if key not in _TRAINING:
+        path = training_path(config, seed, label_noise)
+        if not path.exists():
+            raise FileNotFoundError(f"no training data for world {seed} at label noise {label_noise:g}: "
+                                    f"the task was not prepared ({path})")
+        state = cache.load(path)
+        pairs = PreferencePairs(state["chosen"], state["rejected"], state["reference_chosen_logps"],
+                                state["reference_rejected_logps"], float(state["disagreement"]))
+        _TRAINING[key] = TrainingWorld(config, seed, float(label_noise), _reference_weights(state), pairs)
+    return _TRAINING[key]

@@ -19,7 +19,7 @@ import random
 from dataclasses import dataclass, replace
 
 from llm2.proposers.base import ProposalRequest, Reply, ScoredCandidate
-from llm2.proposers.symbolic_grammar import (
+from llm2.tasks.preference.symbolic_grammar import (
     KNOWN_TREES, LEAVES, Blend, Exponential, Gate, Hinge, Logistic, Node, Saturating, SignWeighted, Squared, Sum,
     canonical, children, constant_range, constants, fmt, formula, kind_of, leaves, node_at, render, replace_at,
     rounded, size, subtrees, tree_from_code,

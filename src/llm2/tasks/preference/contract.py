@@ -13,8 +13,8 @@ PREFERENCE_ARGUMENTS: tuple[str, ...] = (
 )
 
 PREFERENCE_CONTRACT = Contract(
-    function_name="loss",
     arguments=PREFERENCE_ARGUMENTS,
+    example_name="loss",
     description="""\
 def loss(policy_chosen_logps, policy_rejected_logps,
          reference_chosen_logps, reference_rejected_logps, beta) -> torch.Tensor
@@ -24,7 +24,8 @@ def loss(policy_chosen_logps, policy_rejected_logps,
 - reference_chosen_logps, reference_rejected_logps: the same under the frozen reference policy (no gradient).
 - beta: a Python float, the strength of the pull towards the reference (e.g. 0.05).
 - Return the per-pair losses, a float tensor of shape [batch] (one value per pair, not reduced); training
-  minimises their mean. Use only torch, torch.nn.functional as F and math; keep constants inside the function.
+  minimises their mean. The function may have any name. Use only torch, torch.nn.functional as F and math; keep
+  constants inside the function.
 - Example (DPO): x = beta * ((policy_chosen_logps - policy_rejected_logps)
   - (reference_chosen_logps - reference_rejected_logps)); return -F.logsigmoid(x)""",
 )

@@ -1,26 +1,41 @@
-"""The child process that measures loss shapes (see llm2.report.shapes): f(x) per pair, f′(x) by autograd.
+"""Loss shapes: a preference loss as a function f(x) of x = β·ρ, and its derivative f′(x).
 
-It runs candidate code, so it only ever runs in a child process, started by ``shapes_from_code`` in an empty scratch
-directory, and confines itself with the sandbox's layers (llm2.sandbox.limits.confine: no network, rlimits,
-Landlock, seccomp) before it loads any candidate. The catalog's trusted objectives may use ``loss_shape``
-in-process (``llm2 plot objectives``).
+f is measured by calling the loss itself with the reference terms zero and the policy log-probs split evenly,
+chosen = ρ/2 and rejected = −ρ/2 with ρ = x/β, so β·ρ = x; f′ comes from autograd. A whole panel's grid is
+one batch. Losses that use batch statistics (mean, std over the pairs) then show their shape for a batch spread
+evenly over the panel, and f′ is the per-pair derivative ∂f_i/∂x_i.
+
+Candidate code is untrusted: its shapes are computed by ``shape_entry`` inside a confined process
+(``FigureContext.call_confined``); the catalog's own, trusted losses may use ``loss_shape`` directly.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import sys
-from dataclasses import asdict
-from pathlib import Path
-from typing import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Sequence
 
 import torch
 
-from llm2.candidate import load_function
-from llm2.objectives.contract import PREFERENCE_CONTRACT
-from llm2.report.shapes import POINTS, WIDE, ZOOM, LossShape, ShapePanel
-from llm2.sandbox.limits import SandboxLimits, confine, read_roots
+# The two default panels: the tails, and the fine structure near 0 (DiscoPOP's extrema sit near ±0.1).
+WIDE = (-10.0, 10.0)
+ZOOM = (-0.5, 0.5)
+POINTS = 401
+
+
+@dataclass(frozen=True)
+class ShapePanel:
+    x: tuple[float, ...]
+    f: tuple[float, ...]
+    df: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class LossShape:
+    name: str
+    panels: tuple[ShapePanel, ...]  # one per x range asked for, in order; empty when error is set
+    batch_dependent: bool = False
+    error: str | None = None
 
 
 def grid(x_range: tuple[float, float], points: int = POINTS) -> torch.Tensor:
@@ -87,24 +102,20 @@ def loss_shape(name: str, fn: Callable[..., torch.Tensor], beta: float,
     return LossShape(name, tuple(p for p, _ in measured), any(b for _, b in measured))
 
 
-def main() -> None:
-    """Child side of ``shapes_from_code``: JSON request on stdin, list of shapes on stdout."""
-    torch.set_num_threads(1)
-    request = json.load(sys.stdin)
-    confine(Path.cwd(), SandboxLimits(timeout_s=request["timeout_s"]), read_roots())
-    answer, sys.stdout = sys.stdout, sys.stderr  # whatever the candidate prints must not corrupt the answer
-    ranges = [tuple(r) for r in request["ranges"]]
-    shapes = []
-    for name, code in request["items"]:
-        try:
-            fn = load_function(code, PREFERENCE_CONTRACT, filename=f"<candidate {name}>")
-        except Exception as exc:  # noqa: BLE001 - CandidateError or anything the code raised
-            shapes.append(LossShape(name, (), error=str(exc)))
-            continue
-        shapes.append(loss_shape(name, fn, request["beta"], ranges, request["points"]))
-    # NaN is not JSON; the parent's json.loads accepts Python's NaN token, which json.dumps writes by default.
-    answer.write(json.dumps([asdict(s) for s in shapes]))
+def shape_entry(fn: Callable[..., torch.Tensor], payload: dict) -> dict:
+    """The confined process's entry: the shape of one candidate as JSON (see llm2.sandbox.confined_call)."""
+    ranges = [tuple(r) for r in payload.get("ranges", (WIDE, ZOOM))]
+    return asdict(loss_shape("", fn, float(payload["beta"]), ranges, int(payload.get("points", POINTS))))
 
 
-if __name__ == "__main__":
-    main()
+def shape_from_dict(name: str, data: dict) -> LossShape:
+    panels = tuple(ShapePanel(tuple(p["x"]), tuple(p["f"]), tuple(p["df"])) for p in data["panels"])
+    return LossShape(name, panels, bool(data["batch_dependent"]), data["error"])
+
+
+def shapes_of(call_confined: Callable[..., list], items: Sequence[tuple[str, str]], beta: float,
+              ranges: Sequence[tuple[float, float]] = (WIDE, ZOOM), points: int = POINTS) -> list[LossShape]:
+    """Shapes of (name, code) losses, computed in a confined process; a failure is drawn as missing, with why."""
+    results = call_confined("llm2.tasks.preference.shapes:shape_entry", items,
+                            {"beta": beta, "ranges": [list(r) for r in ranges], "points": points})
+    return [LossShape(r.name, (), error=r.error) if r.error else shape_from_dict(r.name, r.value) for r in results]

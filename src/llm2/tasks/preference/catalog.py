@@ -1,10 +1,45 @@
-"""The catalog of known preference losses (DESIGN.md §3): name -> Objective, and lookup by name or file."""
+"""The catalog of known preference losses: name -> Objective (docs/tasks.md lists the sources).
+
+``OBJECTIVES`` maps a name to an ``Objective``: the trusted function from ``losses.py``, its formula, its source
+and its code text (the function's own source, shown to the proposer as a baseline). Needs only torch.
+
+    from llm2.tasks.preference.catalog import OBJECTIVES
+    losses = OBJECTIVES["discopop"](policy_chosen_logps, policy_rejected_logps,
+                                    reference_chosen_logps, reference_rejected_logps, beta=0.05)  # [batch]
+"""
 
 from __future__ import annotations
 
-from llm2.objectives import losses
-from llm2.objectives.files import load_objective_file
-from llm2.objectives.objective import Objective, objective_from_function
+import inspect
+import textwrap
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from llm2.tasks.base import Baseline
+from llm2.tasks.preference import losses
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A named preference loss, callable with the preference contract; returns per-pair losses ``[batch]``."""
+
+    name: str
+    formula: str
+    source: str  # citation: where the loss comes from
+    code: str  # the function's source text (it keeps its own name: any name satisfies the contract)
+    fn: Callable[..., torch.Tensor] = field(repr=False, compare=False)
+
+    def __call__(self, policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
+                 reference_chosen_logps: torch.Tensor, reference_rejected_logps: torch.Tensor,
+                 beta: float) -> torch.Tensor:
+        return self.fn(policy_chosen_logps, policy_rejected_logps,
+                       reference_chosen_logps, reference_rejected_logps, beta)
+
+    def as_baseline(self) -> Baseline:
+        return Baseline(self.name, self.code, self.formula, self.source)
+
 
 # name -> (formula, source). Notation: r_c = logπ(y_c) − logπ_ref(y_c), r_r likewise, ρ = r_c − r_r, x = β·ρ,
 # σ the logistic function, τ = 0.05; batch statistics over the pairs of the batch (population form).
@@ -37,16 +72,7 @@ _TABLE: dict[str, tuple[str, str]] = {
 }
 
 OBJECTIVES: dict[str, Objective] = {
-    name: objective_from_function(getattr(losses, name), formula, source)
+    name: Objective(name, formula, source, textwrap.dedent(inspect.getsource(getattr(losses, name))),
+                    getattr(losses, name))
     for name, (formula, source) in _TABLE.items()
 }
-
-
-def get_objective(name_or_spec: str) -> Objective:
-    """A catalog name (``dpo``), or an objective in a file (``FILE.py:NAME``, or ``FILE.py`` holding one)."""
-    if name_or_spec in OBJECTIVES:
-        return OBJECTIVES[name_or_spec]
-    if ".py" in name_or_spec:
-        return load_objective_file(name_or_spec)
-    raise ValueError(f"unknown objective {name_or_spec!r}; known: {', '.join(OBJECTIVES)}; "
-                     "or give FILE.py:NAME")

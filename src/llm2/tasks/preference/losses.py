@@ -1,7 +1,7 @@
-"""The known preference losses as plain functions of the preference contract (DESIGN.md §3).
+"""The known preference losses as plain functions of the preference contract (docs/tasks.md lists their sources).
 
 Each function is self-contained (only torch, F and math; constants inside), because its source text is also the
-baseline code shown to the proposer: ``llm2.objectives.catalog`` derives that text from these very functions.
+baseline code shown to the proposer: ``llm2.tasks.preference.catalog`` derives that text from these very functions.
 Notation: r_c, r_r = policy minus reference log-probs; rho = r_c - r_r; x = beta * rho; tau = 0.05.
 Batch statistics (mean, var, std) are over the pairs of the batch and use the population form (unbiased=False),
 so a batch of one pair gives a spread of 0 instead of NaN.

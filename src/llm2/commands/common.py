@@ -1,0 +1,114 @@
+"""What several commands share: choosing a task and its settings, opening a run, the sandbox opt-out."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+TASK_HELP = "The task: a registered name (see `llm2 tasks`), or path/to/task.py:ClassName."
+
+
+class NoArchive(click.ClickException):
+    """DIR holds no readable llm2 archive: a usage problem (exit code 2), shown without a traceback."""
+
+    exit_code = 2
+
+
+def task_option(default: str | None = "preference-synthetic") -> Callable:
+    return click.option("--task", "task_spec", default=default, show_default=default is not None, help=TASK_HELP)
+
+
+def task_settings_option(function: Callable) -> Callable:
+    return click.option("--task-option", "-o", "task_options", multiple=True, metavar="KEY=VALUE",
+                        help="A setting of the task (repeatable); `llm2 tasks --task T` lists them.")(function)
+
+
+def allow_missing_option(function: Callable) -> Callable:
+    return click.option(
+        "--allow-missing-sandbox-layer", "allow_missing", multiple=True, metavar="LAYER",
+        help="Run candidates even where this sandbox layer cannot be applied (repeatable; UNSAFE, recorded). "
+             "By default a candidate is refused when any layer is missing.")(function)
+
+
+def load_task(spec: str):
+    from llm2.tasks import TaskNotFound
+    from llm2.tasks import load_task as load
+
+    try:
+        return load(spec)
+    except TaskNotFound as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def parse_settings(task: Any, pairs: tuple[str, ...]) -> Any:
+    """The task's settings from ``--task-option`` pairs (each key once)."""
+    return sweep_settings(task, pairs, sweep=False)[0]
+
+
+def sweep_settings(task: Any, pairs: tuple[str, ...], sweep: bool = True) -> list[Any]:
+    """One settings record per combination of repeated keys (``-o beta=0.01 -o beta=0.1`` gives two)."""
+    from llm2.tasks.settings import SettingsError, parse_option_pairs
+
+    try:
+        options = parse_option_pairs(pairs)
+        repeated = [k for k, values in options.items() if len(values) > 1]
+        if repeated and not sweep:
+            raise SettingsError(f"option {repeated[0]} given more than once")
+        keys = list(options)
+        return [task.parse_settings(dict(zip(keys, values)))
+                for values in itertools.product(*(options[k] for k in keys))]
+    except SettingsError as exc:
+        raise click.BadParameter(str(exc), param_hint="--task-option") from None
+
+
+def check_layers(allow_missing: tuple[str, ...]) -> frozenset[str]:
+    """Validate the opt-out's layer names and say loudly what it means."""
+    from llm2.sandbox.limits import LAYERS
+
+    unknown = sorted(set(allow_missing) - set(LAYERS))
+    if unknown:
+        raise click.BadParameter(f"unknown sandbox layer {unknown[0]!r}; the layers are: {', '.join(LAYERS)}",
+                                 param_hint="--allow-missing-sandbox-layer")
+    if allow_missing:
+        click.echo(f"WARNING: candidates will run even without these sandbox layers: {', '.join(allow_missing)}. "
+                   "This weakens the protection against hostile code and is recorded with every result.", err=True)
+    return frozenset(allow_missing)
+
+
+def open_run_archive(run_dir: Path, readonly: bool = True):
+    """Open DIR's archive, or stop the command with a clear message and exit code 2."""
+    from llm2.archive import Archive, ArchiveError
+
+    try:
+        return Archive.open(run_dir, readonly=readonly)
+    except ArchiveError as exc:
+        raise NoArchive(f"{exc}. Give the directory of a run made by `llm2 discover`.") from None
+
+
+def run_task(archive) -> tuple[Any, Any, Any]:
+    """(task, its settings, the recorded DiscoveryConfig) of an opened run; a clear error when unreadable."""
+    from llm2.discovery.config import DiscoveryConfig
+    from llm2.tasks.settings import SettingsError
+
+    try:
+        config = DiscoveryConfig.from_dict(archive.run.config)
+    except (ValueError, TypeError) as exc:
+        raise click.ClickException(f"the run's recorded config cannot be read: {exc}") from None
+    task = load_task(config.task)
+    try:
+        settings = task.settings_from_dict(config.task_settings)
+    except SettingsError as exc:
+        raise click.ClickException(f"the run's recorded task settings cannot be read: {exc}") from None
+    return task, settings, config
+
+
+def run_card(archive):
+    """The run's task card; for a run recorded before cards existed, the card of its task as installed now."""
+    from llm2.tasks.card import TaskCard
+
+    if archive.task_card:
+        return TaskCard.from_dict(archive.task_card)
+    return TaskCard.of(load_task(archive.run.task))

@@ -1,0 +1,198 @@
+"""The executor's side of one warm worker: start it, feed it jobs, score what it hands back, replace it if needed.
+
+The handle enforces an outer deadline: a worker that dies or hangs is killed, its job reported as failed with the
+reason, and a fresh worker is started for the next job. Weights arrive as safetensors files the worker writes into
+the handle's own directory; the handle scores them with its ``Scoring`` (trusted, in this process) and deletes them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from llm2.evaluation import EvalJob, EvalResult, job_to_dict
+from llm2.execution.scoring import Scoring
+from llm2.sandbox.environment import stripped_environment
+from llm2.sandbox.worker import WorkerConfig
+from llm2.tasks.base import TrainOutput
+
+STARTUP_TIMEOUT_S = 900.0  # a first world build takes about half a minute on two busy cores; be generous
+
+
+class WorkerGone(Exception):
+    pass
+
+
+class WorkerHandle:
+    """Starts, feeds and, when needed, replaces one worker process."""
+
+    def __init__(self, config: WorkerConfig, scoring: Scoring, parent_dir: str | None = None):
+        self.config, self.scoring = config, scoring
+        self.parent_dir = parent_dir  # where this handle's own directory goes (default: the system's temp dir)
+        self.process: subprocess.Popen | None = None
+        self._buffer = b""
+        self._home: Path | None = None  # the worker's log, scratch root and weight files; removed with the worker
+        self.busy = False
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.process is None else self.process.pid
+
+    @property
+    def _log_path(self) -> Path | None:
+        return None if self._home is None else self._home / "worker.log"
+
+    def start(self) -> None:
+        """Start the worker and wait until its training data is loaded; raises WorkerGone with the reason."""
+        self.stop()
+        self._home = Path(tempfile.mkdtemp(prefix="llm2-worker-", dir=self.parent_dir))
+        os.chmod(self._home, 0o711)  # the candidate (another user) passes through to its scratch, lists nothing
+        config = dataclasses.replace(self.config, home=str(self._home))
+        with open(self._log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "llm2.sandbox.worker", config.encode()],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, start_new_session=True,
+                env=stripped_environment())
+        self._buffer = b""
+        self._expect(("ready",), time.monotonic() + STARTUP_TIMEOUT_S)
+
+    def run(self, job: EvalJob) -> EvalResult:
+        """One evaluation; a worker fault becomes a failed result and the worker is replaced next time."""
+        started = time.perf_counter()
+        self.busy = True
+        try:
+            if self.process is None or self.process.poll() is not None:
+                self.start()
+            return self._run(job, started)
+        except WorkerGone as exc:
+            self.stop()
+            return EvalResult("failed", "train", f"worker failure: {exc}; the worker was replaced",
+                              seconds=time.perf_counter() - started)
+        finally:
+            self.busy = False
+
+    def _run(self, job: EvalJob, started: float) -> EvalResult:
+        self._send({"job": job_to_dict(job)})
+        message = self._expect(("started", "result"), time.monotonic() + STARTUP_TIMEOUT_S)
+        limits = self.config.limits
+        deadline = time.monotonic() + limits.timeout_s + limits.term_grace_s + self.config.answer_grace_s
+        while message["event"] != "result":  # from "started" on, the candidate's clock runs
+            message = self._expect(("probe", "result"), deadline)
+            if message["event"] == "probe":
+                scoring_started = time.monotonic()
+                reason, fitness = self.scoring.judge_probe(job, self._take(message))
+                self._send({"verdict": "continue" if reason is None else "stop", "reason": reason,
+                            "fitness": fitness})
+                deadline += time.monotonic() - scoring_started
+        seconds = time.perf_counter() - started
+        sandbox = tuple(message.get("sandbox") or ())
+        probe = message.get("probe_fitness")
+        if message["status"] != "ok":
+            return EvalResult(message["status"], message["stage"], message.get("error"), seconds=seconds,
+                              probe_fitness=probe, sandbox=sandbox)
+        output = self._take(message)
+        metrics, error = self.scoring.score(job, output)
+        if metrics is None:
+            return EvalResult("failed", "score", error, seconds=time.perf_counter() - started, probe_fitness=probe,
+                              sandbox=sandbox)
+        return EvalResult("ok", "done", None, metrics, time.perf_counter() - started, tuple(output.loss_trace),
+                          probe, sandbox)
+
+    def _take(self, message: dict) -> TrainOutput:
+        """The weights file the worker wrote (in this handle's own directory), read and removed."""
+        from safetensors.torch import load_file
+
+        path = Path(message["path"])
+        if self._home is None or path.parent != self._home:
+            raise WorkerGone(f"the worker named a weights file outside its directory: {path}")
+        try:
+            weights = load_file(str(path))
+        finally:
+            path.unlink(missing_ok=True)
+        trace = [float(v) for v in message.get("loss_trace") or []]
+        return TrainOutput(weights, trace, int(message.get("steps") or len(trace)))
+
+    def interrupt(self) -> None:
+        """From another thread: kill the worker if it is running a job (``run`` then reports the failure)."""
+        process = self.process
+        if self.busy and process is not None and process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def stop(self) -> None:
+        """Kill the worker's process group, reap it (its candidate's process dies with it: PDEATHSIG) and remove
+        its directory, scratch leftovers included."""
+        if self.process is not None:
+            if self.process.poll() is None:
+                try:
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            self.process.wait()
+            for stream in (self.process.stdin, self.process.stdout):
+                if stream:
+                    stream.close()
+            self.process = None
+        if self._home is not None:
+            shutil.rmtree(self._home, ignore_errors=True)
+            self._home = None
+
+    def close(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            try:
+                self.process.stdin.close()  # EOF: the worker cleans its scratch root and exits
+                self.process.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        self.stop()
+
+    # -- the JSON-lines protocol -------------------------------------------------------------------------------
+    def _send(self, message: dict) -> None:
+        try:
+            self.process.stdin.write((json.dumps(message) + "\n").encode())
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise WorkerGone(self._death_reason()) from None
+
+    def _expect(self, events: tuple[str, ...], deadline: float) -> dict:
+        while True:
+            message = self._read_line(deadline)
+            if message.get("event") in events:
+                return message
+
+    def _read_line(self, deadline: float) -> dict:
+        fd = self.process.stdout.fileno()
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise WorkerGone("the worker gave no answer before its deadline (it hung) and was killed")
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                raise WorkerGone(self._death_reason())
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def _death_reason(self) -> str:
+        try:
+            code = self.process.wait(timeout=5) if self.process else None
+        except subprocess.TimeoutExpired:
+            code = None
+        how = ("closed its output" if code is None else
+               f"was killed by signal {-code}" if code < 0 else f"exited with code {code}")
+        tail = ""
+        if self._log_path is not None and self._log_path.exists():
+            text = self._log_path.read_text(errors="replace").strip().splitlines()
+            tail = f" ({text[-1][:300]})" if text else ""
+        return f"the worker process {how}{tail}"
