@@ -9,11 +9,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
-import socket
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import psutil
 import pytest

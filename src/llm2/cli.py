@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "report": "llm2.commands.report:report",
     "plot": "llm2.commands.plot:plot",
     "tasks": "llm2.commands.tasks:tasks",
+    "self-develop": "llm2.commands.self_develop:self_develop",
 }
 
 

@@ -8,6 +8,7 @@ committed state; the writer never blocks them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os

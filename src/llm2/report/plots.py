@@ -15,7 +15,6 @@ from typing import Sequence
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 # Figures are made with matplotlib.figure.Figure directly, not pyplot: no global state, no GUI backend, safe in
