@@ -57,22 +57,12 @@ def parse_option_pairs(pairs: typing.Iterable[str]) -> dict[str, list[str]]:
 
 def parse_settings(task: str, cls: type, options: Mapping[str, str], base: Any = None) -> Any:
     """An instance of ``cls`` from text options (over ``base``'s values when given)."""
-    fields, hints = _fields(cls), _hints(cls)
-    unknown = [k for k in options if k not in fields]
-    if unknown:
-        raise _unknown(task, cls, unknown)
-    values = {name: _convert(name, hints[name], text) for name, text in options.items()}
-    return _build(cls, values, base)
+    return _build(task, cls, options, _convert, base)
 
 
 def settings_from_dict(task: str, cls: type, values: Mapping[str, Any]) -> Any:
     """An instance of ``cls`` from JSON-decoded values (a recorded run), checked as strictly as options."""
-    fields, hints = _fields(cls), _hints(cls)
-    unknown = [k for k in values if k not in fields]
-    if unknown:
-        raise _unknown(task, cls, unknown)
-    converted = {name: _from_json(name, hints[name], value) for name, value in values.items()}
-    return _build(cls, converted, None)
+    return _build(task, cls, values, _from_json, None)
 
 
 def option_help(cls: type) -> list[OptionHelp]:
@@ -85,7 +75,12 @@ def option_help(cls: type) -> list[OptionHelp]:
     return rows
 
 
-def _build(cls: type, values: dict[str, Any], base: Any) -> Any:
+def _build(task: str, cls: type, given: Mapping[str, Any], convert: Any, base: Any) -> Any:
+    fields, hints = _fields(cls), _hints(cls)
+    unknown = [k for k in given if k not in fields]
+    if unknown:
+        raise _unknown(task, cls, unknown)
+    values = {name: convert(name, hints[name], value) for name, value in given.items()}
     try:
         return dataclasses.replace(base, **values) if base is not None else cls(**values)
     except (TypeError, ValueError) as exc:
