@@ -18,10 +18,19 @@ from safetensors.torch import save as save_safetensors
 from llm2.tasks import load_task
 from llm2.tasks.base import CandidateError, EvalSetting, Metrics, TrainOutput
 from llm2.tasks.preference.catalog import OBJECTIVES
+from llm2.tasks.preference_synthetic.score import implausible_counts, judge_scores
 from llm2.tasks.preference_synthetic.world import load_world, training_path
 
 SEEDS = (0, 1, 2)
 BETA = 0.05
+
+
+def _reject_only(policy_chosen, policy_rejected, reference_chosen, reference_rejected, beta):
+    """Only pushes the rejected completion down: the policy collapses onto a few high-reward tokens."""
+    return -F.logsigmoid(-beta * (policy_rejected - reference_rejected))
+
+
+LOSSES = {**OBJECTIVES, "reject_only": _reject_only}
 
 
 class Harness:
@@ -61,7 +70,7 @@ def results(task):
         key = (name, beta, seed)
         if key not in table:
             setting = task.default_setting.replace(beta=beta, seed=seed)
-            table[key] = task.score(task.train(OBJECTIVES[name], setting), setting)
+            table[key] = task.score(task.train(LOSSES[name], setting), setting)
         return table[key]
 
     return run
@@ -83,15 +92,76 @@ def test_labels_disagree_with_gold_reward_at_a_human_like_rate(task):
 
 def test_reference_scores_about_the_configured_reward(task):
     reference = task.reference_metrics(task.default_setting)
-    assert abs(reference.fitness - 0.4) < 0.05
+    assert abs(reference.values["gold_reward"] - 0.4) < 0.05
     assert reference.values["kl"] == pytest.approx(0.0, abs=1e-5)
 
 
-def test_dpo_raises_gold_reward_far_beyond_seed_spread(task, results):
+# --- the judge ----------------------------------------------------------------------------------------------------
+
+def test_reference_reads_as_natural_to_the_judge(task):
+    reference = task.reference_metrics(task.default_setting)
+    assert reference.fitness == reference.values["judge"]
+    assert reference.values["gold_reward"] * 0.95 < reference.fitness <= reference.values["gold_reward"]
+    assert 0.8 < reference.values["naturalness"] < 1.0
+
+
+def test_judge_halves_a_completion_for_each_implausible_transition_beyond_the_tolerance():
+    rewards = torch.full((4,), 0.8)
+    assert judge_scores(rewards, torch.tensor([0, 2, 3, 5]), 2).tolist() == pytest.approx([0.8, 0.8, 0.4, 0.1])
+
+
+def test_completions_the_process_would_never_write_count_as_implausible(task):
+    world = task.world(task.default_setting)
+    config = task.task.train_config
+    sequences = world.completions_a[:32].clone()
+    counts = implausible_counts(world, sequences, config)
+    topics = sequences[:, 0] % world.config.topics
+    for position in range(world.config.prompt_length, sequences.shape[1]):  # always the least likely next token
+        sequences[:, position] = world.transitions[topics, sequences[:, position - 1]].argmin(dim=1)
+    assert (implausible_counts(world, sequences, config) == world.config.completion_length).all()
+    assert counts.float().mean() < 0.3 * world.config.completion_length
+
+
+def test_a_loss_that_only_pushes_the_rejected_down_loses_on_the_judge(results):
+    collapsed, dpo = results("reject_only"), results("dpo")
+    assert collapsed.values["gold_reward"] > dpo.values["gold_reward"]
+    assert collapsed.values["kl"] > dpo.values["kl"]
+    assert collapsed.fitness < dpo.fitness
+    assert collapsed.values["naturalness"] < dpo.values["naturalness"] - 0.1
+
+
+@pytest.mark.parametrize("fitness", ["gold-reward", "kl-penalised"])
+def test_the_other_fitnesses_are_options_and_the_proposer_is_told_which(task, fitness):
+    settings = task.task.parse_settings({"fitness": fitness})
+    setting = EvalSetting(settings, budget=0.1)
+    metrics = task.score(task.train(OBJECTIVES["dpo"], setting), setting)
+    expected = metrics.values["gold_reward"] - (task.task.train_config.kl_coefficient * metrics.values["kl"]
+                                                if fitness == "kl-penalised" else 0.0)
+    assert metrics.fitness == pytest.approx(expected) and metrics.values["kl"] > 0
+    texts = task.task.texts_for(settings)
+    assert texts.fitness_name != task.task.texts.fitness_name and "judge" not in texts.fitness
+    assert "judge" in task.task.texts_for(task.default_setting.task).fitness
+
+
+def test_an_unknown_fitness_is_a_clear_error(task):
+    from llm2.tasks.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="fitness must be one of judge, gold-reward, kl-penalised"):
+        task.task.parse_settings({"fitness": "win-rate"})
+
+
+def test_dpo_raises_the_fitness_far_beyond_seed_spread(task, results):
     mean, std = seed_stats(results, "dpo")
     gain = mean - task.reference_metrics(task.default_setting).fitness
     assert gain > 0.15
     assert gain > 10 * std
+
+
+def test_discopop_trains_at_beta_005_and_collapses_at_001_as_in_the_paper(task, results):
+    reference = task.reference_metrics(task.default_setting).values["gold_reward"]
+    assert results("discopop", 0.05).values["gold_reward"] > reference + 0.1
+    assert results("discopop", 0.01).values["gold_reward"] < reference - 0.1
+    assert results("dpo", 0.01).values["gold_reward"] > reference + 0.1
 
 
 def test_kl_grows_as_beta_shrinks(results):
@@ -247,12 +317,29 @@ def test_collapse_reason_is_relative_to_the_start_and_the_reference_baselines_pr
     assert rule(Metrics(fitness=start), reference, None) is None
     assert "collapsed" in rule(Metrics(fitness=start - 0.3), reference, None)  # absolute rule without a probe
     assert "not a number" in rule(Metrics(fitness=math.nan), reference, None)
-    # relative to what dpo gained by the probe: the floor moves with it
+    # relative to what dpo gained by the probe: the floor moves with it, but never closer than the floor
     share = task.task.collapse_share
     below = start - share * 0.3 - 0.01
     assert "collapsed" in rule(Metrics(fitness=below), reference, start + 0.3)
     assert rule(Metrics(fitness=below), reference, start + 0.6) is None
     assert rule(Metrics(fitness=start + 0.01), reference, start + 0.3) is None
+    assert rule(Metrics(fitness=start - 0.015), reference, start + 0.001) is None  # within the quick score's noise
+
+
+def test_the_probe_stops_discopop_at_beta_001_and_not_at_005(task):
+    """The cascade's probe, as a discovery runs it: against the start and what dpo reached by the same point."""
+    verdicts = {}
+    for beta in (0.01, 0.05):
+        setting = task.default_setting.replace(beta=beta)
+        scorer = task.task.scorer(setting.task)
+        probes = {}
+        for name in ("dpo", "discopop"):
+            task.train(OBJECTIVES[name], setting,
+                       lambda output, name=name: probes.__setitem__(name, scorer.score(output, quick=True)) or False)
+        verdicts[beta] = task.task.collapse_reason(probes["discopop"], scorer.reference_metrics(),
+                                                   probes["dpo"].fitness)
+    assert "collapsed" in verdicts[0.01]
+    assert verdicts[0.05] is None
 
 
 def test_scoring_rejects_weights_that_do_not_fit_the_model(task):

@@ -4,8 +4,8 @@ Every candidate and the reference are trained on the same held-out settings with
 (setting, seed) is a pair; the verdict on the fitness uses the win rate over the pairs with a Wilson interval and a
 paired sign-flip test. A candidate that fails on a setting loses that pair (it never silently drops out of the
 comparison). Each of the task's named numbers with a direction (a MetricColumn's ``better``) gets its own paired
-comparison, so the verdict says on what a candidate wins: a higher reward bought with a much higher KL reads as
-such.
+comparison, so the verdict says on what a candidate wins: a gain on the fitness bought with a loss elsewhere reads
+as such.
 """
 
 from __future__ import annotations
@@ -89,7 +89,8 @@ def run_heldout(task: Task, archive: Archive, executor: Executor, candidates: li
                                    metrics=outcome.metrics, sandbox=outcome.sandbox)
         fanout.drain(record)
     labels = [task.setting_text(s) for s in settings]
-    return [compare(task, c, outcomes[c.name], reference.name, outcomes[reference.name], labels, seeds)
+    fitness_name = task.texts_for(base).fitness_name
+    return [compare(task, c, outcomes[c.name], reference.name, outcomes[reference.name], labels, seeds, fitness_name)
             for c in candidates]
 
 
@@ -100,7 +101,7 @@ def _value(outcome: CandidateOutcome | None, key: str) -> float | None:
 
 
 def compare(task: Task, candidate: CandidateRecord, mine: dict, reference_name: str, theirs: dict,
-            labels: list[str], seeds: int) -> HeldoutVerdict:
+            labels: list[str], seeds: int, fitness_name: str) -> HeldoutVerdict:
     keys = sorted(theirs)
     fitness_mine = {k: _value(mine.get(k), "fitness") for k in keys}
     fitness_theirs = {k: _value(theirs[k], "fitness") for k in keys}
@@ -114,9 +115,8 @@ def compare(task: Task, candidate: CandidateRecord, mine: dict, reference_name: 
         else None
     columns = tuple(_compare_column(c, mine, theirs, keys) for c in task.metric_columns if c.better)
     rows = tuple(_setting_row(task.metric_columns, label, i, mine, theirs, seeds) for i, label in enumerate(labels))
-    return HeldoutVerdict(candidate.name, reference_name, task.texts.fitness_name, candidate.fitness, len(keys),
-                          failures, rate, low, high, test,
-                          verdict(test, low, high, reference_name, task.texts.fitness_name), columns, rows)
+    return HeldoutVerdict(candidate.name, reference_name, fitness_name, candidate.fitness, len(keys), failures, rate,
+                          low, high, test, verdict(test, low, high, reference_name, fitness_name), columns, rows)
 
 
 def _compare_column(column: MetricColumn, mine: dict, theirs: dict, keys: list) -> ColumnComparison:

@@ -100,11 +100,19 @@ def _docstring(candidate: CandidateRecord, run: RunInfo, task: Any) -> str:
     numbers = task.metrics_text(candidate.metrics)
     thought = candidate.thought.strip() or "(no thought recorded)"
     provenance = (f"llm2 candidate {candidate.name!r} (#{candidate.id}, generation {candidate.generation}) of run"
-                  f" {run.run_id}, task {run.task}: {task.texts.fitness_name} {fitness}"
+                  f" {run.run_id}, task {run.task}: {_texts(task, run).fitness_name} {fitness}"
                   f"{f', {numbers}' if numbers else ''}.")
     # Long reply lines are wrapped for reading; the thought's own line breaks are kept.
     lines = [wrapped for line in thought.splitlines() for wrapped in (textwrap.wrap(line, DOC_WIDTH) or [""])]
     return "\n".join([*lines, "", *textwrap.wrap(provenance, DOC_WIDTH)])
+
+
+def _texts(task: Any, run: RunInfo) -> Any:
+    """The task's texts for the run's settings (the fitness may be one of them)."""
+    try:
+        return task.texts_for(task.settings_from_dict(run.config.get("task_settings") or {}))
+    except ValueError:
+        return task.texts
 
 
 def export_entries(candidates: list[CandidateRecord], run: RunInfo, task: Any) -> list[ExportEntry]:

@@ -49,7 +49,7 @@ def parse_settings(task: Any, pairs: tuple[str, ...]) -> Any:
 
 
 def sweep_settings(task: Any, pairs: tuple[str, ...], sweep: bool = True) -> list[Any]:
-    """One settings record per combination of repeated keys (``-o beta=0.01 -o beta=0.1`` gives two)."""
+    """One settings record per combination of repeated keys (``-o seed=1 -o seed=2`` gives two)."""
     from llm2.tasks.settings import SettingsError, parse_option_pairs
 
     try:
@@ -111,4 +111,8 @@ def run_card(archive):
 
     if archive.task_card:
         return TaskCard.from_dict(archive.task_card)
-    return TaskCard.of(load_task(archive.run.task))
+    task = load_task(archive.run.task)
+    try:
+        return TaskCard.of(task, task.settings_from_dict(archive.run.config.get("task_settings") or {}))
+    except ValueError:
+        return TaskCard.of(task)

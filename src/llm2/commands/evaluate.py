@@ -70,13 +70,13 @@ def to_row(entry: Entry, setting: dict, seeds: int, outcome: CandidateOutcome, c
                outcome.seconds / seeds, outcome.status, outcome.error, outcome.sandbox)
 
 
-def print_table(task, references: list[tuple[str, Any]], rows: list[Row]) -> None:
+def print_table(task, fitness_name: str, references: list[tuple[str, Any]], rows: list[Row]) -> None:
     from rich.console import Console
     from rich.table import Table
 
     from llm2.discovery.feedback import fmt
 
-    table = Table(title=f"llm2 evaluate — {task.name} (fitness: {task.texts.fitness_name})")
+    table = Table(title=f"llm2 evaluate — {task.name} (fitness: {fitness_name})")
     for column in ("objective", "setting", "fitness (mean ± std)", *(c.label for c in task.metric_columns),
                    "s/eval", "status"):
         table.add_column(column)
@@ -113,7 +113,7 @@ def evaluate(task_spec, task_options, objectives, code_files, objective_files, s
              run_dir, allow_missing) -> None:
     """Train and score each objective at each setting and seed; every function runs in the sandbox.
 
-    A setting given several times sweeps it: -o beta=0.01 -o beta=0.05 evaluates both.
+    A setting given several times sweeps it: -o KEY=1 -o KEY=2 evaluates both.
     """
     from llm2.discovery.evaluations import evaluate_grid
     from llm2.execution import make_executor
@@ -149,9 +149,10 @@ def evaluate(task_spec, task_options, objectives, code_files, objective_files, s
         label = {**dataclasses.asdict(settings), "text": task.setting_text(settings)}
         rows.extend(to_row(e, label, seeds, outcomes[(position, i)], task.metric_columns)
                     for i, e in enumerate(entries))
-    print_table(task, references, rows)
+    fitness_name = task.texts_for(settings_list[0]).fitness_name
+    print_table(task, fitness_name, references, rows)
     if json_path:
-        payload = {"task": task.name, "fitness": task.texts.fitness_name,
+        payload = {"task": task.name, "fitness": fitness_name,
                    "references": [{"setting": text, "fitness_mean": m.fitness, "values": m.values}
                                   for text, m in references],
                    "results": [asdict(r) for r in rows]}

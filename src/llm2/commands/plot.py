@@ -21,10 +21,10 @@ def plot() -> None:
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="PNG file to write.")
 def objectives(names: tuple[str, ...], task_spec: str, task_options: tuple[str, ...], out: Path) -> None:
-    """Draw the task's known objectives or FILE.py:NAME functions beside its reference (for preference tasks: the
-    loss shapes f(x), f′(x) over x = β·ρ). Every function is evaluated in a confined process.
+    """Draw the task's known objectives or FILE.py:NAME functions beside its reference, as the task pictures them
+    (`llm2 tasks --task T` says what a task draws). Every function is evaluated in a confined process.
 
-    Example: llm2 plot objectives discopop ipo --out shapes.png
+    Example: llm2 plot objectives NAME OTHER_NAME --out shapes.png
     """
     from llm2.archive.function_files import read_function
 
@@ -57,9 +57,9 @@ def objectives(names: tuple[str, ...], task_spec: str, task_options: tuple[str, 
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="PNG file to write.")
 def results(eval_json: Path, task_spec: str, out: Path) -> None:
-    """Draw an `llm2 evaluate --json` file (for preference tasks: the reward–KL frontier across β).
+    """Draw an `llm2 evaluate --json` file, as the task pictures results (a setting swept over several values).
 
-    Example: llm2 evaluate --objective dpo --objective discopop -o beta=0.01 -o beta=0.05 -o beta=0.5 --json e.json
+    Example: llm2 evaluate --objective A --objective B -o KEY=1 -o KEY=2 -o KEY=3 --json e.json
     """
     task = load_task(task_spec)
     try:

@@ -27,7 +27,8 @@ def tasks(task_spec: str | None) -> None:
         console.print(table)
         return
     task = load_task(task_spec)
-    table = Table(title=f"{task.name}: {task.texts.kind}; fitness: {task.texts.fitness_name}; reference: "
+    texts = task.texts_for(task.default_settings())
+    table = Table(title=f"{task.name}: {texts.kind}; fitness (by default): {texts.fitness_name}; reference: "
                         f"{task.reference_baseline}; offline proposer: {task.offline_proposer or 'none'}")
     for column in ("option", "type", "default", "meaning"):
         table.add_column(column)

@@ -32,6 +32,7 @@ class DiscoveryConfig:
     max_reasks: int = 2
     prompt_dir: str | None = None
     allow_missing: tuple[str, ...] = ()  # sandbox layers the user explicitly let go (recorded, shown in reports)
+    keep_checkpoints: int = 0  # keep the trained weights of this many best candidates (their first seed's)
 
     def __post_init__(self) -> None:
         problems = []
@@ -40,6 +41,10 @@ class DiscoveryConfig:
         for name in ("generations", "population", "seeds", "top_k"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.keep_checkpoints < 0:
+            problems.append(f"keep_checkpoints must be 0 or more, not {self.keep_checkpoints}")
+        if self.keep_checkpoints and self.executor != "local":
+            problems.append("keeping checkpoints needs the local executor")
         if self.max_reasks < 0:
             problems.append(f"max_reasks must be 0 or more, not {self.max_reasks}")
         if not self.timeout_s > 0:

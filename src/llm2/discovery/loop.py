@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from llm2.archive import Archive, CandidateRecord, normalized_code_hash
 from llm2.archive.ranking import baseline
@@ -21,8 +22,21 @@ from llm2.discovery.evaluations import CandidateOutcome, SeedFanout
 from llm2.discovery.progress import Progress
 from llm2.discovery.prompts import PromptBook
 from llm2.execution.base import Executor
+from llm2.execution.handle import checkpoint_file_name
 from llm2.proposers.base import BudgetExceeded, ProposalRequest, Proposer, ProposerError, Reply, check_before_run
 from llm2.tasks.base import EvalSetting, Task
+
+
+CHECKPOINTS = "checkpoints"  # the folder of a run directory that holds kept weights
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / CHECKPOINTS
+
+
+def checkpoint_path(run_dir: Path, candidate_id: int, seed: int) -> Path:
+    """Where a kept candidate's weights are (the executor names them by job key, candidate:seed)."""
+    return checkpoint_dir(run_dir) / checkpoint_file_name(f"{candidate_id}:{seed}")
 
 
 @dataclass(frozen=True)
@@ -44,6 +58,7 @@ class Discovery:
         self.book = PromptBook(config.prompt_dir, getattr(task, "prompt_dir", None))
         self.progress = progress or Progress(config.generations)
         self.setting = EvalSetting(task.settings_from_dict(config.task_settings))
+        self.texts = task.texts_for(self.setting.task)
         self.fanout = SeedFanout(executor, self.setting, config.training_seeds())
         if hasattr(proposer, "on_event"):
             proposer.on_event = self.progress.note
@@ -131,9 +146,23 @@ class Discovery:
                                       sandbox=outcome.sandbox)
         self.progress.record(status=status, name=candidate.name, fitness=outcome.fitness, seconds=outcome.seconds,
                              evals=len(self.config.training_seeds()))
+        self._prune_checkpoints()
         for duplicate in self.archive.candidates(status="duplicate"):
             if duplicate.duplicate_of == candidate_id and duplicate.feedback is None:
                 self._tell_duplicate(duplicate)
+
+    def _prune_checkpoints(self) -> None:
+        """With keep_checkpoints N: keep the weights of the N best candidates (trained with the first seed) and of
+        those still being evaluated; remove every other weights file the executor kept."""
+        directory = checkpoint_dir(self.archive.path.parent)
+        if not self.config.keep_checkpoints or not directory.is_dir():
+            return
+        seed = self.config.training_seeds()[0]
+        wanted = self.archive.best(self.config.keep_checkpoints) + self.archive.pending()
+        keep = {checkpoint_path(directory.parent, c.id, seed).name for c in wanted}
+        for path in directory.glob("*.safetensors"):
+            if path.name not in keep:
+                path.unlink(missing_ok=True)
 
     def _tell_duplicate(self, duplicate: CandidateRecord) -> None:
         """A duplicate learns its original's score once that is known."""
@@ -188,7 +217,7 @@ class Discovery:
 
     # --- text ----------------------------------------------------------------------------------------------
     def _system_prompt(self) -> str:
-        contract, texts = self.task.contract, self.task.texts
+        contract, texts = self.task.contract, self.task.texts_for(self.setting.task)
         return self.book.render(
             "system", task_kind=texts.kind, contract=contract.description,
             allowed_imports=", ".join(f"`{m}`" for m in sorted(contract.allowed_imports)),
@@ -204,7 +233,7 @@ class Discovery:
             for c in self.archive.candidates() if c.generation == 0
         )
         return self.book.render(
-            "intro", task_description=self.task.texts.description, fitness_description=self.task.texts.fitness,
+            "intro", task_description=self.texts.description, fitness_description=self.texts.fitness,
             setting=self.task.setting_text(self.setting.task), n_seeds=self.config.seeds,
             reference_fitness=feedback.fmt(reference), baselines=baselines)
 
@@ -225,7 +254,7 @@ class Discovery:
                         ("contract", "probe", "train", "score", "done"))
         best = self.archive.best(1)
         return RunSummary(status, len(proposals), evaluated, best[0] if best else None, self._reference(),
-                          self.task.texts.fitness_name, message)
+                          self.texts.fitness_name, message)
 
 
 def _reply_of(record) -> Reply:

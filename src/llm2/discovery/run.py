@@ -45,7 +45,8 @@ def create_run(config: DiscoveryConfig, run_dir: Path, task: Task) -> Archive:
     info = RunInfo(run_id=uuid.uuid4().hex[:12], task=config.task, proposer=config.proposer,
                    model=str(config.proposer_options.get("model", "")), config=config.to_dict(), seeds=seeds,
                    versions=collect_versions(), started_at=time.time(), finished_at=None, status="running")
-    return Archive.create(run_dir, info, TaskCard.of(task).to_dict())
+    card = TaskCard.of(task, task.settings_from_dict(config.task_settings))
+    return Archive.create(run_dir, info, card.to_dict())
 
 
 def reopen_run(run_dir: Path, changes: dict[str, Any]) -> tuple[DiscoveryConfig, Archive, list[str]]:

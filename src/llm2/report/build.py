@@ -13,6 +13,7 @@ from llm2.report.failures import failure_stats
 from llm2.report.figures import Figure, FigureContext, MissingFigure
 from llm2.report.html import PageContent, render_page
 from llm2.report.plots import CandidatePoint, plot_discovery_curve, plot_failures
+from llm2.report.selfdev import selfdev_figures
 from llm2.tasks.card import TaskCard
 
 REPORT_DIRNAME = "report"
@@ -31,7 +32,7 @@ def build_report(run_dir: str | os.PathLike, top: int = TOP_FIGURES, figure_time
     out = run_dir / REPORT_DIRNAME
     out.mkdir(parents=True, exist_ok=True)
     task, settings, task_problem = _task_of(run)
-    card = TaskCard.from_dict(card_data) if card_data else (TaskCard.of(task) if task else
+    card = TaskCard.from_dict(card_data) if card_data else (TaskCard.of(task, settings) if task else
                                                            TaskCard(run.task, "", "fitness", ""))
     curve = discovery_curve(candidates, card, out)
     stats = failure_stats(candidates)
@@ -48,6 +49,8 @@ def build_report(run_dir: str | os.PathLike, top: int = TOP_FIGURES, figure_time
                                 ranked(candidates, include_baselines=False)[:top],
                                 baseline(candidates, card.reference_baseline), out, figure_timeout_s, allow_missing)
         task_figures = _task_figures(task, context)
+    task_figures = [*selfdev_figures(run_dir, candidates, card.reference_baseline, card.fitness_name, out),
+                    *task_figures]  # [] unless the run is a self-develop run
     page = render_page(PageContent(run=run, run_dir=str(run_dir), card=card,
                                    setting_text=task.setting_text(settings) if task else "", candidates=candidates,
                                    events=events, curve=curve, task_figures=task_figures, failures=stats,

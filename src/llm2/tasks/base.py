@@ -66,7 +66,7 @@ class MetricColumn:
     """A named number a task reports beside the fitness (``Metrics.values[key]``)."""
 
     key: str
-    label: str  # as shown in tables ("KL")
+    label: str  # as shown in tables
     digits: int = 3
     better: str | None = None  # "higher" | "lower" | None: the direction in which the held-out check compares it
 
@@ -94,6 +94,7 @@ class Runtime:
     # scratch directory (large models), read only once the child is dead
     output: str = "pipe"
     output_limit_bytes: int | None = None  # for "file" outputs: the largest file the child may write
+    memory_bytes: int | None = None  # memory training needs beyond the worker's, when more than the sandbox's default
 
 
 @dataclass(frozen=True)
@@ -196,8 +197,11 @@ class Task(Protocol):
 
     def settings_from_dict(self, values: Mapping[str, Any]) -> Any: ...
 
+    def texts_for(self, settings: Any) -> TaskTexts:
+        """``texts`` as they hold for these settings (the fitness may be a setting)."""
+
     def setting_text(self, settings: Any) -> str:
-        """The settings in a few words for the proposer and for tables ("β = 0.05, world 0")."""
+        """The settings in a few words for the proposer and for tables."""
 
     def metrics_text(self, values: Mapping[str, float]) -> str:
         """The named numbers of one result in a few words, for the feedback after an evaluation."""

@@ -4,6 +4,7 @@ importing it — the reference baseline, the fitness's name and the named number
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from llm2.tasks.base import MetricColumn, Task
 
@@ -17,9 +18,9 @@ class TaskCard:
     metric_columns: tuple[MetricColumn, ...] = ()
 
     @classmethod
-    def of(cls, task: Task) -> "TaskCard":
-        return cls(task.name, task.texts.kind, task.texts.fitness_name, task.reference_baseline,
-                   tuple(task.metric_columns))
+    def of(cls, task: Task, settings: Any = None) -> "TaskCard":
+        texts = task.texts if settings is None else task.texts_for(settings)
+        return cls(task.name, texts.kind, texts.fitness_name, task.reference_baseline, tuple(task.metric_columns))
 
     def to_dict(self) -> dict:
         return asdict(self)

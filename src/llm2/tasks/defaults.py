@@ -21,11 +21,29 @@ class TaskBase:
     # The probe has collapsed when its fitness fell below the untrained start by more than this share of what the
     # reference baseline gained by the same point (see collapse_reason); None turns that rule off.
     collapse_share: float | None = 0.5
+    collapse_floor: float = 0.0  # the relative rule's smallest margin (the probe's scoring noise)
     # Without the baseline's probe (e.g. in ``llm2 evaluate``): collapsed when this far below the start; None: off.
     collapse_margin: float | None = None
 
     def runtime(self, settings: Any) -> Runtime:
         return Runtime()
+
+    def texts_for(self, settings: Any) -> Any:
+        """The texts as they hold for ``settings`` (a task whose fitness is a setting says which one)."""
+        return self.texts
+
+    def warm_up(self, settings: Any, data: Any) -> None:
+        """Before any candidate runs, in a warm worker (and in a spawned child, before it confines itself): import
+        whatever training imports lazily. By default: train the reference baseline for a sliver of the budget."""
+        from llm2.sandbox.worker import train_reference_briefly
+
+        train_reference_briefly(self, settings, data)
+
+    def export_checkpoint(self, weights: Mapping[str, Any], settings: Any, out_dir: Any) -> dict[str, Any]:
+        """``llm2 export --checkpoints``: write a kept candidate's trained ``weights`` (as its ``train`` returned
+        them) into the directory ``out_dir`` in the task's usual format; return facts for the model card's header
+        (e.g. ``{"base_model": ..., "library_name": ...}``). Tasks whose weights have no such format keep this."""
+        raise NotImplementedError(f"task {self.name} has no format for trained weights")
 
     def hidden_paths(self) -> list[str]:
         """Files beneath the child's read roots (inside an installed package, say) that hold scoring data: the
@@ -59,7 +77,7 @@ class TaskBase:
             return "the probe's fitness is not a number"
         start = reference.fitness
         if baseline_probe is not None and self.collapse_share is not None and baseline_probe > start:
-            floor = start - self.collapse_share * (baseline_probe - start)
+            floor = start - max(self.collapse_share * (baseline_probe - start), self.collapse_floor)
             if probe.fitness < floor:
                 return (f"collapsed: the probe's fitness {probe.fitness:.3f} is below {floor:.3f}, the untrained "
                         f"start ({start:.3f}) minus {self.collapse_share:g} × what {self.reference_baseline} "

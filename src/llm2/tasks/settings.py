@@ -44,7 +44,7 @@ def _unknown(task: str, cls: type, names: list[str]) -> SettingsError:
 
 
 def parse_option_pairs(pairs: typing.Iterable[str]) -> dict[str, list[str]]:
-    """``["beta=0.05", "beta=0.1", "world_seed=1"]`` -> ``{"beta": ["0.05", "0.1"], "world_seed": ["1"]}``."""
+    """``["rate=0.05", "rate=0.1", "seed=1"]`` -> ``{"rate": ["0.05", "0.1"], "seed": ["1"]}``."""
     options: dict[str, list[str]] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")

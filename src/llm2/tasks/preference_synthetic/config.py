@@ -24,7 +24,7 @@ class WorldConfig:
     layers: int = 2
     d_model: int = 64
     heads: int = 4
-    dropout: float = 0.1
+    dropout: float = 0.1  # the reference's, in its supervised training (GPT-2's rate)
     reference_sequences: int = 20_000
     reference_epochs: int = 4
     reference_batch_size: int = 128
@@ -33,7 +33,7 @@ class WorldConfig:
     reference_reward: float = 0.4  # the sigmoid offset is set so the reference scores about this
     pairs: int = 3000
     heldout_prompts: int = 512
-    version: int = 3  # bump when the construction changes, so stale caches are not reused
+    version: int = 4  # bump when the construction changes, so stale caches are not reused
 
     @property
     def sequence_length(self) -> int:
@@ -47,15 +47,31 @@ class WorldConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     batch_size: int = 16
-    # Adam, constant. The first design measured 2e-4 on its model; on this one 2e-4 moves the policy little (dpo
-    # 0.64, KL 1.1 at beta 0.05), 4e-4 gives dpo 0.82 (KL 4.3) with seeds still far apart from each other's
-    # objectives, and 5e-4 (dpo 0.89, KL 6.7) blurs dpo and hinge to within three seed deviations.
+    # Adam, constant. With the dropout below, 4e-4 gives dpo a gold reward of 0.77 (KL 3.0) at beta 0.05 in one
+    # epoch, with dpo, hinge, ipo and discopop more than three seed deviations apart on the judge (with dropout 0.1,
+    # 2e-4 moved the policy little and 5e-4 blurred dpo and hinge).
     lr: float = 4e-4
+    # Dropout in the policy while it trains on the pairs. It spreads the log-ratio margin rho at the first steps,
+    # and that spread decides DiscoPOP's fate: its loss is non-convex around x = beta * rho = 0 (min near -0.12,
+    # max near 0.07), and at the first step it pushes the margins the way dpo does only once beta * std(rho) is
+    # above about 0.15. The paper's outcomes (trains at beta 0.05, collapses at 0.01) put a real run's std(rho)
+    # between about 3 and 15 nats. Measured at step 0 on 14-token completions: dropout 0.1 gives 2.4 nats (DiscoPOP
+    # then stays at the reference at beta 0.05), 0.2 gives 3.5, 0.3 gives 4.7 (beta * std = 0.24 at beta 0.05,
+    # 0.05 at 0.01), 0.4 gives 5.6. 0.3 is the smallest rate with a clear margin on both sides; more noise only
+    # slows every loss down. The reference's own supervised training keeps GPT-2's 0.1.
+    dropout: float = 0.3
     epochs: float = 1.0  # passes over the pairs at budget 1.0
     quick_prompts: int = 128  # held-out prompts scored when ``quick`` (the cascade's probe)
+    # The judge: a completion's gold reward counts only as far as it reads as text of the world. A transition the
+    # hidden process gives less than ``implausible_probability`` is one it would (almost) never make; a completion
+    # may have as many of them as ``judge_quantile`` of the reference's own samples do (so the reference reads as
+    # natural), and each one beyond that halves its score.
+    implausible_probability: float = 1e-3
+    judge_quantile: float = 0.95
+    kl_coefficient: float = 0.01  # the kl-penalised fitness: gold reward minus this much per nat of KL
 
 
-FITNESSES = ("gold-reward",)
+FITNESSES = ("judge", "gold-reward", "kl-penalised")
 
 
 @dataclass(frozen=True)
@@ -64,7 +80,7 @@ class PreferenceSettings:
     world_seed: int = field(default=0, metadata={"help": "which synthetic world (generating process, reward, pairs)"})
     label_noise: float = field(default=0.2, metadata={
         "help": "share of preference labels that disagree with the gold reward, in [0, 0.5)"})
-    fitness: str = field(default="gold-reward", metadata={"help": f"what is maximised: {' | '.join(FITNESSES)}"})
+    fitness: str = field(default="judge", metadata={"help": f"what is maximised: {' | '.join(FITNESSES)}"})
 
     def __post_init__(self) -> None:
         if not self.beta > 0:

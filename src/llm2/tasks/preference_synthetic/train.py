@@ -44,7 +44,7 @@ def train_policy(fn: Callable, world: TrainingWorld, setting: EvalSetting, confi
     with single_thread(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(setting.seed)  # dropout masks
         order = batch_indices(len(pairs), steps, config.batch_size, torch.Generator().manual_seed(setting.seed))
-        policy = world.reference_model().train()  # train mode: dropout is the noise real training has
+        policy = world.reference_model(config.dropout).train()  # train mode: dropout is the noise rho needs
         optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr, fused=True)  # one kernel, not one per tensor
         for step, index in enumerate(order):
             # chosen and rejected in one forward pass

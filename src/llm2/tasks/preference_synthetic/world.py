@@ -8,6 +8,7 @@ workers, and the candidates' processes they fork, load only that file. Both are 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ class World:
     config: WorldConfig
     seed: int
     reference_weights: dict[str, torch.Tensor]
+    transitions: torch.Tensor  # [topics, vocab, vocab] the hidden process: each topic's Markov chain
     token_rewards: torch.Tensor  # [vocab] hidden "sentiment" of each token
     reward_mean: float
     reward_std: float
@@ -57,11 +59,15 @@ class World:
         total = self.token_rewards[sequences[:, self.config.prompt_length:]].sum(dim=1)
         return torch.sigmoid((total - self.reward_mean) / self.reward_std + self.reward_offset)
 
+    def transition_probabilities(self, sequences: torch.Tensor) -> torch.Tensor:
+        """[batch, completion]: the process's probability of each completion token given the token before it."""
+        topic = (sequences[:, 0] % self.config.topics).unsqueeze(1)
+        start = self.config.prompt_length
+        return self.transitions[topic, sequences[:, start - 1:-1], sequences[:, start:]]
+
     def reference_model(self) -> TinyGPT:
-        """A fresh copy of the reference, to be trained."""
-        model = TinyGPT(self.config)
-        model.load_state_dict(self.reference_weights)
-        return model
+        """A fresh copy of the reference."""
+        return _model(self.config, self.reference_weights)
 
     def frozen_reference(self) -> TinyGPT:
         """The reference in eval mode, shared: for KL estimates only, never trained."""
@@ -100,19 +106,23 @@ class TrainingWorld:
     reference_weights: dict[str, torch.Tensor]
     pairs: PreferencePairs
 
-    def reference_model(self) -> TinyGPT:
-        """A fresh copy of the reference, to be trained."""
-        model = TinyGPT(self.config)
-        model.load_state_dict(self.reference_weights)
-        return model
+    def reference_model(self, dropout: float | None = None) -> TinyGPT:
+        """A fresh copy of the reference, to be trained (with ``dropout``, default the reference's own)."""
+        return _model(self.config, self.reference_weights, dropout)
+
+
+def _model(config: WorldConfig, weights: dict[str, torch.Tensor], dropout: float | None = None) -> TinyGPT:
+    model = TinyGPT(config if dropout is None else dataclasses.replace(config, dropout=dropout))
+    model.load_state_dict(weights)
+    return model
 
 
 def _reference_weights(state: dict) -> dict[str, torch.Tensor]:
     return {k.removeprefix("reference."): v for k, v in state.items() if k.startswith("reference.")}
 
 
-_TENSOR_FIELDS = ("token_rewards", "completions_a", "completions_b", "reference_logps_a", "reference_logps_b",
-                  "heldout_prompts")
+_TENSOR_FIELDS = ("transitions", "token_rewards", "completions_a", "completions_b", "reference_logps_a",
+                  "reference_logps_b", "heldout_prompts")
 
 
 # --- the hidden generating process -------------------------------------------------------------------------------
@@ -182,7 +192,7 @@ def build_world(config: WorldConfig, seed: int) -> World:
                          config.reference_reward)
         sampling_seed = int(rng.integers(2**31))
     weights = {k: v.detach().clone() for k, v in reference.state_dict().items()}
-    return World(config, seed, weights, token_rewards, mean, std, offset,
+    return World(config, seed, weights, transitions, token_rewards, mean, std, offset,
                  both[:config.pairs], both[config.pairs:], logps[:config.pairs], logps[config.pairs:], heldout,
                  sampling_seed)
 
