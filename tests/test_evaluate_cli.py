@@ -45,8 +45,8 @@ def test_evaluate_good_and_bad_objectives(tmp_path):
     assert rows[("wrong_shape", 0.05)]["status"] in ("invalid", "failed")
     assert "shape" in rows[("wrong_shape", 0.05)]["error"]
     assert "finite" in rows[("nan_loss", 0.05)]["error"] or "nan" in rows[("nan_loss", 0.05)]["error"].lower()
-    # the table names every objective, both settings and the untrained start
-    for name in ("dpo", "hinge", "wrong_shape", "untrained start", "β = 0.5"):
+    # the table names every objective, both settings and the starting point
+    for name in ("dpo", "hinge", "wrong_shape", "starting point", "β = 0.5"):
         assert name in result.stdout
 
 

@@ -83,7 +83,7 @@ def print_table(task, fitness_name: str, references: list[tuple[str, Any]], rows
     table.add_column("error", overflow="fold", max_width=70)
     for setting_text, reference in references:
         values = [fmt(reference.values.get(c.key)) for c in task.metric_columns]
-        table.add_row("untrained start", setting_text, fmt(reference.fitness), *values, "-", "ok", "")
+        table.add_row("starting point", setting_text, fmt(reference.fitness), *values, "-", "ok", "")
     for row in rows:
         values = [fmt(row.metrics[c.key]["mean"], row.metrics[c.key]["std"]) for c in task.metric_columns]
         table.add_row(row.objective, row.setting["text"], fmt(row.fitness_mean, row.fitness_std), *values,

@@ -22,6 +22,7 @@ from llm2.proposers.base import (
 PROPOSERS: dict[str, str] = {
     "symbolic": "llm2.tasks.preference.symbolic:SymbolicProposer",
     "classification-offline": "llm2.tasks.classification.proposer:ClassificationOfflineProposer",
+    "merging-offline": "llm2.tasks.merging.proposer:MergingOfflineProposer",
     "openai": "llm2.proposers.openai:OpenAIProposer",
     "hf": "llm2.proposers.hf:HFProposer",
     "replay": "llm2.proposers.replay:ReplayProposer",

@@ -19,6 +19,9 @@ from llm2.tasks.base import Task
 TASKS: dict[str, str] = {
     "preference-synthetic": "llm2.tasks.preference_synthetic.task:PreferenceSyntheticTask",
     "classification": "llm2.tasks.classification.task:ClassificationTask",
+    "merging-synthetic": "llm2.tasks.merging_synthetic.task:MergingSyntheticTask",
+    "merging-hf": "llm2.tasks.merging_hf.task:MergingHFTask",
+    "preference-hf": "llm2.tasks.preference_hf.task:PreferenceHFTask",
 }
 ENTRY_POINT_GROUP = "llm2.tasks"
 

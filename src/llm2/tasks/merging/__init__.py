@@ -1,0 +1,2 @@
+"""What both merging tasks share: the per-tensor contract, the catalog of known merge methods, the offline proposer
+and the export helpers (a plain ``merge_state_dicts`` and a mergekit merge method)."""

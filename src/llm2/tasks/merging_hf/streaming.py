@@ -1,0 +1,236 @@
+"""Merging Hugging Face models one tensor at a time: read each parameter from the models' safetensors files, merge
+it, and write it straight into the merged model's shard on disk.
+
+Memory holds a few tensors, never a model: each input tensor is read with its own ``safe_open`` (the file is
+mapped only while that tensor is read), and the output shards are written incrementally. That works because a
+safetensors file's header, which lists every tensor's offset, can be written first: the merged model has the base
+model's names, shapes and dtypes, all known before any tensor is merged. Only safetensors files are read, never
+pickles. The merged directory is a Hugging Face model: the base's config, tokenizer and other small files are
+copied, the weights are ``model.safetensors`` or shards with ``model.safetensors.index.json``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shutil
+import struct
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+
+from llm2.tasks.merging.contract import checked_merge
+
+INDEX_FILE = "model.safetensors.index.json"
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".gguf", ".onnx")
+DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+          "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+          "BOOL": torch.bool}
+DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
+DEFAULT_SHARD_BYTES = 2 * 1024**3
+
+
+def _libc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        return None
+
+
+_MALLOC_TRIM = _libc_trim()
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed by the last tensor back to the system. glibc keeps large freed blocks for reuse (its mmap
+    threshold grows after each large free), so without this the process's footprint creeps up by dozens of
+    tensors over a merge instead of following the few tensors in use."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
+class MergeInputError(ValueError):
+    """The models cannot be merged as given (missing weights, different shapes, unreadable files); one line."""
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    file: Path
+    shape: tuple[int, ...]
+    dtype: str  # safetensors' dtype name ("BF16")
+
+    @property
+    def nbytes(self) -> int:
+        count = 1
+        for size in self.shape:
+            count *= size
+        return count * torch.empty((), dtype=DTYPES[self.dtype]).element_size()
+
+
+@dataclass(frozen=True)
+class MergeReport:
+    out_dir: Path
+    files: tuple[str, ...]  # the weight files written, in order
+    tensors: int
+    merged: int  # tensors the function merged (the others, integer buffers, are copied from the base)
+    bytes: int
+    seconds: float
+
+
+def weight_files(model_dir: Path) -> list[Path]:
+    """A model directory's safetensors files (through its index when it has one)."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise MergeInputError(f"{model_dir}: not a directory")
+    index = model_dir / INDEX_FILE
+    if index.exists():
+        try:
+            names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise MergeInputError(f"{index}: not a valid safetensors index ({exc})") from None
+        files = [model_dir / name for name in names]
+        missing = [f.name for f in files if not f.exists()]
+        if missing:
+            raise MergeInputError(f"{model_dir}: the index names missing files: {', '.join(missing[:3])}")
+        return files
+    files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        others = sorted(p.name for p in model_dir.iterdir() if p.suffix in WEIGHT_SUFFIXES)
+        found = f" (found {', '.join(others[:3])}: only safetensors files are read, never pickles)" if others else ""
+        raise MergeInputError(f"{model_dir}: no *.safetensors weights{found}")
+    return files
+
+
+def tensor_table(model_dir: Path) -> dict[str, TensorInfo]:
+    """Every tensor of a model, from the files' headers only (nothing is loaded)."""
+    table: dict[str, TensorInfo] = {}
+    for path in weight_files(model_dir):
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                for name in handle.keys():  # noqa: SIM118 - a safetensors handle, not a dict
+                    piece = handle.get_slice(name)
+                    table[name] = TensorInfo(name, path, tuple(piece.get_shape()), piece.get_dtype())
+        except Exception as exc:  # noqa: BLE001 - a broken file is an input error, reported in one line
+            raise MergeInputError(f"{path}: cannot be read as safetensors ({type(exc).__name__}: {exc})") from None
+    return table
+
+
+def check_compatible(base: dict[str, TensorInfo], experts: Sequence[dict[str, TensorInfo]],
+                     expert_names: Sequence[str]) -> None:
+    for label, table in zip(expert_names, experts):
+        missing = [name for name in base if name not in table]
+        if missing:
+            raise MergeInputError(f"expert {label} lacks {len(missing)} of the base's tensors, e.g. {missing[0]!r}")
+        for name, info in base.items():
+            if table[name].shape != info.shape:
+                raise MergeInputError(f"tensor {name!r} has shape {list(table[name].shape)} in expert {label} but "
+                                      f"{list(info.shape)} in the base")
+
+
+def read_tensor(info: TensorInfo) -> torch.Tensor:
+    """One tensor, read with its own handle: the file is mapped only while it is read."""
+    with safe_open(str(info.file), framework="pt") as handle:
+        return handle.get_tensor(info.name)
+
+
+def plan_shards(infos: Sequence[TensorInfo], max_shard_bytes: int) -> list[list[TensorInfo]]:
+    """Consecutive tensors in shards of at most ``max_shard_bytes`` (a larger tensor gets a shard of its own)."""
+    shards: list[list[TensorInfo]] = [[]]
+    size = 0
+    for info in infos:
+        if shards[-1] and size + info.nbytes > max_shard_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(info)
+        size += info.nbytes
+    return shards
+
+
+def _header(infos: Sequence[TensorInfo]) -> bytes:
+    entries: dict[str, Any] = {"__metadata__": {"format": "pt"}}
+    offset = 0
+    for info in infos:
+        entries[info.name] = {"dtype": info.dtype, "shape": list(info.shape),
+                              "data_offsets": [offset, offset + info.nbytes]}
+        offset += info.nbytes
+    text = json.dumps(entries, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned, as safetensors writes it
+    return struct.pack("<Q", len(text)) + text
+
+
+def _write_tensor(file: Any, tensor: torch.Tensor) -> None:
+    file.write(tensor.detach().contiguous().reshape(-1).view(torch.uint8).numpy().data)
+
+
+def copy_model_files(base_dir: Path, out_dir: Path) -> list[str]:
+    """The base's config, tokenizer and other small files (not its weights) into ``out_dir``."""
+    copied = []
+    for path in sorted(Path(base_dir).iterdir()):
+        if path.is_file() and path.suffix not in WEIGHT_SUFFIXES and path.name != INDEX_FILE:
+            shutil.copy2(path, out_dir / path.name)
+            copied.append(path.name)
+    return copied
+
+
+def merge_streaming(fn: Callable[..., Any], base_dir: str | Path, expert_dirs: Sequence[str | Path],
+                    out_dir: str | Path, max_shard_bytes: int = DEFAULT_SHARD_BYTES, seed: int = 0,
+                    device: str = "cpu", dtype: torch.dtype | None = None, stage: str = "train") -> MergeReport:
+    """Merge ``expert_dirs`` into ``base_dir``'s model with ``fn(name, base, experts)``, one tensor at a time, into
+    the Hugging Face model directory ``out_dir``.
+
+    ``fn`` gets float32 tensors on ``device``; its result is written in the base tensor's dtype (or ``dtype`` for
+    floating-point tensors). Integer tensors are copied from the base. torch's generator is seeded with ``seed``
+    first. A result that breaks the contract raises CandidateError (``stage``) naming the parameter.
+    """
+    start = time.perf_counter()
+    base_dir, out_dir = Path(base_dir), Path(out_dir)
+    if not expert_dirs:
+        raise MergeInputError("name at least one expert model")
+    base = tensor_table(base_dir)
+    experts = [tensor_table(Path(d)) for d in expert_dirs]
+    check_compatible(base, experts, [str(d) for d in expert_dirs])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if any(out_dir.glob("*.safetensors")):
+        raise MergeInputError(f"{out_dir} already holds safetensors weights; merge into an empty directory")
+
+    def output_info(info: TensorInfo) -> TensorInfo:
+        floating = DTYPES[info.dtype].is_floating_point
+        return TensorInfo(info.name, info.file, info.shape,
+                          DTYPE_NAMES[dtype] if dtype is not None and floating else info.dtype)
+
+    shards = plan_shards([output_info(info) for info in base.values()], max_shard_bytes)
+    names = (["model.safetensors"] if len(shards) == 1 else
+             [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))])
+    torch.manual_seed(seed)
+    merged_count = total = 0
+    weight_map: dict[str, str] = {}
+    for shard, file_name in zip(shards, names):
+        partial = out_dir / (file_name + ".partial")
+        with open(partial, "wb") as file:
+            file.write(_header(shard))
+            for out in shard:
+                tensor = read_tensor(base[out.name])
+                if tensor.is_floating_point():
+                    inputs = [read_tensor(table[out.name]).to(device=device, dtype=torch.float32)
+                              for table in experts]
+                    tensor = checked_merge(fn, out.name, tensor.to(device=device, dtype=torch.float32), inputs,
+                                           stage, copy_inputs=False)
+                    del inputs
+                    merged_count += 1
+                _write_tensor(file, tensor.to(dtype=DTYPES[out.dtype]))
+                del tensor
+                release_freed_memory()
+                weight_map[out.name] = file_name
+                total += out.nbytes
+        os.replace(partial, out_dir / file_name)
+    if len(shards) > 1:
+        index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+        (out_dir / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
+    copy_model_files(base_dir, out_dir)
+    return MergeReport(out_dir, tuple(names), len(base), merged_count, total, time.perf_counter() - start)

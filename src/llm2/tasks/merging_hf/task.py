@@ -1,0 +1,192 @@
+"""``merging-hf``: merge real Hugging Face models with a candidate merge function and score the merged model on
+question/answer pairs, as in the Self-Developing paper (a seed chat model and math experts, scored on GSM8k).
+
+    llm2 evaluate --task merging-hf --task-option base=BASE --task-option experts=A,B \\
+        --task-option eval=questions.jsonl [--task-option fitness=loglik]
+
+BASE, A and B are local model directories with safetensors weights, or Hugging Face model ids (downloaded once, in
+the trusted main process, when the machine can reach the hub). The merge streams one tensor at a time
+(llm2.tasks.merging_hf.streaming), so models larger than memory merge; the merged model is written in Hugging Face
+format and scored by exact match of its greedy answers or by the log-likelihood of the reference answers, on a GPU
+when there is one.
+
+What works today: ``merge_streaming`` and ``QuestionScorer.score_dir``, used directly. Inside a discovery run, the
+child must hand the merged directory (in its scratch) to the scorer; that needs the sandbox's file outputs, which
+``train`` is written for (it merges into ``./merged`` in its working directory) and ``score`` reads from
+``output.output_dir``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from llm2.tasks.base import EvalSetting, MetricColumn, Runtime, TaskTexts, TensorSpec, TrainOutput
+from llm2.tasks.defaults import TaskBase
+from llm2.tasks.merging.baselines import BASELINES
+from llm2.tasks.merging.contract import MERGE_CONTRACT, check_merge_contract
+from llm2.tasks.merging.export import merge_usage, merging_module_text
+from llm2.tasks.merging_hf.answers import load_questions
+from llm2.tasks.merging_hf.score import QuestionScorer
+from llm2.tasks.merging_hf.streaming import MergeInputError, check_compatible, merge_streaming, tensor_table
+
+FITNESS = ("exact-match", "loglik")
+MERGED_DIR = "merged"  # inside the candidate's working directory (its scratch)
+
+
+@dataclass(frozen=True)
+class MergingHFSettings:
+    base: str = field(default="", metadata={"help": "the seed model: a local directory or a Hugging Face model id"})
+    experts: tuple[str, ...] = field(default=(), metadata={
+        "help": "the expert models fine-tuned from base, comma-separated (directories or model ids)"})
+    eval: str = field(default="", metadata={
+        "help": "JSONL file of {\"question\": ..., \"answer\": ...} (GSM8k style: the number after '####')"})
+    fitness: str = field(default="exact-match", metadata={
+        "help": "exact-match (greedy answers, the number after '####' or the last number) or loglik (the mean "
+                "per-token log-likelihood of the reference answers: no generation, much cheaper)"})
+    limit: int | None = field(default=None, metadata={"help": "score only the first N questions (none: all)"})
+    max_new_tokens: int = field(default=256, metadata={"help": "longest generated answer, in tokens"})
+    batch_size: int = field(default=8, metadata={"help": "questions generated at once"})
+    prompt: str = field(default="auto", metadata={
+        "help": "auto (the tokenizer's chat template, else plain), plain ('Question: ...\\nAnswer:'), or a "
+                "template containing {question}"})
+    shard_mb: int = field(default=2048, metadata={"help": "largest merged weight file, in MB"})
+    heldout_experts: tuple[str, ...] = field(default=(), metadata={
+        "help": "experts never seen during discovery, for the held-out check (comma-separated)"})
+
+    def __post_init__(self) -> None:
+        if self.fitness not in FITNESS:
+            raise ValueError(f"fitness must be one of {', '.join(FITNESS)}, not {self.fitness!r}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be 1 or more, got {self.limit}")
+        for name in ("max_new_tokens", "batch_size", "shard_mb"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be 1 or more, got {getattr(self, name)}")
+        if self.prompt not in ("auto", "plain") and "{question}" not in self.prompt:
+            raise ValueError("prompt must be auto, plain, or a template containing {question}")
+
+
+@dataclass(frozen=True)
+class ModelPaths:
+    """The training side: where the models are (their weights are read tensor by tensor while merging)."""
+
+    base: Path
+    experts: tuple[Path, ...]
+    shard_bytes: int
+
+
+def resolve_model(spec: str, download: bool) -> Path:
+    """A local directory as is; otherwise a Hugging Face model id, from the local hub cache (downloading its
+    safetensors, config and tokenizer files first when ``download``)."""
+    if Path(spec).is_dir():
+        return Path(spec)
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(spec, local_files_only=not download,
+                                      allow_patterns=["*.safetensors", "*.json", "*.model", "*.txt", "*.jinja"]))
+    except Exception as exc:  # noqa: BLE001 - any hub failure is reported as one line
+        raise MergeInputError(f"model {spec!r} is not a local directory and could not be fetched from the "
+                              f"Hugging Face hub ({type(exc).__name__})") from None
+
+
+class MergingHFTask(TaskBase):
+    name = "merging-hf"
+    settings_type = MergingHFSettings
+    contract = MERGE_CONTRACT
+    texts = TaskTexts(
+        kind="model-merging algorithm",
+        description=(
+            "The task: merging large language models. A seed (base) model and expert models fine-tuned from it\n"
+            "(for example a chat model and mathematics experts) are merged by your function, parameter by\n"
+            "parameter, into one model that should keep the seed's general ability and gain the experts' skills.\n"
+            "Nothing is trained: the merged weights are evaluated as they are, on held-out questions."),
+        fitness=("the merged model's exact-match accuracy on held-out questions (its final number equals the\n"
+                 "reference's), 0 to 1, or the mean per-token log-likelihood of the reference answers; higher is\n"
+                 "better"),
+        fitness_name="exact match",
+        expertise=("You are deeply familiar with model merging (task arithmetic, TIES, DARE, model soups, SLERP,\n"
+                   "Fisher and RegMean merging) and the weight-space geometry of fine-tuned language models."),
+        rules=("- base and every expert are float32 tensors; return one tensor of base's shape.\n"
+               "- Create new tensors on base's device (device=base.device): merging may run on a GPU.\n"
+               "- Tensors can have hundreds of millions of entries: a few vectorised passes, no sorting of\n"
+               "  the whole tensor more than once, no Python loops over elements."),
+    )
+    baselines = BASELINES
+    reference_baseline = "task_arithmetic"
+    discovery_baselines = ("task_arithmetic", "ties", "dare_linear", "average")
+    metric_columns = (
+        MetricColumn("exact_match", "exact match", 3, better="higher"),
+        MetricColumn("loglik", "answer log-lik", 3, better="higher"),
+    )
+    offline_proposer = "merging-offline"
+    probe_fraction = 1.0  # no probe: train never calls its checkpoint
+    collapse_share = None
+
+    def __init__(self) -> None:
+        self._scorers: dict[MergingHFSettings, QuestionScorer] = {}
+
+    def runtime(self, settings: MergingHFSettings) -> Runtime:
+        if torch.cuda.is_available():
+            return Runtime(start="spawn", device="cuda", gpus=1)
+        return Runtime()
+
+    # -- trusted main process ----------------------------------------------------------------------------------
+    def prepare(self, settings: MergingHFSettings) -> None:
+        if not settings.base or not settings.experts or not settings.eval:
+            raise MergeInputError("merging-hf needs --task-option base=MODEL, experts=MODEL,MODEL,... and "
+                                  "eval=FILE.jsonl")
+        base = tensor_table(resolve_model(settings.base, download=True))
+        experts = [tensor_table(resolve_model(e, download=True)) for e in settings.experts]
+        check_compatible(base, experts, settings.experts)
+        load_questions(settings.eval, settings.limit)
+
+    # -- training side -----------------------------------------------------------------------------------------
+    def training_data(self, settings: MergingHFSettings) -> ModelPaths:
+        return ModelPaths(resolve_model(settings.base, download=False),
+                          tuple(resolve_model(e, download=False) for e in settings.experts),
+                          settings.shard_mb * 1024**2)
+
+    def output_spec(self, data: ModelPaths) -> dict[str, TensorSpec]:
+        return {}  # the merged weights come back as files, not tensors
+
+    def check_contract(self, fn: Callable[..., Any], data: ModelPaths | None = None) -> None:
+        check_merge_contract(fn, len(data.experts) if data is not None else 2)
+
+    def train(self, fn: Callable[..., Any], data: ModelPaths, setting: EvalSetting,
+              checkpoint: Callable[[TrainOutput], bool] | None = None) -> TrainOutput:
+        """Merge into ./merged (the candidate's scratch) tensor by tensor; the weights stay in files."""
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        report = merge_streaming(fn, data.base, data.experts, Path(os.getcwd()) / MERGED_DIR,
+                                 max_shard_bytes=data.shard_bytes, seed=setting.seed, device=device)
+        return TrainOutput({}, [], steps=report.tensors)
+
+    # -- scoring side ------------------------------------------------------------------------------------------
+    def scorer(self, settings: MergingHFSettings) -> QuestionScorer:
+        key = dataclasses.replace(settings, experts=(), heldout_experts=(), shard_mb=1)
+        if key not in self._scorers:
+            self._scorers[key] = QuestionScorer.from_settings(settings, resolve_model(settings.base, False))
+        return self._scorers[key]
+
+    # -- texts, held-out suite, export -------------------------------------------------------------------------
+    def setting_text(self, settings: MergingHFSettings) -> str:
+        experts = ", ".join(Path(e).name or e for e in settings.experts)
+        return f"base {Path(settings.base).name or settings.base}, experts {experts}, {settings.fitness}"
+
+    def heldout_settings(self, settings: MergingHFSettings) -> list[MergingHFSettings]:
+        """The held-out experts in place of the discovery's, when given."""
+        if settings.heldout_experts:
+            return [dataclasses.replace(settings, experts=settings.heldout_experts, heldout_experts=())]
+        return []
+
+    def export_usage(self, example: str, file_name: str) -> str:
+        return merge_usage(example, file_name)
+
+    def export_module(self, entries: Any, run: Any, file_name: str) -> str:
+        return merging_module_text(entries, run, self, file_name)

@@ -1,0 +1,347 @@
+"""merging-hf: streaming merges of Hugging Face models from safetensors files, the merged directory's format,
+bounded memory, the question scorer, the exported helpers and the mergekit adapter — on tiny local models with
+random weights and a tokenizer built from local text."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from llm2.sandbox.loader import load_function
+from llm2.tasks.base import CandidateError, EvalSetting
+from llm2.tasks.merging.baselines import BASELINES, TASK_ARITHMETIC_LAMBDA
+from llm2.tasks.merging.contract import MERGE_CONTRACT
+from llm2.tasks.merging.export import portable_source
+from llm2.tasks.merging.portable import merge_state_dicts
+from llm2.tasks.merging_hf.answers import QuestionFileError, extract_answer, is_correct, load_questions
+from llm2.tasks.merging_hf.score import QuestionScorer
+from llm2.tasks.merging_hf.streaming import INDEX_FILE, MergeInputError, merge_streaming
+from llm2.tasks.merging_hf.task import MergingHFSettings, MergingHFTask
+from llm2.tasks.settings import SettingsError
+
+REPO = Path(__file__).resolve().parents[1]
+WORDS = ("question", "what", "is", "the", "sum", "of", "and", "apples", "pears", "many", "how", "answer", "total",
+         "left")
+# Token 0 is "7": a model whose final norm is zeroed has all-zero logits and greedily writes token 0 forever.
+VOCAB = {"7": 0, "[UNK]": 1, "[PAD]": 2, "</s>": 3, **{str(d): 4 + i for i, d in enumerate((0, 1, 2, 3, 4, 5, 6, 8, 9))},
+         "####": 13, ":": 14, "?": 15, **{w: 16 + i for i, w in enumerate(WORDS)}}
+
+
+def task_arithmetic():
+    return load_function(BASELINES["task_arithmetic"].code, MERGE_CONTRACT)
+
+
+def save_tokenizer(directory: Path) -> None:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.WordLevel(VOCAB, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(),
+                                                       pre_tokenizers.Punctuation()])
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]",
+                            eos_token="</s>").save_pretrained(directory)
+
+
+def tiny_llama(directory: Path, seed: int = 0, noise: float = 0.0, base: dict | None = None) -> dict:
+    """A 2-layer Llama saved in Hugging Face format; with ``base`` and ``noise``, an expert: base + noise."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=len(VOCAB), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64,
+                         tie_word_embeddings=False, bos_token_id=None, eos_token_id=3, pad_token_id=2)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    if base is not None:
+        generator = torch.Generator().manual_seed(seed)
+        model.load_state_dict({k: v + noise * torch.randn(v.shape, generator=generator) for k, v in base.items()})
+    model.save_pretrained(directory)
+    save_tokenizer(directory)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    base = tiny_llama(root / "base")
+    experts = [tiny_llama(root / f"expert{i}", seed=i + 1, noise=0.02, base=base) for i in range(2)]
+    questions = root / "questions.jsonl"
+    rows = [{"question": f"how many apples and pears {i} ?", "answer": f"total {7 if i % 2 == 0 else 3} #### "
+             f"{7 if i % 2 == 0 else 3}"} for i in range(6)]
+    questions.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return {"root": root, "base": base, "experts": experts, "questions": questions}
+
+
+def read_dir(directory: Path) -> dict[str, torch.Tensor]:
+    found = {}
+    for path in sorted(directory.glob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as handle:
+            found.update({name: handle.get_tensor(name) for name in handle.keys()})  # noqa: SIM118
+    return found
+
+
+def test_streaming_merge_equals_the_in_memory_merge_and_loads_in_transformers(models, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    root = models["root"]
+    report = merge_streaming(task_arithmetic(), root / "base", [root / "expert0", root / "expert1"], tmp_path / "m")
+    expected = merge_state_dicts(task_arithmetic(), models["base"], models["experts"])
+    written = read_dir(tmp_path / "m")
+    assert set(written) == set(expected) and report.tensors == len(expected) == report.merged
+    for name, tensor in expected.items():
+        torch.testing.assert_close(written[name], tensor, rtol=0, atol=1e-6)
+    name = "model.layers.0.mlp.up_proj.weight"  # the merge is really base + λ Σ τ, not a copy of an input
+    delta = sum(e[name] - models["base"][name] for e in models["experts"])
+    torch.testing.assert_close(written[name], models["base"][name] + TASK_ARITHMETIC_LAMBDA * delta)
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "m")  # config copied, weights readable
+    torch.testing.assert_close(loaded.state_dict()["lm_head.weight"], expected["lm_head.weight"])
+    assert AutoTokenizer.from_pretrained(tmp_path / "m")("how many apples")["input_ids"]
+
+
+def test_small_shards_write_an_index_and_keep_the_dtype(models, tmp_path):
+    root = tmp_path / "bf16"
+    from transformers import AutoModelForCausalLM
+
+    for name in ("base", "expert0"):
+        model = AutoModelForCausalLM.from_pretrained(models["root"] / name).to(torch.bfloat16)
+        model.save_pretrained(root / name)
+    report = merge_streaming(task_arithmetic(), root / "base", [root / "expert0"], tmp_path / "m",
+                             max_shard_bytes=8_000)
+    assert len(report.files) > 3 and (tmp_path / "m" / INDEX_FILE).exists()
+    index = json.loads((tmp_path / "m" / INDEX_FILE).read_text())
+    assert set(index["weight_map"].values()) == set(report.files)
+    written = read_dir(tmp_path / "m")
+    assert {t.dtype for t in written.values()} == {torch.bfloat16}
+    assert index["metadata"]["total_size"] == sum(t.numel() * 2 for t in written.values())
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "m")
+    assert reloaded.config.num_hidden_layers == 2
+
+
+def test_broken_inputs_and_candidates_get_one_line_reasons(models, tmp_path):
+    root = models["root"]
+    with pytest.raises(MergeInputError, match="no \\*.safetensors weights"):
+        merge_streaming(task_arithmetic(), tmp_path, [root / "expert0"], tmp_path / "out")
+    other = tmp_path / "wide"
+    tiny = {k: v for k, v in models["base"].items()}
+    tiny["lm_head.weight"] = torch.zeros(3, 32)
+    other.mkdir()
+    save_file(tiny, str(other / "model.safetensors"))
+    with pytest.raises(MergeInputError, match="'lm_head.weight' has shape \\[3, 32\\] in expert"):
+        merge_streaming(task_arithmetic(), root / "base", [other], tmp_path / "out2")
+    wrong = load_function("def merge(name, base, experts):\n    return base[:1]\n", MERGE_CONTRACT)
+    with pytest.raises(CandidateError, match="merge returned shape \\(1, 32\\) for parameter '"):
+        merge_streaming(wrong, root / "base", [root / "expert0"], tmp_path / "out3")
+    assert not list((tmp_path / "out3").glob("*.safetensors"))  # nothing half-written looks like weights
+
+
+def test_question_scorer_exact_match_and_loglik_on_a_known_model(models, tmp_path):
+    """Zeroing the final norm makes every logit 0: greedy answers are '7 7 7' (right on the '#### 7' half), and
+    each reference token has log-probability exactly -log(vocabulary)."""
+    root = models["root"]
+    zero_norm = load_function(
+        "def merge(name, base, experts):\n"
+        "    return torch.zeros_like(base) if name == 'model.norm.weight' else base\n", MERGE_CONTRACT)
+    merge_streaming(zero_norm, root / "base", [root / "expert0"], tmp_path / "m")
+    scorer = QuestionScorer(load_questions(models["questions"]), "exact-match", max_new_tokens=3,
+                            device="cpu", reference_dir=root / "base")
+    metrics = scorer.score_dir(tmp_path / "m")
+    assert metrics.fitness == metrics.values["exact_match"] == 0.5
+    assert metrics.values["loglik"] == pytest.approx(-math.log(len(VOCAB)), abs=1e-5)
+    reference = scorer.reference_metrics()
+    assert reference.values["loglik"] < 0 and reference.values["loglik"] != metrics.values["loglik"]
+    cheap = QuestionScorer(load_questions(models["questions"]), "loglik", device="cpu").score_dir(tmp_path / "m")
+    assert "exact_match" not in cheap.values and cheap.fitness == pytest.approx(-math.log(len(VOCAB)), abs=1e-5)
+
+
+def test_answer_extraction_is_gsm8k_style(tmp_path):
+    assert extract_answer("3 + 4 = 7 apples, so #### 7") == "7"
+    assert extract_answer("she pays $1,200.00 in total") == "1200"
+    assert extract_answer("no number here") is None
+    assert is_correct("The answer is 72.", "48 + 24 = 72\n#### 72") and not is_correct("#### 71", "#### 72")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "q", "answer": "1"}\n{"question": "q"}\n')
+    with pytest.raises(QuestionFileError, match="line 2: needs an object with 'question' and 'answer'"):
+        load_questions(bad)
+    assert len(load_questions(bad, limit=1)) == 1
+
+
+def test_task_settings_contract_and_runtime(models, tmp_path):
+    task = MergingHFTask()
+    root = models["root"]
+    settings = task.parse_settings({"base": str(root / "base"), "experts": f"{root / 'expert0'},{root / 'expert1'}",
+                                    "eval": str(models["questions"]), "fitness": "loglik"})
+    assert settings.experts == (str(root / "expert0"), str(root / "expert1"))
+    with pytest.raises(SettingsError, match="fitness must be one of exact-match, loglik"):
+        task.parse_settings({"fitness": "bleu"})
+    with pytest.raises(MergeInputError, match="needs --task-option base=MODEL"):
+        task.prepare(task.default_settings())
+    task.prepare(settings)
+    data = task.training_data(settings)
+    task.check_contract(task_arithmetic(), data)
+    with pytest.raises(CandidateError, match="not a torch.Tensor"):
+        task.check_contract(load_function("def merge(name, base, experts):\n    return 1.0\n", MERGE_CONTRACT),
+                            data)
+    assert task.runtime(settings).device == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert task.output_spec(data) == {}
+    with pytest.raises(MergeInputError, match="could not be fetched"):
+        task.prepare(MergingHFSettings(base="no-such/model", experts=("x",), eval=str(models["questions"])))
+    assert task.heldout_settings(settings) == []
+    held = task.heldout_settings(MergingHFSettings(base="b", experts=("a",), heldout_experts=("c", "d")))
+    assert held[0].experts == ("c", "d")
+
+
+def test_exported_helpers_run_as_plain_code(models, tmp_path):
+    """The helpers an exported module carries work without llm2: merge two state dicts with a catalog rule."""
+    module = tmp_path / "merges.py"
+    module.write_text("import torch\n\n" + BASELINES["ties"].code + "\n" + portable_source())
+    script = textwrap.dedent(f"""
+        import sys, torch
+        sys.path.insert(0, {str(tmp_path)!r})
+        import merges
+        base = {{"w": torch.zeros(4, 5), "step": torch.tensor(3)}}
+        a, b = {{"w": torch.ones(4, 5), "step": torch.tensor(9)}}, {{"w": -0.5 * torch.ones(4, 5), "step": torch.tensor(1)}}
+        merged = merges.merge_state_dicts(merges.merge, base, [a, b])
+        print(merged["w"].sum().item(), merged["step"].item())
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          check=False, cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr
+    total, step = done.stdout.split()
+    # TIES keeps each vector's top 20 % (4 of 20 entries, ties at equal magnitude keep all): the elected sign is
+    # +, so only expert a's ones survive the disjoint mean
+    assert float(total) == 20.0 and int(step) == 3
+
+
+def test_mergekit_runs_an_llm2_rule(models, tmp_path):
+    mergekit = pytest.importorskip("mergekit")
+    from mergekit.config import MergeConfiguration
+    from mergekit.merge import MergeOptions, run_merge
+
+    from llm2.tasks.merging.portable import mergekit_method
+
+    root = models["root"]
+    mergekit_method(task_arithmetic(), "llm2_test_task_arithmetic")
+    config = MergeConfiguration.model_validate({
+        "merge_method": "llm2_test_task_arithmetic", "base_model": str(root / "base"), "dtype": "float32",
+        "models": [{"model": str(root / "expert0")}, {"model": str(root / "expert1")}]})
+    run_merge(config, str(tmp_path / "mk"), MergeOptions(copy_tokenizer=False, write_model_card=False, quiet=True))
+    ours = merge_state_dicts(task_arithmetic(), models["base"], models["experts"])
+    theirs = read_dir(tmp_path / "mk")
+    assert mergekit.__name__ == "mergekit" and set(theirs) == set(ours)
+    for name, tensor in ours.items():
+        torch.testing.assert_close(theirs[name], tensor, rtol=0, atol=1e-6)
+
+
+MEMORY_SCRIPT = """
+import json, sys, time
+import torch
+from llm2.sandbox.loader import load_function
+from llm2.tasks.merging.baselines import BASELINES
+from llm2.tasks.merging.contract import MERGE_CONTRACT
+from llm2.tasks.merging_hf.streaming import merge_streaming
+
+def status(key):
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) * 1024 for l in f if l.startswith(key + ":"))
+
+fn = load_function(BASELINES[sys.argv[1]].code, MERGE_CONTRACT)
+torch.zeros(8).sum()
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # reset the peak RSS (VmHWM) to the current RSS: the peak measured is the merge's own
+before = status("VmRSS")
+start = time.perf_counter()
+report = merge_streaming(fn, sys.argv[2], sys.argv[3:5], sys.argv[5], max_shard_bytes=int(sys.argv[6]))
+print(json.dumps({"before": before, "peak": status("VmHWM"), "bytes": report.bytes, "files": len(report.files),
+                  "seconds": time.perf_counter() - start}))
+"""
+
+
+def write_random_models(root: Path, tensors: int, shape: tuple[int, int], shards: int = 4) -> int:
+    """Three models (base, a, b) of ``tensors`` random float32 tensors in ``shards`` files each; their size."""
+    generator = torch.Generator().manual_seed(tensors)
+    per_shard = tensors // shards
+    for model in ("base", "a", "b"):
+        directory = root / model
+        directory.mkdir(parents=True)
+        weight_map = {}
+        for shard in range(shards):
+            file_name = f"model-{shard + 1:05d}-of-{shards:05d}.safetensors"
+            part = {f"layers.{i}.weight": torch.randn(shape, generator=generator)
+                    for i in range(shard * per_shard, (shard + 1) * per_shard)}
+            save_file(part, str(directory / file_name))
+            weight_map.update({name: file_name for name in part})
+        (directory / INDEX_FILE).write_text(json.dumps({"weight_map": weight_map}))
+    return tensors * shape[0] * shape[1] * 4
+
+
+def peak_increase(root: Path, method: str) -> dict:
+    """Merge root/{a,b} into root/base with ``method`` in a fresh process; its RSS before and at its peak."""
+    done = subprocess.run(
+        [sys.executable, "-c", MEMORY_SCRIPT, method, str(root / "base"), str(root / "a"), str(root / "b"),
+         str(root / f"out-{method}"), str(64 * 1024**2)], capture_output=True, text=True, timeout=300, cwd=REPO,
+        check=False)
+    assert done.returncode == 0, done.stderr
+    measured = json.loads(done.stdout)
+    measured["increase"] = measured["peak"] - measured["before"]
+    return measured
+
+
+@pytest.mark.slow
+def test_memory_stays_bounded_by_a_few_tensors(tmp_path):
+    """Peak memory grows with the tensors' size, not the model's: twice as many 4 MiB tensors (128 to 256 MiB
+    per model, three models read) leave the peak where it was, far below one model's size."""
+    shape = (1024, 1024)  # 4 MiB of float32
+    tensor_bytes = shape[0] * shape[1] * 4
+    small_bytes = write_random_models(tmp_path / "small", 32, shape)
+    large_bytes = write_random_models(tmp_path / "large", 64, shape)
+    mib = 1024**2
+    small = peak_increase(tmp_path / "small", "task_arithmetic")
+    large = peak_increase(tmp_path / "large", "task_arithmetic")
+    ties = peak_increase(tmp_path / "large", "ties")  # more temporaries per tensor: trimming, sign election
+    print(f"\npeak RSS increase, task_arithmetic: {small['increase'] / mib:.0f} MiB merging 3 x "
+          f"{small_bytes / mib:.0f} MiB, {large['increase'] / mib:.0f} MiB merging 3 x {large_bytes / mib:.0f} MiB "
+          f"({large['seconds']:.1f} s); ties: {ties['increase'] / mib:.0f} MiB ({ties['seconds']:.1f} s); "
+          f"tensors of {tensor_bytes / mib:.0f} MiB")
+    assert large["bytes"] == large_bytes and large["files"] == 4
+    assert large["increase"] < small["increase"] + 4 * tensor_bytes  # not proportional to the model
+    assert large["increase"] < large_bytes / 4 and ties["increase"] < large_bytes * 0.6
+    merged = tmp_path / "large" / "out-task_arithmetic"
+    with safe_open(str(next(merged.glob("model-00002-*"))), framework="pt") as handle:
+        name = next(iter(handle.keys()))
+        value = handle.get_tensor(name)
+    parts = []
+    for model in ("base", "a", "b"):
+        index = json.loads((tmp_path / "large" / model / INDEX_FILE).read_text())["weight_map"]
+        with safe_open(str(tmp_path / "large" / model / index[name]), framework="pt") as handle:
+            parts.append(handle.get_tensor(name))
+    torch.testing.assert_close(value, parts[0] + TASK_ARITHMETIC_LAMBDA * (parts[1] + parts[2] - 2 * parts[0]))
+
+
+def test_evaluation_setting_merges_into_the_working_directory(models, tmp_path, monkeypatch):
+    """train() writes the merged model under ./merged (the child's scratch) and hands back no tensors."""
+    task = MergingHFTask()
+    root = models["root"]
+    settings = MergingHFSettings(base=str(root / "base"), experts=(str(root / "expert0"),),
+                                 eval=str(models["questions"]), fitness="loglik")
+    monkeypatch.chdir(tmp_path)
+    output = task.train(task_arithmetic(), task.training_data(settings), EvalSetting(settings, seed=0))
+    assert output.weights == {} and output.steps == len(models["base"])
+    assert (tmp_path / "merged" / "model.safetensors").exists() and (tmp_path / "merged" / "config.json").exists()
+    with pytest.raises(ValueError, match="cannot yet hand the child's output files"):
+        task.scorer(settings).score(output)
+    # once the sandbox hands files back: the scorer reads only the child's safetensors weights, with the base's
+    # config and tokenizer (a child could leave a broken config or a pickle beside them)
+    (tmp_path / "merged" / "config.json").write_text("{not json")
+    (tmp_path / "merged" / "pytorch_model.bin").write_bytes(b"not a pickle either")
+    handed_back = SimpleNamespace(weights={}, loss_trace=[], steps=output.steps, output_dir=tmp_path / "merged")
+    metrics = task.scorer(settings).score(handed_back)
+    assert metrics.fitness == metrics.values["loglik"] < 0
