@@ -74,10 +74,14 @@ def proposer_options(proposer: str, *, model: str | None, base_url: str | None, 
               help="Stop cleanly before the proposer's next request would cost more than this many USD in all.")
 @click.option("--price-prompt", type=click.FloatRange(min=0), default=None, help="USD per 1k prompt tokens.")
 @click.option("--price-completion", type=click.FloatRange(min=0), default=None, help="USD per 1k completion tokens.")
+@click.option("--keep-checkpoints", type=click.IntRange(min=0), default=DEFAULTS.keep_checkpoints, show_default=True,
+              metavar="N", help="Keep the trained weights of the N best candidates (first training seed) in "
+              "RUN_DIR/checkpoints, for llm2 export --checkpoints (local executor).")
 @allow_missing_option
 def discover(task_spec, task_options, proposer, model, base_url, api_key_env, replay, generations, population,
              history, top_k, temperature, seed, seeds, run_dir, resume, prompt_dir, executor, workers, ray_address,
-             timeout, request_timeout, max_tokens, max_cost, price_prompt, price_completion, allow_missing) -> None:
+             timeout, request_timeout, max_tokens, max_cost, price_prompt, price_completion, keep_checkpoints,
+             allow_missing) -> None:
     """Let a proposer invent algorithms for a task; with no options, a short offline run on the built-in task and
     its offline proposer."""
     from llm2.archive import ArchiveError
@@ -117,7 +121,7 @@ def discover(task_spec, task_options, proposer, model, base_url, api_key_env, re
                 generations=generations or DEFAULTS.generations, population=population, history=history,
                 top_k=top_k, temperature=temperature, seed=seed, seeds=seeds, executor=executor,
                 workers=workers, ray_address=ray_address, timeout_s=timeout, prompt_dir=prompt_dir,
-                allow_missing=tuple(sorted(allowed)))
+                allow_missing=tuple(sorted(allowed)), keep_checkpoints=keep_checkpoints)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
         run_dir = run_dir or default_run_dir()
@@ -145,7 +149,7 @@ def _as_dict(settings) -> dict:
 
 
 def run(config: DiscoveryConfig, task, archive, run_dir: Path):
-    from llm2.discovery.loop import Discovery
+    from llm2.discovery.loop import Discovery, checkpoint_dir
     from llm2.execution import make_executor
     from llm2.proposers import make_proposer
     from llm2.proposers.base import ProposerError
@@ -164,7 +168,8 @@ def run(config: DiscoveryConfig, task, archive, run_dir: Path):
         raise click.ClickException(str(exc).strip("'\"")) from None
     with make_executor(config.executor, task_spec=config.task, task=task, workers=config.resolved_workers(),
                        timeout_s=config.timeout_s, cascade=config.cascade, warm_settings=settings,
-                       allow_missing=frozenset(config.allow_missing), ray_address=config.ray_address) as executor:
+                       allow_missing=frozenset(config.allow_missing), ray_address=config.ray_address,
+                       keep_weights_dir=checkpoint_dir(run_dir) if config.keep_checkpoints else None) as executor:
         try:
             return Discovery(config, task, archive, proposer, executor).run()
         except KeyboardInterrupt:

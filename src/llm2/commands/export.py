@@ -1,7 +1,10 @@
-"""``llm2 export DIR --top N --out FILE.py``: a run's best algorithms as a plain Python module."""
+"""``llm2 export DIR --top N --out FILE.py``: a run's best algorithms as a plain Python module; with
+``--checkpoints``, also the weights they trained (kept by ``llm2 discover --keep-checkpoints N``) in the task's
+usual format (Hugging Face for the preference-hf task), each with a model card."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
@@ -15,7 +18,10 @@ from llm2.commands.common import NoArchive, open_run_archive, run_task
               help="How many of the best successfully evaluated candidates to export.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="The Python file to write.")
-def export(run_dir: Path, top: int, out_path: Path) -> None:
+@click.option("--checkpoints", is_flag=True,
+              help="Also write the kept trained weights of those candidates, one folder each with a model card, "
+                   "in OUT's name without .py plus -checkpoints (run discover with --keep-checkpoints N first).")
+def export(run_dir: Path, top: int, out_path: Path, checkpoints: bool) -> None:
     """Write the best algorithms of the run in RUN_DIR as a Python module (each loadable as FILE.py:NAME).
 
     The candidates' code is rewritten, never run: it passes the static checks first.
@@ -26,7 +32,9 @@ def export(run_dir: Path, top: int, out_path: Path) -> None:
     archive = open_run_archive(run_dir)
     try:
         run, best = archive.run, archive.best(top)
-        task, _, _ = run_task(archive)
+        task, settings, config = run_task(archive)
+        reference = next((c for c in archive.candidates() if c.generation == 0
+                          and c.name == task.reference_baseline and c.fitness is not None), None)
     finally:
         archive.close()
     if not best:
@@ -44,3 +52,99 @@ def export(run_dir: Path, top: int, out_path: Path) -> None:
     click.echo(f"wrote {len(entries)} function(s) to {out_path}: {', '.join(e.function_name for e in entries)}")
     click.echo(f"evaluate one with: llm2 evaluate --task {run.task} --objective-file "
                f"{out_path}:{entries[0].function_name}")
+    if checkpoints:
+        folder = out_path.with_name(out_path.name.removesuffix(".py") + "-checkpoints")
+        seed = config.training_seeds()[0]
+        export_checkpoints(run_dir, folder, entries, task, settings, run, seed, reference, out_path.name)
+
+
+def export_checkpoints(run_dir: Path, folder: Path, entries, task, settings, run, seed: int, reference,
+                       module_name: str) -> None:
+    """Each entry's kept weights through the task's ``export_checkpoint``, plus a model card (README.md)."""
+    from safetensors.torch import load_file
+
+    from llm2.discovery.loop import checkpoint_path
+
+    written, missing = [], []
+    for entry in entries:
+        kept = checkpoint_path(run_dir, entry.candidate.id, seed)
+        if not kept.is_file():
+            missing.append(entry.function_name)
+            continue
+        target = folder / entry.function_name
+        target.mkdir(parents=True, exist_ok=True)
+        try:
+            facts = task.export_checkpoint(load_file(str(kept)), settings, target)
+        except NotImplementedError as exc:
+            raise click.ClickException(f"cannot export checkpoints: {exc}") from None
+        except (OSError, ValueError) as exc:
+            raise click.ClickException(f"exporting the weights of {entry.function_name} failed: {exc}") from None
+        card = model_card(entry, task, settings, run, seed, reference, module_name, facts or {})
+        (target / "README.md").write_text(card, encoding="utf-8")
+        written.append(str(target))
+    for path in written:
+        click.echo(f"wrote checkpoint {path}")
+    if missing:
+        click.echo(f"no kept weights for {', '.join(missing)} (keep them with llm2 discover --keep-checkpoints N)",
+                   err=True)
+    if not written:
+        raise click.ClickException(f"run {run.run_id} kept no weights of these candidates; run llm2 discover with "
+                                   "--keep-checkpoints N to keep them")
+
+
+def _number(value: float | None, std: float | None = None) -> str:
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    return f"{value:.4f}" + (f" ± {std:.4f}" if std is not None and math.isfinite(std) else "")
+
+
+def model_card(entry, task, settings, run, seed: int, reference, module_name: str, facts: dict) -> str:
+    """A Hugging Face model card: YAML front matter, then the objective, its code and its scores."""
+    import dataclasses
+    import json
+
+    candidate = entry.candidate
+    texts = task.texts_for(settings)
+    header = {"library_name": facts.get("library_name", "transformers"), "tags": ["llm2", *facts.get("tags", [])]}
+    if facts.get("base_model"):
+        header["base_model"] = facts["base_model"]
+    front = "\n".join(f"{key}: {json.dumps(value)}" for key, value in header.items())
+    numbers = task.metrics_text(candidate.metrics)
+    reference_line = (f"- {task.reference_baseline} (the reference objective) in the same run: "
+                      f"{_number(reference.fitness, reference.fitness_std)}\n" if reference is not None else "")
+    settings_text = json.dumps(dataclasses.asdict(settings), indent=2, sort_keys=True)
+    thought = candidate.thought.strip() or "(no thought recorded)"
+    return f"""---
+{front}
+---
+
+# {entry.function_name}
+
+Trained with **{candidate.name}**, a {task.texts.kind} discovered by llm2 (run {run.run_id}, task {run.task},
+candidate #{candidate.id}, generation {candidate.generation}). These weights come from training seed {seed}; the
+scores below are means over the run's training seeds.
+
+{facts.get("usage", "").strip()}
+
+## Scores
+
+- {texts.fitness_name}: {_number(candidate.fitness, candidate.fitness_std)}{f" ({numbers})" if numbers else ""}
+{reference_line}
+Fitness: {" ".join(texts.fitness.split())}.
+
+## The objective
+
+{thought}
+
+```python
+{entry.source.strip()}
+```
+
+The same function is in `{module_name}`, exported beside this folder.
+
+## Training settings
+
+```json
+{settings_text}
+```
+"""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -22,10 +23,16 @@ from pathlib import Path
 from llm2.evaluation import EvalJob, EvalResult, job_to_dict
 from llm2.execution.scoring import Scoring
 from llm2.sandbox.environment import stripped_environment
+from llm2.sandbox.limits import SPAWN_STARTUP_S
 from llm2.sandbox.worker import WorkerConfig
 from llm2.tasks.base import TrainOutput
 
 STARTUP_TIMEOUT_S = 900.0  # a first world build takes about half a minute on two busy cores; be generous
+
+
+def checkpoint_file_name(key: str) -> str:
+    """The file a kept job's weights go to: its key ("12:0", candidate 12 at seed 0) made a safe file name."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", key) + ".safetensors"
 
 
 class WorkerGone(Exception):
@@ -35,9 +42,12 @@ class WorkerGone(Exception):
 class WorkerHandle:
     """Starts, feeds and, when needed, replaces one worker process."""
 
-    def __init__(self, config: WorkerConfig, scoring: Scoring, parent_dir: str | None = None):
+    def __init__(self, config: WorkerConfig, scoring: Scoring, parent_dir: str | None = None,
+                 environment: dict[str, str] | None = None, keep_dir: Path | None = None):
         self.config, self.scoring = config, scoring
         self.parent_dir = parent_dir  # where this handle's own directory goes (default: the system's temp dir)
+        self.environment = dict(environment or {})  # set in the worker's environment (e.g. CUDA_VISIBLE_DEVICES)
+        self.keep_dir = keep_dir  # where the weights of scored jobs are kept, by key (None: deleted once scored)
         self.process: subprocess.Popen | None = None
         self._buffer = b""
         self._home: Path | None = None  # the worker's log, scratch root and weight files; removed with the worker
@@ -61,7 +71,7 @@ class WorkerHandle:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "llm2.sandbox.worker", config.encode()],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, start_new_session=True,
-                env=stripped_environment())
+                env={**stripped_environment(), **self.environment})
         self._buffer = b""
         self._expect(("ready",), time.monotonic() + STARTUP_TIMEOUT_S)
 
@@ -85,6 +95,8 @@ class WorkerHandle:
         message = self._expect(("started", "result"), time.monotonic() + STARTUP_TIMEOUT_S)
         limits = self.config.limits
         deadline = time.monotonic() + limits.timeout_s + limits.term_grace_s + self.config.answer_grace_s
+        if self.scoring.task.runtime(job.setting.task).start == "spawn":
+            deadline += SPAWN_STARTUP_S  # the candidate's process starts an interpreter and loads its data first
         while message["event"] != "result":  # from "started" on, the candidate's clock runs
             message = self._expect(("probe", "result"), deadline)
             if message["event"] == "probe":
@@ -99,16 +111,19 @@ class WorkerHandle:
         if message["status"] != "ok":
             return EvalResult(message["status"], message["stage"], message.get("error"), seconds=seconds,
                               probe_fitness=probe, sandbox=sandbox)
-        output = self._take(message)
+        keep = self.keep_dir is not None
+        output = self._take(message, remove=not keep)
         metrics, error = self.scoring.score(job, output)
+        if keep:
+            self._keep(Path(message["path"]), job.key if metrics is not None else None)
         if metrics is None:
             return EvalResult("failed", "score", error, seconds=time.perf_counter() - started, probe_fitness=probe,
                               sandbox=sandbox)
         return EvalResult("ok", "done", None, metrics, time.perf_counter() - started, tuple(output.loss_trace),
                           probe, sandbox)
 
-    def _take(self, message: dict) -> TrainOutput:
-        """The weights file the worker wrote (in this handle's own directory), read and removed."""
+    def _take(self, message: dict, remove: bool = True) -> TrainOutput:
+        """The weights file the worker wrote (in this handle's own directory), read and (unless kept) removed."""
         from safetensors.torch import load_file
 
         path = Path(message["path"])
@@ -116,10 +131,31 @@ class WorkerHandle:
             raise WorkerGone(f"the worker named a weights file outside its directory: {path}")
         try:
             weights = load_file(str(path))
-        finally:
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        if remove:
             path.unlink(missing_ok=True)
         trace = [float(v) for v in message.get("loss_trace") or []]
         return TrainOutput(weights, trace, int(message.get("steps") or len(trace)))
+
+    def _keep(self, path: Path, key: str | None) -> None:
+        """Move a scored weights file to the keep directory under its job's key (None: the score failed, drop it).
+        It appears there whole or not at all: copied under a temporary name, then renamed."""
+        if key is None:
+            path.unlink(missing_ok=True)
+            return
+        final = self.keep_dir / checkpoint_file_name(key)
+        temporary = final.with_name(final.name + ".tmp")
+        try:
+            self.keep_dir.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(path), str(temporary))
+            os.replace(temporary, final)
+        except OSError as exc:  # the candidate was scored; only its checkpoint is lost (export says so)
+            print(f"llm2: could not keep the weights of job {key}: {exc}", file=sys.stderr)
+        finally:
+            path.unlink(missing_ok=True)
+            temporary.unlink(missing_ok=True)
 
     def interrupt(self) -> None:
         """From another thread: kill the worker if it is running a job (``run`` then reports the failure)."""

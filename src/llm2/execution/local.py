@@ -7,6 +7,7 @@ import queue
 import shutil
 import tempfile
 import threading
+from pathlib import Path
 
 from llm2.evaluation import EvalJob, EvalResult
 from llm2.execution.base import ExecutorBase
@@ -19,14 +20,20 @@ _STOP = object()
 
 
 class LocalExecutor(ExecutorBase):
-    def __init__(self, config: WorkerConfig, task: Task, workers: int, static_checks: bool = True):
+    """``environments``: one per worker, set in its environment (one worker per GPU: CUDA_VISIBLE_DEVICES); when
+    given, there are that many workers. ``keep_dir``: where scored weights are kept by job key (checkpoints)."""
+
+    def __init__(self, config: WorkerConfig, task: Task, workers: int, static_checks: bool = True,
+                 environments: list[dict[str, str]] | None = None, keep_dir: Path | None = None):
         self.contract, self.static_checks = task.contract, static_checks
         self._root = tempfile.mkdtemp(prefix="llm2-exec-")
         self._queue: queue.Queue = queue.Queue()
         self._closed = False
         self._lock = threading.Lock()
         scoring = Scoring(task)
-        self.handles = [WorkerHandle(config, scoring, parent_dir=self._root) for _ in range(max(1, workers))]
+        environments = environments or [{} for _ in range(max(1, workers))]
+        self.handles = [WorkerHandle(config, scoring, parent_dir=self._root, environment=environment,
+                                     keep_dir=keep_dir) for environment in environments]
         self._threads = [threading.Thread(target=self._serve, args=(h,), name=f"llm2-worker-{i}", daemon=True)
                          for i, h in enumerate(self.handles)]
         for thread in self._threads:

@@ -15,10 +15,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import struct
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from llm2.sandbox import channel
 from llm2.sandbox.limits import SandboxLimits, SandboxUnavailable, confine
@@ -111,14 +114,35 @@ def _send_output(job: ChildJob, kind: str, output: TrainOutput, to_file: bool) -
     payload = b""
     if not output.stop_reason:
         if to_file:
-            from safetensors.torch import save_file
-
-            save_file({name: t.detach().to("cpu").contiguous() for name, t in output.weights.items()},
-                      str(job.scratch / OUTPUT_FILE))
+            write_safetensors(output.weights, OUTPUT_FILE)
             header["file"] = OUTPUT_FILE
         else:
             payload = channel.encode_tensors(output.weights)
     channel.send(job.result_fd, header, payload)
+
+
+_SAFETENSORS_DTYPES = {"float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16", "int64": "I64",
+                       "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL"}
+
+
+def write_safetensors(tensors: dict, name: str) -> None:
+    """The safetensors format, written tensor by tensor into the working directory (never the whole file in
+    memory). Not safetensors' own save_file: it resolves an absolute path, which the unprivileged user may not be
+    able to traverse."""
+    cpu = {key: t.detach().to("cpu").contiguous() for key, t in tensors.items()}
+    header, offset = {}, 0
+    for key, tensor in cpu.items():
+        size = tensor.numel() * tensor.element_size()
+        header[key] = {"dtype": _SAFETENSORS_DTYPES[str(tensor.dtype).removeprefix("torch.")],
+                       "shape": list(tensor.shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned
+    with open(name, "wb") as file:
+        file.write(struct.pack("<Q", len(text)) + text)
+        for tensor in cpu.values():
+            if tensor.numel():
+                file.write(memoryview(tensor.view(-1).view(torch.uint8).numpy()))
 
 
 def _send_error(fd: int, stage: str, message: str, sandbox: bool = False) -> None:
@@ -129,16 +153,28 @@ def _send_error(fd: int, stage: str, message: str, sandbox: bool = False) -> Non
 
 
 def main() -> None:
-    """A spawned candidate process: the job as JSON on stdin; the channel's descriptors are inherited."""
+    """A spawned candidate process: the job as JSON on stdin; the channel's descriptors are inherited.
+
+    Everything before ``run_child`` is llm2's own code: load the task and its training data (the cache is
+    unreadable once confined) and warm up as a worker does, so that what training imports lazily is imported
+    while the interpreter's files can still be read.
+    """
+    import ctypes
+
     from llm2.evaluation import job_from_dict
+    from llm2.sandbox.worker import warm_up
     from llm2.tasks import load_task
 
     request = json.load(sys.stdin)
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: die with the worker
+    if os.getppid() != int(request.get("parent", os.getppid())):
+        os._exit(1)  # the worker died before the line above took
     task = load_task(request["task"])
     job_record = job_from_dict(request["job"], task)
-    data = task.training_data(job_record.setting.task)  # before confinement: the cache is unreadable after it
+    data = task.training_data(job_record.setting.task)
+    warm_up(task, job_record.setting.task, data)
     job = ChildJob(job_record.code, job_record.setting, bool(request["cascade"]), Path(request["scratch"]),
-                   SandboxLimits(**request["limits"]), tuple(request["readable"]),
+                   SandboxLimits.from_dict(request["limits"]), tuple(request["readable"]),
                    frozenset(request["allow_missing"]), request["output"], int(request["result_fd"]),
                    int(request["control_fd"]))
     run_child(job, task, data)

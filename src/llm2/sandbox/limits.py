@@ -9,9 +9,11 @@ layer in LAYERS is applied, and one that cannot be raises SandboxUnavailable unl
 - pid_namespace: a new PID namespace, whose first process runs the candidate (see below), so no other process on
   the system can even be named: not the worker, not the other candidates;
 - network_namespace: a private network (no interface but a downed loopback) and System V IPC namespace;
-- rlimits: address space, CPU seconds, file size (caps stdout/stderr and any file), no core dumps, open files;
+- rlimits: address space (not in the CUDA profile, ``cuda_limits``), CPU seconds, file size (caps stdout/stderr
+  and any file), no core dumps, open files;
 - landlock: read only beneath the read roots and the process's own /proc entry; write only in the scratch
-  directory and /dev/null; no TCP; no signals or abstract Unix sockets outside the sandbox;
+  directory and /dev/null (and, in the CUDA profile, the NVIDIA device files); no TCP; no signals or abstract Unix
+  sockets outside the sandbox;
 - unprivileged_user: as root, uid and gid 65534 (nobody) without supplementary groups; the scratch directory is
   handed to that uid. Not root: already unprivileged (a user namespace that maps the user to itself provides the
   namespaces);
@@ -40,13 +42,16 @@ import select
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from llm2.sandbox import landlock, seccomp
 
 GIB = 1 << 30
+# A spawned child starts an interpreter, imports the task's libraries, loads its training data and warms up, all
+# trusted and before it confines itself: the candidate's clock starts at its first message, within this allowance.
+SPAWN_STARTUP_S = 900.0
 LAYERS = ("process_group", "pid_namespace", "network_namespace", "rlimits", "landlock", "unprivileged_user",
           "capabilities", "seccomp")
 SIMULATE_ENV = "LLM2_SANDBOX_SIMULATE_MISSING"
@@ -68,10 +73,35 @@ class SandboxLimits:
     output_bytes: int = 1 << 20  # largest file the child may write, its captured stdout and stderr included
     open_files: int = 256
     term_grace_s: float = 0.5  # between SIGTERM and SIGKILL
+    # The CUDA profile (``cuda_limits``): CUDA reserves terabytes of virtual address space, so an address-space cap
+    # makes it fail; device files the child may open for reading, writing and ioctl; extra trees it may read.
+    cap_address_space: bool = True
+    device_files: tuple[str, ...] = ()
+    device_read_roots: tuple[str, ...] = ()
 
     @property
     def cpu_seconds(self) -> int:
         return math.ceil(self.timeout_s) + 1
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "SandboxLimits":
+        """From ``asdict`` sent as JSON (lists back to tuples)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+# What the NVIDIA driver opens when CUDA starts: its device files (read, write, ioctl) and the trees it reads.
+NVIDIA_DEVICE_GLOB = "/dev/nvidia*"
+NVIDIA_READ_ROOTS = ("/proc/driver/nvidia", "/sys/bus/pci", "/sys/devices", "/dev/nvidia-caps")
+
+
+def cuda_limits(limits: SandboxLimits) -> SandboxLimits:
+    """``limits`` for a child that uses a GPU: the same timeout, file-size, open-file and CPU limits, every other
+    layer unchanged, but no address-space cap (CUDA cannot start under one; host memory is then bounded only by
+    the machine) and the NVIDIA device files usable. Only a freshly spawned child can use CUDA at all."""
+    import glob
+
+    devices = tuple(sorted(path for path in glob.glob(NVIDIA_DEVICE_GLOB) if not os.path.isdir(path)))
+    return replace(limits, cap_address_space=False, device_files=devices, device_read_roots=NVIDIA_READ_ROOTS)
 
 
 class SandboxUnavailable(Exception):
@@ -245,7 +275,8 @@ def confine(scratch: Path, limits: SandboxLimits, readable: list[str],
     applied_rlimits: list[str] = []
     layers.apply("rlimits", lambda: _set_rlimits(limits, applied_rlimits))
     locked: list[landlock.LandlockResult] = []
-    layers.apply("landlock", lambda: _landlock(roots, scratch, locked))
+    layers.apply("landlock", lambda: _landlock(roots + list(limits.device_read_roots), scratch, locked,
+                                               list(limits.device_files)))
     bounding_dropped = "capabilities" not in layers.simulated and _drop_bounding_set()
     layers.apply("unprivileged_user", lambda: _become_unprivileged(scratch, roots, layers.notes))
     layers.apply("capabilities", lambda: _clear_capabilities(bounding_dropped))
@@ -386,13 +417,15 @@ def _address_space_in_use() -> int:
 
 def _set_rlimits(limits: SandboxLimits, applied: list[str]) -> str:
     wanted = {
-        "RLIMIT_AS": _address_space_in_use() + limits.memory_bytes,
+        "RLIMIT_AS": _address_space_in_use() + limits.memory_bytes if limits.cap_address_space else None,
         "RLIMIT_CPU": limits.cpu_seconds,
         "RLIMIT_FSIZE": limits.output_bytes,
         "RLIMIT_CORE": 0,
         "RLIMIT_NOFILE": limits.open_files,
     }
     for name, value in wanted.items():
+        if value is None:  # not capped by this profile
+            continue
         kind = getattr(resource, name)
         _, current_hard = resource.getrlimit(kind)
         hard = value + 1 if name == "RLIMIT_CPU" else value  # SIGXCPU first, SIGKILL a second later
@@ -406,8 +439,9 @@ def _set_rlimits(limits: SandboxLimits, applied: list[str]) -> str:
     return ", ".join(applied)
 
 
-def _landlock(roots: list[str], scratch: Path, locked: list[landlock.LandlockResult]) -> str:
-    result = landlock.restrict(roots, [str(scratch), "/dev/null"])
+def _landlock(roots: list[str], scratch: Path, locked: list[landlock.LandlockResult],
+              devices: list[str] = ()) -> str:
+    result = landlock.restrict(roots, [str(scratch), "/dev/null", *devices])
     locked.append(result)
     return f"ABI {result.abi}: {', '.join(result.features)}"
 

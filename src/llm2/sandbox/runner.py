@@ -15,14 +15,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
 from llm2.sandbox import channel
 from llm2.sandbox.child import CONTINUE, ChildJob, run_child
-from llm2.sandbox.limits import SandboxLimits, bytes_text, end_child, kill_group, signal_reason
-from llm2.tasks.base import EvalSetting, Task, TrainOutput
+from llm2.sandbox.limits import (SPAWN_STARTUP_S, SandboxLimits, bytes_text, cuda_limits, end_child, kill_group,
+                                 signal_reason)
+from llm2.tasks.base import EvalSetting, Runtime, Task, TrainOutput
 
 _CHILD_STAGES = ("static", "contract", "probe", "train")
 
@@ -47,6 +48,19 @@ class ChildOutcome:
     probe_fitness: float | None = None
 
 
+def runtime_limits(limits: SandboxLimits, runtime: Runtime) -> SandboxLimits:
+    """The limits a candidate of this runtime runs under: the CUDA profile for a GPU, room for a weights file
+    written to the scratch directory, and the memory the task says its training needs (never less than given)."""
+    if runtime.device == "cuda":
+        limits = cuda_limits(limits)
+    changes: dict[str, Any] = {}
+    if runtime.output == "file" and runtime.output_limit_bytes:
+        changes["output_bytes"] = max(limits.output_bytes, runtime.output_limit_bytes)
+    if runtime.memory_bytes:
+        changes["memory_bytes"] = max(limits.memory_bytes, runtime.memory_bytes)
+    return replace(limits, **changes) if changes else limits
+
+
 class SandboxRunner:
     """Runs candidate code for one task, one candidate at a time, each in a fresh confined process."""
 
@@ -64,9 +78,7 @@ class SandboxRunner:
     def evaluate(self, code: str, setting: EvalSetting, data: Any, options: SandboxOptions,
                  judge_probe: ProbeJudge) -> ChildOutcome:
         runtime = self.task.runtime(setting.task)
-        limits = options.limits
-        if runtime.output == "file" and runtime.output_limit_bytes:
-            limits = SandboxLimits(**{**asdict(limits), "output_bytes": runtime.output_limit_bytes})
+        limits = runtime_limits(options.limits, runtime)
         scratch = Path(tempfile.mkdtemp(prefix="cand-", dir=self.scratch_root))
         os.chmod(scratch, 0o777)  # the child runs as an unprivileged user; the directory is its only workspace
         result_r, result_w = os.pipe()
@@ -80,7 +92,8 @@ class SandboxRunner:
             os.close(control_r)
         spec = self.task.output_spec(data)
         supervisor = _Supervisor(pid, result_r, control_w, limits, options.cascade, spec, scratch,
-                                 self.task.probe_fraction, judge_probe)
+                                 self.task.probe_fraction, judge_probe,
+                                 SPAWN_STARTUP_S if runtime.start == "spawn" else 0.0)
         try:
             return supervisor.run()
         finally:
@@ -102,9 +115,15 @@ class SandboxRunner:
         request = {"task": self.task_spec, "job": job_to_dict(EvalJob(job.code, job.setting)),
                    "cascade": job.cascade, "scratch": str(job.scratch), "limits": asdict(job.limits),
                    "readable": list(job.readable), "allow_missing": sorted(job.allow_missing),
-                   "output": job.output, "result_fd": job.result_fd, "control_fd": job.control_fd}
+                   "output": job.output, "result_fd": job.result_fd, "control_fd": job.control_fd,
+                   "parent": os.getpid()}
+        # NVML answers torch.cuda.is_available() without initialising CUDA, which must first happen in the
+        # confined process: confine forks (into the PID namespace), and CUDA does not survive a fork.
+        environment = {**os.environ, "PYTORCH_NVML_BASED_CUDA_CHECK": "1"}
+        # its own process group from the start, so that a timeout during its start-up kills it as well
         process = subprocess.Popen([sys.executable, "-m", "llm2.sandbox.child"], stdin=subprocess.PIPE,
-                                   pass_fds=(job.result_fd, job.control_fd), cwd=job.scratch)
+                                   pass_fds=(job.result_fd, job.control_fd), cwd=job.scratch, env=environment,
+                                   start_new_session=True)
         process.stdin.write(json.dumps(request).encode())
         process.stdin.close()
         process.returncode = 0  # reaped by end_child/kill_group below, never by Popen
@@ -115,7 +134,8 @@ class _Supervisor:
     """Reads the child's messages until a result, a death or the deadline; answers the probe."""
 
     def __init__(self, pid: int, result_fd: int, control_fd: int, limits: SandboxLimits, cascade: bool,
-                 spec: channel.WeightsSpec, scratch: Path, probe_fraction: float, judge_probe: ProbeJudge):
+                 spec: channel.WeightsSpec, scratch: Path, probe_fraction: float, judge_probe: ProbeJudge,
+                 startup_s: float = 0.0):
         self.pid, self.result_fd, self.control_fd = pid, result_fd, control_fd
         self.limits, self.cascade, self.spec, self.scratch = limits, cascade, spec, scratch
         self.probe_fraction, self.judge_probe = probe_fraction, judge_probe
@@ -125,7 +145,8 @@ class _Supervisor:
         self.probe_fitness: float | None = None
         self.probe_passed = False
         self.alive = True
-        self.deadline = time.monotonic() + limits.timeout_s
+        self.starting = startup_s > 0  # until its first message: a spawned child is still starting
+        self.deadline = time.monotonic() + limits.timeout_s + startup_s
 
     def run(self) -> ChildOutcome:
         while True:
@@ -137,6 +158,9 @@ class _Supervisor:
                 return self._died()
             except channel.ChannelError as exc:
                 return self._fail(self.stage, str(exc))
+            if self.starting:  # confined now: from here on the candidate's own timeout applies
+                self.starting = False
+                self.deadline = time.monotonic() + self.limits.timeout_s
             kind = message.header["kind"]
             if kind == "stage":
                 self._note_stage(message.header)
@@ -225,6 +249,9 @@ class _Supervisor:
     def _timeout(self) -> ChildOutcome:
         kill_group(self.pid, self.limits.term_grace_s)
         self.alive = False
+        if self.starting:  # our own start-up, before any candidate code: not the candidate's fault, but no result
+            return ChildOutcome("failed", "static", f"the spawned process did not start within {SPAWN_STARTUP_S:g}"
+                                                    " s (loading the task's training data and warming up)")
         return ChildOutcome("timeout", self.stage, f"timeout: no result after {self.limits.timeout_s:g} s; "
                                                    "the process group was killed", sandbox=self.sandbox,
                             probe_fitness=self.probe_fitness)

@@ -49,6 +49,31 @@ class WorkerConfig:
         return config
 
 
+def warm_up(task: Any, settings: Any, data: Any) -> None:
+    """Before any candidate runs (in a worker, before it forks; in a spawned child, before it confines itself):
+    the task's own ``warm_up`` hook when it has one, else a sliver of training of its reference baseline. Whatever
+    training imports lazily (an optimiser pulls in torch._dynamo) is then already imported: a confined child runs
+    as another user, who may not be able to read the interpreter's files at all."""
+    hook = getattr(task, "warm_up", None)
+    if hook is not None:
+        hook(settings, data)
+    else:
+        train_reference_briefly(task, settings, data)
+
+
+def train_reference_briefly(task: Any, settings: Any, data: Any) -> None:
+    """Train the task's reference baseline (trusted code) for a sliver of the budget."""
+    from llm2.sandbox.loader import load_function
+    from llm2.tasks.base import EvalSetting
+
+    baseline = task.baselines.get(task.reference_baseline)
+    if baseline is None:
+        return
+    fn = load_function(baseline.code, task.contract, filename=f"<baseline {baseline.name}>")
+    task.check_contract(fn, data)
+    task.train(fn, data, EvalSetting(settings, 0, budget=1e-6))
+
+
 class _Worker:
     def __init__(self, config: WorkerConfig, requests: TextIO, replies_fd: int):
         from llm2.sandbox.runner import SandboxOptions, SandboxRunner
@@ -65,22 +90,8 @@ class _Worker:
     def data(self, settings: Any) -> Any:
         if settings not in self._data:
             self._data[settings] = self.task.training_data(settings)
-            self.warm_up(settings, self._data[settings])
+            warm_up(self.task, settings, self._data[settings])
         return self._data[settings]
-
-    def warm_up(self, settings: Any, data: Any) -> None:
-        """Train the task's reference baseline (trusted) for a sliver of the budget, here, before any child is
-        forked: whatever training imports lazily (an optimiser pulls in torch._dynamo) is then already imported.
-        A confined child runs as another user, who may not be able to read the interpreter's files at all."""
-        from llm2.sandbox.loader import load_function
-        from llm2.tasks.base import EvalSetting
-
-        baseline = self.task.baselines.get(self.task.reference_baseline)
-        if baseline is None:
-            return
-        fn = load_function(baseline.code, self.task.contract, filename=f"<baseline {baseline.name}>")
-        self.task.check_contract(fn, data)
-        self.task.train(fn, data, EvalSetting(settings, 0, budget=1e-6))
 
     def serve(self) -> None:
         from llm2.evaluation import job_from_dict
