@@ -33,13 +33,12 @@ RAISING_CODE = (
 )
 
 
-def run_discovery(tmp_path, config: DiscoveryConfig, proposer, run_name: str = "run",
-                  executor_kind: str = "local") -> tuple[Archive, object]:
+def run_discovery(tmp_path, config: DiscoveryConfig, proposer) -> tuple[Archive, object]:
     task = load_task(config.task)
     settings = task.settings_from_dict(config.task_settings)
     task.prepare(settings)
-    archive = create_run(config, tmp_path / run_name, task)
-    with make_executor(executor_kind, task_spec=config.task, task=task, workers=2, timeout_s=config.timeout_s,
+    archive = create_run(config, tmp_path / "run", task)
+    with make_executor("local", task_spec=config.task, task=task, workers=2, timeout_s=config.timeout_s,
                        warm_settings=settings) as executor:
         summary = Discovery(config, task, archive, proposer, executor).run()
     return archive, summary
@@ -140,38 +139,3 @@ def test_bad_config_is_a_clear_error():
         DiscoveryConfig(history="everything")
     with pytest.raises(ValueError, match="population must be at least 1"):
         DiscoveryConfig(population=0)
-
-
-@pytest.mark.slow
-def test_ray_executor_gives_the_same_archive_as_local(tmp_path):
-    """Same seed and replayed proposals: the same candidates, statuses and numbers on Ray as on local workers."""
-    import shutil
-    import tempfile
-
-    ray = pytest.importorskip("ray", reason="the ray extra is part of the test set-up")
-    replies = tmp_path / "replies.jsonl"
-    from llm2.tasks.preference.catalog import OBJECTIVES
-
-    codes = {"dpo_again": OBJECTIVES["dpo"].code, "hinge_idea": HINGE_CODE, "raises": RAISING_CODE,
-             "exp_loss": GOOD_CODE.replace("-F.logsigmoid(x)", "torch.exp(-x)")}
-    replies.write_text("".join(json.dumps({"thought": f"try {n}", "name": n, "code": c}) + "\n"
-                               for n, c in codes.items()))
-
-    def run_with(executor_kind: str):
-        config = DiscoveryConfig(proposer="replay", generations=2, population=2, seeds=1, baselines=("dpo",),
-                                 executor=executor_kind)
-        archive, _ = run_discovery(tmp_path, config, make_proposer("replay", path=str(replies)), executor_kind,
-                                   executor_kind)
-        return [(c.name, c.status, c.stage, c.fitness, c.metrics.get("kl"), c.code_hash, c.duplicate_of)
-                for c in archive.candidates()]
-
-    local = run_with("local")
-    temp_dir = tempfile.mkdtemp(prefix="llm2-ray-", dir="/tmp")
-    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp_dir, logging_level="ERROR")
-    try:
-        remote = run_with("ray")
-    finally:
-        ray.shutdown()
-        shutil.rmtree(temp_dir, ignore_errors=True)
-    assert remote == local
-    assert [row[1] for row in local] == ["baseline", "duplicate", "ok", "invalid", "ok"]

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -25,7 +25,7 @@ from llm2.tasks.merging.export import portable_source
 from llm2.tasks.merging.portable import merge_state_dicts
 from llm2.tasks.merging_hf.answers import QuestionFileError, extract_answer, is_correct, load_questions
 from llm2.tasks.merging_hf.score import QuestionScorer
-from llm2.tasks.merging_hf.streaming import INDEX_FILE, MergeInputError, merge_streaming
+from llm2.tasks.merging_hf.streaming import INDEX_FILE, MergeInputError, OpenModel, merge_streaming, small_files
 from llm2.tasks.merging_hf.task import MergingHFSettings, MergingHFTask
 from llm2.tasks.settings import SettingsError
 
@@ -124,6 +124,11 @@ def test_small_shards_write_an_index_and_keep_the_dtype(models, tmp_path):
     assert index["metadata"]["total_size"] == sum(t.numel() * 2 for t in written.values())
     reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "m")
     assert reloaded.config.num_hidden_layers == 2
+    # the scorer's view of a child's directory (its shards and a rewritten index, the base's config) loads the same
+    scorer = QuestionScorer(load_questions(models["questions"]), "loglik", device="cpu")
+    view = scorer.score_dir(tmp_path / "m", config_dir=models["root"] / "base")
+    save_tokenizer(tmp_path / "m")
+    assert view == scorer.score_dir(tmp_path / "m") and view.fitness < 0
 
 
 def test_broken_inputs_and_candidates_get_one_line_reasons(models, tmp_path):
@@ -190,7 +195,12 @@ def test_task_settings_contract_and_runtime(models, tmp_path):
     with pytest.raises(CandidateError, match="not a torch.Tensor"):
         task.check_contract(load_function("def merge(name, base, experts):\n    return 1.0\n", MERGE_CONTRACT),
                             data)
-    assert task.runtime(settings).device == ("cuda" if torch.cuda.is_available() else "cpu")
+    runtime = task.runtime(settings)
+    assert runtime.device == ("cuda" if torch.cuda.is_available() else "cpu") and runtime.output == "directory"
+    weights = sum(t.numel() * 4 for t in models["base"].values())
+    assert weights < runtime.output_limit_bytes < weights + 2 * 1024**2
+    assert task.runtime(task.default_settings()).output_limit_bytes is None  # prepare reports the missing base
+    assert task.texts_for(settings).fitness_name == "answer log-lik"
     assert task.output_spec(data) == {}
     with pytest.raises(MergeInputError, match="could not be fetched"):
         task.prepare(MergingHFSettings(base="no-such/model", experts=("x",), eval=str(models["questions"])))
@@ -326,22 +336,235 @@ def test_memory_stays_bounded_by_a_few_tensors(tmp_path):
     torch.testing.assert_close(value, parts[0] + TASK_ARITHMETIC_LAMBDA * (parts[1] + parts[2] - 2 * parts[0]))
 
 
-def test_evaluation_setting_merges_into_the_working_directory(models, tmp_path, monkeypatch):
-    """train() writes the merged model under ./merged (the child's scratch) and hands back no tensors."""
+ZERO_NORM = ("def merge(name, base, experts):\n"
+             "    return torch.zeros_like(base) if name == 'model.norm.weight' else base\n")
+
+
+def test_train_merges_into_its_working_directory_and_the_scorer_reads_only_the_weights(models, tmp_path,
+                                                                                      monkeypatch):
+    """train() writes the merged model under ./merged (the child's scratch) and hands back no tensors; the scorer
+    reads only its safetensors weights, with the base's config, generation config and tokenizer: what else a
+    candidate leaves beside them (a generation config that suppresses tokens, a broken config, a pickle, an adapter
+    config, an index naming another model's file) changes nothing, or is refused."""
     task = MergingHFTask()
     root = models["root"]
     settings = MergingHFSettings(base=str(root / "base"), experts=(str(root / "expert0"),),
-                                 eval=str(models["questions"]), fitness="loglik")
+                                 eval=str(models["questions"]), max_new_tokens=3)
     monkeypatch.chdir(tmp_path)
-    output = task.train(task_arithmetic(), task.training_data(settings), EvalSetting(settings, seed=0))
-    assert output.weights == {} and output.steps == len(models["base"])
-    assert (tmp_path / "merged" / "model.safetensors").exists() and (tmp_path / "merged" / "config.json").exists()
-    with pytest.raises(ValueError, match="cannot yet hand the child's output files"):
-        task.scorer(settings).score(output)
-    # once the sandbox hands files back: the scorer reads only the child's safetensors weights, with the base's
-    # config and tokenizer (a child could leave a broken config or a pickle beside them)
-    (tmp_path / "merged" / "config.json").write_text("{not json")
-    (tmp_path / "merged" / "pytorch_model.bin").write_bytes(b"not a pickle either")
-    handed_back = SimpleNamespace(weights={}, loss_trace=[], steps=output.steps, output_dir=tmp_path / "merged")
-    metrics = task.scorer(settings).score(handed_back)
-    assert metrics.fitness == metrics.values["loglik"] < 0
+    output = task.train(load_function(ZERO_NORM, MERGE_CONTRACT), task.training_data(settings),
+                        EvalSetting(settings, seed=0))
+    merged = tmp_path / "merged"
+    assert output.weights == {} and output.output_dir == "merged" and output.steps == len(models["base"])
+    assert (merged / "model.safetensors").exists() and (merged / "config.json").exists()
+    scorer = task.scorer(settings)
+    honest = scorer.score(output)
+    assert honest.fitness == honest.values["exact_match"] == 0.5  # greedy '7 7 7' (see the known-model test)
+    (merged / "generation_config.json").write_text(json.dumps({"suppress_tokens": [0], "eos_token_id": 3}))
+    assert scorer.score_dir(merged).values["exact_match"] == 0.0  # read as a model directory, it would count
+    assert scorer.score(output) == honest
+    (merged / "config.json").write_text("{not json")
+    (merged / "pytorch_model.bin").write_bytes(b"not a pickle either")
+    (merged / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA",
+                                                            "base_model_name_or_path": str(root / "expert0")}))
+    assert scorer.score(output) == honest
+    elsewhere = {name: f"../{root.name}/expert0/model.safetensors" for name in models["base"]}
+    (merged / INDEX_FILE).write_text(json.dumps({"weight_map": elsewhere}))
+    with pytest.raises(ValueError, match="index.json names files it does not hold"):
+        scorer.score(output)
+
+
+def test_the_models_are_read_from_maps_opened_before_the_merge(models, tmp_path):
+    """OpenModel maps the files and reads the small ones when opened: once opened, the model's directory can go
+    (as a sandboxed child cannot read it) and the merge still reads every tensor and writes the config."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(models["root"] / "base", copy / "base")
+    shutil.copytree(models["root"] / "expert0", copy / "expert0")
+    base, expert = OpenModel(copy / "base"), OpenModel(copy / "expert0")
+    shutil.rmtree(copy)
+    merge_streaming(task_arithmetic(), base, [expert], tmp_path / "m")
+    expected = merge_state_dicts(task_arithmetic(), models["base"], models["experts"][:1])
+    written = read_dir(tmp_path / "m")
+    assert all(torch.equal(written[name], tensor) for name, tensor in expected.items())
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["num_hidden_layers"] == 2
+
+
+def settings_options(models, **extra: str) -> list[str]:
+    root = models["root"]
+    values = {"base": root / "base", "experts": f"{root / 'expert0'},{root / 'expert1'}",
+              "eval": models["questions"], **extra}
+    return [part for key, value in values.items() for part in ("-o", f"{key}={value}")]
+
+
+def llm2(*arguments: str):
+    """The command line, in this process: exit code 0 and no traceback, or fail."""
+    from click.testing import CliRunner
+
+    from llm2.cli import main
+
+    result = CliRunner().invoke(main, list(arguments), catch_exceptions=True)
+    assert result.exit_code == 0 and result.exception is None, (result.output[-3000:], result.exception)
+    assert "Traceback" not in result.output
+    return result
+
+
+def merged_in_process(task, models, tmp_path: Path, **options: str):
+    """task_arithmetic's result on both experts, merged and scored in this process (trusted code)."""
+    from llm2.evaluation import evaluate_trusted
+
+    root = models["root"]
+    settings = task.parse_settings({"base": str(root / "base"), "eval": str(models["questions"]),
+                                    "experts": f"{root / 'expert0'},{root / 'expert1'}", **options})
+    work = tmp_path / "trusted"
+    work.mkdir()
+    previous = Path.cwd()
+    os.chdir(work)  # train merges into ./merged
+    try:
+        result = evaluate_trusted(task, BASELINES["task_arithmetic"].code, EvalSetting(settings))
+    finally:
+        os.chdir(previous)
+    assert result.status == "ok", result.error
+    return result
+
+
+def test_llm2_evaluate_merges_in_the_sandbox_as_in_process(models, tmp_path):
+    """``llm2 evaluate`` through the real sandbox (the models sit in a directory the candidate's user cannot
+    read): the same merged model, so the same scores, as a merge in this process."""
+    assert models["root"].stat().st_mode & 0o077 == 0  # pytest's directories are closed to other users
+    out = tmp_path / "eval.json"
+    llm2("evaluate", "--task", "merging-hf", *settings_options(models, max_new_tokens="3"), "--objective",
+         "task_arithmetic", "--seeds", "1", "--workers", "1", "--json", str(out))
+    row = json.loads(out.read_text())["results"][0]
+    assert row["status"] == "ok", row["error"]
+    assert len(row["sandbox"]) == 8
+    trusted = merged_in_process(MergingHFTask(), models, tmp_path, max_new_tokens="3")
+    assert row["fitness_mean"] == trusted.fitness == trusted.metrics.values["exact_match"]
+    assert row["metrics"]["loglik"]["mean"] == pytest.approx(trusted.metrics.values["loglik"], abs=1e-6)
+
+
+SPAWNED_TASK = """
+import dataclasses
+from llm2.tasks.merging_hf.task import MergingHFTask
+
+class SpawnedMergingHF(MergingHFTask):
+    def runtime(self, settings):
+        return dataclasses.replace(super().runtime(settings), start="spawn")
+"""
+
+
+@pytest.mark.slow
+def test_a_spawned_candidate_process_merges_as_a_forked_one(models, tmp_path):
+    """As on a GPU: a freshly spawned process opens the models itself, before it confines itself (as another user,
+    who cannot read their directory), and merges the same model."""
+    from llm2.evaluation import EvalJob
+    from llm2.execution import make_executor
+    from llm2.tasks import load_task
+
+    (tmp_path / "spawned_task.py").write_text(SPAWNED_TASK)
+    spec = f"{tmp_path / 'spawned_task.py'}:SpawnedMergingHF"
+    task = load_task(spec)
+    root = models["root"]
+    settings = task.parse_settings({"base": str(root / "base"), "experts": f"{root / 'expert0'},{root / 'expert1'}",
+                                    "eval": str(models["questions"]), "fitness": "loglik"})
+    assert task.runtime(settings).start == "spawn"
+    task.prepare(settings)
+    with make_executor("local", task_spec=spec, task=task, workers=1, timeout_s=60, warm_settings=settings) as ex:
+        result = ex.submit(EvalJob(BASELINES["task_arithmetic"].code, EvalSetting(settings))).result()
+    assert result.status == "ok", result.error
+    assert len(result.sandbox) == 8
+    assert result.fitness == merged_in_process(task, models, tmp_path, fitness="loglik").fitness
+
+
+# Candidates that leave something beside the merged weights (run with the static checks off: the sandbox's check
+# of the output directory must hold on its own). Each acts once, at the first parameter.
+TRICKS = {
+    "symlink": ("os.symlink('/etc/passwd', 'merged/notes.txt')", "holds a symbolic link, 'notes.txt'"),
+    "script": ("open('merged/run.sh', 'w').write('#!/bin/sh\\n'); os.chmod('merged/run.sh', 0o755)",
+               "holds 'run.sh'; only files named *.safetensors, *.json"),
+    "pickle": ("torch.save({'w': base}, 'merged/pytorch_model.bin')", "holds 'pytorch_model.bin'; only files"),
+    "hard link": ("open('merged/a.txt', 'w').write('a'); os.link('merged/a.txt', 'merged/b.txt')",
+                  "'a.txt' is a hard link (2 names)"),
+    "subdirectory": ("os.makedirs('merged/sub'); open('merged/sub/a.json', 'w').write('{}')",
+                     "holds 'sub', which is not a regular file"),
+    "fake weights": ("open('merged/extra.safetensors', 'wb').write(b'not safetensors')",
+                     "'extra.safetensors' is not a valid safetensors file"),
+    "too large": ("[open(f'merged/notes{i}.txt', 'wb').write(bytes(LIMIT * 6 // 10)) for i in (1, 2)]",
+                  "holds more than"),
+    "outside": ("open('/tmp/llm2-escape.txt', 'w').write('out')", "Permission denied"),
+}
+
+
+def trick(action: str, limit: int) -> str:
+    return ("import os\nimport torch\n"
+            f"LIMIT = {limit}\nDONE = []\n"
+            "def merge(name, base, experts):\n"
+            "    if not DONE and os.path.isdir('merged'):\n"
+            "        DONE.append(name)\n"
+            f"        {action}\n"
+            "    return base + 0.3 * sum(e - base for e in experts)\n")
+
+
+def test_sandbox_refuses_output_directories_with_anything_but_model_files(models, tmp_path):
+    """Through the real sandbox (a warm worker, a confined child per candidate): an honest merge comes back as a
+    directory, is scored and kept under its job's key; every trick is refused with its reason, and nothing it
+    wrote is left in the worker's directories."""
+    from llm2.evaluation import EvalJob
+    from llm2.execution import make_executor
+
+    task = MergingHFTask()
+    root = models["root"]
+    settings = task.parse_settings({"base": str(root / "base"), "experts": str(root / "expert0"),
+                                    "eval": str(models["questions"]), "fitness": "loglik"})
+    task.prepare(settings)
+    limit = task.runtime(settings).output_limit_bytes
+    assert 0 < limit < 2 * sum(t.numel() * 4 for t in models["base"].values()) + 2 * 1024**2
+    keep = tmp_path / "keep"
+    with make_executor("local", task_spec="merging-hf", task=task, workers=1, timeout_s=60, static_checks=False,
+                       warm_settings=settings, keep_weights_dir=keep) as executor:
+        jobs = {"honest": EvalJob(BASELINES["task_arithmetic"].code, EvalSetting(settings), key="1:0")}
+        jobs.update({name: EvalJob(trick(action, limit), EvalSetting(settings), key=f"{i + 2}:0")
+                     for i, (name, (action, _)) in enumerate(TRICKS.items())})
+        futures = {name: executor.submit(job) for name, job in jobs.items()}
+        results = {name: future.result() for name, future in futures.items()}
+        leftovers = [p.name for p in Path(executor._root).rglob("*") if p.name.startswith(("output-", "merged"))]
+    honest = results.pop("honest")
+    assert honest.status == "ok", honest.error
+    assert honest.fitness == honest.metrics.values["loglik"] < 0
+    for name, result in results.items():
+        assert result.status == "failed" and TRICKS[name][1] in result.error, (name, result.error)
+    assert not Path("/tmp/llm2-escape.txt").exists()
+    assert [p.name for p in keep.iterdir()] == ["1-0"]  # the honest merge, kept as a directory
+    assert sorted(p.name for p in (keep / "1-0").iterdir()) == sorted(
+        ["model.safetensors", *small_files(root / "base")])
+    assert leftovers == []
+
+
+@pytest.mark.slow
+def test_discover_heldout_and_report_on_merging_hf(models, tmp_path):
+    """A short offline discovery through the sandbox (four baselines, two generations of one), the held-out check on
+    an unseen expert set, and the report."""
+    from llm2.archive import Archive
+
+    root = models["root"]
+    run_dir = tmp_path / "run"
+    llm2("discover", "--task", "merging-hf", *settings_options(models, fitness="loglik",
+                                                               heldout_experts=str(root / "expert1")),
+         "--proposer", "merging-offline", "--generations", "2", "--population", "1", "--seeds", "1",
+         "--workers", "1", "--run-dir", str(run_dir))
+    with Archive.open(run_dir, readonly=True) as archive:
+        candidates = archive.candidates()
+        best = archive.best(1, include_baselines=True)[0]
+        assert archive.run.status == "finished"
+    assert [c.status for c in candidates] == ["baseline"] * 4 + ["ok"] * 2, [(c.name, c.error) for c in candidates]
+    assert [c.generation for c in candidates] == [0, 0, 0, 0, 1, 2]
+    assert {c.name for c in candidates if c.generation == 0} == set(MergingHFTask.discovery_baselines)
+    fitnesses = [c.fitness for c in candidates]
+    assert all(math.isfinite(f) and f < 0 for f in fitnesses) and len(set(fitnesses)) > 2  # merges differ
+    out = tmp_path / "heldout.json"
+    llm2("heldout", str(run_dir), "--top", "1", "--seeds", "1", "--workers", "1", "--json", str(out))
+    verdict = json.loads(out.read_text())[0]
+    assert verdict["reference"] == "task_arithmetic" and verdict["pairs"] == 1 and verdict["failures"] == 0
+    llm2("report", str(run_dir))
+    page = (run_dir / "report" / "index.html").read_text()
+    assert best.name in page and "merging-hf" in page

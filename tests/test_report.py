@@ -345,16 +345,21 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_report_of_a_real_discovery(tmp_path):
+def test_report_of_a_real_classification_discovery_shows_the_tasks_own_figures(tmp_path):
     run_dir = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     llm2 = shutil.which("llm2", path=str(Path(os.sys.executable).parent)) or "llm2"
-    discovered = subprocess.run([llm2, "discover", "--generations", "2", "--population", "2", "--seeds", "1",
-                                 "--run-dir", str(run_dir)], capture_output=True, text=True, timeout=800, env=env)
+    discovered = subprocess.run([llm2, "discover", "--task", "classification", "--generations", "2", "--population",
+                                 "2", "--seeds", "1", "--run-dir", str(run_dir)], capture_output=True, text=True,
+                                timeout=800, env=env)
     assert discovered.returncode == 0, discovered.stderr[-3000:]
-    assert f"llm2 report {run_dir}" in discovered.stdout
+    assert f"llm2 report {run_dir}" in discovered.stdout and "beats cross_entropy" in discovered.stdout
     reported = subprocess.run([llm2, "report", str(run_dir)], capture_output=True, text=True, timeout=300, env=env)
     assert reported.returncode == 0, reported.stderr[-3000:]
+    page = (run_dir / "report" / "index.html").read_text(encoding="utf-8")
+    assert "Loss f(p) and its slope for the best candidates beside cross_entropy" in page
+    assert "Loss shapes" not in page and "Reward–KL" not in page  # the preference task's figures are not its own
+    assert "test accuracy" in page
     with Archive.open(run_dir, readonly=True) as archive:
         candidates = archive.candidates()
     assert sum(not c.is_baseline for c in candidates) >= 4

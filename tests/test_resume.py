@@ -50,7 +50,7 @@ def snapshot(run_dir: Path):
 
 def test_sigkill_mid_evaluation_then_resume(tmp_path):
     run_dir = tmp_path / "run"
-    options = ["--generations", "3", "--population", "2", "--seeds", "1", "--seed", "5"]
+    options = ["--task", "classification", "--generations", "3", "--population", "2", "--seeds", "1", "--seed", "5"]
     first = discover(run_dir, *options)
     wait_for_mid_evaluation(run_dir, first)
     os.killpg(first.pid, signal.SIGKILL)
@@ -88,9 +88,19 @@ def requests_of(run_dir: Path):
         return archive.requests()
 
 
+# The proposer's side is the same for every task: these runs use the quick example task (docs/tasks.md).
+EXAMPLE_TASK = f"{Path(__file__).parent / 'example_task.py'}:RobustRegression"
+
+
+def example_code(name: str, scale: float) -> str:
+    return f"def {name}(prediction, target):\n    return {scale} * (prediction - target).abs()\n"
+
+
 def openai_discover(run_dir: Path, server, *extra: str) -> subprocess.Popen:
-    return discover(run_dir, "--proposer", "openai", "--model", "fake-model", "--base-url", server.base_url,
-                    "--api-key-env", "NO_SUCH_KEY", "--seeds", "1", *extra)
+    resuming = "--resume" in extra
+    task = () if resuming else ("--task", EXAMPLE_TASK)
+    return discover(run_dir, *task, "--proposer", "openai", "--model", "fake-model", "--base-url", server.base_url,
+                    "--api-key-env", "NO_SUCH_KEY", *(() if resuming else ("--seeds", "1")), *extra)
 
 
 def test_kill_mid_reask_then_resume_reuses_the_reply_already_paid_for(tmp_path):
@@ -99,7 +109,7 @@ def test_kill_mid_reask_then_resume_reuses_the_reply_already_paid_for(tmp_path):
     run_dir = tmp_path / "run"
     # the first reply is unusable; the re-ask's answer never comes before the kill
     first_script = [completion("I would rather talk about it.", prompt_tokens=100, completion_tokens=50),
-                    completion(good_reply_json("never_seen"), delay_s=120)]
+                    completion(good_reply_json("never_seen", code=example_code("never_seen", 1.0)), delay_s=120)]
     with FakeOpenAIServer(first_script) as server:
         first = openai_discover(run_dir, server, "--generations", "1", "--population", "1",
                                 "--price-prompt", "1", "--price-completion", "1")
@@ -113,7 +123,8 @@ def test_kill_mid_reask_then_resume_reuses_the_reply_already_paid_for(tmp_path):
     recorded = requests_of(run_dir)
     assert [(r.attempt, r.reply, r.cost_usd) for r in recorded] == [(0, "I would rather talk about it.", 0.15)]
 
-    with FakeOpenAIServer([completion(good_reply_json("second_thoughts"))]) as server:
+    with FakeOpenAIServer([completion(good_reply_json("second_thoughts",
+                                                      code=example_code("second_thoughts", 2.0)))]) as server:
         second = openai_discover(run_dir, server, "--resume")
         output, _ = second.communicate(timeout=600)
         assert second.returncode == 0, output
@@ -134,10 +145,7 @@ def test_the_spending_cap_holds_across_resumes(tmp_path):
     from fake_openai_server import FakeOpenAIServer, completion, good_reply_json
 
     run_dir = tmp_path / "run"
-    costly = [completion(good_reply_json(f"idea_{i}", code=f"def idea_{i}(policy_chosen_logps, policy_rejected_logps,"
-                                                          " reference_chosen_logps, reference_rejected_logps, beta):"
-                                                          f"\n    return -F.logsigmoid(beta * {i + 1}.0 * "
-                                                          "(policy_chosen_logps - policy_rejected_logps))\n"),
+    costly = [completion(good_reply_json(f"idea_{i}", code=example_code(f"idea_{i}", i + 1.0)),
                          prompt_tokens=1000, completion_tokens=0) for i in range(6)]
     options = ("--generations", "6", "--population", "1", "--price-prompt", "0.1", "--max-cost", "0.25",
                "--max-tokens", "1")

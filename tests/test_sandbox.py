@@ -92,6 +92,44 @@ def test_the_reader_refuses_garbage_oversize_and_silence():
     os.close(read)
 
 
+def test_an_output_directory_is_moved_out_of_the_scratch_then_checked(tmp_path):
+    """Runtime(output="directory"): the directory a dead child named is moved out of its scratch and made the
+    worker's own; a name that is not plain, a link in its place or too many bytes are refused, and nothing refused
+    is left behind. (What a candidate can put inside one is tested through a real task, in test_merging_hf.py.)"""
+    import stat
+
+    from safetensors.torch import save_file
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    patterns = ("*.safetensors", "*.json")
+
+    def written(name: str):
+        directory = scratch / name
+        directory.mkdir()
+        save_file({"w": torch.ones(2)}, str(directory / "model.safetensors"))
+        (directory / "config.json").write_text("{}")
+        return directory
+
+    written("out")
+    taken = channel.take_directory(scratch, "out", tmp_path / "taken", 10_000, patterns)
+    assert taken == tmp_path / "taken" and not (scratch / "out").exists()
+    assert sorted(p.name for p in taken.iterdir()) == ["config.json", "model.safetensors"]
+    assert stat.S_IMODE(taken.stat().st_mode) == 0o700
+    assert {stat.S_IMODE(p.stat().st_mode) for p in taken.iterdir()} == {0o600}
+    for name in ("../out", "/etc", "", ".hidden", "a/b", 7):
+        with pytest.raises(channel.ChannelError, match="not a plain name"):
+            channel.take_directory(scratch, name, tmp_path / "refused", 10_000, patterns)
+    with pytest.raises(channel.ChannelError, match="wrote no directory 'missing'"):
+        channel.take_directory(scratch, "missing", tmp_path / "refused", 10_000, patterns)
+    (scratch / "link").symlink_to(written("real"))
+    with pytest.raises(channel.ChannelError, match="'link' is not a directory"):
+        channel.take_directory(scratch, "link", tmp_path / "refused", 10_000, patterns)
+    with pytest.raises(channel.ChannelError, match="holds more than 10 bytes"):
+        channel.take_directory(scratch, "real", tmp_path / "refused", 10, patterns)
+    assert not (tmp_path / "refused").exists() and not (scratch / "real").exists()
+
+
 # -- killing -------------------------------------------------------------------------------------------------
 def test_kill_group_ends_a_process_that_ignores_sigterm_and_its_children():
     read, write = os.pipe()

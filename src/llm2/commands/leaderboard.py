@@ -34,7 +34,7 @@ def render_table(rows, run, counts, card, show_errors: bool):
                           f" {counts.get('baseline', 0)} baselines; {card.reference_baseline or 'no'} is the "
                           f"reference row; fitness: {card.fitness_name}")
     table.add_column("#", justify="right")
-    table.add_column("name")
+    table.add_column("name", min_width=28, overflow="fold")
     table.add_column("fitness (mean ± std)", justify="right")
     for column in card.metric_columns:
         table.add_column(column.label, justify="right")
@@ -90,7 +90,7 @@ def print_leaderboard(run_dir: Path, top: int = 10, show_all: bool = False, as_j
     from rich.console import Console
 
     # Piped output (a file, a test) gets a fixed wide table instead of rich's 80-column default.
-    console = Console() if sys.stdout.isatty() else Console(width=140)
+    console = Console() if sys.stdout.isatty() else Console(width=170)
     if not rows:
         console.print(f"run {run.run_id} has no scored candidate yet ({run.status}).")
         return

@@ -3,6 +3,9 @@
 The handle enforces an outer deadline: a worker that dies or hangs is killed, its job reported as failed with the
 reason, and a fresh worker is started for the next job. Weights arrive as safetensors files the worker writes into
 the handle's own directory; the handle scores them with its ``Scoring`` (trusted, in this process) and deletes them.
+A task whose output is a directory (``Runtime(output="directory")``) has it arrive there too, already checked by the
+worker: the scorer gets ``TrainOutput(weights={}, ..., output_dir=its path)``, and the directory is removed after
+scoring, or kept like a weights file (under the job's key, without the suffix) when the executor keeps weights.
 """
 
 from __future__ import annotations
@@ -37,6 +40,14 @@ def checkpoint_file_name(key: str) -> str:
 
 class WorkerGone(Exception):
     pass
+
+
+def _remove(path: Path) -> None:
+    """A file or a directory tree, if it is there."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 class WorkerHandle:
@@ -113,9 +124,13 @@ class WorkerHandle:
                               probe_fitness=probe, sandbox=sandbox)
         keep = self.keep_dir is not None
         output = self._take(message, remove=not keep)
-        metrics, error = self.scoring.score(job, output)
+        try:
+            metrics, error = self.scoring.score(job, output)
+        finally:
+            if output.output_dir is not None and not keep:
+                shutil.rmtree(output.output_dir, ignore_errors=True)
         if keep:
-            self._keep(Path(message["path"]), job.key if metrics is not None else None)
+            self._keep(Path(output.output_dir or message["path"]), job.key if metrics is not None else None)
         if metrics is None:
             return EvalResult("failed", "score", error, seconds=time.perf_counter() - started, probe_fitness=probe,
                               sandbox=sandbox)
@@ -123,9 +138,17 @@ class WorkerHandle:
                           probe, sandbox)
 
     def _take(self, message: dict, remove: bool = True) -> TrainOutput:
-        """The weights file the worker wrote (in this handle's own directory), read and (unless kept) removed."""
+        """The weights file the worker wrote (in this handle's own directory), read and (unless kept) removed; or
+        the output directory it moved there, left in place for the scorer."""
         from safetensors.torch import load_file
 
+        trace = [float(v) for v in message.get("loss_trace") or []]
+        if "directory" in message:
+            directory = Path(message["directory"])
+            if self._home is None or directory.parent != self._home or not directory.is_dir() \
+                    or directory.is_symlink():
+                raise WorkerGone(f"the worker named an output directory outside its own: {directory}")
+            return TrainOutput({}, trace, int(message.get("steps") or len(trace)), output_dir=str(directory))
         path = Path(message["path"])
         if self._home is None or path.parent != self._home:
             raise WorkerGone(f"the worker named a weights file outside its directory: {path}")
@@ -136,26 +159,30 @@ class WorkerHandle:
             raise
         if remove:
             path.unlink(missing_ok=True)
-        trace = [float(v) for v in message.get("loss_trace") or []]
         return TrainOutput(weights, trace, int(message.get("steps") or len(trace)))
 
     def _keep(self, path: Path, key: str | None) -> None:
-        """Move a scored weights file to the keep directory under its job's key (None: the score failed, drop it).
-        It appears there whole or not at all: copied under a temporary name, then renamed."""
+        """Move a scored weights file (or output directory) to the keep directory under its job's key (None: the
+        score failed, drop it). It appears there whole or not at all: moved under a temporary name, then renamed."""
+        directory = path.is_dir()
         if key is None:
-            path.unlink(missing_ok=True)
+            _remove(path)
             return
-        final = self.keep_dir / checkpoint_file_name(key)
+        name = checkpoint_file_name(key)
+        final = self.keep_dir / (name.removesuffix(".safetensors") if directory else name)
         temporary = final.with_name(final.name + ".tmp")
         try:
             self.keep_dir.mkdir(parents=True, exist_ok=True)
+            _remove(temporary)
             shutil.move(str(path), str(temporary))
+            if directory:
+                _remove(final)  # os.replace cannot replace a directory that holds files
             os.replace(temporary, final)
         except OSError as exc:  # the candidate was scored; only its checkpoint is lost (export says so)
             print(f"llm2: could not keep the weights of job {key}: {exc}", file=sys.stderr)
         finally:
-            path.unlink(missing_ok=True)
-            temporary.unlink(missing_ok=True)
+            _remove(path)
+            _remove(temporary)
 
     def interrupt(self) -> None:
         """From another thread: kill the worker if it is running a job (``run`` then reports the failure)."""

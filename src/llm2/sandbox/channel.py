@@ -3,16 +3,26 @@
 A frame is ``!II`` (header length, payload length), the UTF-8 JSON header, then the payload. The reader trusts
 nothing: lengths are capped before anything is read, reads stop at a deadline, the payload is parsed by safetensors
 (no pickle, no code) and every tensor is checked against the state dict the worker expects.
+
+Larger outputs stay on disk in the child's scratch directory and are read only once the child is dead: one
+safetensors file (``decode_file``, checked like a payload), or a whole directory (``take_directory``: moved out of
+the scratch first, then checked file by file: regular files of the task's names only, no links, a size limit, every
+safetensors header parsable; its tensors are the scorer's to check).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
 import os
+import re
 import select
+import shutil
+import stat
 import struct
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,3 +161,86 @@ def decode_loss_trace(header: dict) -> list[float]:
     if not isinstance(trace, list) or not all(isinstance(v, (int, float)) for v in trace):
         raise ChannelError("the loss trace is not a list of numbers")
     return [float(v) for v in trace]
+
+
+# -- a directory of files --------------------------------------------------------------------------------------
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")  # no path separators, no hidden or odd names
+MAX_DIRECTORY_FILES = 4096
+
+
+def take_directory(scratch: Path, name: object, destination: Path, limit: int, patterns: Sequence[str]) -> Path:
+    """Move the directory a (dead) child named, ``scratch/name``, to ``destination`` (a new path the child never
+    could reach), make it the worker's own, and check it: only regular files, each with a single name (no symbolic
+    or hard links, no subdirectories), named as ``patterns`` allow, ``limit`` bytes in all, every ``*.safetensors``
+    file's header valid. Returns ``destination``; ChannelError names the first problem (nothing is left behind)."""
+    if not isinstance(name, str) or not PLAIN_NAME.fullmatch(name):
+        raise ChannelError(f"the child named an output directory that is not a plain name in its working "
+                           f"directory: {str(name)[:100]!r}")
+    source = scratch / name
+    try:
+        mode = os.lstat(source).st_mode
+    except OSError:
+        raise ChannelError(f"the child wrote no directory {name!r}") from None
+    if not stat.S_ISDIR(mode):
+        raise ChannelError(f"the child's output {name!r} is not a directory (a symbolic link, or a file)")
+    os.rename(source, destination)  # out of the scratch before anything in it is looked at
+    try:
+        _own(destination, 0o700)  # no other user, the candidate's included, can enter it from here on
+        _check_directory(destination, limit, patterns)
+    except BaseException:
+        shutil.rmtree(destination, ignore_errors=True)
+        raise
+    return destination
+
+
+def _check_directory(directory: Path, limit: int, patterns: Sequence[str]) -> None:
+    total = 0
+    with os.scandir(directory) as scan:
+        entries = []
+        for entry in scan:
+            entries.append(entry)
+            if len(entries) > MAX_DIRECTORY_FILES:
+                raise ChannelError(f"the output directory holds more than {MAX_DIRECTORY_FILES} entries")
+    allowed = ", ".join(patterns)
+    for entry in sorted(entries, key=lambda e: e.name):
+        shown = entry.name[:100]
+        info = entry.stat(follow_symlinks=False)
+        if stat.S_ISLNK(info.st_mode):
+            raise ChannelError(f"the output directory holds a symbolic link, {shown!r}: only regular files are "
+                               "accepted")
+        if not stat.S_ISREG(info.st_mode):
+            raise ChannelError(f"the output directory holds {shown!r}, which is not a regular file (subdirectories, "
+                               "pipes and devices are refused)")
+        if info.st_nlink != 1:
+            raise ChannelError(f"the output directory's {shown!r} is a hard link ({info.st_nlink} names): only "
+                               "files of its own are accepted")
+        if not PLAIN_NAME.fullmatch(entry.name) or not any(fnmatch.fnmatchcase(entry.name, p) for p in patterns):
+            raise ChannelError(f"the output directory holds {shown!r}; only files named {allowed} are accepted")
+        total += info.st_size
+        if total > limit:
+            raise ChannelError(f"the output directory holds more than {limit:,} bytes, the most this task's "
+                               "output takes")
+        path = Path(entry.path)
+        _own(path, 0o600)
+        if entry.name.endswith(".safetensors"):
+            _check_safetensors_header(path)
+
+
+def _own(path: Path, mode: int) -> None:
+    """The worker's user becomes the owner (a child confined as another user wrote it) and alone may use it."""
+    if os.geteuid() == 0:
+        os.chown(path, os.geteuid(), os.getegid(), follow_symlinks=False)
+    os.chmod(path, mode)  # not a link: checked, and nobody else can swap it any more
+
+
+def _check_safetensors_header(path: Path) -> None:
+    """safetensors' own parser reads the header (JSON: names, dtypes, shapes, offsets that tile the file); no
+    tensor is read and nothing can execute."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            handle.keys()
+    except Exception as exc:  # noqa: BLE001 - any parse failure is the child's fault
+        raise ChannelError(f"the output directory's {path.name!r} is not a valid safetensors file "
+                           f"({type(exc).__name__}: {str(exc)[:200]})") from None

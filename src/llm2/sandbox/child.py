@@ -2,8 +2,9 @@
 
 Only this process ever executes candidate code. It reports through the channel: ``stage`` notes as it advances (the
 first carries the sandbox layers that took), a ``probe`` (weights after the probe fraction; it then waits for the
-worker's verdict), and finally ``result`` (weights, or the name of the file holding them, and the loss trace) or
-``error`` (stage and reason). It never scores anything itself.
+worker's verdict), and finally ``result`` (weights, or the name of the file holding them, or, for a task whose
+output is a directory of files, the name of that directory in the scratch; and the loss trace) or ``error`` (stage
+and reason). It never scores anything itself.
 
 The process is either forked from the warm worker (CPU tasks: the task's training data is already in memory) or
 spawned fresh (``python -m llm2.sandbox.child``, for CUDA, which does not survive a fork): then it loads the task and
@@ -41,7 +42,7 @@ class ChildJob:
     limits: SandboxLimits
     readable: tuple[str, ...]
     allow_missing: frozenset[str]
-    output: str  # "pipe" | "file" (Runtime.output)
+    output: str  # "pipe" | "file" | "directory" (Runtime.output)
     result_fd: int  # child -> worker
     control_fd: int  # worker -> child (probe verdicts)
 
@@ -113,7 +114,11 @@ def _send_output(job: ChildJob, kind: str, output: TrainOutput, to_file: bool) -
               "loss_trace": [float(v) for v in output.loss_trace]}
     payload = b""
     if not output.stop_reason:
-        if to_file:
+        if kind == "result" and job.output == "directory":
+            if output.output_dir is None:
+                raise ValueError("train returned no output_dir, which the task's directory output needs")
+            header["directory"] = str(output.output_dir)  # checked by the worker once this process is dead
+        elif to_file:
             write_safetensors(output.weights, OUTPUT_FILE)
             header["file"] = OUTPUT_FILE
         else:

@@ -4,6 +4,11 @@ The worker holding a ``SandboxRunner`` has imported torch and loaded the task's 
 costs a fork (or, for CUDA, a fresh spawned process), not an interpreter. It never imports candidate code and never
 scores: it validates the child's tensors against the task's output spec and hands them on, and asks its caller
 (``judge_probe``) whether a probe may go on.
+
+A task whose output is a directory (``Runtime(output="directory")``, e.g. a model written shard by shard) gets it
+back only once every process of the child is gone: the directory is then moved out of the scratch into the
+runner's own directory, checked (``channel.take_directory``) and handed on as ``TrainOutput.output_dir``; whoever
+takes the outcome owns it from then on.
 """
 
 from __future__ import annotations
@@ -48,13 +53,23 @@ class ChildOutcome:
     probe_fitness: float | None = None
 
 
+@dataclass(frozen=True)
+class DirectoryOutput:
+    """Where a child's output directory goes once it is dead, and what it may hold."""
+
+    destination: Path
+    limit_bytes: int
+    names: tuple[str, ...]
+
+
 def runtime_limits(limits: SandboxLimits, runtime: Runtime) -> SandboxLimits:
-    """The limits a candidate of this runtime runs under: the CUDA profile for a GPU, room for a weights file
-    written to the scratch directory, and the memory the task says its training needs (never less than given)."""
+    """The limits a candidate of this runtime runs under: the CUDA profile for a GPU, room for a weights file (or
+    a directory's largest file) written to the scratch directory, and the memory the task says its training needs
+    (never less than given)."""
     if runtime.device == "cuda":
         limits = cuda_limits(limits)
     changes: dict[str, Any] = {}
-    if runtime.output == "file" and runtime.output_limit_bytes:
+    if runtime.output in ("file", "directory") and runtime.output_limit_bytes:
         changes["output_bytes"] = max(limits.output_bytes, runtime.output_limit_bytes)
     if runtime.memory_bytes:
         changes["memory_bytes"] = max(limits.memory_bytes, runtime.memory_bytes)
@@ -70,6 +85,7 @@ class SandboxRunner:
         self.task, self.task_spec = task, task_spec
         self.scratch_root = Path(tempfile.mkdtemp(prefix="llm2-sandbox-", dir=scratch_root))
         self.readable = tuple(read_roots(exclude=task.hidden_paths()))
+        self._outputs = 0
         prepare_worker()
 
     def close(self) -> None:
@@ -91,9 +107,14 @@ class SandboxRunner:
             os.close(result_w)
             os.close(control_r)
         spec = self.task.output_spec(data)
+        directory = None
+        if runtime.output == "directory":
+            self._outputs += 1
+            directory = DirectoryOutput(self.scratch_root / f"output-{self._outputs}",
+                                        runtime.output_limit_bytes or limits.output_bytes, runtime.output_names)
         supervisor = _Supervisor(pid, result_r, control_w, limits, options.cascade, spec, scratch,
                                  self.task.probe_fraction, judge_probe,
-                                 SPAWN_STARTUP_S if runtime.start == "spawn" else 0.0)
+                                 SPAWN_STARTUP_S if runtime.start == "spawn" else 0.0, directory)
         try:
             return supervisor.run()
         finally:
@@ -135,9 +156,10 @@ class _Supervisor:
 
     def __init__(self, pid: int, result_fd: int, control_fd: int, limits: SandboxLimits, cascade: bool,
                  spec: channel.WeightsSpec, scratch: Path, probe_fraction: float, judge_probe: ProbeJudge,
-                 startup_s: float = 0.0):
+                 startup_s: float = 0.0, directory: DirectoryOutput | None = None):
         self.pid, self.result_fd, self.control_fd = pid, result_fd, control_fd
         self.limits, self.cascade, self.spec, self.scratch = limits, cascade, spec, scratch
+        self.directory = directory
         self.probe_fraction, self.judge_probe = probe_fraction, judge_probe
         self.max_payload = channel.payload_limit(spec)
         self.stage = "static"
@@ -214,6 +236,11 @@ class _Supervisor:
         return ChildOutcome("ok", "done", None, output, self.sandbox, self.probe_fitness)
 
     def _output(self, message: channel.Message) -> TrainOutput:
+        final = message.header["kind"] == "result"
+        if self.directory is not None and final:
+            return self._directory_output(message.header)
+        if "directory" in message.header:
+            raise channel.ChannelError("the child named an output directory where tensors were expected")
         if "file" in message.header:
             if message.header["kind"] != "result" or message.header["file"] != "output.safetensors":
                 raise channel.ChannelError("the child named an unexpected output file")
@@ -222,6 +249,20 @@ class _Supervisor:
             weights = channel.decode_weights(message.payload, self.spec)
         trace = channel.decode_loss_trace(message.header)
         return TrainOutput(weights, trace, int(message.header.get("steps", len(trace))))
+
+    def _directory_output(self, header: dict) -> TrainOutput:
+        """The directory the child named, once none of its processes is left to change it: moved, then checked."""
+        if "directory" not in header:
+            raise channel.ChannelError("the child named no output directory")
+        if not wait_group_gone(self.pid):
+            raise channel.ChannelError("the candidate's processes did not end, so its output directory was not read")
+        try:
+            path = channel.take_directory(self.scratch, header["directory"], self.directory.destination,
+                                          self.directory.limit_bytes, self.directory.names)
+        except OSError as exc:
+            raise channel.ChannelError(f"the output directory could not be taken: {exc}") from None
+        trace = channel.decode_loss_trace(header)
+        return TrainOutput({}, trace, int(header.get("steps", len(trace))), output_dir=str(path))
 
     def _child_error(self, header: dict) -> ChildOutcome:
         self._end()
@@ -276,3 +317,29 @@ class _Supervisor:
         return end_child(self.pid)
 
 
+def wait_group_gone(group: int, timeout_s: float = 10.0) -> bool:
+    """Whether every process of the process group ``group`` has ended (zombies have) within ``timeout_s``. The
+    child's relay is reaped by then, but the process inside the PID namespace is not ours to reap: it dies of the
+    same SIGKILL, an instant later, and only then can nothing it wrote change any more."""
+    deadline = time.monotonic() + timeout_s
+    while _group_members(group):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def _group_members(group: int) -> list[int]:
+    """Live (not zombie) processes in ``group``, from /proc (a PID namespace's processes show there too)."""
+    members = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as file:
+                fields = file.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # ended while we looked
+        if int(fields[2]) == group and fields[0] not in (b"Z", b"X"):
+            members.append(int(name))
+    return members

@@ -5,10 +5,13 @@ a private copy of stdout out), each in a fresh confined child (``SandboxRunner``
 scores nothing: a probe's weights and the final weights go to its handle (``llm2.execution.handle``) as safetensors
 files in the worker's own directory, and the handle, in a trusted process, scores them and answers the probe.
 
+A task whose output is a directory (``Runtime(output="directory")``) has it moved, once checked, into the worker's
+directory too, and named in the result as ``directory`` instead of ``path``; the handle removes it after scoring.
+
 Protocol, one JSON object per line. Handle -> worker: ``{"job": {...}}``, ``{"verdict": "continue" | "stop",
 "reason": ...}``. Worker -> handle: ``{"event": "ready"}``, ``{"event": "started"}``, ``{"event": "probe", "path",
-"steps", "loss_trace"}``, ``{"event": "result", "status", "stage", "error", "path", "steps", "loss_trace",
-"sandbox", "probe_fitness"}``.
+"steps", "loss_trace"}``, ``{"event": "result", "status", "stage", "error", "path" | "directory", "steps",
+"loss_trace", "sandbox", "probe_fitness"}``.
 """
 
 from __future__ import annotations
@@ -117,9 +120,11 @@ class _Worker:
             return
         reply = {"event": "result", "status": outcome.status, "stage": outcome.stage, "error": outcome.error,
                  "sandbox": list(outcome.sandbox), "probe_fitness": outcome.probe_fitness}
-        if outcome.output is not None:
-            reply.update(path=self.save(outcome.output.weights), steps=outcome.output.steps,
-                         loss_trace=outcome.output.loss_trace)
+        output = outcome.output
+        if output is not None:
+            where = ({"directory": self.adopt(output.output_dir)} if output.output_dir is not None else
+                     {"path": self.save(output.weights)})
+            reply.update(where, steps=output.steps, loss_trace=output.loss_trace)
         self.reply(reply)
 
     def ask_probe(self, output: Any) -> tuple[str | None, float | None]:
@@ -139,6 +144,13 @@ class _Worker:
         self._files += 1
         path = self.home / f"weights-{os.getpid()}-{self._files}.safetensors"
         save_file(weights, str(path))
+        return str(path)
+
+    def adopt(self, directory: str) -> str:
+        """Move a checked output directory from the runner's scratch root into this worker's directory."""
+        self._files += 1
+        path = self.home / f"output-{os.getpid()}-{self._files}"
+        os.replace(directory, path)
         return str(path)
 
     def reply(self, message: dict) -> None:

@@ -91,9 +91,16 @@ class Runtime:
     device: str = "cpu"  # cpu | cuda
     gpus: int = 0  # one worker per GPU when > 0
     # "pipe": the child sends its tensors over the channel; "file": it writes them to output.safetensors in its
-    # scratch directory (large models), read only once the child is dead
+    # scratch directory (large models), read only once the child is dead; "directory": ``train`` writes files into
+    # a directory of its scratch and names it in ``TrainOutput.output_dir`` (a model in a format of its own, written
+    # as it goes); once the child is dead the directory is checked (``output_names``, regular files only, parsable
+    # safetensors headers, ``output_limit_bytes`` in all) and handed to the scorer whole
     output: str = "pipe"
-    output_limit_bytes: int | None = None  # for "file" outputs: the largest file the child may write
+    # "file": the largest file the child may write; "directory": the most its files may hold together (and so the
+    # largest file it may write)
+    output_limit_bytes: int | None = None
+    # "directory": the file names it may hold (shell patterns): weights, configs and tokenizer files
+    output_names: tuple[str, ...] = ("*.safetensors", "*.json", "tokenizer.model", "*.txt", "*.jinja")
     memory_bytes: int | None = None  # memory training needs beyond the worker's, when more than the sandbox's default
 
 
@@ -124,6 +131,9 @@ class TrainOutput:
     loss_trace: list[float]
     steps: int
     stop_reason: str | None = None  # None: ran the whole budget; else why it was stopped early
+    # Runtime(output="directory"): the directory ``train`` wrote, relative to its working directory (the child's
+    # scratch); the scorer gets it checked and moved out of the scratch, as an absolute path, with ``weights`` empty
+    output_dir: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,20 @@
 """Scoring a merged Hugging Face model on question/answer pairs: exact match of its greedy answers (GSM8k-style
 extraction), or, cheaply, the log-likelihood of the reference answers. Runs in the trusted supervisor on a merged
-model directory; never imports candidate code (the directory holds safetensors weights and JSON only)."""
+model directory; never imports candidate code.
+
+A directory a candidate's process wrote is read for its safetensors weights alone: ``weights_view`` puts them,
+with an index checked to name only those files, into a private directory beside the base model's config and
+generation config, and the model is loaded from there. Nothing else the candidate left (a config, a generation
+config with token biases, an adapter config naming other weights) can change what is scored."""
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Sequence
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +24,39 @@ from llm2.tasks.base import Metrics, TrainOutput
 from llm2.tasks.merging_hf.answers import Question, is_correct, load_questions
 
 PLAIN_PROMPT = "Question: {question}\nAnswer:"
+INDEX_FILE = "model.safetensors.index.json"
+CONFIG_FILES = ("config.json", "generation_config.json")  # from the base model, never the merged directory
+
+
+@contextmanager
+def weights_view(model_dir: str | Path, config_dir: str | Path) -> Iterator[Path]:
+    """A private directory holding only ``model_dir``'s safetensors weights (links to them; its index rewritten
+    after checking that it names only those files) and ``config_dir``'s config files; removed afterwards."""
+    model_dir = Path(model_dir)
+    weights = {p.name for p in model_dir.glob("*.safetensors") if p.is_file() and not p.is_symlink()}
+    view = Path(tempfile.mkdtemp(prefix="llm2-merged-"))
+    try:
+        index = model_dir / INDEX_FILE
+        if index.exists():
+            try:
+                weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+                named = set(weight_map.values()) if isinstance(weight_map, dict) else {None}
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"the merged model's {INDEX_FILE} is not a valid index ({exc})") from None
+            if not named <= weights:
+                strange = sorted(str(name) for name in named - weights)[:3]
+                raise ValueError(f"the merged model's {INDEX_FILE} names files it does not hold: {strange}")
+            (view / INDEX_FILE).write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+        elif "model.safetensors" not in weights:
+            raise ValueError("the merged model holds neither model.safetensors nor an index of shards")
+        for name in weights:
+            (view / name).symlink_to((model_dir / name).resolve())
+        for name in CONFIG_FILES:
+            if (Path(config_dir) / name).is_file():
+                shutil.copyfile(Path(config_dir) / name, view / name)
+        yield view
+    finally:
+        shutil.rmtree(view, ignore_errors=True)
 
 
 def device_name() -> str:
@@ -44,12 +86,11 @@ class QuestionScorer:
 
     # -- the Scorer protocol -----------------------------------------------------------------------------------
     def score(self, output: TrainOutput, quick: bool = False) -> Metrics:
-        model_dir = getattr(output, "output_dir", None)
-        if model_dir is None:
-            raise ValueError("merging-hf scores a merged model directory: this llm2 cannot yet hand the child's "
-                             "output files to the scorer (see QuestionScorer.score_dir)")
+        if output.output_dir is None or self.reference_dir is None:
+            raise ValueError("merging-hf scores a merged model directory with the base model's config: "
+                             f"{'the output names no directory' if self.reference_dir else 'no base model given'}")
         # the child wrote the weights; the config and tokenizer are the base's own, never the child's copies
-        return self.score_dir(model_dir, quick, config_dir=self.reference_dir)
+        return self.score_dir(output.output_dir, quick, config_dir=self.reference_dir)
 
     def reference_metrics(self) -> Metrics:
         """The base model, unmerged."""
@@ -61,15 +102,21 @@ class QuestionScorer:
 
     # -- scoring a directory -----------------------------------------------------------------------------------
     def score_dir(self, model_dir: str | Path, quick: bool = False, config_dir: str | Path | None = None) -> Metrics:
-        """Metrics of the model in ``model_dir`` (safetensors weights only, never pickles); its config and
-        tokenizer come from ``config_dir`` when given (the base model's), else from ``model_dir``."""
+        """Metrics of the model in ``model_dir`` (safetensors weights only, never pickles). With ``config_dir``
+        (the base model's), only ``model_dir``'s weights are read (``weights_view``): config, generation config
+        and tokenizer are ``config_dir``'s."""
+        if config_dir is None:
+            return self._score(Path(model_dir), Path(model_dir), quick)
+        with weights_view(model_dir, config_dir) as view:
+            return self._score(view, Path(config_dir), quick)
+
+    def _score(self, model_dir: Path, config_dir: Path, quick: bool) -> Metrics:
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
         questions = self.questions[:max(1, len(self.questions) // 4)] if quick else self.questions
-        source = str(config_dir or model_dir)
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        tokenizer = AutoTokenizer.from_pretrained(str(config_dir))
         dtype = "auto" if self.device == "cuda" else torch.float32
-        model = AutoModelForCausalLM.from_pretrained(str(model_dir), config=AutoConfig.from_pretrained(source),
+        model = AutoModelForCausalLM.from_pretrained(str(model_dir), config=AutoConfig.from_pretrained(config_dir),
                                                      dtype=dtype, use_safetensors=True).to(self.device).eval()
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token

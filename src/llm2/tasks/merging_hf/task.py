@@ -2,24 +2,25 @@
 question/answer pairs, as in the Self-Developing paper (a seed chat model and math experts, scored on GSM8k).
 
     llm2 evaluate --task merging-hf --task-option base=BASE --task-option experts=A,B \\
-        --task-option eval=questions.jsonl [--task-option fitness=loglik]
+        --task-option eval=questions.jsonl [--task-option fitness=loglik] [--timeout 3600]
 
 BASE, A and B are local model directories with safetensors weights, or Hugging Face model ids (downloaded once, in
 the trusted main process, when the machine can reach the hub). The merge streams one tensor at a time
 (llm2.tasks.merging_hf.streaming), so models larger than memory merge; the merged model is written in Hugging Face
 format and scored by exact match of its greedy answers or by the log-likelihood of the reference answers, on a GPU
-when there is one.
+when there is one. A merge of large models takes minutes: give ``--timeout`` room for it.
 
-What works today: ``merge_streaming`` and ``QuestionScorer.score_dir``, used directly. Inside a discovery run, the
-child must hand the merged directory (in its scratch) to the scorer; that needs the sandbox's file outputs, which
-``train`` is written for (it merges into ``./merged`` in its working directory) and ``score`` reads from
-``output.output_dir``.
+How a candidate's merge runs: the warm worker opens the models (``training_data``: every safetensors file mapped
+into memory, the small files read), so the confined child it forks (or a spawned one, before it confines itself)
+reads them without any access to their directories. The child merges into ``./merged`` in its scratch directory
+(``Runtime(output="directory")``); once it is dead the sandbox checks that directory (regular files of the model's
+names only, safetensors headers valid, no more bytes than the merged model takes) and hands it to the scorer, which
+loads only its safetensors weights, with the base model's config, generation config and tokenizer.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,13 +31,15 @@ import torch
 from llm2.tasks.base import EvalSetting, MetricColumn, Runtime, TaskTexts, TensorSpec, TrainOutput
 from llm2.tasks.defaults import TaskBase
 from llm2.tasks.merging.baselines import BASELINES
-from llm2.tasks.merging.contract import MERGE_CONTRACT, check_merge_contract
+from llm2.tasks.merging.contract import MERGE_CONTRACT, check_merge_contract, checked_merge
 from llm2.tasks.merging.export import merge_usage, merging_module_text
 from llm2.tasks.merging_hf.answers import load_questions
 from llm2.tasks.merging_hf.score import QuestionScorer
-from llm2.tasks.merging_hf.streaming import MergeInputError, check_compatible, merge_streaming, tensor_table
+from llm2.tasks.merging_hf.streaming import (DTYPES, MODEL_FILE_NAMES, MergeInputError, OpenModel, check_compatible,
+                                             merge_streaming, small_files, tensor_table)
 
 FITNESS = ("exact-match", "loglik")
+GIB = 1024**3
 MERGED_DIR = "merged"  # inside the candidate's working directory (its scratch)
 
 
@@ -73,12 +76,20 @@ class MergingHFSettings:
 
 
 @dataclass(frozen=True)
-class ModelPaths:
-    """The training side: where the models are (their weights are read tensor by tensor while merging)."""
+class MergeInputs:
+    """The training side: the models, opened (their weights are read tensor by tensor while merging)."""
 
-    base: Path
-    experts: tuple[Path, ...]
+    base: OpenModel
+    experts: tuple[OpenModel, ...]
     shard_bytes: int
+
+
+@dataclass(frozen=True)
+class MergeSize:
+    """What a merge of these models writes and holds, from the base's headers: for the sandbox's limits."""
+
+    output_bytes: int  # the merged directory: weights, headers, index and small files, with a little room
+    largest_tensor: int  # the largest parameter's bytes in float32, as the merge function gets it
 
 
 def resolve_model(spec: str, download: bool) -> Path:
@@ -108,8 +119,7 @@ class MergingHFTask(TaskBase):
             "parameter, into one model that should keep the seed's general ability and gain the experts' skills.\n"
             "Nothing is trained: the merged weights are evaluated as they are, on held-out questions."),
         fitness=("the merged model's exact-match accuracy on held-out questions (its final number equals the\n"
-                 "reference's), 0 to 1, or the mean per-token log-likelihood of the reference answers; higher is\n"
-                 "better"),
+                 "reference's), 0 to 1; higher is better"),
         fitness_name="exact match",
         expertise=("You are deeply familiar with model merging (task arithmetic, TIES, DARE, model soups, SLERP,\n"
                    "Fisher and RegMean merging) and the weight-space geometry of fine-tuned language models."),
@@ -131,11 +141,33 @@ class MergingHFTask(TaskBase):
 
     def __init__(self) -> None:
         self._scorers: dict[MergingHFSettings, QuestionScorer] = {}
+        self._sizes: dict[str, MergeSize] = {}
 
     def runtime(self, settings: MergingHFSettings) -> Runtime:
-        if torch.cuda.is_available():
-            return Runtime(start="spawn", device="cuda", gpus=1)
-        return Runtime()
+        """The merged model comes back as a directory; the file-size limit and memory follow the base model's size
+        (the merge function holds a few float32 copies of one parameter per model at a time)."""
+        size = self._size(settings)
+        limit = size.output_bytes if size is not None else None
+        memory = (len(settings.experts) + 6) * size.largest_tensor + GIB if size is not None else None
+        cuda = torch.cuda.is_available()
+        return Runtime(start="spawn" if cuda else "fork", device="cuda" if cuda else "cpu", gpus=1 if cuda else 0,
+                       output="directory", output_limit_bytes=limit, output_names=MODEL_FILE_NAMES,
+                       memory_bytes=memory)
+
+    def _size(self, settings: MergingHFSettings) -> MergeSize | None:
+        """From the base's headers, once per base; None while the base cannot be found (``prepare`` says why)."""
+        if settings.base not in self._sizes:
+            try:
+                base = resolve_model(settings.base, download=False)
+                table = tensor_table(base)
+            except MergeInputError:
+                return None
+            weights = sum(info.nbytes for info in table.values())
+            largest = max((info.nbytes * 4 // DTYPES[info.dtype].itemsize for info in table.values()), default=0)
+            # per tensor: its entry in a shard's header and in the index; per shard: a header's fixed part
+            room = 1024 * len(table) + sum(len(c) for c in small_files(base).values()) + 1024**2
+            self._sizes[settings.base] = MergeSize(weights + room, largest)
+        return self._sizes[settings.base]
 
     # -- trusted main process ----------------------------------------------------------------------------------
     def prepare(self, settings: MergingHFSettings) -> None:
@@ -148,24 +180,38 @@ class MergingHFTask(TaskBase):
         load_questions(settings.eval, settings.limit)
 
     # -- training side -----------------------------------------------------------------------------------------
-    def training_data(self, settings: MergingHFSettings) -> ModelPaths:
-        return ModelPaths(resolve_model(settings.base, download=False),
-                          tuple(resolve_model(e, download=False) for e in settings.experts),
-                          settings.shard_mb * 1024**2)
+    def training_data(self, settings: MergingHFSettings) -> MergeInputs:
+        """The models opened (mapped, not loaded): a process forked from this one reads them without their paths."""
+        return MergeInputs(OpenModel(resolve_model(settings.base, download=False)),
+                           tuple(OpenModel(resolve_model(e, download=False)) for e in settings.experts),
+                           settings.shard_mb * 1024**2)
 
-    def output_spec(self, data: ModelPaths) -> dict[str, TensorSpec]:
-        return {}  # the merged weights come back as files, not tensors
+    def output_spec(self, data: MergeInputs) -> dict[str, TensorSpec]:
+        return {}  # the merged weights come back as a directory of files, not tensors
 
-    def check_contract(self, fn: Callable[..., Any], data: ModelPaths | None = None) -> None:
+    def check_contract(self, fn: Callable[..., Any], data: MergeInputs | None = None) -> None:
         check_merge_contract(fn, len(data.experts) if data is not None else 2)
 
-    def train(self, fn: Callable[..., Any], data: ModelPaths, setting: EvalSetting,
+    def warm_up(self, settings: MergingHFSettings, data: MergeInputs) -> None:
+        """What a merge imports, without writing a model (the default warm-up would merge one): the reference
+        baseline on the contract's small tensors, and on the smallest real parameter, read from the maps."""
+        from llm2.sandbox.loader import load_function
+
+        fn = load_function(BASELINES[self.reference_baseline].code, self.contract)
+        self.check_contract(fn, data)
+        name = min(data.base.tensors, key=lambda n: data.base.tensors[n].nbytes)
+        base = data.base.read(name)
+        if base.is_floating_point():
+            checked_merge(fn, name, base.float(), [e.read(name).float() for e in data.experts], "train")
+
+    def train(self, fn: Callable[..., Any], data: MergeInputs, setting: EvalSetting,
               checkpoint: Callable[[TrainOutput], bool] | None = None) -> TrainOutput:
-        """Merge into ./merged (the candidate's scratch) tensor by tensor; the weights stay in files."""
+        """Merge into ./merged (in the candidate's scratch: a relative path, as the directories above it may be
+        closed to the candidate's user) tensor by tensor; the weights stay in files, handed back as a directory."""
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        report = merge_streaming(fn, data.base, data.experts, Path(os.getcwd()) / MERGED_DIR,
-                                 max_shard_bytes=data.shard_bytes, seed=setting.seed, device=device)
-        return TrainOutput({}, [], steps=report.tensors)
+        report = merge_streaming(fn, data.base, data.experts, MERGED_DIR, max_shard_bytes=data.shard_bytes,
+                                 seed=setting.seed, device=device)
+        return TrainOutput({}, [], steps=report.tensors, output_dir=MERGED_DIR)
 
     # -- scoring side ------------------------------------------------------------------------------------------
     def scorer(self, settings: MergingHFSettings) -> QuestionScorer:
@@ -175,6 +221,13 @@ class MergingHFTask(TaskBase):
         return self._scorers[key]
 
     # -- texts, held-out suite, export -------------------------------------------------------------------------
+    def texts_for(self, settings: MergingHFSettings) -> TaskTexts:
+        if settings.fitness == "loglik":
+            return dataclasses.replace(self.texts, fitness_name="answer log-lik", fitness=(
+                "the mean per-token log-likelihood of the reference answers to held-out questions under the\n"
+                "merged model (0 or below); higher is better"))
+        return self.texts
+
     def setting_text(self, settings: MergingHFSettings) -> str:
         experts = ", ".join(Path(e).name or e for e in settings.experts)
         return f"base {Path(settings.base).name or settings.base}, experts {experts}, {settings.fitness}"
