@@ -551,7 +551,7 @@ def test_discover_heldout_and_report_on_merging_hf(models, tmp_path):
     llm2("discover", "--task", "merging-hf", *settings_options(models, fitness="loglik",
                                                                heldout_experts=str(root / "expert1")),
          "--proposer", "merging-offline", "--generations", "2", "--population", "1", "--seeds", "1",
-         "--workers", "1", "--run-dir", str(run_dir))
+         "--workers", "1", "--keep-checkpoints", "2", "--run-dir", str(run_dir))
     with Archive.open(run_dir, readonly=True) as archive:
         candidates = archive.candidates()
         best = archive.best(1, include_baselines=True)[0]
@@ -568,3 +568,12 @@ def test_discover_heldout_and_report_on_merging_hf(models, tmp_path):
     llm2("report", str(run_dir))
     page = (run_dir / "report" / "index.html").read_text()
     assert best.name in page and "merging-hf" in page
+    # the kept merged models: the two best proposals' directories only, exported in Hugging Face format
+    kept = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert len(kept) == 2 and all((run_dir / "checkpoints" / name).is_dir() for name in kept)
+    llm2("export", str(run_dir), "--top", "1", "--out", str(tmp_path / "best.py"), "--checkpoints")
+    (exported,) = list((tmp_path / "best-checkpoints").iterdir())
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(exported))
+    assert model.num_parameters() > 0 and "merging-hf" in (exported / "README.md").read_text()

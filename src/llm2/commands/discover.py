@@ -149,7 +149,8 @@ def _as_dict(settings) -> dict:
 
 
 def run(config: DiscoveryConfig, task, archive, run_dir: Path):
-    from llm2.discovery.loop import Discovery, checkpoint_dir
+    from llm2.discovery.checkpoints import checkpoint_dir
+    from llm2.discovery.loop import Discovery
     from llm2.execution import make_executor
     from llm2.proposers import make_proposer
     from llm2.proposers.base import ProposerError

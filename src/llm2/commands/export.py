@@ -61,20 +61,18 @@ def export(run_dir: Path, top: int, out_path: Path, checkpoints: bool) -> None:
 def export_checkpoints(run_dir: Path, folder: Path, entries, task, settings, run, seed: int, reference,
                        module_name: str) -> None:
     """Each entry's kept weights through the task's ``export_checkpoint``, plus a model card (README.md)."""
-    from safetensors.torch import load_file
-
-    from llm2.discovery.loop import checkpoint_path
+    from llm2.discovery import checkpoints
 
     written, missing = [], []
     for entry in entries:
-        kept = checkpoint_path(run_dir, entry.candidate.id, seed)
-        if not kept.is_file():
+        kept = checkpoints.kept(run_dir, entry.candidate.id, seed)
+        if kept is None:
             missing.append(entry.function_name)
             continue
         target = folder / entry.function_name
         target.mkdir(parents=True, exist_ok=True)
         try:
-            facts = task.export_checkpoint(load_file(str(kept)), settings, target)
+            facts = task.export_checkpoint(checkpoints.load(kept), settings, target)
         except NotImplementedError as exc:
             raise click.ClickException(f"cannot export checkpoints: {exc}") from None
         except (OSError, ValueError) as exc:

@@ -22,21 +22,9 @@ from llm2.discovery.evaluations import CandidateOutcome, SeedFanout
 from llm2.discovery.progress import Progress
 from llm2.discovery.prompts import PromptBook
 from llm2.execution.base import Executor
-from llm2.execution.handle import checkpoint_file_name
+from llm2.discovery import checkpoints
 from llm2.proposers.base import BudgetExceeded, ProposalRequest, Proposer, ProposerError, Reply, check_before_run
 from llm2.tasks.base import EvalSetting, Task
-
-
-CHECKPOINTS = "checkpoints"  # the folder of a run directory that holds kept weights
-
-
-def checkpoint_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / CHECKPOINTS
-
-
-def checkpoint_path(run_dir: Path, candidate_id: int, seed: int) -> Path:
-    """Where a kept candidate's weights are (the executor names them by job key, candidate:seed)."""
-    return checkpoint_dir(run_dir) / checkpoint_file_name(f"{candidate_id}:{seed}")
 
 
 @dataclass(frozen=True)
@@ -154,15 +142,11 @@ class Discovery:
     def _prune_checkpoints(self) -> None:
         """With keep_checkpoints N: keep the weights of the N best candidates (trained with the first seed) and of
         those still being evaluated; remove every other weights file the executor kept."""
-        directory = checkpoint_dir(self.archive.path.parent)
-        if not self.config.keep_checkpoints or not directory.is_dir():
+        if not self.config.keep_checkpoints:
             return
         seed = self.config.training_seeds()[0]
         wanted = self.archive.best(self.config.keep_checkpoints) + self.archive.pending()
-        keep = {checkpoint_path(directory.parent, c.id, seed).name for c in wanted}
-        for path in directory.glob("*.safetensors"):
-            if path.name not in keep:
-                path.unlink(missing_ok=True)
+        checkpoints.prune(self.archive.path.parent, [(c.id, seed) for c in wanted])
 
     def _tell_duplicate(self, duplicate: CandidateRecord) -> None:
         """A duplicate learns its original's score once that is known."""

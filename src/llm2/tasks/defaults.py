@@ -39,10 +39,11 @@ class TaskBase:
 
         train_reference_briefly(self, settings, data)
 
-    def export_checkpoint(self, weights: Mapping[str, Any], settings: Any, out_dir: Any) -> dict[str, Any]:
-        """``llm2 export --checkpoints``: write a kept candidate's trained ``weights`` (as its ``train`` returned
-        them) into the directory ``out_dir`` in the task's usual format; return facts for the model card's header
-        (e.g. ``{"base_model": ..., "library_name": ...}``). Tasks whose weights have no such format keep this."""
+    def export_checkpoint(self, output: Any, settings: Any, out_dir: Any) -> dict[str, Any]:
+        """``llm2 export --checkpoints``: write a kept candidate's ``output`` (a TrainOutput as the scorer saw it:
+        its tensors, or its ``output_dir``) into the directory ``out_dir`` in the task's usual format; return facts
+        for the model card's header (e.g. ``{"base_model": ..., "library_name": ...}``). Tasks whose weights have no
+        such format keep this."""
         raise NotImplementedError(f"task {self.name} has no format for trained weights")
 
     def hidden_paths(self) -> list[str]:

@@ -241,5 +241,20 @@ class MergingHFTask(TaskBase):
     def export_usage(self, example: str, file_name: str) -> str:
         return merge_usage(example, file_name)
 
+    def export_checkpoint(self, output: TrainOutput, settings: MergingHFSettings, out_dir: Path) -> dict[str, Any]:
+        """A kept merged model in Hugging Face format: its weights (shards and index), the base's config and
+        tokenizer (never the candidate's copies)."""
+        import shutil
+
+        out_dir = Path(out_dir)
+        for path in Path(output.output_dir).iterdir():
+            if path.name.endswith((".safetensors", ".safetensors.index.json")):
+                shutil.copyfile(path, out_dir / path.name)
+        base = resolve_model(settings.base, download=False)
+        for name, data in small_files(base).items():
+            if not name.endswith(".safetensors.index.json"):
+                (out_dir / name).write_bytes(data)
+        return {"base_model": settings.base, "library_name": "transformers", "tags": ["merge"]}
+
     def export_module(self, entries: Any, run: Any, file_name: str) -> str:
         return merging_module_text(entries, run, self, file_name)

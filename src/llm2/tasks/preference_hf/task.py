@@ -171,8 +171,8 @@ class PreferenceHFTask(PreferenceTask):
         return ([replace(settings, beta=b) for b in HELDOUT_BETAS if b != settings.beta]
                 + [replace(settings, data_seed=settings.data_seed + 1)])
 
-    def export_checkpoint(self, weights: Mapping[str, Any], settings: PreferenceHFSettings,
+    def export_checkpoint(self, output: TrainOutput, settings: PreferenceHFSettings,
                           out_dir: Path) -> dict[str, Any]:
         from llm2.tasks.preference_hf.export import write_checkpoint
 
-        return write_checkpoint(dict(weights), settings, Path(out_dir))
+        return write_checkpoint(dict(output.weights), settings, Path(out_dir))
