@@ -297,7 +297,7 @@ def test_discover_keeps_checkpoints_resumes_exports_and_reports(tiny, tmp_path):
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
-    from llm2.discovery.loop import checkpoint_dir, checkpoint_path
+    from llm2.discovery.checkpoints import checkpoint_dir, kept as kept_checkpoint
 
     run_dir = tmp_path / "run"
     llm2("discover", "--task", "preference-hf", *cli_options(options(tiny, max_steps=4)), "--generations", "1",
@@ -309,7 +309,7 @@ def test_discover_keeps_checkpoints_resumes_exports_and_reports(tiny, tmp_path):
         assert archive.run.config["keep_checkpoints"] == 1 and archive.run.status == "finished"
     assert [c.generation for c in proposals] == [1, 1, 2, 2] and best.fitness > 0.5
     kept = sorted(checkpoint_dir(run_dir).iterdir())
-    assert kept == [checkpoint_path(run_dir, best.id, 0)]  # only the best candidate's weights stay
+    assert kept == [kept_checkpoint(run_dir, best.id, 0)]  # only the best candidate's weights stay
     exported = llm2("export", str(run_dir), "--top", "1", "--out", str(tmp_path / "best.py"), "--checkpoints")
     folder = next((tmp_path / "best-checkpoints").iterdir())
     assert str(folder) in exported.output

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from llm2.archive import Archive, CandidateRecord, normalized_code_hash
 from llm2.archive.ranking import baseline
