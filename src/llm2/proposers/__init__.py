@@ -26,6 +26,7 @@ PROPOSERS: dict[str, str] = {
     "openai": "llm2.proposers.openai:OpenAIProposer",
     "hf": "llm2.proposers.hf:HFProposer",
     "replay": "llm2.proposers.replay:ReplayProposer",
+    "factory": "llm2.selfdev.proposer:FactoryProposer",
 }
 
 
