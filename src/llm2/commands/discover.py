@@ -12,7 +12,7 @@ from llm2.commands.common import (allow_missing_option, check_layers, load_task,
 from llm2.discovery.config import DiscoveryConfig
 
 DEFAULTS = DiscoveryConfig()
-MODEL_PROPOSERS = ("openai", "hf", "replay")
+MODEL_PROPOSERS = ("openai", "hf", "replay", "factory")
 
 
 def proposer_options(proposer: str, *, model: str | None, base_url: str | None, api_key_env: str | None,
@@ -28,7 +28,7 @@ def proposer_options(proposer: str, *, model: str | None, base_url: str | None, 
         return {"path": replay} if replay else {}
     if not model and not resuming:
         raise click.UsageError(f"--proposer {proposer} needs --model")
-    if proposer == "hf":
+    if proposer in ("hf", "factory"):
         return {"model": model} if model else {}
     if max_cost is not None and price_prompt is None and price_completion is None:
         raise click.UsageError("--max-cost needs --price-prompt and/or --price-completion: without prices no "

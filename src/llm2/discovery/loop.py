@@ -21,7 +21,7 @@ from llm2.discovery.evaluations import CandidateOutcome, SeedFanout
 from llm2.discovery.progress import Progress
 from llm2.discovery.prompts import PromptBook
 from llm2.execution.base import Executor
-from llm2.discovery import checkpoints
+from llm2.discovery import checkpoints, opening
 from llm2.proposers.base import BudgetExceeded, ProposalRequest, Proposer, ProposerError, Reply, check_before_run
 from llm2.tasks.base import EvalSetting, Task
 
@@ -200,32 +200,11 @@ class Discovery:
 
     # --- text ----------------------------------------------------------------------------------------------
     def _system_prompt(self) -> str:
-        contract, texts = self.task.contract, self.task.texts_for(self.setting.task)
-        return self.book.render(
-            "system", task_kind=texts.kind, contract=contract.description,
-            allowed_imports=", ".join(f"`{m}`" for m in sorted(contract.allowed_imports)),
-            preloaded=", ".join(f"`{m}`" for m in contract.preloaded) or "none",
-            rules=texts.rules.strip() + "\n" if texts.rules.strip() else "", expertise=texts.expertise)
+        return opening.system_prompt(self.book, self.task, self.setting.task)
 
     def _intro(self) -> str:
-        reference = self._start_fitness()
-        baselines = "\n\n".join(
-            self.book.render("baseline", name=c.name, fitness=feedback.fmt(c.fitness, c.fitness_std),
-                             details=feedback.details(self.task.metrics_text(c.metrics), ", "),
-                             code=c.code.strip())
-            for c in self.archive.candidates() if c.generation == 0
-        )
-        return self.book.render(
-            "intro", task_description=self.texts.description, fitness_description=self.texts.fitness,
-            setting=self.task.setting_text(self.setting.task), n_seeds=self.config.seeds,
-            reference_fitness=feedback.fmt(reference), baselines=baselines)
-
-    def _start_fitness(self) -> float | None:
-        """The untrained starting point's fitness, scored by the trusted scorer of this process."""
-        try:
-            return self.task.scorer(self.setting.task).reference_metrics().fitness
-        except Exception:  # noqa: BLE001 - a task that cannot score its start still runs; the text says n/a
-            return None
+        baselines = [c for c in self.archive.candidates() if c.generation == 0]
+        return opening.intro(self.book, self.task, self.setting.task, baselines, self.config.seeds)
 
     # --- lookups -------------------------------------------------------------------------------------------
     def _reference(self) -> CandidateRecord | None:

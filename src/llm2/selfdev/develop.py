@@ -204,7 +204,7 @@ class SelfDevelopment:
                      for k in self.files.iterations_done())
         best = ranked(self.archive.candidates(), include_baselines=False)
         return SelfDevSummary(status, done, best[0] if best else None, self._reference(),
-                              self.task.texts.fitness_name)
+                              self.task.texts_for(self.settings).fitness_name)
 
 
 def describe(stats: IterationStats) -> str:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from llm2.archive import CandidateRecord
-from llm2.discovery.feedback import details, fmt
+from llm2.discovery import opening
 from llm2.discovery.prompts import PromptBook
 from llm2.proposers.base import Message
 
@@ -52,25 +52,5 @@ def discovery_messages(task, settings, baselines: Sequence[CandidateRecord], see
                        book: PromptBook | None = None) -> tuple[Message, Message]:
     """The system prompt and the intro ``llm2 discover`` opens its conversation with, for this run's baselines."""
     book = book or PromptBook(None, getattr(task, "prompt_dir", None))
-    contract, texts = task.contract, task.texts
-    system = book.render(
-        "system", task_kind=texts.kind, contract=contract.description,
-        allowed_imports=", ".join(f"`{m}`" for m in sorted(contract.allowed_imports)),
-        preloaded=", ".join(f"`{m}`" for m in contract.preloaded) or "none",
-        rules=texts.rules.strip() + "\n" if texts.rules.strip() else "", expertise=texts.expertise)
-    shown = "\n\n".join(
-        book.render("baseline", name=c.name, fitness=fmt(c.fitness, c.fitness_std),
-                    details=details(task.metrics_text(c.metrics), ", "), code=c.code.strip())
-        for c in baselines)
-    intro = book.render(
-        "intro", task_description=texts.description, fitness_description=texts.fitness,
-        setting=task.setting_text(settings), n_seeds=seeds, reference_fitness=fmt(_start_fitness(task, settings)),
-        baselines=shown)
-    return Message("system", system), Message("user", intro)
-
-
-def _start_fitness(task, settings) -> float | None:
-    try:
-        return task.scorer(settings).reference_metrics().fitness
-    except Exception:  # noqa: BLE001 - a task that cannot score its start still gets a prompt; the text says n/a
-        return None
+    return (Message("system", opening.system_prompt(book, task, settings)),
+            Message("user", opening.intro(book, task, settings, baselines, seeds)))
