@@ -116,3 +116,19 @@ def run_card(archive):
         return TaskCard.of(task, task.settings_from_dict(archive.run.config.get("task_settings") or {}))
     except ValueError:
         return TaskCard.of(task)
+
+
+def reopen_for_resume(run_dir: Path, changes: dict[str, Any]):
+    """(config, archive) of a run to continue, with the CLI's allowed changes applied and each one announced."""
+    from llm2.archive import ArchiveError
+    from llm2.discovery.run import reopen_run
+
+    try:
+        config, archive, changed = reopen_run(run_dir, changes)
+    except ArchiveError as exc:
+        raise click.ClickException(f"cannot resume {run_dir}: {exc}") from None
+    except (ValueError, TypeError) as exc:
+        raise click.ClickException(f"cannot resume {run_dir}: its recorded config is not usable: {exc}") from None
+    for line in changed:
+        click.echo(f"resume: changed {line} (recorded in the run's history)", err=True)
+    return config, archive

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from llm2.commands.common import (allow_missing_option, check_layers, load_task, parse_settings, task_option,
-                                  task_settings_option)
+from llm2.commands.common import (allow_missing_option, check_layers, load_task, parse_settings,
+                                  reopen_for_resume, task_option, task_settings_option)
 from llm2.discovery.config import DiscoveryConfig
 
 DEFAULTS = DiscoveryConfig()
@@ -85,7 +85,7 @@ def discover(task_spec, task_options, proposer, model, base_url, api_key_env, re
     """Let a proposer invent algorithms for a task; with no options, a short offline run on the built-in task and
     its offline proposer."""
     from llm2.archive import ArchiveError
-    from llm2.discovery.run import create_run, default_run_dir, reopen_run
+    from llm2.discovery.run import create_run, default_run_dir
 
     allowed = check_layers(allow_missing)
     cli_proposer = dict(model=model, base_url=base_url, api_key_env=api_key_env, replay=replay, seed=seed,
@@ -98,15 +98,11 @@ def discover(task_spec, task_options, proposer, model, base_url, api_key_env, re
             raise click.UsageError("a resumed run keeps its task settings; drop --task-option")
         try:
             recorded_proposer = _recorded_proposer(run_dir)
-            changes = {"generations": generations, "workers": workers, "proposer_options":
-                       proposer_options(recorded_proposer, **cli_proposer, resuming=True)}
-            config, archive, changed = reopen_run(run_dir, changes)
         except ArchiveError as exc:
             raise click.ClickException(f"cannot resume {run_dir}: {exc}") from None
-        except (ValueError, TypeError) as exc:
-            raise click.ClickException(f"cannot resume {run_dir}: its recorded config is not usable: {exc}") from None
-        for line in changed:
-            click.echo(f"resume: changed {line} (recorded in the run's history)", err=True)
+        changes = {"generations": generations, "workers": workers, "proposer_options":
+                   proposer_options(recorded_proposer, **cli_proposer, resuming=True)}
+        config, archive = reopen_for_resume(run_dir, changes)
         task = load_task(config.task)
     else:
         task = load_task(task_spec)
@@ -149,9 +145,8 @@ def _as_dict(settings) -> dict:
 
 
 def run(config: DiscoveryConfig, task, archive, run_dir: Path):
-    from llm2.discovery.checkpoints import checkpoint_dir
     from llm2.discovery.loop import Discovery
-    from llm2.execution import make_executor
+    from llm2.discovery.run import run_executor
     from llm2.proposers import make_proposer
     from llm2.proposers.base import ProposerError
     from llm2.sandbox.preflight import SandboxUnavailable, preflight
@@ -167,10 +162,7 @@ def run(config: DiscoveryConfig, task, archive, run_dir: Path):
         archive.set_run_status("failed")
         archive.close()
         raise click.ClickException(str(exc).strip("'\"")) from None
-    with make_executor(config.executor, task_spec=config.task, task=task, workers=config.resolved_workers(),
-                       timeout_s=config.timeout_s, cascade=config.cascade, warm_settings=settings,
-                       allow_missing=frozenset(config.allow_missing), ray_address=config.ray_address,
-                       keep_weights_dir=checkpoint_dir(run_dir) if config.keep_checkpoints else None) as executor:
+    with run_executor(config, task, settings, run_dir) as executor:
         try:
             return Discovery(config, task, archive, proposer, executor).run()
         except KeyboardInterrupt:

@@ -14,6 +14,7 @@ from llm2.commands.common import (
     check_layers,
     load_task,
     parse_settings,
+    reopen_for_resume,
     task_option,
     task_settings_option,
 )
@@ -205,8 +206,6 @@ def _create(task_spec, task, settings, plan, seeds, workers, timeout, allowed, r
 
 
 def _reopen(run_dir: Path, workers, timeout):
-    from llm2.archive import ArchiveError
-    from llm2.discovery.run import reopen_run
     from llm2.selfdev.files import RunFiles, read_json
     from llm2.selfdev.plan import SelfDevPlan
 
@@ -217,19 +216,12 @@ def _reopen(run_dir: Path, workers, timeout):
         plan = SelfDevPlan.from_dict(read_json(files.plan))
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise click.ClickException(f"cannot resume {run_dir}: its plan is not readable: {exc}") from None
-    try:
-        config, archive, changed = reopen_run(run_dir, {"workers": workers, "timeout_s": timeout})
-    except ArchiveError as exc:
-        raise click.ClickException(f"cannot resume {run_dir}: {exc}") from None
-    except (ValueError, TypeError) as exc:
-        raise click.ClickException(f"cannot resume {run_dir}: its recorded config is not usable: {exc}") from None
-    for line in changed:
-        click.echo(f"resume: changed {line} (recorded in the run's history)", err=True)
+    config, archive = reopen_for_resume(run_dir, {"workers": workers, "timeout_s": timeout})
     return plan, config, load_task(config.task), archive
 
 
 def _run(plan, config, task, archive, run_dir: Path):
-    from llm2.execution import make_executor
+    from llm2.discovery.run import run_executor
     from llm2.sandbox.preflight import SandboxUnavailable, preflight
     from llm2.selfdev.develop import SelfDevelopment
     from llm2.selfdev.factory import FactoryError
@@ -247,9 +239,7 @@ def _run(plan, config, task, archive, run_dir: Path):
         archive.set_run_status("failed")
         archive.close()
         raise click.ClickException(str(exc).strip("'\"")) from None
-    with make_executor(config.executor, task_spec=config.task, task=task, workers=config.resolved_workers(),
-                       timeout_s=config.timeout_s, cascade=config.cascade, warm_settings=settings,
-                       allow_missing=frozenset(config.allow_missing)) as executor:
+    with run_executor(config, task, settings, run_dir) as executor:
         loop = SelfDevelopment(plan, config, task, archive, executor, RunFiles(run_dir), echo)
         try:
             return loop.run()

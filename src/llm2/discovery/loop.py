@@ -168,18 +168,9 @@ class Discovery:
 
     # --- run set-up and resume -----------------------------------------------------------------------------
     def _measure_baselines(self) -> None:
-        measured = {c.name for c in self.archive.candidates() if c.generation == 0}
-        for name in self.config.baselines or self.task.discovery_baselines:
-            if name not in measured:
-                known = self.task.baselines[name]
-                self.archive.add_candidate(generation=0, proposer="catalog", thought=known.formula, name=name,
-                                           code=known.code)
+        opening.add_missing_baselines(self.archive, self.task, self.config.baselines)
         self._evaluate_pending(generation=0)
-        reference = self._reference()
-        if reference is not None:  # the cascade judges every later probe against the reference's own
-            probes = reference.metrics.get("probe_fitness_per_seed") or []
-            self.fanout.baseline_probe = {seed: value for seed, value in zip(self.config.training_seeds(), probes)
-                                          if value is not None}
+        self.fanout.baseline_probe = opening.reference_probes(self.archive, self.task, self.config.training_seeds())
 
     def _evaluate_pending(self, generation: int | None = None) -> None:
         for candidate in self.archive.pending():

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from llm2.archive import CandidateRecord
+from llm2.archive.ranking import baseline
 from llm2.discovery.feedback import details, fmt
 from llm2.discovery.prompts import PromptBook
 
@@ -38,3 +39,19 @@ def start_fitness(task: Any, settings: Any) -> float | None:
         return task.scorer(settings).reference_metrics().fitness
     except Exception:  # noqa: BLE001 - a task that cannot score its start still gets a prompt; the text says n/a
         return None
+
+
+def add_missing_baselines(archive: Any, task: Any, names: Sequence[str]) -> None:
+    """Generation 0: the named catalog baselines (the task's own by default), each recorded once, even on resume."""
+    measured = {c.name for c in archive.candidates() if c.generation == 0}
+    for name in names or task.discovery_baselines:
+        if name not in measured:
+            known = task.baselines[name]
+            archive.add_candidate(generation=0, proposer="catalog", thought=known.formula, name=name, code=known.code)
+
+
+def reference_probes(archive: Any, task: Any, seeds: Sequence[int]) -> dict[int, float]:
+    """The reference baseline's probe fitness per seed: the cascade judges every later probe against it."""
+    reference = baseline(archive.candidates(), task.reference_baseline)
+    probes = (reference.metrics.get("probe_fitness_per_seed") or []) if reference is not None else []
+    return {seed: value for seed, value in zip(seeds, probes) if value is not None}

@@ -69,3 +69,14 @@ def reopen_run(run_dir: Path, changes: dict[str, Any]) -> tuple[DiscoveryConfig,
     if changed:
         archive.set_run_config(config.to_dict(), str(config.proposer_options.get("model", "")))
     return config, archive, lines
+
+
+def run_executor(config: DiscoveryConfig, task: Task, settings: Any, run_dir: Path):
+    """The executor a run's config asks for, warmed at the run's settings (a context manager)."""
+    from llm2.discovery.checkpoints import checkpoint_dir
+    from llm2.execution import make_executor
+
+    return make_executor(config.executor, task_spec=config.task, task=task, workers=config.resolved_workers(),
+                         timeout_s=config.timeout_s, cascade=config.cascade, warm_settings=settings,
+                         allow_missing=frozenset(config.allow_missing), ray_address=config.ray_address,
+                         keep_weights_dir=checkpoint_dir(run_dir) if config.keep_checkpoints else None)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from llm2.archive import Archive, CandidateRecord
 from llm2.archive.ranking import baseline, ranked
 from llm2.discovery.config import DiscoveryConfig
+from llm2.discovery.opening import add_missing_baselines, reference_probes
 from llm2.discovery.evaluations import CandidateOutcome, SeedFanout
 from llm2.selfdev.factory import DEFAULT, Factory, seed_checkpoint
 from llm2.selfdev.files import RunFiles, read_json, read_jsonl, replace_dir, write_json, write_jsonl
@@ -159,18 +160,9 @@ class SelfDevelopment:
 
     # --- evaluation ----------------------------------------------------------------------------------------------
     def _measure_baselines(self) -> None:
-        measured = {c.name for c in self.archive.candidates() if c.generation == 0}
-        for name in self.config.baselines or self.task.discovery_baselines:
-            if name not in measured:
-                known = self.task.baselines[name]
-                self.archive.add_candidate(generation=0, proposer="catalog", thought=known.formula, name=name,
-                                           code=known.code)
+        add_missing_baselines(self.archive, self.task, self.config.baselines)
         self._evaluate_pending(generation=0)
-        reference = self._reference()
-        if reference is not None:  # the cascade judges every later probe against the reference's own
-            probes = reference.metrics.get("probe_fitness_per_seed") or []
-            self.fanout.baseline_probe = {seed: value for seed, value in zip(self.config.training_seeds(), probes)
-                                          if value is not None}
+        self.fanout.baseline_probe = reference_probes(self.archive, self.task, self.config.training_seeds())
 
     def _submit(self, candidate: CandidateRecord) -> None:
         """Evaluation starts as soon as a sample is recorded, while the factory writes the rest."""

@@ -44,7 +44,7 @@ def main() -> None:
                               if len(accuracies) > 1 else f"{accuracies[0]:.3f}")
     print(f"held-out accuracy (clean test labels), mean ± std over {args.seeds} training seeds, "
           f"data seed {args.data_seed}")
-    print(f"| loss | " + " | ".join(f"noise {n:g}" for n in noises) + " |")
+    print("| loss | " + " | ".join(f"noise {n:g}" for n in noises) + " |")
     print("|---|" + "---|" * len(noises))
     for name, cells in rows.items():
         print(f"| {name} | " + " | ".join(cells) + " |")

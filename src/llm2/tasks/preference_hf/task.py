@@ -11,7 +11,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 from llm2.tasks.base import EvalSetting, MetricColumn, Runtime, TaskTexts, TensorSpec, TrainOutput
 from llm2.tasks.preference.common import EXPERTISE, PreferenceTask
