@@ -150,7 +150,7 @@ def test_lora_trains_an_adapter_that_exports_in_peft_format(task, tiny, tmp_path
     assert set(output.weights) == set(task.output_spec(data))
     metrics = task.scorer(settings).score(output)
     assert metrics.fitness > 0.5 and metrics.values["reference_score"] == 0.5
-    facts = task.export_checkpoint(output.weights, settings, tmp_path / "adapter")
+    facts = task.export_checkpoint(output, settings, tmp_path / "adapter")
     assert facts["library_name"] == "peft"
     saved = load_file(str(tmp_path / "adapter" / "adapter_model.safetensors"))
     assert all(torch.equal(saved[k], v) for k, v in output.weights.items())
