@@ -293,12 +293,17 @@ def write_random_models(root: Path, tensors: int, shape: tuple[int, int], shards
     return tensors * shape[0] * shape[1] * 4
 
 
+# A fixed mmap threshold: glibc otherwise raises it after each freed 4 MiB tensor and keeps later ones on a heap
+# it trims when it likes, which moves the peak by tens of MiB from run to run; fixed, the peak is what is live.
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1024**2)}
+
+
 def peak_increase(root: Path, method: str) -> dict:
     """Merge root/{a,b} into root/base with ``method`` in a fresh process; its RSS before and at its peak."""
     done = subprocess.run(
         [sys.executable, "-c", MEMORY_SCRIPT, method, str(root / "base"), str(root / "a"), str(root / "b"),
          str(root / f"out-{method}"), str(64 * 1024**2)], capture_output=True, text=True, timeout=300, cwd=REPO,
-        check=False)
+        env={**os.environ, **MALLOC_ENV}, check=False)
     assert done.returncode == 0, done.stderr
     measured = json.loads(done.stdout)
     measured["increase"] = measured["peak"] - measured["before"]
