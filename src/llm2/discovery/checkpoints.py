@@ -8,11 +8,10 @@ runtime writes (a merged model).
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Iterable
 
-from llm2.execution.handle import checkpoint_file_name
+from llm2.execution.handle import checkpoint_file_name, remove_path
 from llm2.tasks.base import TrainOutput
 
 CHECKPOINTS = "checkpoints"  # the folder of a run directory that holds kept weights
@@ -54,7 +53,4 @@ def prune(run_dir: Path, wanted: Iterable[tuple[int, int]]) -> None:
     for path in directory.iterdir():
         if path.name.removesuffix(SUFFIX) in keep or path.name.endswith(".tmp"):
             continue
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
+        remove_path(path)

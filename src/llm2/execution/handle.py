@@ -42,7 +42,7 @@ class WorkerGone(Exception):
     pass
 
 
-def _remove(path: Path) -> None:
+def remove_path(path: Path) -> None:
     """A file or a directory tree, if it is there."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
@@ -166,23 +166,23 @@ class WorkerHandle:
         score failed, drop it). It appears there whole or not at all: moved under a temporary name, then renamed."""
         directory = path.is_dir()
         if key is None:
-            _remove(path)
+            remove_path(path)
             return
         name = checkpoint_file_name(key)
         final = self.keep_dir / (name.removesuffix(".safetensors") if directory else name)
         temporary = final.with_name(final.name + ".tmp")
         try:
             self.keep_dir.mkdir(parents=True, exist_ok=True)
-            _remove(temporary)
+            remove_path(temporary)
             shutil.move(str(path), str(temporary))
             if directory:
-                _remove(final)  # os.replace cannot replace a directory that holds files
+                remove_path(final)  # os.replace cannot replace a directory that holds files
             os.replace(temporary, final)
         except OSError as exc:  # the candidate was scored; only its checkpoint is lost (export says so)
             print(f"llm2: could not keep the weights of job {key}: {exc}", file=sys.stderr)
         finally:
-            _remove(path)
-            _remove(temporary)
+            remove_path(path)
+            remove_path(temporary)
 
     def interrupt(self) -> None:
         """From another thread: kill the worker if it is running a job (``run`` then reports the failure)."""

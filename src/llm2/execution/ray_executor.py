@@ -41,12 +41,13 @@ def evaluate_in_ray_worker(encoded_config: str, job: dict) -> dict:
     from llm2.tasks import load_task
 
     handle = _HANDLES.get(encoded_config)
-    config = WorkerConfig.decode(encoded_config)
     if handle is None:
-        # beneath the driver's directory when this node shares its file system (a local instance), else in /tmp
+        config = WorkerConfig.decode(encoded_config)
+        # beneath the driver's directory when this node shares its file system (a local instance), else in /tmp;
+        # the handle gives the worker a home of its own there (WorkerHandle.start), whatever config.home says
         shared = config.home if config.home and os.path.isdir(config.home) else None
-        handle = _HANDLES[encoded_config] = WorkerHandle(dataclasses.replace(config, home=None),
-                                                         Scoring(load_task(config.task_spec)), parent_dir=shared)
+        handle = _HANDLES[encoded_config] = WorkerHandle(config, Scoring(load_task(config.task_spec)),
+                                                         parent_dir=shared)
     return result_to_dict(handle.run(job_from_dict(job, handle.scoring.task)))
 
 

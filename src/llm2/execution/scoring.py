@@ -11,7 +11,7 @@ import math
 import threading
 from typing import Any
 
-from llm2.evaluation import EvalJob, EvalResult
+from llm2.evaluation import EvalJob
 from llm2.tasks.base import Metrics, Task, TrainOutput
 
 
@@ -23,10 +23,6 @@ class Scoring:
     def scorer(self, settings: Any):
         with self._lock:
             return self.task.scorer(settings)
-
-    def prepare(self, settings: Any) -> None:
-        """Make the scorer (and load its data) before the first result arrives."""
-        self.scorer(settings).reference_metrics()
 
     def judge_probe(self, job: EvalJob, output: TrainOutput) -> tuple[str | None, float | None]:
         """(why the run should stop, or None; the probe's fitness)."""
@@ -52,7 +48,3 @@ class Scoring:
 def plain(metrics: Metrics) -> Metrics:
     """Plain floats only, so results cross process boundaries as JSON unchanged."""
     return Metrics(float(metrics.fitness), {str(k): float(v) for k, v in metrics.values.items()})
-
-
-def failed(stage: str, error: str, seconds: float = 0.0) -> EvalResult:
-    return EvalResult("failed", stage, error, seconds=seconds)

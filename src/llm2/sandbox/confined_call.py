@@ -43,9 +43,9 @@ def call_confined(task_spec: str, entry: str, items: Sequence[tuple[str, str]], 
     except subprocess.TimeoutExpired:
         return [CallResult(name, error=f"timed out after {timeout_s:g} s") for name, _ in items]
     if done.returncode != 0 or len(done.stdout) > MAX_ANSWER_BYTES:
-        from llm2.sandbox.limits import SandboxLimits, signal_reason
+        from llm2.sandbox.limits import SandboxLimits, last_line_of, signal_reason
 
-        last_line = (done.stderr.strip().splitlines() or ["no output"])[-1][:300]
+        last_line = last_line_of(done.stderr)
         why = signal_reason(-done.returncode, SandboxLimits(timeout_s=timeout_s)) if done.returncode < 0 else \
             f"it exited with code {done.returncode}: {last_line}"
         return [CallResult(name, error=f"the confined process ended early: {why}") for name, _ in items]
@@ -76,6 +76,8 @@ def main() -> None:
     answer_fd = sys.stdout
     sys.stdout = sys.stderr  # whatever the candidate prints must not corrupt the answer
     limits = SandboxLimits(timeout_s=request["timeout_s"])
+    # not for the answer (a pipe, bounded by the parent): a cap on files that stays where the user opts out of the
+    # rlimits layer; where that layer applies, confine lowers it to limits.output_bytes
     resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_ANSWER_BYTES, MAX_ANSWER_BYTES))
     confine(Path.cwd(), limits, read_roots(exclude=task.hidden_paths()), frozenset(request["allow_missing"]))
     answers = []

@@ -81,9 +81,15 @@ def _handled_fs(abi: int) -> int:
     return rights
 
 
+def failure_text(call: str, number: int) -> str:
+    """The reason a system call that set errno to ``number`` failed: "CALL failed: ENAME (strerror)"; limits uses
+    it too."""
+    return f"{call} failed: {errno.errorcode.get(number, number)} ({os.strerror(number)})"
+
+
 def _failure(call: str) -> LandlockUnavailable:
     number = ctypes.get_errno()
-    return LandlockUnavailable(number, f"{call} failed: {errno.errorcode.get(number, number)} ({os.strerror(number)})")
+    return LandlockUnavailable(number, failure_text(call, number))
 
 
 def restrict(read_paths: list[str], write_paths: list[str]) -> LandlockResult:

@@ -142,9 +142,6 @@ class Defences:
     def missing(self) -> tuple[str, ...]:
         return tuple(o.layer for o in self.layers if not o.applied)
 
-    def took(self, layer: str) -> bool:
-        return layer in self.applied
-
     def as_dict(self) -> dict:
         """Plain JSON types, for the channel and the archive."""
         record = asdict(self)
@@ -301,8 +298,7 @@ def _reason(exc: BaseException) -> str:
 
 
 def _errno_text(call: str) -> _Refused:
-    number = ctypes.get_errno()
-    return _Refused(f"{call} failed: {errno.errorcode.get(number, number)} ({os.strerror(number)})")
+    return _Refused(landlock.failure_text(call, ctypes.get_errno()))
 
 
 def _new_session() -> str:
@@ -575,6 +571,11 @@ def signal_reason(number: int, limits: SandboxLimits) -> str:
     """Why a confined process that died of signal ``number`` died, in the words of its limits."""
     template = _SIGNAL_REASONS.get(number, f"it was killed by signal {number}")
     return template.format(output=bytes_text(limits.output_bytes), cpu=limits.cpu_seconds)
+
+
+def last_line_of(stderr: str) -> str:
+    """The last line a confined process wrote to stderr (its error, as a rule), for a one-line reason."""
+    return (stderr.strip().splitlines() or ["no output"])[-1][:300]
 
 
 def bytes_text(count: int) -> str:

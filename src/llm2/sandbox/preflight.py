@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from llm2.sandbox.limits import SandboxUnavailable
+from llm2.sandbox.limits import SandboxUnavailable, last_line_of
 
 __all__ = ["SandboxUnavailable", "preflight"]
 
@@ -33,8 +33,7 @@ def preflight(allow_missing: frozenset[str] = frozenset(), timeout_s: float = 60
     try:
         answer = json.loads(done.stdout)
     except ValueError:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1][:300]
-        raise SandboxUnavailable("confine", f"the sandbox check failed: {last}") from None
+        raise SandboxUnavailable("confine", f"the sandbox check failed: {last_line_of(done.stderr)}") from None
     if answer.get("error"):
         raise SandboxUnavailable(answer.get("layer", "confine"), answer["error"])
     return tuple(answer["applied"])

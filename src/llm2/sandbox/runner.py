@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from llm2.sandbox import channel
-from llm2.sandbox.child import CONTINUE, ChildJob, run_child
+from llm2.sandbox.child import CONTINUE, OUTPUT_FILE, ChildJob, run_child
 from llm2.sandbox.limits import (SPAWN_STARTUP_S, SandboxLimits, bytes_text, cuda_limits, end_child, kill_group,
                                  signal_reason)
 from llm2.tasks.base import EvalSetting, Runtime, Task, TrainOutput
@@ -242,9 +242,9 @@ class _Supervisor:
         if "directory" in message.header:
             raise channel.ChannelError("the child named an output directory where tensors were expected")
         if "file" in message.header:
-            if message.header["kind"] != "result" or message.header["file"] != "output.safetensors":
+            if message.header["kind"] != "result" or message.header["file"] != OUTPUT_FILE:
                 raise channel.ChannelError("the child named an unexpected output file")
-            weights = channel.decode_file(self.scratch / "output.safetensors", self.spec)
+            weights = channel.decode_file(self.scratch / OUTPUT_FILE, self.spec)
         else:
             weights = channel.decode_weights(message.payload, self.spec)
         trace = channel.decode_loss_trace(message.header)

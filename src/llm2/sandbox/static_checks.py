@@ -57,22 +57,29 @@ def find_entry_function(tree: ast.Module, arguments: Sequence[str]) -> ast.Funct
     Other top-level functions (helpers with other arguments) may sit beside it. Defaults are allowed; ``*args``,
     keyword-only arguments and ``**kwargs`` are not.
     """
+    return _entry_function(tree, arguments)[0]
+
+
+def _entry_function(tree: ast.Module, arguments: Sequence[str]) -> tuple[ast.FunctionDef | str, ast.AST | int]:
+    """``find_entry_function``'s answer, and where a reason is reported: at the second taker, else at the first
+    function, else at line 1."""
     functions = [node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
     taking = [f for f in functions if _positional_arguments(f) == list(arguments) and not _extra_arguments(f)]
     plain = [f for f in taking if isinstance(f, ast.FunctionDef)]
     if len(plain) == 1:
-        return plain[0]
+        return plain[0], plain[0]
     if plain:
         listed = ", ".join(f"{f.name} (line {f.lineno})" for f in plain)
-        return f"{_COUNTS.get(len(plain), str(len(plain)))} functions take the contract's arguments: {listed}; " \
-               "define exactly one"
+        return (f"{_COUNTS.get(len(plain), str(len(plain)))} functions take the contract's arguments: {listed}; "
+                "define exactly one"), plain[1]
     reason = f"no function takes the contract's arguments ({', '.join(arguments)})"
     if taking:
-        return f"{reason}; {taking[0].name!r} (line {taking[0].lineno}) does, but it is async: make it a plain def"
+        async_one = f"{taking[0].name!r} (line {taking[0].lineno})"
+        return f"{reason}; {async_one} does, but it is async: make it a plain def", functions[0]
     if functions:
         shown = "; ".join(f"def {f.name}({', '.join(_shown_arguments(f))}) at line {f.lineno}" for f in functions[:3])
-        return f"{reason}, with these names in this order and nothing else; found {shown}"
-    return f"{reason}: define one top-level function with exactly these arguments, in this order"
+        return f"{reason}, with these names in this order and nothing else; found {shown}", functions[0]
+    return f"{reason}: define one top-level function with exactly these arguments, in this order", 1
 
 
 def _positional_arguments(function: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
@@ -133,12 +140,9 @@ class _Checker(ast.NodeVisitor):
             if not isinstance(node, (*_ALLOWED_TOP_LEVEL, ast.AsyncFunctionDef)) and not _is_docstring(node):
                 self.problem(node, f"a top-level {_describe(node)} is not allowed; only imports, constants and "
                                    "functions may appear outside a function")
-        entry = find_entry_function(tree, self.contract.arguments)
-        if isinstance(entry, str):  # reported at the second taker, else at the first function, else at line 1
-            functions = [f for f in tree.body if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))]
-            taking = [f for f in functions if isinstance(f, ast.FunctionDef)
-                      and _positional_arguments(f) == list(self.contract.arguments) and not _extra_arguments(f)]
-            self.problem(taking[1] if len(taking) > 1 else functions[0] if functions else 1, entry)
+        entry, where = _entry_function(tree, self.contract.arguments)
+        if isinstance(entry, str):
+            self.problem(where, entry)
 
     def _collect_docstrings(self, tree: ast.Module) -> None:
         for node in ast.walk(tree):

@@ -86,7 +86,7 @@ class _Worker:
         self.task = load_task(config.task_spec)
         self.runner = SandboxRunner(self.task, config.task_spec, config.home)
         self.options = SandboxOptions(config.limits, config.cascade, config.allow_missing)
-        self.home = Path(config.home or self.runner.scratch_root)
+        self.home = Path(config.home)  # always set: only WorkerHandle.start starts a worker
         self._data: dict[Any, Any] = {}
         self._files = 0
 
