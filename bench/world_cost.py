@@ -50,7 +50,8 @@ def main() -> None:
               f"training file {sizes['training']:.1f} MiB)")
 
         start = time.perf_counter()
-        data = task.training_data(settings)  # a worker's one-time load (and torch.optim's first import)
+        data = task.training_data(settings)  # a worker's one-time load and warm-up (torch.optim's first import)
+        task.warm_up(settings, data)
         load = time.perf_counter() - start
         start = time.perf_counter()
         scorer = task.scorer(settings)

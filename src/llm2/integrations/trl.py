@@ -26,13 +26,14 @@ Unlike TRL's ``ipo``, nothing is length-normalised: the objective always gets su
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import torch
+
+from llm2.errors import first_line
 
 try:
     from trl import DPOConfig, DPOTrainer
@@ -71,26 +72,21 @@ def _function_from_file(spec: str) -> PreferenceLoss:
     This runs the file, as ``import`` would: use it for your own files (llm2 itself evaluates candidates only in
     its sandbox).
     """
+    from llm2.tasks import import_user_file
+
     path_text, _, name = spec.rpartition(":")
     path = Path(path_text)
     if not path.is_file():
         raise ValueError(f"objective file not found: {path_text}")
-    module_spec = importlib.util.spec_from_file_location(f"llm2_objectives_{path.stem}", path)
-    module = importlib.util.module_from_spec(module_spec)
     try:
-        module_spec.loader.exec_module(module)
+        module = import_user_file(path, "llm2_objectives")
     except Exception as exc:  # noqa: BLE001 - any failure of the user's file becomes one readable line
-        raise ValueError(f"importing {path_text} failed: {type(exc).__name__}: {_first_line(exc)}") from None
+        raise ValueError(f"importing {path_text} failed: {type(exc).__name__}: {first_line(exc)}") from None
     function = getattr(module, name, None)
     if not callable(function):
         defined = [k for k, v in vars(module).items() if inspect.isfunction(v) and v.__module__ == module.__name__]
         raise ValueError(f"{path_text} has no function {name!r}; it defines: {', '.join(defined) or 'none'}")
     return function
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else ""
 
 
 @dataclass(frozen=True)
@@ -127,7 +123,7 @@ def check_objective(objective: NamedObjective, beta: float, batch_size: int) -> 
     try:
         losses = objective.fn(*arguments, beta)
     except Exception as exc:  # noqa: BLE001 - any failure of user code becomes one readable line
-        raise ValueError(f"{label} failed on a test batch: {type(exc).__name__}: {_first_line(exc)}") from None
+        raise ValueError(f"{label} failed on a test batch: {type(exc).__name__}: {first_line(exc)}") from None
     if not isinstance(losses, torch.Tensor):
         raise TypeError(f"{label} must return a torch.Tensor of per-pair losses, got {type(losses).__name__}")
     if tuple(losses.shape) != (batch_size,):

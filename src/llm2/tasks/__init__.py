@@ -58,17 +58,26 @@ def load_task(spec: str) -> Task:
 def _module_from_file(path: Path):
     if not path.is_file():
         raise TaskNotFound(f"task file not found: {path}")
-    name = f"llm2_user_task_{abs(hash(str(path.resolve())))}"
+    try:
+        return import_user_file(path, "llm2_user_task")
+    except Exception as exc:  # noqa: BLE001 - report, do not crash the command
+        raise TaskNotFound(f"task file {path} failed to load: {type(exc).__name__}: {exc}") from None
+
+
+def import_user_file(path: Path, prefix: str):
+    """Run the user's own .py file as a module, once per process (it is trusted, like any code they install;
+    candidates never come through here). Raises whatever the file raises."""
+    name = f"{prefix}_{abs(hash(str(path.resolve())))}"
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses and pickling look modules up by name
     try:
-        spec.loader.exec_module(module)  # the user's own task file: trusted, like any code they install
-    except Exception as exc:  # noqa: BLE001 - report, do not crash the command
+        spec.loader.exec_module(module)
+    except BaseException:
         del sys.modules[name]
-        raise TaskNotFound(f"task file {path} failed to load: {type(exc).__name__}: {exc}") from None
+        raise
     return module
 
 

@@ -23,17 +23,12 @@ def cache_dir() -> Path:
 
 def build_once(path: Path, build: Callable[[], Any]) -> None:
     """Make sure ``path`` exists: call ``build()`` and ``torch.save`` its result there, once, under a lock."""
-    if path.exists():
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not path.exists():
-            save_atomically(path, build())
+    build_many_once([path], lambda: [build()])
 
 
 def build_many_once(paths: list[Path], build: Callable[[], list[Any]]) -> None:
-    """Like ``build_once`` for several files made by one build (e.g. a world's training and scoring halves)."""
+    """Make sure every path exists: one ``build()`` gives their contents (e.g. a world's training and scoring
+    halves), saved once, under a lock on the first path (a second process waits instead of building again)."""
     if all(p.exists() for p in paths):
         return
     paths[0].parent.mkdir(parents=True, exist_ok=True)

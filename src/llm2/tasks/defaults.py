@@ -55,8 +55,8 @@ class TaskBase:
     def default_settings(self) -> Any:
         return self.settings_type()
 
-    def parse_settings(self, options: Mapping[str, str], base: Any = None) -> Any:
-        return settings_module.parse_settings(self.name, self.settings_type, options, base)
+    def parse_settings(self, options: Mapping[str, str]) -> Any:
+        return settings_module.parse_settings(self.name, self.settings_type, options)
 
     def settings_from_dict(self, values: Mapping[str, Any]) -> Any:
         return settings_module.settings_from_dict(self.name, self.settings_type, values)

@@ -55,14 +55,23 @@ def parse_option_pairs(pairs: typing.Iterable[str]) -> dict[str, list[str]]:
     return options
 
 
-def parse_settings(task: str, cls: type, options: Mapping[str, str], base: Any = None) -> Any:
-    """An instance of ``cls`` from text options (over ``base``'s values when given)."""
-    return _build(task, cls, options, _convert, base)
+def single_options(pairs: typing.Iterable[str]) -> dict[str, str]:
+    """``key=value`` pairs where each key may appear once."""
+    options = parse_option_pairs(pairs)
+    repeated = [key for key, values in options.items() if len(values) > 1]
+    if repeated:
+        raise SettingsError(f"option {repeated[0]} given more than once")
+    return {key: values[0] for key, values in options.items()}
+
+
+def parse_settings(task: str, cls: type, options: Mapping[str, str]) -> Any:
+    """An instance of ``cls`` from text options."""
+    return _build(task, cls, options, _convert)
 
 
 def settings_from_dict(task: str, cls: type, values: Mapping[str, Any]) -> Any:
     """An instance of ``cls`` from JSON-decoded values (a recorded run), checked as strictly as options."""
-    return _build(task, cls, values, _from_json, None)
+    return _build(task, cls, values, _from_json)
 
 
 def option_help(cls: type) -> list[OptionHelp]:
@@ -75,14 +84,14 @@ def option_help(cls: type) -> list[OptionHelp]:
     return rows
 
 
-def _build(task: str, cls: type, given: Mapping[str, Any], convert: Any, base: Any) -> Any:
+def _build(task: str, cls: type, given: Mapping[str, Any], convert: Any) -> Any:
     fields, hints = _fields(cls), _hints(cls)
     unknown = [k for k in given if k not in fields]
     if unknown:
         raise _unknown(task, cls, unknown)
     values = {name: convert(name, hints[name], value) for name, value in given.items()}
     try:
-        return dataclasses.replace(base, **values) if base is not None else cls(**values)
+        return cls(**values)
     except (TypeError, ValueError) as exc:
         raise SettingsError(str(exc)) from None
 

@@ -9,8 +9,8 @@ from statistics import mean, stdev
 from typing import Any
 
 from llm2.report.figures import Figure, FigureContext, MissingFigure
+from llm2.tasks.classification.settings import CLASSES
 
-CLASSES = 10
 GRID = [round(0.005 + 0.99 * i / 98, 6) for i in range(99)]  # p_y from 0.005 to 0.995
 TOP = 4  # best candidates drawn beside the reference
 

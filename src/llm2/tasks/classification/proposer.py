@@ -115,11 +115,11 @@ class ClassificationOfflineProposer:
 
     def propose(self, request: ProposalRequest) -> Reply:
         rng = random.Random(f"{self.name}:{self.seed}:{request.seed}:{len(request.history)}")
-        scored = [(c.fitness, c.name, spec) for c in request.history
-                  if c.fitness is not None and math.isfinite(c.fitness)
-                  and (spec := read_spec(c.name, c.code)) is not None]
+        specs = [(c, read_spec(c.name, c.code)) for c in request.history]  # read once: for parents and seen
+        scored = [(c.fitness, c.name, spec) for c, spec in specs
+                  if c.fitness is not None and math.isfinite(c.fitness) and spec is not None]
         parents = sorted(scored, key=lambda s: -s[0])[:5]
-        seen = {json.dumps(normalise(s)) for c in request.history if (s := read_spec(c.name, c.code))}
+        seen = {json.dumps(normalise(spec)) for _, spec in specs if spec is not None}
         for _ in range(50):
             thought, spec = self._variation(rng, parents)
             spec = normalise(spec)

@@ -10,8 +10,9 @@ import torch.nn.functional as F
 
 from llm2.tasks.base import CandidateError, Metrics, TrainOutput
 from llm2.tasks.classification.data import ScoringData, load_scoring, to_inputs
-from llm2.tasks.classification.model import build_model, load_float_state
+from llm2.tasks.classification.model import build_model, float_state, load_float_state
 from llm2.tasks.classification.settings import ClassificationSettings
+from llm2.tasks.classification.train import device_for
 from llm2.tasks.threads import single_thread
 
 ECE_BINS = 15
@@ -32,8 +33,7 @@ class ClassificationScorer:
         self.settings = settings
         self.recipe = settings.recipe
         self.data: ScoringData = load_scoring(settings)
-        self.device = torch.device("cuda" if self.recipe.model == "resnet18" and torch.cuda.is_available()
-                                   else "cpu")
+        self.device = device_for(settings)
         self._reference: Metrics | None = None
 
     def _logits(self, model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -62,8 +62,8 @@ class ClassificationScorer:
         if self._reference is None:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(0)
-                start = build_model(self.recipe.model).state_dict()
-            self._reference = self._measure({k: v for k, v in start.items() if v.is_floating_point()}, False)
+                start = float_state(build_model(self.recipe.model))
+            self._reference = self._measure(start, False)
         return self._reference
 
     def _measure(self, weights: dict[str, torch.Tensor], quick: bool) -> Metrics:

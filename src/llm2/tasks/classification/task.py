@@ -18,7 +18,7 @@ from llm2.tasks.classification.losses import BASELINES
 from llm2.tasks.classification.model import build_model, float_state
 from llm2.tasks.classification.score import ClassificationScorer
 from llm2.tasks.classification.settings import RECIPES, ClassificationSettings
-from llm2.tasks.classification.train import train_classifier
+from llm2.tasks.classification.train import device_for, train_classifier
 from llm2.tasks.defaults import TaskBase, spec_of
 
 HELDOUT_NOISE = (0.0, 0.2, 0.4, 0.6)
@@ -78,7 +78,7 @@ class ClassificationTask(TaskBase):
         self._scorers: dict[ClassificationSettings, ClassificationScorer] = {}
 
     def runtime(self, settings: ClassificationSettings) -> Runtime:
-        if settings.recipe.model == "resnet18" and torch.cuda.is_available():
+        if device_for(settings).type == "cuda":
             return Runtime(start="spawn", device="cuda", gpus=torch.cuda.device_count())
         return Runtime()
 
@@ -92,10 +92,7 @@ class ClassificationTask(TaskBase):
 
     # -- training side -----------------------------------------------------------------------------------------
     def training_data(self, settings: ClassificationSettings) -> TrainingData:
-        data = load_training(settings)
-        # torch.optim imports torch._dynamo on first use (seconds): pay it here, before a warm worker forks
-        torch.optim.Adam([torch.zeros(1, requires_grad=True)])
-        return data
+        return load_training(settings)  # warm_up's step of training imports what torch.optim loads lazily
 
     def output_spec(self, data: TrainingData) -> dict[str, TensorSpec]:
         return _output_spec(RECIPES[data.dataset].model, data.classes)

@@ -51,13 +51,14 @@ class MergingOfflineProposer:
 
     def propose(self, request: ProposalRequest) -> Reply:
         rng = random.Random(f"{self.seed}:{request.seed}")
-        seen = {rule.key() for rule in (read_rule(c.name, c.code) for c in request.history) if rule is not None}
-        parents = self._parents(request.history)
+        rules = [(c, read_rule(c.name, c.code)) for c in request.history]  # read once: for seen and the parents
+        seen = {rule.key() for _, rule in rules if rule is not None}
+        parents = self._parents(rules)
         for _ in range(MAX_TRIES):
             move = _choose(rng, MOVE_WEIGHTS)
             parent = parents[rng.choices(range(len(parents)), weights=PARENT_WEIGHTS[:len(parents)])[0]]
             rule, what = self._apply(move, parent, parents, rng)
-            if rule.normalised().key() not in seen:
+            if rule.key() not in seen:  # key() normalises
                 break
         else:  # everything nearby was tried: a fresh rule (random numbers make repeats vanishingly rare)
             move, parent = "fresh", None
@@ -71,13 +72,13 @@ class MergingOfflineProposer:
         name = _unique_name(rule, {c.name for c in request.history})
         return Reply(json.dumps({"thought": thought, "name": name, "code": render(rule)}), model=self.name)
 
-    def _parents(self, history: tuple[ScoredCandidate, ...]) -> list[Parent]:
-        scored = [c for c in history if c.fitness is not None and math.isfinite(c.fitness)]
-        scored.sort(key=lambda c: -c.fitness)  # stable: earlier candidates win ties
+    def _parents(self, rules: list[tuple[ScoredCandidate, Rule | None]]) -> list[Parent]:
+        """The top candidates with a rule, from the history's candidates paired with their rules."""
+        scored = [(c, rule) for c, rule in rules if c.fitness is not None and math.isfinite(c.fitness)]
+        scored.sort(key=lambda pair: -pair[0].fitness)  # stable: earlier candidates win ties
         parents: list[Parent] = []
         keys: set[str] = set()
-        for candidate in scored:
-            rule = read_rule(candidate.name, candidate.code)
+        for candidate, rule in scored:
             if rule is None or rule.key() in keys:
                 continue  # foreign code (model_stock, slerp, an LLM's idea) cannot be mutated here
             keys.add(rule.key())
@@ -135,7 +136,7 @@ def _choose(rng: random.Random, weights: dict[str, float]) -> str:
 
 
 def _unique_name(rule: Rule, taken: set[str]) -> str:
-    rule = rule.normalised()
+    """A name for a normalised ``rule`` not in ``taken``."""
     parts = [{"sum": "ta", "mean": "avg", "ties": "ties", "ties_sum": "tiesum"}[rule.combine]]
     if rule.sparsify != "none":
         parts.append(f"{'mag' if rule.sparsify == 'magnitude' else 'drop'}{rule.density:g}")

@@ -21,10 +21,11 @@ from typing import Any
 import torch
 
 from llm2.tasks.base import Metrics, TrainOutput
+from llm2.tasks.hf_generation import greedy_answers
 from llm2.tasks.merging_hf.answers import Question, is_correct, load_questions
+from llm2.tasks.merging_hf.streaming import INDEX_FILE
 
 PLAIN_PROMPT = "Question: {question}\nAnswer:"
-INDEX_FILE = "model.safetensors.index.json"
 CONFIG_FILES = ("config.json", "generation_config.json")  # from the base model, never the merged directory
 
 
@@ -138,18 +139,9 @@ class QuestionScorer:
                                                  add_generation_prompt=True)
         return (PLAIN_PROMPT if self.prompt in ("auto", "plain") else self.prompt).format(question=question)
 
-    @torch.no_grad()
     def _generate(self, model: Any, tokenizer: Any, prompts: list[str]) -> list[str]:
-        tokenizer.padding_side = "left"  # generation continues every row from its last prompt token
-        answers = []
-        for start in range(0, len(prompts), self.batch_size):
-            batch = tokenizer(prompts[start:start + self.batch_size], return_tensors="pt", padding=True,
-                              add_special_tokens=self._special).to(self.device)
-            out = model.generate(**batch, max_new_tokens=self.max_new_tokens, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id)
-            new = out[:, batch["input_ids"].shape[1]:]
-            answers += [text.split("\nQuestion:")[0] for text in tokenizer.batch_decode(new, skip_special_tokens=True)]
-        return answers
+        answers = greedy_answers(model, tokenizer, prompts, self.max_new_tokens, self._special, self.batch_size)
+        return [text.split("\nQuestion:")[0] for text in answers]  # the model may go on with a next question
 
     @torch.no_grad()
     def _loglik(self, model: Any, tokenizer: Any, prompts: list[str], answers: list[str]) -> float:

@@ -22,7 +22,6 @@ import fnmatch
 import json
 import os
 import struct
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,6 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgp
 DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
           "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
           "BOOL": torch.bool}
-DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
 DEFAULT_SHARD_BYTES = 2 * 1024**3
 # A model's small files copied into the merged directory: configs, tokenizers, chat templates (never code, never
 # pickles); with the weights, the names a merged directory holds (``MODEL_FILE_NAMES``)
@@ -86,17 +84,15 @@ class TensorInfo:
         count = 1
         for size in self.shape:
             count *= size
-        return count * torch.empty((), dtype=DTYPES[self.dtype]).element_size()
+        return count * DTYPES[self.dtype].itemsize
 
 
 @dataclass(frozen=True)
 class MergeReport:
-    out_dir: Path
     files: tuple[str, ...]  # the weight files written, in order
     tensors: int
     merged: int  # tensors the function merged (the others, integer buffers, are copied from the base)
     bytes: int
-    seconds: float
 
 
 def weight_files(model_dir: Path) -> list[Path]:
@@ -229,17 +225,15 @@ def _write_tensor(file: Any, tensor: torch.Tensor) -> None:
 
 def merge_streaming(fn: Callable[..., Any], base_model: OpenModel | str | Path,
                     expert_models: Sequence[OpenModel | str | Path], out_dir: str | Path,
-                    max_shard_bytes: int = DEFAULT_SHARD_BYTES, seed: int = 0, device: str = "cpu",
-                    dtype: torch.dtype | None = None, stage: str = "train") -> MergeReport:
+                    max_shard_bytes: int = DEFAULT_SHARD_BYTES, seed: int = 0, device: str = "cpu") -> MergeReport:
     """Merge the experts into the base model with ``fn(name, base, experts)``, one tensor at a time, into the Hugging
     Face model directory ``out_dir``. Models are directories or ``OpenModel``s (then no file is opened but the
     merged directory's).
 
-    ``fn`` gets float32 tensors on ``device``; its result is written in the base tensor's dtype (or ``dtype`` for
-    floating-point tensors). Integer tensors are copied from the base. torch's generator is seeded with ``seed``
-    first. A result that breaks the contract raises CandidateError (``stage``) naming the parameter.
+    ``fn`` gets float32 tensors on ``device``; its result is written in the base tensor's dtype. Integer tensors
+    are copied from the base. torch's generator is seeded with ``seed`` first. A result that breaks the contract
+    raises CandidateError (stage ``train``) naming the parameter.
     """
-    start = time.perf_counter()
     out_dir = Path(out_dir)
     if not expert_models:
         raise MergeInputError("name at least one expert model")
@@ -251,12 +245,7 @@ def merge_streaming(fn: Callable[..., Any], base_model: OpenModel | str | Path,
     if any(out_dir.glob("*.safetensors")):
         raise MergeInputError(f"{out_dir} already holds safetensors weights; merge into an empty directory")
 
-    def output_info(info: TensorInfo) -> TensorInfo:
-        floating = DTYPES[info.dtype].is_floating_point
-        return TensorInfo(info.name, info.file, info.shape,
-                          DTYPE_NAMES[dtype] if dtype is not None and floating else info.dtype)
-
-    shards = plan_shards([output_info(info) for info in base.values()], max_shard_bytes)
+    shards = plan_shards(list(base.values()), max_shard_bytes)  # the merged model has the base's names and dtypes
     names = (["model.safetensors"] if len(shards) == 1 else
              [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))])
     torch.manual_seed(seed)
@@ -271,7 +260,7 @@ def merge_streaming(fn: Callable[..., Any], base_model: OpenModel | str | Path,
                 if tensor.is_floating_point():
                     inputs = [model.read(out.name).to(device=device, dtype=torch.float32) for model in experts_open]
                     tensor = checked_merge(fn, out.name, tensor.to(device=device, dtype=torch.float32), inputs,
-                                           stage, copy_inputs=False)
+                                           "train", copy_inputs=False)
                     del inputs
                     merged_count += 1
                 _write_tensor(file, tensor.to(dtype=DTYPES[out.dtype]))
@@ -285,4 +274,4 @@ def merge_streaming(fn: Callable[..., Any], base_model: OpenModel | str | Path,
         (out_dir / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
     for name, content in base_open.small_files.items():
         (out_dir / name).write_bytes(content)
-    return MergeReport(out_dir, tuple(names), len(base), merged_count, total, time.perf_counter() - start)
+    return MergeReport(tuple(names), len(base), merged_count, total)

@@ -26,15 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from llm2.tasks.base import EvalSetting, MetricColumn, Runtime, TaskTexts, TensorSpec, TrainOutput
-from llm2.tasks.defaults import TaskBase
 from llm2.tasks.merging.baselines import BASELINES
-from llm2.tasks.merging.contract import MERGE_CONTRACT, check_merge_contract, checked_merge
-from llm2.tasks.merging.export import merge_usage, merging_module_text
+from llm2.tasks.merging.contract import checked_merge
+from llm2.tasks.merging.task_base import MergingTask
 from llm2.tasks.merging_hf.answers import load_questions
-from llm2.tasks.merging_hf.score import QuestionScorer
+from llm2.tasks.merging_hf.score import QuestionScorer, device_name
 from llm2.tasks.merging_hf.streaming import (DTYPES, MODEL_FILE_NAMES, MergeInputError, OpenModel, check_compatible,
                                              merge_streaming, small_files, tensor_table)
 
@@ -107,10 +104,9 @@ def resolve_model(spec: str, download: bool) -> Path:
                               f"Hugging Face hub ({type(exc).__name__})") from None
 
 
-class MergingHFTask(TaskBase):
+class MergingHFTask(MergingTask):
     name = "merging-hf"
     settings_type = MergingHFSettings
-    contract = MERGE_CONTRACT
     texts = TaskTexts(
         kind="model-merging algorithm",
         description=(
@@ -128,16 +124,12 @@ class MergingHFTask(TaskBase):
                "- Tensors can have hundreds of millions of entries: a few vectorised passes, no sorting of\n"
                "  the whole tensor more than once, no Python loops over elements."),
     )
-    baselines = BASELINES
-    reference_baseline = "task_arithmetic"
     discovery_baselines = ("task_arithmetic", "ties", "dare_linear", "average")
     metric_columns = (
         MetricColumn("exact_match", "exact match", 3, better="higher"),
         MetricColumn("loglik", "answer log-lik", 3, better="higher"),
     )
-    offline_proposer = "merging-offline"
-    probe_fraction = 1.0  # no probe: train never calls its checkpoint
-    collapse_share = None
+    default_experts = 2
 
     def __init__(self) -> None:
         self._scorers: dict[MergingHFSettings, QuestionScorer] = {}
@@ -149,7 +141,7 @@ class MergingHFTask(TaskBase):
         size = self._size(settings)
         limit = size.output_bytes if size is not None else None
         memory = (len(settings.experts) + 6) * size.largest_tensor + GIB if size is not None else None
-        cuda = torch.cuda.is_available()
+        cuda = device_name() == "cuda"
         return Runtime(start="spawn" if cuda else "fork", device="cuda" if cuda else "cpu", gpus=1 if cuda else 0,
                        output="directory", output_limit_bytes=limit, output_names=MODEL_FILE_NAMES,
                        memory_bytes=memory)
@@ -189,9 +181,6 @@ class MergingHFTask(TaskBase):
     def output_spec(self, data: MergeInputs) -> dict[str, TensorSpec]:
         return {}  # the merged weights come back as a directory of files, not tensors
 
-    def check_contract(self, fn: Callable[..., Any], data: MergeInputs | None = None) -> None:
-        check_merge_contract(fn, len(data.experts) if data is not None else 2)
-
     def warm_up(self, settings: MergingHFSettings, data: MergeInputs) -> None:
         """What a merge imports, without writing a model (the default warm-up would merge one): the reference
         baseline on the contract's small tensors, and on the smallest real parameter, read from the maps."""
@@ -208,9 +197,8 @@ class MergingHFTask(TaskBase):
               checkpoint: Callable[[TrainOutput], bool] | None = None) -> TrainOutput:
         """Merge into ./merged (in the candidate's scratch: a relative path, as the directories above it may be
         closed to the candidate's user) tensor by tensor; the weights stay in files, handed back as a directory."""
-        device = "cuda" if torch.cuda.is_available() else "cpu"
         report = merge_streaming(fn, data.base, data.experts, MERGED_DIR, max_shard_bytes=data.shard_bytes,
-                                 seed=setting.seed, device=device)
+                                 seed=setting.seed, device=device_name())
         return TrainOutput({}, [], steps=report.tensors, output_dir=MERGED_DIR)
 
     # -- scoring side ------------------------------------------------------------------------------------------
@@ -238,9 +226,6 @@ class MergingHFTask(TaskBase):
             return [dataclasses.replace(settings, experts=settings.heldout_experts, heldout_experts=())]
         return []
 
-    def export_usage(self, example: str, file_name: str) -> str:
-        return merge_usage(example, file_name)
-
     def export_checkpoint(self, output: TrainOutput, settings: MergingHFSettings, out_dir: Path) -> dict[str, Any]:
         """A kept merged model in Hugging Face format: its weights (shards and index), the base's config and
         tokenizer (never the candidate's copies)."""
@@ -255,6 +240,3 @@ class MergingHFTask(TaskBase):
             if not name.endswith(".safetensors.index.json"):
                 (out_dir / name).write_bytes(data)
         return {"base_model": settings.base, "library_name": "transformers", "tags": ["merge"]}
-
-    def export_module(self, entries: Any, run: Any, file_name: str) -> str:
-        return merging_module_text(entries, run, self, file_name)

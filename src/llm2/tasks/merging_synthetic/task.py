@@ -14,10 +14,10 @@ from typing import Any
 import torch
 
 from llm2.tasks.base import EvalSetting, MetricColumn, TaskTexts, TensorSpec, TrainOutput
-from llm2.tasks.defaults import TaskBase, spec_of
+from llm2.tasks.defaults import spec_of
 from llm2.tasks.merging.baselines import BASELINES
-from llm2.tasks.merging.contract import MERGE_CONTRACT, check_merge_contract, checked_merge
-from llm2.tasks.merging.export import merge_usage, merging_module_text
+from llm2.tasks.merging.contract import checked_merge
+from llm2.tasks.merging.task_base import MergingTask
 from llm2.tasks.merging_synthetic import world
 from llm2.tasks.merging_synthetic.score import MergedModelScorer
 from llm2.tasks.merging_synthetic.skills import MAX_LENGTH, MIN_LENGTH, SKILL_NAMES, SKILLS
@@ -58,10 +58,9 @@ def _skill_lines() -> str:
     return "\n".join(f"  {s.name}: {s.describe}" for s in SKILLS.values())
 
 
-class MergingSyntheticTask(TaskBase):
+class MergingSyntheticTask(MergingTask):
     name = "merging-synthetic"
     settings_type = MergingSyntheticSettings
-    contract = MERGE_CONTRACT
     texts = TaskTexts(
         kind="model-merging algorithm",
         description=(
@@ -90,16 +89,11 @@ class MergingSyntheticTask(TaskBase):
                "- Keep it cheap: a few vectorised passes over each tensor (real models have tensors of 50 million\n"
                "  entries); no Python loops over elements."),
     )
-    baselines = BASELINES
-    reference_baseline = "task_arithmetic"
     discovery_baselines = tuple(BASELINES)
     metric_columns = (
         MetricColumn("worst", "worst skill", 3, better="higher"),
         MetricColumn("others", "unmerged skills", 3, better="higher"),
     )
-    offline_proposer = "merging-offline"
-    probe_fraction = 1.0  # a merge has no partial state to probe: train never calls its checkpoint
-    collapse_share = None
 
     def __init__(self) -> None:
         self._inputs: dict[MergingSyntheticSettings, world.MergeInputs] = {}
@@ -121,7 +115,7 @@ class MergingSyntheticTask(TaskBase):
 
     def check_contract(self, fn: Callable[..., Any], data: world.MergeInputs | None = None) -> None:
         with single_thread():
-            check_merge_contract(fn, len(data.experts) if data is not None else 3)
+            super().check_contract(fn, data)
 
     def train(self, fn: Callable[..., Any], data: world.MergeInputs, setting: EvalSetting,
               checkpoint: Callable[[TrainOutput], bool] | None = None) -> TrainOutput:
@@ -145,13 +139,19 @@ class MergingSyntheticTask(TaskBase):
     def heldout_settings(self, settings: MergingSyntheticSettings) -> list[MergingSyntheticSettings]:
         """Each differs in one knob: experts of skills never merged during discovery (two sets), experts of the
         same skills from another fine-tuning seed, one expert fewer and one more, another world."""
-        return heldout_settings(settings)
-
-    def export_usage(self, example: str, file_name: str) -> str:
-        return merge_usage(example, file_name)
-
-    def export_module(self, entries: Any, run: Any, file_name: str) -> str:
-        return merging_module_text(entries, run, self, file_name)
+        k = len(settings.experts)
+        unseen = [s for s in SKILL_NAMES if s not in settings.experts]
+        found: list[MergingSyntheticSettings] = []
+        for group in (tuple(unseen[:k]), tuple(unseen[-k:])):
+            if len(group) == k and all(group != s.experts for s in found):
+                found.append(dataclasses.replace(settings, experts=group))
+        found.append(dataclasses.replace(settings, expert_seed=settings.expert_seed + 1))
+        if k > 1:
+            found.append(dataclasses.replace(settings, experts=settings.experts[:-1]))
+        if unseen:
+            found.append(dataclasses.replace(settings, experts=settings.experts + (unseen[0],)))
+        found.append(dataclasses.replace(settings, world_seed=settings.world_seed + 1))
+        return found
 
 
 def merge_models(fn: Callable[..., Any], data: world.MergeInputs, seed: int) -> TrainOutput:
@@ -161,19 +161,3 @@ def merge_models(fn: Callable[..., Any], data: world.MergeInputs, seed: int) -> 
         for name, base in data.base.items():
             merged[name] = checked_merge(fn, name, base, [expert[name] for expert in data.experts], stage="train")
     return TrainOutput(merged, [], steps=len(merged))
-
-
-def heldout_settings(settings: MergingSyntheticSettings) -> list[MergingSyntheticSettings]:
-    k = len(settings.experts)
-    unseen = [s for s in SKILL_NAMES if s not in settings.experts]
-    found: list[MergingSyntheticSettings] = []
-    for group in (tuple(unseen[:k]), tuple(unseen[-k:])):
-        if len(group) == k and all(group != s.experts for s in found):
-            found.append(dataclasses.replace(settings, experts=group))
-    found.append(dataclasses.replace(settings, expert_seed=settings.expert_seed + 1))
-    if k > 1:
-        found.append(dataclasses.replace(settings, experts=settings.experts[:-1]))
-    if unseen:
-        found.append(dataclasses.replace(settings, experts=settings.experts + (unseen[0],)))
-    found.append(dataclasses.replace(settings, world_seed=settings.world_seed + 1))
-    return found

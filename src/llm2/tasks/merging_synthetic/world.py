@@ -24,7 +24,6 @@ interference merge methods are made for is there, in a model built in under a mi
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,7 +113,7 @@ def build_expert(seed_state: dict[str, torch.Tensor], world_seed: int, skill: st
     """Fine-tune a copy of the seed on one skill with the fixed expert recipe."""
     with single_thread():
         model = TinyLM(width=recipe.width)
-        model.load_state_dict(copy.deepcopy(seed_state))
+        model.load_state_dict(seed_state)  # copies into the model's own tensors: seed_state stays as it is
         index = skillset.skill_index(skill)
         generator = torch.Generator().manual_seed(1_000_003 * (expert_seed + 1) + 7_919 * world_seed + index)
         data = skillset.problems(index, recipe.expert_steps * BATCH, generator, world_seed, heldout=False)
@@ -157,7 +156,7 @@ class MergeInputs:
 
 
 def load_inputs(world_seed: int, skills: tuple[str, ...], expert_seed: int, recipe: str = "default") -> MergeInputs:
-    base = cache.load(seed_file(world_seed, recipe))
+    base = load_seed(world_seed, recipe)
     experts = tuple(cache.load(expert_file(world_seed, skill, expert_seed, recipe)) for skill in skills)
     return MergeInputs(tuple(skills), base, experts)
 

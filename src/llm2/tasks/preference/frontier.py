@@ -127,11 +127,11 @@ def reward_at(reference: FrontierSeries, kl: float) -> float | None:
     return None
 
 
-def dominance(series: FrontierSeries, reference: FrontierSeries, tolerance: float = 0.0) -> Dominance:
+def dominance(series: FrontierSeries, reference: FrontierSeries) -> Dominance:
     margins = []
     for point in series.points:
         matched = reward_at(reference, point.kl)
         if matched is not None:
             margins.append(point.reward - matched)
-    above = sum(1 for m in margins if m >= -tolerance)
+    above = sum(1 for m in margins if m >= 0)
     return Dominance(series.name, len(margins), above, tuple(margins))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import random
 import types
 from dataclasses import dataclass
@@ -127,8 +126,6 @@ def pairs_from(record: dict) -> TokenizedPairs:
 
 def build(settings: PreferenceHFSettings) -> list[dict]:
     """[training record, scoring record]."""
-    import torch
-
     model_path = local_model_path(settings.model)
     tokenizer = load_tokenizer(model_path)
     train_rows, eval_rows = split_rows(settings)
@@ -140,9 +137,10 @@ def build(settings: PreferenceHFSettings) -> list[dict]:
                         "chosen_ids": pairs.chosen_ids, "rejected_ids": pairs.rejected_ids})
     # the reference's log-probs of the training pairs, for training (the scorer computes its own, see score.py)
     model = load_causal_lm(model_path, dtype_name(device)).to(device).eval()
-    chosen, rejected = reference_logps(model, pairs_from(records[0]), tokenizer.pad_token_id, settings.max_length)
-    records[0].update(ref_chosen_logps=torch.tensor(chosen, dtype=torch.float64),
-                      ref_rejected_logps=torch.tensor(rejected, dtype=torch.float64))
+    training = pairs_from(records[0])
+    chosen, rejected = pair_logps(model, training, len(training), REFERENCE_BATCH_PAIRS, tokenizer.pad_token_id,
+                                  settings.max_length)
+    records[0].update(ref_chosen_logps=chosen, ref_rejected_logps=rejected)
     # the prompts the scorer has the policy answer (reward-model fitness), as JSON: text or chat messages
     records[1]["prompts_json"] = json.dumps([prompt_of(row) for row in eval_rows])
     return records
@@ -262,20 +260,17 @@ def completion_logps(model: Any, batch: dict) -> Any:
     return torch.stack(sums)
 
 
-def reference_logps(model: Any, pairs: TokenizedPairs, pad_token_id: int,
-                    max_length: int | None) -> tuple[list[float], list[float]]:
+def pair_logps(model: Any, pairs: TokenizedPairs, count: int, batch_pairs: int, pad_token_id: int,
+               max_length: int | None) -> tuple[Any, Any]:
+    """Summed completion log-probs of the first ``count`` pairs, ``batch_pairs`` pairs a forward pass: (chosen,
+    rejected), float64 on the CPU. The batching changes the padding and so the low bits of the sums."""
     import torch
 
     chosen, rejected = [], []
     with torch.no_grad():
-        for start in range(0, len(pairs), REFERENCE_BATCH_PAIRS):
-            indices = list(range(start, min(start + REFERENCE_BATCH_PAIRS, len(pairs))))
+        for start in range(0, count, batch_pairs):
+            indices = list(range(start, min(start + batch_pairs, count)))
             logps = completion_logps(model, collate(pairs, indices, pad_token_id, max_length)).double().cpu()
-            chosen += logps[:len(indices)].tolist()
-            rejected += logps[len(indices):].tolist()
-    return chosen, rejected
-
-
-def data_hint(settings: PreferenceHFSettings) -> str:
-    """The dataset in a few words, for texts ("pairs.jsonl")."""
-    return os.path.basename(settings.dataset.rstrip("/")) or settings.dataset
+            chosen.append(logps[:len(indices)])
+            rejected.append(logps[len(indices):])
+    return torch.cat(chosen), torch.cat(rejected)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from llm2.errors import first_line
 from llm2.tasks.preference_hf.settings import PreferenceHFSettings
 
 # Files a model needs from the hub (safetensors weights, configs, tokenizer files; no pickled .bin weights).
@@ -14,8 +15,7 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
 
 def one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
+    return first_line(exc, limit=300)
 
 
 def device_for(settings: PreferenceHFSettings) -> str:

@@ -17,7 +17,8 @@ from typing import Any
 import torch
 
 from llm2.tasks.base import CandidateError, Metrics, TrainOutput
-from llm2.tasks.preference_hf.data import TokenizedPairs, collate, completion_logps, load_scoring_file, pairs_from
+from llm2.tasks.hf_generation import greedy_answers
+from llm2.tasks.preference_hf.data import TokenizedPairs, load_scoring_file, pair_logps, pairs_from
 from llm2.tasks.preference_hf.models import (
     device_for,
     dtype_name,
@@ -53,27 +54,6 @@ def prompt_text(prompt: Any, tokenizer: Any, as_chat: bool = False) -> str:
     if isinstance(prompt, str):
         return prompt
     return "\n".join(str(m.get("content", "")) for m in prompt)
-
-
-@torch.no_grad()
-def generate(model: Any, tokenizer: Any, texts: list[str], max_new_tokens: int, special_tokens: bool) -> list[str]:
-    """Greedy answers (deterministic), in batches padded on the left. ``special_tokens``: add the tokenizer's own
-    (BOS), as TRL does for plain-text prompts; a chat template writes its own."""
-    device = next(model.parameters()).device
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    answers: list[str] = []
-    try:
-        for start in range(0, len(texts), GENERATION_BATCH):
-            batch = tokenizer(texts[start:start + GENERATION_BATCH], return_tensors="pt", padding=True,
-                              add_special_tokens=special_tokens).to(device)
-            output = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
-                                    pad_token_id=tokenizer.pad_token_id)
-            new = output[:, batch["input_ids"].shape[1]:]
-            answers += tokenizer.batch_decode(new, skip_special_tokens=True)
-    finally:
-        tokenizer.padding_side = side
-    return answers
 
 
 class PreferenceHFScorer:
@@ -189,17 +169,10 @@ class PreferenceHFScorer:
             values["fitness"] = values["pref_accuracy"]
         return values
 
-    @torch.no_grad()
     def _logps(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The policy's summed completion log-probs of the first ``count`` held-out pairs (chosen, rejected)."""
-        chosen, rejected = [], []
-        for start in range(0, count, EVAL_BATCH_PAIRS):
-            indices = list(range(start, min(start + EVAL_BATCH_PAIRS, count)))
-            logps = completion_logps(self.model, collate(self.pairs, indices, self.tokenizer.pad_token_id,
-                                                         self.settings.max_length)).double().cpu()
-            chosen.append(logps[:len(indices)])
-            rejected.append(logps[len(indices):])
-        return torch.cat(chosen), torch.cat(rejected)
+        return pair_logps(self.model, self.pairs, count, EVAL_BATCH_PAIRS, self.tokenizer.pad_token_id,
+                          self.settings.max_length)
 
     def _preference(self, quick: bool) -> dict[str, float]:
         count = quick_count(len(self.pairs), quick)
@@ -221,8 +194,9 @@ class PreferenceHFScorer:
             raise ValueError("the held-out pairs have no prompt field to generate answers from")
         prompts = self.prompts[:quick_count(min(self.settings.generations, len(self.prompts)), quick)]
         texts = [prompt_text(p, self.tokenizer) for p in prompts]
-        answers = generate(self.model, self.tokenizer, texts, self.settings.max_new_tokens,
-                           special_tokens=not templated(prompts[0], self.tokenizer))
+        answers = greedy_answers(self.model, self.tokenizer, texts, self.settings.max_new_tokens,
+                                 special_tokens=not templated(prompts[0], self.tokenizer),
+                                 batch_size=GENERATION_BATCH)
         model, tokenizer = self._reward_model
         scores = []
         for prompt, answer in zip(prompts, answers):
@@ -248,8 +222,9 @@ class PreferenceHFScorer:
     def _judged(self, quick: bool) -> dict[str, float]:
         questions = self._questions[:quick_count(len(self._questions), quick)]
         texts = [prompt_text(q.text, self.tokenizer, as_chat=True) for q in questions]
-        answers = generate(self.model, self.tokenizer, texts, self.settings.max_new_tokens,
-                           special_tokens=not templated(questions[0].text, self.tokenizer, as_chat=True))
+        answers = greedy_answers(self.model, self.tokenizer, texts, self.settings.max_new_tokens,
+                                 special_tokens=not templated(questions[0].text, self.tokenizer, as_chat=True),
+                                 batch_size=GENERATION_BATCH)
         ratings = self._judge.rate([q.text for q in questions], answers)
         rated = [r for r in ratings if r is not None]
         if len(rated) < (1 - MAX_UNRATED_SHARE) * len(ratings):

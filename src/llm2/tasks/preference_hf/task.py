@@ -68,16 +68,21 @@ class PreferenceHFTask(PreferenceTask):
 
     def __init__(self) -> None:
         self._scorers: dict[PreferenceHFSettings, Any] = {}
+        self._runtimes: dict[PreferenceHFSettings, Runtime] = {}
 
     # -- how candidates run -------------------------------------------------------------------------------------
     def runtime(self, settings: PreferenceHFSettings) -> Runtime:
         """A GPU when there is one: a freshly spawned process per candidate, one worker per GPU, weights back as a
-        file. On the CPU: forked from the warm worker, weights through the pipe unless the model is large."""
+        file. On the CPU: forked from the warm worker, weights through the pipe unless the model is large.
+        Asked per candidate: kept once the model is found (before ``prepare`` downloads it, it may not be yet)."""
+        if settings in self._runtimes:
+            return self._runtimes[settings]
         from llm2.tasks.preference_hf.models import device_for, weight_bytes
 
         device = device_for(settings)
         start = settings.start if settings.start != "auto" else ("spawn" if device == "cuda" else "fork")
-        stored = weight_bytes(self._model_dir(settings))
+        model_dir = self._model_dir(settings)
+        stored = weight_bytes(model_dir)
         transfer = settings.weights
         if transfer == "auto":
             transfer = "file" if device == "cuda" or stored > FILE_TRANSFER_BYTES else "pipe"
@@ -90,8 +95,11 @@ class PreferenceHFTask(PreferenceTask):
             import torch
 
             gpus = torch.cuda.device_count()
-        return Runtime(start=start, device=device, gpus=gpus, output=transfer, output_limit_bytes=output_limit,
-                       memory_bytes=memory)
+        runtime = Runtime(start=start, device=device, gpus=gpus, output=transfer, output_limit_bytes=output_limit,
+                          memory_bytes=memory)
+        if model_dir:
+            self._runtimes[settings] = runtime
+        return runtime
 
     @staticmethod
     def _model_dir(settings: PreferenceHFSettings) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,14 +41,24 @@ class TrainingData:
     pairs: TokenizedPairs
     spec: dict[str, TensorSpec]
 
+    @functools.cached_property
+    def dataset(self) -> Any:
+        """The pairs as TRL's dataset, built once (the trainer only derives new datasets from it). A copy made
+        by ``dataclasses.replace`` builds its own from its own pairs."""
+        from datasets import Dataset
+
+        return Dataset.from_list(self.pairs.rows())
+
 
 def load_training(settings: PreferenceHFSettings) -> TrainingData:
     record = load_training_file(settings)
     dtype = dtype_name(device_for(settings))
     model = load_causal_lm(record["model_path"], dtype).eval()
     tokenizer = load_tokenizer(record["model_path"])
-    return TrainingData(record["model_path"], dtype, tokenizer, model, pairs_from(record),
+    data = TrainingData(record["model_path"], dtype, tokenizer, model, pairs_from(record),
                         output_spec_of(model, settings))
+    data.dataset  # built here, in the worker, so that its forked candidates share it
+    return data
 
 
 def output_spec_of(model: Any, settings: PreferenceHFSettings) -> dict[str, TensorSpec]:
@@ -78,7 +89,8 @@ def snapshot(model: Any, lora: bool) -> dict[str, torch.Tensor]:
         state = get_peft_model_state_dict(model)
     else:
         state = model.state_dict()
-    return {name: tensor.detach().to("cpu").clone().contiguous() for name, tensor in state.items()}
+    # copy=True: one host copy of a CUDA tensor, and still a copy of a CPU one (never the live weights)
+    return {name: tensor.detach().to("cpu", copy=True).contiguous() for name, tensor in state.items()}
 
 
 def _trainer_class():
@@ -168,9 +180,7 @@ def train_policy(fn: Callable[..., Any], data: TrainingData, setting: EvalSettin
     """Train a copy of the base model with ``fn`` for ``setting.budget`` of the planned steps (the learning-rate
     schedule is the full budget's: a shorter run is its prefix). ``workdir``: where TRL may write (default: the
     current directory, the candidate's scratch directory)."""
-    from datasets import Dataset
     from transformers import PrinterCallback
-    from transformers.utils import logging as transformers_logging
 
     from trl import DPOConfig
 
@@ -189,14 +199,13 @@ def train_policy(fn: Callable[..., Any], data: TrainingData, setting: EvalSettin
         max_steps=planned, beta=settings.beta, max_length=settings.max_length, precompute_ref_log_probs=True,
         use_cpu=not cuda, bf16=cuda, activation_checkpointing=cuda, dataloader_pin_memory=cuda,
         dataloader_num_workers=0)
-    transformers_logging.set_verbosity_error()
     threads = contextlib.nullcontext() if cuda else single_thread()
     with threads, torch.random.fork_rng(devices=[]):
         model = copy.deepcopy(data.model)  # the worker's copy stays the untouched base model
         try:
             trainer = _trainer_class()(
                 objective=checked_objective(fn, monitor), model=model, args=args,
-                train_dataset=Dataset.from_list(data.pairs.rows()), processing_class=data.tokenizer,
+                train_dataset=data.dataset, processing_class=data.tokenizer,
                 peft_config=lora_config(settings) if settings.lora else None, callbacks=[monitor.callback()])
         except (TypeError, ValueError) as exc:
             if str(exc).startswith("objective "):  # ObjectiveDPOTrainer's own check of the objective

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Callable
 
-import torch
-
 from llm2.tasks.base import EvalSetting, MetricColumn, Metrics, TaskTexts, TensorSpec, TrainOutput
 from llm2.tasks.defaults import spec_of
 from llm2.tasks.preference.common import EXPERTISE, PreferenceTask
@@ -72,11 +70,7 @@ class PreferenceSyntheticTask(PreferenceTask):
 
     # -- training side -----------------------------------------------------------------------------------------
     def training_data(self, settings: PreferenceSettings) -> TrainingWorld:
-        data = load_training(self.world_config, settings.world_seed, settings.label_noise)
-        # torch.optim imports torch._dynamo on its first use (~6 s here): pay that here, where warm workers load
-        # their data before they fork a child per candidate, and not inside the first candidate's training.
-        torch.optim.Adam([torch.zeros(1, requires_grad=True)])
-        return data
+        return load_training(self.world_config, settings.world_seed, settings.label_noise)
 
     def output_spec(self, data: TrainingWorld) -> dict[str, TensorSpec]:
         return spec_of(data.reference_weights)
