@@ -9,6 +9,12 @@ RUN_STATUSES = ("running", "finished", "stopped", "failed")
 CANDIDATE_STATUSES = ("pending", "ok", "invalid", "failed", "timeout", "duplicate", "baseline")
 
 
+def metric_value(metrics: dict, key: str) -> float | None:
+    """One of the task's named numbers (a MetricColumn's key) as a float, or None."""
+    value = metrics.get(key)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 class ArchiveError(Exception):
     """The archive is missing, not an llm2 archive, corrupt, or was asked something impossible."""
 
@@ -62,9 +68,7 @@ class CandidateRecord:
         return self.status == "baseline"
 
     def value(self, key: str) -> float | None:
-        """One of the task's named numbers (a MetricColumn's key), or None."""
-        value = self.metrics.get(key)
-        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        return metric_value(self.metrics, key)
 
     def as_dict(self) -> dict[str, Any]:
         record = asdict(self)
@@ -127,8 +131,7 @@ class EvaluationRecord:
     sandbox: tuple[str, ...] = ()
 
     def value(self, key: str) -> float | None:
-        value = self.metrics.get(key)
-        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        return metric_value(self.metrics, key)
 
     def as_dict(self) -> dict[str, Any]:
         record = asdict(self)

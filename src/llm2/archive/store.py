@@ -167,13 +167,10 @@ class Archive:
     def _migrate(self) -> None:
         """Schema 1 -> 2: KL moves into the metrics, requests and run events get their tables, sandbox columns."""
         with self._write() as db:
-            for row in db.execute("SELECT id, kl, metrics FROM candidates WHERE kl IS NOT NULL").fetchall():
-                metrics = {**json.loads(row["metrics"]), "kl": row["kl"]}
-                db.execute("UPDATE candidates SET metrics = ? WHERE id = ?", (_to_json(metrics), row["id"]))
-            for row in db.execute("SELECT id, kl, metrics FROM evaluations WHERE kl IS NOT NULL").fetchall():
-                metrics = {**json.loads(row["metrics"]), "kl": row["kl"]}
-                db.execute("UPDATE evaluations SET metrics = ? WHERE id = ?", (_to_json(metrics), row["id"]))
             for table in ("candidates", "evaluations"):
+                for row in db.execute(f"SELECT id, kl, metrics FROM {table} WHERE kl IS NOT NULL").fetchall():
+                    metrics = {**json.loads(row["metrics"]), "kl": row["kl"]}
+                    db.execute(f"UPDATE {table} SET metrics = ? WHERE id = ?", (_to_json(metrics), row["id"]))
                 db.execute(f"ALTER TABLE {table} DROP COLUMN kl")
                 db.execute(f"ALTER TABLE {table} ADD COLUMN sandbox TEXT NOT NULL DEFAULT '[]'")
             for statement in _SCHEMA_2_ADDITIONS.split(";"):

@@ -45,18 +45,20 @@ def load_task(spec: str):
 
 def parse_settings(task: Any, pairs: tuple[str, ...]) -> Any:
     """The task's settings from ``--task-option`` pairs (each key once)."""
-    return sweep_settings(task, pairs, sweep=False)[0]
+    from llm2.tasks.settings import SettingsError, single_options
+
+    try:
+        return task.parse_settings(single_options(pairs))
+    except SettingsError as exc:
+        raise click.BadParameter(str(exc), param_hint="--task-option") from None
 
 
-def sweep_settings(task: Any, pairs: tuple[str, ...], sweep: bool = True) -> list[Any]:
+def sweep_settings(task: Any, pairs: tuple[str, ...]) -> list[Any]:
     """One settings record per combination of repeated keys (``-o seed=1 -o seed=2`` gives two)."""
     from llm2.tasks.settings import SettingsError, parse_option_pairs
 
     try:
         options = parse_option_pairs(pairs)
-        repeated = [k for k, values in options.items() if len(values) > 1]
-        if repeated and not sweep:
-            raise SettingsError(f"option {repeated[0]} given more than once")
         keys = list(options)
         return [task.parse_settings(dict(zip(keys, values)))
                 for values in itertools.product(*(options[k] for k in keys))]

@@ -4,7 +4,6 @@ usual format (Hugging Face for the preference-hf task), each with a model card."
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import click
@@ -28,13 +27,13 @@ def export(run_dir: Path, top: int, out_path: Path, checkpoints: bool) -> None:
     """
     from llm2.archive import ArchiveError
     from llm2.archive.export import export_entries
+    from llm2.archive.ranking import baseline
 
     archive = open_run_archive(run_dir)
     try:
         run, best = archive.run, archive.best(top)
         task, settings, config = run_task(archive)
-        reference = next((c for c in archive.candidates() if c.generation == 0
-                          and c.name == task.reference_baseline and c.fitness is not None), None)
+        reference = baseline(archive.candidates(), task.reference_baseline)
     finally:
         archive.close()
     if not best:
@@ -90,16 +89,12 @@ def export_checkpoints(run_dir: Path, folder: Path, entries, task, settings, run
                                    "--keep-checkpoints N to keep them")
 
 
-def _number(value: float | None, std: float | None = None) -> str:
-    if value is None or not math.isfinite(value):
-        return "n/a"
-    return f"{value:.4f}" + (f" ± {std:.4f}" if std is not None and math.isfinite(std) else "")
-
-
 def model_card(entry, task, settings, run, seed: int, reference, module_name: str, facts: dict) -> str:
     """A Hugging Face model card: YAML front matter, then the objective, its code and its scores."""
     import dataclasses
     import json
+
+    from llm2.discovery.feedback import fmt
 
     candidate = entry.candidate
     texts = task.texts_for(settings)
@@ -109,7 +104,7 @@ def model_card(entry, task, settings, run, seed: int, reference, module_name: st
     front = "\n".join(f"{key}: {json.dumps(value)}" for key, value in header.items())
     numbers = task.metrics_text(candidate.metrics)
     reference_line = (f"- {task.reference_baseline} (the reference objective) in the same run: "
-                      f"{_number(reference.fitness, reference.fitness_std)}\n" if reference is not None else "")
+                      f"{fmt(reference.fitness, reference.fitness_std)}\n" if reference is not None else "")
     settings_text = json.dumps(dataclasses.asdict(settings), indent=2, sort_keys=True)
     thought = candidate.thought.strip() or "(no thought recorded)"
     return f"""---
@@ -126,7 +121,7 @@ scores below are means over the run's training seeds.
 
 ## Scores
 
-- {texts.fitness_name}: {_number(candidate.fitness, candidate.fitness_std)}{f" ({numbers})" if numbers else ""}
+- {texts.fitness_name}: {fmt(candidate.fitness, candidate.fitness_std)}{f" ({numbers})" if numbers else ""}
 {reference_line}
 Fitness: {" ".join(texts.fitness.split())}.
 

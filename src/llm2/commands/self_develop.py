@@ -119,7 +119,7 @@ def _plan(task, factory, factory_options, iterations, samples, temperature, chos
     from llm2.selfdev.default_factory import TinyFactoryConfig
     from llm2.selfdev.factory import DEFAULT
     from llm2.selfdev.plan import SelfDevPlan, TrainingRecipe, temperature_schedule
-    from llm2.tasks.settings import SettingsError, parse_option_pairs
+    from llm2.tasks.settings import SettingsError, single_options
     from llm2.tasks.settings import parse_settings as parse_dataclass
 
     if factory != DEFAULT and Path(factory).exists():
@@ -134,11 +134,7 @@ def _plan(task, factory, factory_options, iterations, samples, temperature, chos
         except FactoryError as exc:
             raise click.BadParameter(str(exc), param_hint="--factory") from None
     try:
-        pairs = parse_option_pairs(factory_options)
-        repeated = [key for key, values in pairs.items() if len(values) > 1]
-        if repeated:
-            raise SettingsError(f"option {repeated[0]} given more than once")
-        factory_config = parse_dataclass("default factory", TinyFactoryConfig, {k: v[0] for k, v in pairs.items()})
+        factory_config = parse_dataclass("default factory", TinyFactoryConfig, single_options(factory_options))
     except SettingsError as exc:
         raise click.BadParameter(str(exc), param_hint="--factory-option") from None
     if factory == DEFAULT and not task.offline_proposer:

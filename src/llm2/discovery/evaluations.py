@@ -6,6 +6,8 @@ import concurrent.futures as cf
 from dataclasses import dataclass, field
 from typing import Callable
 
+from llm2.archive import Archive
+from llm2.archive.records import CandidateRecord, metric_value
 from llm2.evaluation import EvalJob, EvalResult
 from llm2.execution.base import Executor
 from llm2.stats import mean_std
@@ -26,8 +28,7 @@ class CandidateOutcome:
     sandbox: tuple[str, ...] = ()
 
     def value(self, key: str) -> float | None:
-        value = self.metrics.get(key)
-        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        return metric_value(self.metrics, key)
 
 
 def combine(results: list[EvalResult]) -> CandidateOutcome:
@@ -81,6 +82,10 @@ class SeedFanout:
     def outstanding(self) -> int:
         return len(self._results)
 
+    def __contains__(self, key: int) -> bool:
+        """Submitted and not yet handed to ``on_done``."""
+        return key in self._results
+
     def drain(self, on_done: Callable[[int, CandidateOutcome], None], block: bool = True) -> None:
         """Collect results as they arrive; ``on_done`` is called once per finished candidate.
 
@@ -96,6 +101,16 @@ class SeedFanout:
                     on_done(key, combine([per_seed[s] for s in self._seeds]))
             if not block:
                 return
+
+
+def record_outcome(archive: Archive, candidate: CandidateRecord, outcome: CandidateOutcome,
+                   feedback: str | None) -> str:
+    """Store a candidate's outcome (a generation-0 candidate that succeeded is a baseline); its status."""
+    status = "baseline" if candidate.generation == 0 and outcome.status == "ok" else outcome.status
+    archive.finish_candidate(candidate.id, status=status, stage=outcome.stage, error=outcome.error,
+                             fitness=outcome.fitness, fitness_std=outcome.fitness_std, metrics=outcome.metrics,
+                             seconds=outcome.seconds, feedback=feedback, sandbox=outcome.sandbox)
+    return status
 
 
 def _result_of(future: cf.Future) -> EvalResult:

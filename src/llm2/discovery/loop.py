@@ -17,7 +17,7 @@ from llm2.discovery import feedback
 from llm2.discovery.ask import ask_for_candidate
 from llm2.discovery.config import DiscoveryConfig
 from llm2.discovery.conversation import request_messages, scored_history, start_conversation, sync_messages
-from llm2.discovery.evaluations import CandidateOutcome, SeedFanout
+from llm2.discovery.evaluations import CandidateOutcome, SeedFanout, record_outcome
 from llm2.discovery.progress import Progress
 from llm2.discovery.prompts import PromptBook
 from llm2.execution.base import Executor
@@ -122,15 +122,11 @@ class Discovery:
 
     def _finish(self, candidate_id: int, outcome: CandidateOutcome) -> None:
         candidate = self.archive.candidate(candidate_id)
-        status = "baseline" if candidate.generation == 0 and outcome.status == "ok" else outcome.status
         text = None
         if candidate.generation > 0:
             text = self._feedback_ok(outcome) if outcome.status == "ok" else feedback.feedback_rejected(
                 self.book, status=outcome.status, stage=outcome.stage, error=outcome.error)
-        self.archive.finish_candidate(candidate_id, status=status, stage=outcome.stage, error=outcome.error,
-                                      fitness=outcome.fitness, fitness_std=outcome.fitness_std,
-                                      metrics=outcome.metrics, seconds=outcome.seconds, feedback=text,
-                                      sandbox=outcome.sandbox)
+        status = record_outcome(self.archive, candidate, outcome, text)
         self.progress.record(status=status, name=candidate.name, fitness=outcome.fitness, seconds=outcome.seconds,
                              evals=len(self.config.training_seeds()))
         self._prune_checkpoints()

@@ -41,16 +41,17 @@ def build_report(run_dir: str | os.PathLike, top: int = TOP_FIGURES, figure_time
         failures = Figure.from_png(plot_failures(stats.counts, out / "failures.png"),
                                    "Candidates by stage reached and status",
                                    "How far each proposal got in the evaluation cascade, and how it ended.")
+    reference = baseline(candidates, card.reference_baseline)
     if task is None:
         task_figures: list[Figure | MissingFigure] = [MissingFigure("The task's own figures", task_problem)]
     else:
         allow_missing = tuple(run.config.get("allow_missing") or ())
         context = FigureContext(run, run_dir, run.config.get("task", run.task), settings, candidates, evaluations,
-                                ranked(candidates, include_baselines=False)[:top],
-                                baseline(candidates, card.reference_baseline), out, figure_timeout_s, allow_missing)
+                                ranked(candidates, include_baselines=False)[:top], reference, out,
+                                figure_timeout_s, allow_missing)
         task_figures = _task_figures(task, context)
-    task_figures = [*selfdev_figures(run_dir, candidates, card.reference_baseline, card.fitness_name, out),
-                    *task_figures]  # [] unless the run is a self-develop run
+    task_figures = [*selfdev_figures(run_dir, candidates, reference, card.reference_baseline, card.fitness_name,
+                                     out), *task_figures]  # [] unless the run is a self-develop run
     page = render_page(PageContent(run=run, run_dir=str(run_dir), card=card,
                                    setting_text=task.setting_text(settings) if task else "", candidates=candidates,
                                    events=events, curve=curve, task_figures=task_figures, failures=stats,

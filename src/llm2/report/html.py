@@ -19,7 +19,7 @@ from string import Template
 from typing import Any, Sequence
 
 from llm2.archive import CandidateRecord, RunEvent, RunInfo
-from llm2.archive.ranking import ranked
+from llm2.archive.ranking import SCORED, ranked
 from llm2.discovery.feedback import fmt
 from llm2.report.failures import FailureStats
 from llm2.report.figures import Figure, MissingFigure
@@ -197,7 +197,7 @@ def leaderboard_section(candidates: Sequence[CandidateRecord], card: TaskCard) -
             "</span><span class=\"num\">gen.</span><span class=\"num\">seconds</span></div>")
     rows, rank = [], 0
     for candidate in leaderboard_order(candidates):
-        scored = candidate.status in ("ok", "baseline") and candidate.fitness is not None
+        scored = candidate.status in SCORED and candidate.fitness is not None
         rank += scored
         label = esc(f"{rank}" if scored else "—")
         fitness = fmt(candidate.fitness, candidate.fitness_std) if candidate.fitness is not None else "—"

@@ -5,7 +5,6 @@ is evaluated here."""
 from __future__ import annotations
 
 import difflib
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,8 +16,7 @@ from matplotlib.figure import Figure as MplFigure
 from llm2.archive.records import CandidateRecord
 from llm2.report.figures import Figure, MissingFigure
 from llm2.report.plots import REFERENCE_STYLE, plain, save
-
-SELFDEV_DIRNAME = "selfdev"  # llm2.selfdev.files keeps the same name; the report reads files only
+from llm2.selfdev.files import RunFiles, read_json, read_jsonl
 
 
 @dataclass(frozen=True)
@@ -39,17 +37,17 @@ class LineageStep:
     similarity: float  # of its code to the next step's (1.0 for the best itself)
 
 
-def selfdev_figures(run_dir: Path, candidates: Sequence[CandidateRecord], reference_name: str, fitness_name: str,
-                    out: Path) -> list[Figure | MissingFigure]:
-    """[] for a run that is not a self-develop run."""
-    root = Path(run_dir) / SELFDEV_DIRNAME
-    if not (root / "plan.json").is_file():
+def selfdev_figures(run_dir: Path, candidates: Sequence[CandidateRecord], reference_record: CandidateRecord | None,
+                    reference_name: str, fitness_name: str, out: Path) -> list[Figure | MissingFigure]:
+    """[] for a run that is not a self-develop run. ``reference_record``: the reference baseline as measured."""
+    files = RunFiles(Path(run_dir))
+    if not files.plan.is_file():
         return []
-    iterations = read_iterations(root)
+    iterations = read_iterations(files)
     if not iterations:
         return [MissingFigure("Self-develop: the factory's samples per iteration",
                               "no iteration is finished yet; the figures appear once the first one is evaluated")]
-    reference = next((c.fitness for c in candidates if c.is_baseline and c.name == reference_name), None)
+    reference = None if reference_record is None else reference_record.fitness
     by_id = {c.id: c for c in candidates}
     figures: list[Figure | MissingFigure] = [Figure.from_png(
         save(distribution_figure(iterations, reference, reference_name, fitness_name), out / "selfdev_fitness.png"),
@@ -74,32 +72,26 @@ def selfdev_figures(run_dir: Path, candidates: Sequence[CandidateRecord], refere
     return figures
 
 
-def read_iterations(root: Path) -> list[IterationPoints]:
-    points, k = [], 0
-    while (root / f"iteration-{k}" / "stats.json").is_file():
-        directory = root / f"iteration-{k}"
-        stats = json.loads((directory / "stats.json").read_text(encoding="utf-8"))
-        samples = _jsonl(directory / "samples.jsonl")
-        pairs = _jsonl(directory / "pairs.jsonl")
-        chosen = tuple(dict.fromkeys((p["chosen_candidate"], p["chosen_fitness"]) for p in pairs))
+def read_iterations(files: RunFiles) -> list[IterationPoints]:
+    points = []
+    for k in files.iterations_done():
+        stats = read_json(files.stats(k))
+        samples = _rows(files.samples(k))
+        chosen = tuple(dict.fromkeys((p["chosen_candidate"], p["chosen_fitness"]) for p in _rows(files.pairs(k))))
         points.append(IterationPoints(k, float(stats["temperature"]),
                                       tuple(s["fitness"] for s in samples if s.get("valid")), int(stats["samples"]),
                                       chosen))
-        k += 1
     return points
 
 
 def best_lineage(iterations: Sequence[IterationPoints], by_id: dict[int, CandidateRecord]) -> list[LineageStep]:
     """The best sample of the run, then back through each earlier iteration's chosen algorithms, nearest code first."""
-    best: tuple[int, CandidateRecord] | None = None
-    for point in iterations:
-        for candidate in by_id.values():
-            if candidate.generation == point.iteration + 1 and candidate.status == "ok" and \
-                    candidate.fitness is not None and (best is None or candidate.fitness > best[1].fitness):
-                best = (point.iteration, candidate)
-    if best is None:
+    samples = sorted((c for c in by_id.values() if 1 <= c.generation <= len(iterations) and c.status == "ok"
+                      and c.fitness is not None), key=lambda c: (c.generation, c.id))
+    if not samples:
         return []
-    iteration, current = best
+    current = max(samples, key=lambda c: c.fitness)  # the earliest of equals
+    iteration = current.generation - 1
     steps = [LineageStep(iteration, current.id, current.name, current.fitness, 1.0)]
     for earlier in range(iteration - 1, -1, -1):
         chosen = [(by_id[i], fitness) for i, fitness in iterations[earlier].chosen if i in by_id]
@@ -183,7 +175,5 @@ def _similarity(a: str, b: str) -> float:
     return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
 
 
-def _jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+def _rows(path: Path) -> list[dict]:
+    return read_jsonl(path) if path.is_file() else []

@@ -22,12 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from llm2.archive import Archive, CandidateRecord
-from llm2.archive.ranking import baseline, ranked
+from llm2.archive.ranking import baseline
 from llm2.discovery.config import DiscoveryConfig
 from llm2.discovery.opening import add_missing_baselines, reference_probes
-from llm2.discovery.evaluations import CandidateOutcome, SeedFanout
+from llm2.discovery.evaluations import CandidateOutcome, SeedFanout, record_outcome
 from llm2.selfdev.factory import DEFAULT, Factory, seed_checkpoint
-from llm2.selfdev.files import RunFiles, read_json, read_jsonl, replace_dir, write_json, write_jsonl
+from llm2.selfdev.files import RunFiles, partial_dir, read_json, read_jsonl, replace_dir, write_json, write_jsonl
 from llm2.selfdev.outcomes import IterationStats, build_pairs, iteration_outcomes, iteration_stats
 from llm2.selfdev.plan import SelfDevPlan
 from llm2.selfdev.prompting import FactoryPrompt, discovery_messages
@@ -53,7 +53,6 @@ class SelfDevelopment:
         self.echo = echo
         self.settings = task.settings_from_dict(config.task_settings)
         self.fanout = SeedFanout(executor, EvalSetting(self.settings), config.training_seeds())
-        self._in_flight: set[int] = set()
 
     def run(self) -> SelfDevSummary:
         self.archive.set_run_status("running")
@@ -97,8 +96,8 @@ class SelfDevelopment:
             return target
         if k > 0 and not self.plan.refine:
             return self._factory(0)  # the control run samples the seed factory throughout
-        partial = self.files.partial(target)
         if k == 0:
+            partial = partial_dir(target)
             if partial.exists():
                 shutil.rmtree(partial)
             self._seed_factory(partial)
@@ -124,7 +123,7 @@ class SelfDevelopment:
         rows = read_jsonl(self.files.pairs(k - 1))
         if not rows:
             self.echo(f"iteration {k - 1} gave no preference pair: the factory goes on unchanged")
-            partial = self.files.partial(target)
+            partial = partial_dir(target)
             if partial.exists():
                 shutil.rmtree(partial)
             shutil.copytree(source, partial)  # adapters are referred to relatively, from the same depth
@@ -166,8 +165,7 @@ class SelfDevelopment:
 
     def _submit(self, candidate: CandidateRecord) -> None:
         """Evaluation starts as soon as a sample is recorded, while the factory writes the rest."""
-        if candidate.status == "pending" and candidate.id not in self._in_flight:
-            self._in_flight.add(candidate.id)
+        if candidate.status == "pending" and candidate.id not in self.fanout:
             self.fanout.submit(candidate.id, candidate.code)
         self.fanout.drain(self._finish, block=False)
 
@@ -178,13 +176,7 @@ class SelfDevelopment:
         self.fanout.drain(self._finish)
 
     def _finish(self, candidate_id: int, outcome: CandidateOutcome) -> None:
-        self._in_flight.discard(candidate_id)
-        candidate = self.archive.candidate(candidate_id)
-        status = "baseline" if candidate.generation == 0 and outcome.status == "ok" else outcome.status
-        self.archive.finish_candidate(candidate_id, status=status, stage=outcome.stage, error=outcome.error,
-                                      fitness=outcome.fitness, fitness_std=outcome.fitness_std,
-                                      metrics=outcome.metrics, seconds=outcome.seconds, feedback=None,
-                                      sandbox=outcome.sandbox)
+        record_outcome(self.archive, self.archive.candidate(candidate_id), outcome, None)
 
     # --- results -------------------------------------------------------------------------------------------------
     def _reference(self) -> CandidateRecord | None:
@@ -194,7 +186,7 @@ class SelfDevelopment:
         done = tuple(IterationStats(**{k: v for k, v in read_json(self.files.stats(k)).items()
                                        if k in IterationStats.__dataclass_fields__})
                      for k in self.files.iterations_done())
-        best = ranked(self.archive.candidates(), include_baselines=False)
+        best = self.archive.best(1)
         return SelfDevSummary(status, done, best[0] if best else None, self._reference(),
                               self.task.texts_for(self.settings).fitness_name)
 

@@ -14,6 +14,8 @@ import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from llm2.errors import first_line
+from llm2.selfdev.files import write_text
 from llm2.selfdev.prompting import FactoryPrompt
 
 MANIFEST = "factory.json"
@@ -58,10 +60,7 @@ def relative_base(location: str, directory: Path) -> str:
 
 
 def write_manifest(directory: Path, manifest: Manifest) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    partial = directory / f".{MANIFEST}.tmp"
-    partial.write_text(manifest.to_json(), encoding="utf-8")
-    os.replace(partial, directory / MANIFEST)
+    write_text(directory / MANIFEST, manifest.to_json())
 
 
 def has_manifest(directory: str | os.PathLike) -> bool:
@@ -111,7 +110,7 @@ class Factory:
             for adapter in (manifest.adapters if manifest else ()):
                 model = _merge_adapter(model, (directory / adapter).resolve())
         except (OSError, ValueError, ImportError, RuntimeError) as exc:
-            raise FactoryError(f"could not load the factory {str(spec)!r}: {_first_line(exc)}") from None
+            raise FactoryError(f"could not load the factory {str(spec)!r}: {first_line(exc)}") from None
         if manifest is None:
             manifest = Manifest("chat" if getattr(tokenizer, "chat_template", None) else "plain",
                                 origin={"model": str(spec)})
@@ -167,7 +166,7 @@ class Factory:
             with torch.no_grad():
                 rows = _sample_tokens(self.model, ids.repeat(n, 1), temperature, generator, max_new_tokens, eos)
         except (RuntimeError, ValueError, IndexError) as exc:
-            raise FactoryError(f"sampling from the factory {self.label!r} failed: {_first_line(exc)}") from None
+            raise FactoryError(f"sampling from the factory {self.label!r} failed: {first_line(exc)}") from None
         samples = []
         for row in rows:
             ended = eos in row
@@ -210,7 +209,7 @@ def check_factory(spec: str) -> None:
             AutoConfig.from_pretrained(spec)
     except (OSError, ValueError, ImportError) as exc:
         raise FactoryError(f"no factory at {spec!r}: give 'default', a Hugging Face causal LM (a directory, or an "
-                           f"id in the local cache) or a factory checkpoint ({_first_line(exc)})") from None
+                           f"id in the local cache) or a factory checkpoint ({first_line(exc)})") from None
 
 
 def seed_checkpoint(spec: str, directory: Path) -> None:
@@ -234,7 +233,7 @@ def seed_checkpoint(spec: str, directory: Path) -> None:
     try:
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
     except (OSError, ValueError, ImportError) as exc:
-        raise FactoryError(f"could not load the factory {spec!r}: {_first_line(exc)}") from None
+        raise FactoryError(f"could not load the factory {spec!r}: {first_line(exc)}") from None
     if manifest is None:
         manifest = Manifest("chat" if getattr(tokenizer, "chat_template", None) else "plain",
                             base=str(source.resolve()) if source.is_dir() else spec, origin={"seed_factory": spec})
@@ -283,8 +282,3 @@ def _merge_adapter(model, adapter: Path):
     from peft import PeftModel
 
     return PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -60,10 +60,6 @@ class RunFiles:
     def stats(self, k: int) -> Path:
         return self.iteration(k) / "stats.json"
 
-    def partial(self, path: Path) -> Path:
-        """Where a directory is built before it is renamed into place."""
-        return path.with_name(f".{path.name}.partial")
-
     def iterations_done(self) -> list[int]:
         done, k = [], 0
         while self.stats(k).is_file():
@@ -72,12 +68,17 @@ class RunFiles:
         return done
 
 
+def partial_dir(path: Path) -> Path:
+    """Where a directory is built before it is renamed into place."""
+    return path.with_name(f".{path.name}.partial")
+
+
 def write_json(path: Path, value: Any) -> None:
-    _write_text(path, json.dumps(value, indent=1, sort_keys=True, ensure_ascii=False))
+    write_text(path, json.dumps(value, indent=1, sort_keys=True, ensure_ascii=False))
 
 
 def write_jsonl(path: Path, rows: Iterable[dict]) -> None:
-    _write_text(path, "".join(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n" for row in rows))
+    write_text(path, "".join(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n" for row in rows))
 
 
 def read_json(path: Path) -> Any:
@@ -103,7 +104,8 @@ def fresh_dir(path: Path) -> Path:
     return path
 
 
-def _write_text(path: Path, text: str) -> None:
+def write_text(path: Path, text: str) -> None:
+    """``text`` in ``path``, atomically (written beside, then renamed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     partial.write_text(text, encoding="utf-8")

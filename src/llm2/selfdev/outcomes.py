@@ -13,8 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from llm2.archive import Archive, CandidateRecord
-
-SCORED = ("ok", "baseline")
+from llm2.archive.ranking import SCORED
 
 
 @dataclass(frozen=True)

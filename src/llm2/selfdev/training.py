@@ -19,8 +19,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from llm2.errors import first_line
 from llm2.selfdev.factory import Factory, FactoryError, base_location, relative_base, write_manifest
-from llm2.selfdev.files import fresh_dir, replace_dir, write_json
+from llm2.selfdev.files import fresh_dir, partial_dir, replace_dir, write_json
 from llm2.selfdev.plan import TrainingRecipe
 from llm2.selfdev.prompting import FactoryPrompt
 from llm2.selfdev.quiet import quiet_hf, without_printer
@@ -55,8 +56,6 @@ def train_factory(source: Path, prompt: FactoryPrompt, pairs: list[tuple[str, st
     adapter to ``adapter_target``). FactoryError with one line when training cannot run."""
     import contextlib
 
-    import torch
-
     from llm2.tasks.threads import single_thread
 
     quiet_hf()
@@ -69,7 +68,7 @@ def train_factory(source: Path, prompt: FactoryPrompt, pairs: list[tuple[str, st
         try:
             trainer.train()
         except (RuntimeError, ValueError) as exc:
-            raise FactoryError(f"training the factory failed: {str(exc).strip().splitlines()[0]}") from None
+            raise FactoryError(f"training the factory failed: {first_line(exc)}") from None
     log = [entry for entry in trainer.state.log_history if "loss" in entry]
     first, last = (log[0], log[-1]) if log else ({}, {})
     result = TrainingResult(recipe, len(pairs), int(trainer.state.global_step),
@@ -77,9 +76,9 @@ def train_factory(source: Path, prompt: FactoryPrompt, pairs: list[tuple[str, st
                             last.get("rewards/margins"), last.get("rewards/accuracies"))
     origin = {"trained_from": str(source), "pairs": len(pairs), "recipe": dataclasses.asdict(recipe), "seed": seed}
     model = trainer.accelerator.unwrap_model(trainer.model)
-    built = fresh_dir(target.with_name(f".{target.name}.partial"))
+    built = fresh_dir(partial_dir(target))
     if recipe.tuning == "lora":
-        adapter_built = fresh_dir(adapter_target.with_name(f".{adapter_target.name}.partial"))
+        adapter_built = fresh_dir(partial_dir(adapter_target))
         model.save_pretrained(adapter_built)
         replace_dir(adapter_built, adapter_target)
         source_manifest = factory.manifest
@@ -96,9 +95,7 @@ def train_factory(source: Path, prompt: FactoryPrompt, pairs: list[tuple[str, st
     write_json(built / TRAINING_LOG, {"result": dataclasses.asdict(result), "log": trainer.state.log_history})
     replace_dir(built, target)
     del trainer, model
-    factory.release()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    factory.release()  # frees the accelerator's cache too
     return result
 
 
