@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from llm2.stats import mean_std
 from llm2.tasks import load_task
 from llm2.tasks.base import EvalSetting
 from llm2.tasks.preference.catalog import OBJECTIVES
@@ -57,8 +58,8 @@ def main() -> None:
 
     def summary(name: str, beta: float) -> dict:
         rows = [run(name, beta, seed) for seed in range(args.seeds)]
-        return {key: (statistics.mean(r[key] for r in rows), statistics.stdev(r[key] for r in rows))
-                for key in ("fitness", "gold_reward", "naturalness", "kl")}
+        # llm2.stats.mean_std: the sample std like statistics.stdev, but 0 for --seeds 1 instead of an error
+        return {key: mean_std([r[key] for r in rows]) for key in ("fitness", "gold_reward", "naturalness", "kl")}
 
     reference = task.scorer(base).reference_metrics()
     table = {name: summary(name, 0.05) for name in losses}

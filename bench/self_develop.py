@@ -26,23 +26,25 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from llm2.selfdev.files import RunFiles, read_json
+from llm2.stats import mean_std as _mean_std
 
 LLM2 = [sys.executable, "-m", "llm2.cli"]
 
 
 def run_arm(out: Path, arm: str, seed: int, args) -> Path:
     run_dir = out / f"{arm}-seed{seed}"
-    done = run_dir / "selfdev" / f"iteration-{args.iterations}" / "stats.json"
-    if done.is_file():
+    files = RunFiles(run_dir)
+    if files.stats(args.iterations).is_file():
         print(f"{run_dir}: already done", flush=True)
         return run_dir
     command = [*LLM2, "self-develop", "--run-dir", str(run_dir)]
-    if (run_dir / "selfdev" / "plan.json").is_file():
+    if files.plan.is_file():
         command += ["--resume"]
     else:
         command += ["--task", args.task, "--iterations", str(args.iterations), "--samples", str(args.samples),
@@ -61,15 +63,15 @@ def run_arm(out: Path, arm: str, seed: int, args) -> Path:
 
 
 def iteration_stats(run_dir: Path, iterations: int) -> list[dict]:
-    return [json.loads((run_dir / "selfdev" / f"iteration-{k}" / "stats.json").read_text())
-            for k in range(iterations + 1)]
+    return [read_json(RunFiles(run_dir).stats(k)) for k in range(iterations + 1)]
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
+def mean_std(values: list[float | None]) -> tuple[float, float]:
+    """llm2.stats.mean_std over the values a run has (an iteration with no valid sample has no mean); nan if none."""
     values = [v for v in values if v is not None]
     if not values:
         return float("nan"), float("nan")
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+    return _mean_std(values)
 
 
 def heldout(run_dir: Path, args) -> dict | None:

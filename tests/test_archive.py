@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from llm2.archive import Archive, ArchiveError, RunInfo, normalized_code_hash
+from llm2.archive import Archive, ArchiveError, normalized_code_hash
+from testkit import make_run
 
 DPO = """
 def loss(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta):
@@ -18,13 +19,6 @@ def loss(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, ref
     logits = (policy_chosen_logps - reference_chosen_logps) - (policy_rejected_logps - reference_rejected_logps)
     return -F.logsigmoid(beta * logits)
 """
-
-
-def make_run(**changes):
-    fields = dict(run_id="run-1", task="preference-synthetic", proposer="symbolic", model="", config={"beta": 0.05},
-                  seeds={"seed": 0}, versions={"llm2": "0.1.0"}, started_at=1000.0, finished_at=None,
-                  status="running")
-    return RunInfo(**{**fields, **changes})
 
 
 def run_python(script: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:

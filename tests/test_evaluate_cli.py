@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
-LLM2 = [sys.executable, "-m", "llm2.cli"]
+from testkit import LLM2
 
 WRONG_SHAPE = (
     "def loss(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta):\n"

@@ -15,6 +15,7 @@ from llm2.execution import make_executor
 from llm2.tasks import load_task
 from llm2.tasks.base import EvalSetting
 from llm2.tasks.preference.catalog import OBJECTIVES
+from testkit import descendants
 
 TASK = load_task("preference-synthetic")
 SETTING = EvalSetting(TASK.default_settings(), budget=0.1)
@@ -50,7 +51,7 @@ def ray_instance():
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_ray_and_local_give_the_same_results(ray_instance):
-    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    before = descendants()
     TASK.prepare(SETTING.task)
     with make_executor("local", task_spec="preference-synthetic", workers=2, timeout_s=8,
                        warm_settings=SETTING.task) as local:
@@ -67,6 +68,6 @@ def test_ray_and_local_give_the_same_results(ray_instance):
         ("invalid", "contract", "timeout")
     assert actual["dpo"].loss_trace == expected["dpo"].loss_trace and actual["dpo"].sandbox == expected["dpo"].sandbox
     ray_instance.shutdown()  # Ray's workers take their sandbox workers with them
-    leftovers = {p.pid for p in psutil.Process().children(recursive=True)} - before
+    leftovers = descendants() - before
     assert not [p for p in leftovers if psutil.pid_exists(p) and "llm2.sandbox.worker" in
                 " ".join(psutil.Process(p).cmdline())]

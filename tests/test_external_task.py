@@ -7,14 +7,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 from click.testing import CliRunner
 
-from llm2.archive import Archive, ArchiveError
+from llm2.archive import Archive
 from llm2.cli import main
+from testkit import LLM2, start_in_session, wait_for_archive
 
 TASK = f"{Path(__file__).parent / 'example_task.py'}:RobustRegression"
 REPLIES = [
@@ -34,21 +33,12 @@ def test_an_external_task_runs_discover_resume_export_evaluate_and_report(tmp_pa
     replies = tmp_path / "replies.jsonl"
     replies.write_text("".join(json.dumps(r) + "\n" for r in REPLIES))
     run_dir = tmp_path / "run"
-    command = [sys.executable, "-m", "llm2.cli", "discover", "--task", TASK, "--proposer", "replay", "--replay",
-               str(replies), "--generations", "4", "--population", "1", "--seeds", "1", "--workers", "1",
-               "--run-dir", str(run_dir)]
+    command = [*LLM2, "discover", "--task", TASK, "--proposer", "replay", "--replay", str(replies), "--generations",
+               "4", "--population", "1", "--seeds", "1", "--workers", "1", "--run-dir", str(run_dir)]
     # first session: killed as soon as the first proposal is stored
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        try:
-            with Archive.open(run_dir, readonly=True) as archive:
-                if any(c.generation > 0 for c in archive.candidates()):
-                    break
-        except ArchiveError:
-            pass  # not created yet, or still being created
-        time.sleep(0.2)
+    process = start_in_session(command)
+    wait_for_archive(run_dir, process, lambda archive: any(c.generation > 0 for c in archive.candidates()),
+                     "its first stored proposal", poll_s=0.2)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     # second session: resumes and finishes; the replies already received are used, not asked for again

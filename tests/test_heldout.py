@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 
 from llm2.archive import Archive, CandidateRecord, RunInfo
@@ -14,6 +13,7 @@ from llm2.discovery.evaluations import CandidateOutcome
 from llm2.heldout import compare
 from llm2.tasks import load_task
 from llm2.tasks.card import TaskCard
+from testkit import LLM2
 
 
 def outcome(fitness, **values) -> CandidateOutcome:
@@ -69,8 +69,8 @@ def test_heldout_reports_win_rates_and_stores_points(tmp_path):
     make_run(run_dir, {"gce_candidate": task.baselines["generalized_cross_entropy"].code,
                        "ignores_labels": IGNORES_LABELS})
     out = tmp_path / "heldout.json"
-    result = subprocess.run([sys.executable, "-m", "llm2.cli", "heldout", str(run_dir), "--top", "2", "--seeds", "2",
-                             "--json", str(out)], capture_output=True, text=True, timeout=900)
+    result = subprocess.run([*LLM2, "heldout", str(run_dir), "--top", "2", "--seeds", "2", "--json", str(out)],
+                            capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr
     verdicts = {v["name"]: v for v in json.loads(out.read_text())}
     assert set(verdicts) == {"gce_candidate", "ignores_labels"}

@@ -28,6 +28,7 @@ from llm2.tasks.base import EvalSetting
 from llm2.tasks.cache import cache_dir
 from llm2.tasks.preference.catalog import OBJECTIVES
 from llm2.tasks.preference_synthetic.world import world_path
+from testkit import descendants
 
 HOSTILE = Path(__file__).parent / "hostile"
 TASK = load_task("preference-synthetic")
@@ -168,10 +169,6 @@ def run_corpus(executor, programs: list[Program], runtime: bool, setting: EvalSe
 
 def worker_processes(executor) -> list[psutil.Process]:
     return [psutil.Process(h.pid) for h in executor.handles if h.pid is not None]
-
-
-def descendants() -> set[int]:
-    return {p.pid for p in psutil.Process().children(recursive=True)}
 
 
 def assert_nothing_left(executor, before: set[int]) -> None:

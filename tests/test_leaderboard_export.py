@@ -1,13 +1,12 @@
 """``llm2 leaderboard`` and ``llm2 export`` on a real archive, through the real command line."""
 
-import importlib.util
 import json
 
 import pytest
 import torch
 from click.testing import CliRunner
 
-from llm2.archive import Archive, RunInfo
+from llm2.archive import Archive
 from llm2.archive.function_files import read_function
 from llm2.cli import main
 from llm2.sandbox.loader import load_function
@@ -15,6 +14,7 @@ from llm2.tasks import load_task
 from llm2.tasks.card import TaskCard
 from llm2.tasks.preference.catalog import OBJECTIVES
 from llm2.tasks.preference.contract import PREFERENCE_ARGUMENTS, PREFERENCE_CONTRACT
+from testkit import import_file, make_run
 
 CONFIG = {"task": "preference-synthetic", "task_settings": {"beta": 0.05}}
 CARD = TaskCard.of(load_task("preference-synthetic")).to_dict()
@@ -55,8 +55,7 @@ def twisted_hinge(policy_chosen_logps, policy_rejected_logps, reference_chosen_l
 
 
 def build_run(run_dir, n_extra=0):
-    run = RunInfo(run_id="abc123", task="preference-synthetic", proposer="symbolic", model="", config=CONFIG,
-                  seeds={"seed": 0}, versions={"llm2": "0.1.0"}, started_at=1.0, finished_at=None, status="running")
+    run = make_run(run_id="abc123", config=CONFIG, started_at=1.0)
     archive = Archive.create(run_dir, run, CARD)
 
     def add(name, code, status, fitness, generation=1, thought="", error=None):
@@ -135,13 +134,6 @@ def test_missing_or_foreign_archive_is_a_clear_exit_2(tmp_path, command):
     assert result.exit_code == 2 and "not a readable llm2 archive" in result.output
 
 
-def _import_file(path):
-    spec = importlib.util.spec_from_file_location("exported_objectives", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _random_inputs(seed=0, batch=64):
     generator = torch.Generator().manual_seed(seed)
     tensors = [torch.randn(batch, generator=generator) * 5 - 20 for _ in range(4)]
@@ -154,7 +146,7 @@ def test_export_loads_and_matches_the_candidates(run_dir, tmp_path):
     assert result.exit_code == 0, result.output
     text = out.read_text()
     assert "abc123" in text and "preference-synthetic" in text and "llm2 0.1.0" in text and "TRL" in text
-    module = _import_file(out)
+    module = import_file(out, "exported_objectives")
     assert list(module.OBJECTIVES) == ["gated_blend", "scaled_logistic", "scaled_logistic_2"]
 
     archive = Archive.open(run_dir, readonly=True)
@@ -174,8 +166,7 @@ def test_export_loads_and_matches_the_candidates(run_dir, tmp_path):
 
 
 def test_export_without_scored_candidates_is_a_clear_error(tmp_path):
-    run = RunInfo(run_id="empty", task="preference-synthetic", proposer="symbolic", model="", config=CONFIG,
-                  seeds={}, versions={}, started_at=1.0, finished_at=None, status="running")
+    run = make_run(run_id="empty", config=CONFIG, seeds={}, versions={}, started_at=1.0)
     Archive.create(tmp_path / "run", run).close()
     result = invoke("export", tmp_path / "run", "--out", tmp_path / "x.py")
     assert result.exit_code == 2 and "no successfully evaluated candidate" in result.output
@@ -199,8 +190,7 @@ def test_export_rewrites_code_and_never_runs_it(tmp_path):
     did), it would have run here. It must come out as text, and the checks' refusals come out as reasons."""
     payload = ("def sneaky(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps,"
                " beta=1 / 0):\n    return -F.logsigmoid(beta * (policy_chosen_logps - policy_rejected_logps))\n")
-    run = RunInfo(run_id="p", task="preference-synthetic", proposer="symbolic", model="", config=CONFIG, seeds={},
-                  versions={}, started_at=1.0, finished_at=None, status="finished")
+    run = make_run(run_id="p", config=CONFIG, seeds={}, versions={}, started_at=1.0, status="finished")
     archive = Archive.create(tmp_path / "run", run, CARD)
     record = archive.add_candidate(generation=1, proposer="p", thought="t", name="sneaky", code=payload)
     archive.finish_candidate(record.id, status="ok", stage="done", error=None, fitness=0.9, fitness_std=0.0,

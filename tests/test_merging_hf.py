@@ -28,6 +28,7 @@ from llm2.tasks.merging_hf.score import QuestionScorer
 from llm2.tasks.merging_hf.streaming import INDEX_FILE, MergeInputError, OpenModel, merge_streaming, small_files
 from llm2.tasks.merging_hf.task import MergingHFSettings, MergingHFTask
 from llm2.tasks.settings import SettingsError
+from testkit import invoke_llm2 as llm2
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = ("question", "what", "is", "the", "sum", "of", "and", "apples", "pears", "many", "how", "answer", "total",
@@ -400,18 +401,6 @@ def settings_options(models, **extra: str) -> list[str]:
     values = {"base": root / "base", "experts": f"{root / 'expert0'},{root / 'expert1'}",
               "eval": models["questions"], **extra}
     return [part for key, value in values.items() for part in ("-o", f"{key}={value}")]
-
-
-def llm2(*arguments: str):
-    """The command line, in this process: exit code 0 and no traceback, or fail."""
-    from click.testing import CliRunner
-
-    from llm2.cli import main
-
-    result = CliRunner().invoke(main, list(arguments), catch_exceptions=True)
-    assert result.exit_code == 0 and result.exception is None, (result.output[-3000:], result.exception)
-    assert "Traceback" not in result.output
-    return result
 
 
 def merged_in_process(task, models, tmp_path: Path, **options: str):

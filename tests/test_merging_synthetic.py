@@ -6,9 +6,7 @@ every single expert."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
-import sys
 
 import pytest
 import torch
@@ -28,6 +26,7 @@ from llm2.tasks.merging.rules import read_rule
 from llm2.tasks.merging_synthetic import world
 from llm2.tasks.merging_synthetic.task import MergingSyntheticSettings, MergingSyntheticTask
 from llm2.tasks.settings import SettingsError
+from testkit import import_file
 
 SMALL = MergingSyntheticSettings(world="small")
 
@@ -191,13 +190,7 @@ def test_exported_module_merges_state_dicts(task, tmp_path):
     text = task.export_module(export_entries([candidate], run, task), run, "merges.py")
     assert "merge_state_dicts" in text and "mergekit_method" in text and "OBJECTIVES" in text
     (tmp_path / "merges.py").write_text(text)
-    spec = importlib.util.spec_from_file_location("merges_export_test", tmp_path / "merges.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[spec.name]
+    module = import_file(tmp_path / "merges.py", "merges_export_test")
     data = task.training_data(SMALL)
     merged = module.merge_state_dicts(module.OBJECTIVES["ties_copy"], data.base, list(data.experts))
     expected = merge_state_dicts(merge_fn(code), data.base, list(data.experts))

@@ -23,6 +23,7 @@ from llm2.evaluation import evaluate_trusted  # noqa: E402
 from llm2.tasks import load_task  # noqa: E402
 from llm2.tasks.base import EvalSetting  # noqa: E402
 from llm2.tasks.settings import SettingsError  # noqa: E402
+from testkit import invoke_llm2 as llm2  # noqa: E402
 
 DPO = load_task("preference-hf").baselines["dpo"].code
 
@@ -194,18 +195,6 @@ def test_judge_ratings_are_parsed_as_mt_bench_writes_them():
     assert parse_rating("[[3]] at first, then: Rating: [[8.5]]") == 8.5
     assert parse_rating("Rating: 6") == 6.0
     assert parse_rating("Rating: [[11]]") is None and parse_rating("no verdict") is None
-
-
-def llm2(*arguments: str, env: dict[str, str] | None = None):
-    """The command line, in this process (the imports are paid once): exit code 0 and no traceback, or fail."""
-    from click.testing import CliRunner
-
-    from llm2.cli import main
-
-    result = CliRunner(env=env).invoke(main, list(arguments), catch_exceptions=True)
-    assert result.exit_code == 0 and result.exception is None, (result.output[-3000:], result.exception)
-    assert "Traceback" not in result.output
-    return result
 
 
 @pytest.mark.slow

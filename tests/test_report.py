@@ -21,6 +21,7 @@ from llm2.report.build import build_report
 from llm2.tasks import load_task
 from llm2.tasks.card import TaskCard
 from llm2.tasks.preference.catalog import OBJECTIVES
+from testkit import make_run as run_info  # this file's own make_run builds a whole archive
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
@@ -183,8 +184,8 @@ def test_report_shows_run_facts_figures_and_failure_reasons(report):
 
 def test_report_without_evaluations_says_how_to_get_the_frontier(tmp_path):
     run_dir = tmp_path / "run"
-    with Archive.create(run_dir, RunInfo("empty", "preference-synthetic", "symbolic", "", CONFIG, {}, {},
-                                         time.time(), None, "running"), CARD):
+    run = run_info(run_id="empty", config=CONFIG, seeds={}, versions={}, started_at=time.time())
+    with Archive.create(run_dir, run, CARD):
         pass
     text = build_report(run_dir).read_text(encoding="utf-8")
     assert f"llm2 heldout {run_dir}" in text

@@ -28,6 +28,7 @@ from llm2.tasks import load_task
 from llm2.tasks.base import EvalSetting, TensorSpec
 from llm2.tasks.preference.catalog import OBJECTIVES
 from llm2.tasks.preference_synthetic.task import PreferenceSyntheticTask
+from testkit import descendants
 
 TASK = load_task("preference-synthetic")
 SETTING = EvalSetting(TASK.default_settings(), budget=0.1)
@@ -309,7 +310,7 @@ def test_a_hung_worker_is_killed_at_the_outer_deadline():
 
 
 def test_the_local_executor_serves_futures_and_leaves_no_process():
-    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    before = descendants()
     with make_executor("local", task_spec="preference-synthetic", workers=2, timeout_s=60,
                        warm_settings=SETTING.task) as executor:
         futures = [executor.submit(EvalJob(DPO, SETTING, key=str(i))) for i in range(3)]
@@ -319,7 +320,7 @@ def test_the_local_executor_serves_futures_and_leaves_no_process():
         assert len(fitness) == 1 and None not in fitness  # the same job scores the same in every worker
     with pytest.raises(RuntimeError, match="closed"):
         executor.submit(EvalJob(DPO, SETTING))
-    assert {p.pid for p in psutil.Process().children(recursive=True)} - before == set()
+    assert descendants() - before == set()
 
 
 def test_make_executor_explains_bad_arguments():

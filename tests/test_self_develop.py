@@ -9,7 +9,6 @@ import os
 import signal
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,8 +20,8 @@ from llm2.cli import main
 from llm2.selfdev.outcomes import SampleOutcome, build_pairs, iteration_stats
 from llm2.selfdev.plan import SelfDevPlan, TrainingRecipe, temperature_schedule
 from llm2.selfdev.reading import read_completion
+from testkit import LLM2, assert_untouched, start_in_session, wait_for_archive
 
-LLM2 = [sys.executable, "-m", "llm2.cli"]
 # A default factory small enough to build in seconds (it is cached in the tests' cache directory after the first).
 TINY_FACTORY = {"programs": 48, "chains": 4, "steps": 150, "vocab_size": 1024, "layers": 2, "width": 64}
 TINY_OPTIONS = [item for key, value in TINY_FACTORY.items() for item in ("--factory-option", f"{key}={value}")]
@@ -308,22 +307,9 @@ def test_sigkill_in_the_dpo_step_then_resume_repeats_no_evaluation_and_loses_no_
     run_dir = tmp_path / "run"
     options = [*FAST_CLASSIFICATION, *TINY_OPTIONS, "--iterations", "1", "--samples", "6", "--chosen-top", "0.5",
                "--rejected-bottom", "0.5", "--rejected-pool", "all", "--epochs", "200"]
-    first = subprocess.Popen([*LLM2, "self-develop", *options, "--run-dir", str(run_dir)], stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        assert first.poll() is None, first.stdout.read()
-        if (run_dir / "archive.sqlite").exists():
-            try:
-                events = archive_of(run_dir)[2]
-            except Exception:  # noqa: BLE001 - the writer may still be creating the schema
-                events = []
-            if any(e.kind == "selfdev" and e.detail["step"] == "training" for e in events):
-                break
-        time.sleep(0.05)
-    else:
-        raise AssertionError("the run never reached its DPO step")
+    first = start_in_session([*LLM2, "self-develop", *options, "--run-dir", str(run_dir)])
+    wait_for_archive(run_dir, first, lambda archive: any(e.kind == "selfdev" and e.detail["step"] == "training"
+                                                         for e in archive.run_events()), "its DPO step")
     time.sleep(1.0)  # inside the trainer by now
     os.killpg(first.pid, signal.SIGKILL)
     first.wait(timeout=30)
@@ -336,10 +322,7 @@ def test_sigkill_in_the_dpo_step_then_resume_repeats_no_evaluation_and_loses_no_
     assert second.returncode == 0, second.stdout + second.stderr
     after, requests_after, events, run = archive_of(run_dir)
     assert run.status == "finished"
-    for old in before:  # nothing evaluated again: every result untouched
-        new = next(c for c in after if c.id == old.id)
-        assert (new.status, new.fitness, new.finished_at, new.code) == (old.status, old.fitness, old.finished_at,
-                                                                         old.code)
+    assert_untouched(before, after)  # nothing evaluated again: every result untouched
     assert [r.id for r in requests_after if r.request["iteration"] == 0] == [r.id for r in requests_before]
     assert (run_dir / "selfdev" / "iteration-0" / "stats.json").read_text() == stats_before
     for k in (0, 1):  # every slot sampled once, none lost

@@ -7,7 +7,6 @@ and every parameter's gradient just before the optimizer step (gradient clipping
 from __future__ import annotations
 
 import gc
-import importlib.util
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from llm2.integrations.trl import (  # noqa: E402
     check_objective,
     resolve_objective,
 )
+from testkit import import_file  # noqa: E402
 
 TOLERANCE = 1e-5
 BETA = 0.1
@@ -300,9 +300,7 @@ OBJECTIVES = {"margin_softplus": margin_softplus}
 def test_exported_module_function_plugs_in(world, trl_dpo, tmp_path):
     path = tmp_path / "best.py"
     path.write_text(EXPORTED_MODULE, encoding="utf-8")
-    spec = importlib.util.spec_from_file_location("best", path)
-    exported = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(exported)
+    exported = import_file(path, "best")
 
     by_function = objective_step(world, exported.margin_softplus)
     assert max_difference(by_function, trl_dpo) <= TOLERANCE
