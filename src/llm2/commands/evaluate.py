@@ -42,6 +42,7 @@ def resolve_entries(task, objectives: tuple[str, ...], code_files: tuple[str, ..
                     objective_files: tuple[str, ...]) -> list[Entry]:
     """Every objective named on the command line, read without running anything; a usage error otherwise."""
     from llm2.archive.function_files import read_function
+    from llm2.sandbox.static_checks import static_check
 
     entries = []
     for name in objectives:
@@ -51,13 +52,19 @@ def resolve_entries(task, objectives: tuple[str, ...], code_files: tuple[str, ..
         entries.append(Entry(name, task.baselines[name].code))
     for path in code_files:
         try:
-            entries.append(Entry(Path(path).stem, Path(path).read_text(encoding="utf-8")))
+            code = Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise click.BadParameter(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}",
                                      param_hint="--code") from None
+        problems = static_check(code, task.contract)  # refused here, in one line, before any worker starts
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise click.BadParameter(f"{path} is refused by the static checks: {problems[0]}{more}",
+                                     param_hint="--code")
+        entries.append(Entry(Path(path).stem, code))
     for spec in objective_files:
         try:
-            function = read_function(spec, task.contract.arguments)
+            function = read_function(spec, task.contract)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--objective-file") from None
         entries.append(Entry(function.name, function.code))

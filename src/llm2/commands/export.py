@@ -40,9 +40,9 @@ def export(run_dir: Path, top: int, out_path: Path, checkpoints: bool) -> None:
         raise NoArchive(f"run {run.run_id} in {run_dir} has no successfully evaluated candidate to export yet")
     try:
         entries = export_entries(best, run, task)
+        text = task.export_module(entries, run, out_path.name)
     except ArchiveError as exc:
         raise click.ClickException(str(exc)) from None
-    text = task.export_module(entries, run, out_path.name)
     compile(text, str(out_path), "exec")  # parses only: a bug here must not leave a broken file behind
     out_path.parent.mkdir(parents=True, exist_ok=True)
     temporary = out_path.with_name(out_path.name + ".tmp")

@@ -36,7 +36,7 @@ def objectives(names: tuple[str, ...], task_spec: str, task_options: tuple[str, 
             items.append((name, task.baselines[name].code))
             continue
         try:
-            function = read_function(name, task.contract.arguments)
+            function = read_function(name, task.contract)
         except ValueError as exc:
             raise click.ClickException(f"{name!r} is neither one of the task's objectives "
                                        f"({', '.join(sorted(task.baselines))}) nor a readable FILE.py:NAME: {exc}") \
