@@ -81,6 +81,7 @@ def print_table(task, fitness_name: str, references: list[tuple[str, Any]], rows
     from rich.console import Console
     from rich.table import Table
 
+    from llm2.archive.text import shown  # objective names and errors are untrusted text
     from llm2.discovery.feedback import fmt
 
     table = Table(title=f"llm2 evaluate — {task.name} (fitness: {fitness_name})")
@@ -93,9 +94,9 @@ def print_table(task, fitness_name: str, references: list[tuple[str, Any]], rows
         table.add_row("starting point", setting_text, fmt(reference.fitness), *values, "-", "ok", "")
     for row in rows:
         values = [fmt(row.metrics[c.key]["mean"], row.metrics[c.key]["std"]) for c in task.metric_columns]
-        table.add_row(row.objective, row.setting["text"], fmt(row.fitness_mean, row.fitness_std), *values,
+        table.add_row(shown(row.objective), row.setting["text"], fmt(row.fitness_mean, row.fitness_std), *values,
                       "-" if row.seconds_per_eval is None else f"{row.seconds_per_eval:.2f}", row.status,
-                      row.error or "")
+                      shown(row.error or ""))
     Console(width=180).print(table)
 
 

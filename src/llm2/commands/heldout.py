@@ -60,6 +60,8 @@ def print_verdicts(verdicts) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from llm2.archive.text import shown  # candidate names are untrusted text: no markup of theirs reaches the screen
+
     console = Console(width=160)
     if not verdicts:
         return
@@ -74,16 +76,16 @@ def print_verdicts(verdicts) -> None:
         p = "-" if v.test is None else f"{v.test.p_value:.3g}"
         others = "; ".join(f"{c.label}: {c.word}" + ("" if c.test is None else f" (p {c.test.p_value:.2g})")
                            for c in v.columns)
-        table.add_row(v.name, f"{v.run_fitness:.4f}" if v.run_fitness is not None else "-", str(v.pairs),
+        table.add_row(shown(v.name), f"{v.run_fitness:.4f}" if v.run_fitness is not None else "-", str(v.pairs),
                       str(v.failures), f"{v.win_rate:.2f} [{v.win_low:.2f}, {v.win_high:.2f}]", diff, p, v.verdict,
                       others)
     console.print(table)
     for v in verdicts:
-        settings = Table(title=f"{v.name} and {v.reference} per held-out setting (mean over seeds)")
+        settings = Table(title=f"{shown(v.name)} and {v.reference} per held-out setting (mean over seeds)")
         settings.add_column("setting")
         keys = list(v.settings[0].candidate) if v.settings else []
         for key in keys:
-            settings.add_column(f"{key}: {v.name} / {v.reference}")
+            settings.add_column(f"{key}: {shown(v.name)} / {v.reference}")
         for row in v.settings:
             settings.add_row(row.setting, *(f"{_n(row.candidate[k])} / {_n(row.reference[k])}" for k in keys))
         console.print(settings)

@@ -26,10 +26,12 @@ def _fitness_text(candidate) -> str:
 def render_table(rows, run, counts, card, show_errors: bool):
     from rich.table import Table
 
+    from llm2.archive.text import shown  # names, errors, the model's name: untrusted text, markup escaped
+
     proposals = {status: n for status, n in counts.items() if status != "baseline"}
     summary = ", ".join(f"{n} {status}" for status, n in sorted(proposals.items()))
-    table = Table(title=f"llm2 run {run.run_id} · task {run.task} · proposer {run.proposer}"
-                        f"{' (' + run.model + ')' if run.model else ''} · {run.status}",
+    table = Table(title=shown(f"llm2 run {run.run_id} · task {run.task} · proposer {run.proposer}"
+                              f"{' (' + run.model + ')' if run.model else ''} · {run.status}"),
                   caption=f"{sum(proposals.values())} proposals ({summary or 'none yet'}) and"
                           f" {counts.get('baseline', 0)} baselines; {card.reference_baseline or 'no'} is the "
                           f"reference row; fitness: {card.fitness_name}")
@@ -48,11 +50,11 @@ def render_table(rows, run, counts, card, show_errors: bool):
     for position, row in enumerate(rows):
         c = row.candidate
         name = c.name + (" (reference)" if row.is_reference else " (baseline)" if c.is_baseline else "")
-        cells = [str(row.rank) if row.rank is not None else "-", name, _fitness_text(c),
+        cells = [str(row.rank) if row.rank is not None else "-", shown(name), _fitness_text(c),
                  *(_number(c.value(column.key), column.digits) for column in card.metric_columns),
                  c.status, str(c.generation), _number(c.seconds, 1)]
         if show_errors:
-            cells.append(c.error or (f"duplicate of #{c.duplicate_of}" if c.duplicate_of else ""))
+            cells.append(shown(c.error or (f"duplicate of #{c.duplicate_of}" if c.duplicate_of else "")))
         style = "bold" if row.is_reference else "italic" if c.is_baseline else None
         table.add_row(*cells, style=style, end_section=appended_reference and position == len(rows) - 2)
     return table

@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from llm2.archive.text import clean_text
+
 
 @dataclass
 class Progress:
@@ -30,13 +32,13 @@ class Progress:
         self.eval_seconds += seconds
         self.evals += evals
         if status == "ok" and fitness is not None and (self.best_fitness is None or fitness > self.best_fitness):
-            self.best_name, self.best_fitness = name, fitness
+            self.best_name, self.best_fitness = clean_text(name), fitness
         self.waiting = ""
         self.show()
 
     def note(self, text: str) -> None:
         """A proposer event (``Proposer.on_event``), shown at the end of the line until the next candidate."""
-        self.waiting = text
+        self.waiting = clean_text(text)  # a proposer's words: no escape sequences on the user's terminal
         self.show()
 
     def line(self) -> str:
