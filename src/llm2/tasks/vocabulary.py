@@ -4,7 +4,7 @@ Only pure functions are listed: tensors in, tensors out. Nothing that reads or w
 ``numpy.loadtxt``), compiles or loads code (``torch.jit``, ``torch.ops``), changes global state (``torch.manual_seed``,
 ``torch.set_default_dtype``), reaches autograd's graph (``grad_fn``, ``register_hook``) or hands back a module (no
 listed attribute is a module, so no chain through re-exported modules exists). A task that needs more extends a
-vocabulary (``Vocabulary.extended``); tests/test_vocabulary.py checks every name exists and is no module.
+vocabulary (``Vocabulary.extended``); tests/test_hostile_allow_list.py checks every name exists and is no module.
 """
 
 from __future__ import annotations
