@@ -152,7 +152,7 @@ def evaluate(task_spec, task_options, objectives, code_files, objective_files, s
     fitness_name = task.texts_for(settings_list[0]).fitness_name
     print_table(task, fitness_name, references, rows)
     if json_path:
-        payload = {"task": task.name, "fitness": fitness_name,
+        payload = {"task": task.name, "task_spec": task_spec, "fitness": fitness_name,
                    "references": [{"setting": text, "fitness_mean": m.fitness, "values": m.values}
                                   for text, m in references],
                    "results": [asdict(r) for r in rows]}
