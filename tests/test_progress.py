@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from llm2 import progress
 from llm2.commands.progress_display import LineReporter
 from llm2.tasks.preference_synthetic.config import WorldConfig
@@ -68,6 +70,7 @@ def test_the_line_display_prints_each_step_and_each_quarter():
     assert lines[5].startswith("inner: 8/8 done in ") and lines[6].startswith("outer: done in ")
 
 
+@pytest.mark.slow  # the script's last step imports trl and ray
 def test_the_setup_script_names_each_step(tmp_path):
     # A copy of the script runs against an interpreter that records pip's arguments instead of installing (the
     # real installs take minutes and the network); every other call goes to the real interpreter.
@@ -90,3 +93,18 @@ def test_the_setup_script_names_each_step(tmp_path):
     # pip stays quiet (-q), called with the same arguments as before
     assert calls.read_text().splitlines() == ["-m pip install -q --upgrade pip",
                                               "-m pip install -q -e .[hf,ray,dev,merging]"]
+
+
+@pytest.mark.slow  # builds a small merging world (seconds of training)
+def test_building_a_merging_world_reports_the_seed_and_each_expert(tmp_path, monkeypatch):
+    from llm2.tasks.merging_synthetic.skills import SKILL_NAMES
+    from llm2.tasks.merging_synthetic.world import RECIPES, prepare_world
+
+    monkeypatch.setenv("LLM2_CACHE_DIR", str(tmp_path))
+    recorder = Recorder()
+    skill = SKILL_NAMES[0]
+    with progress.showing(recorder):
+        prepare_world(3, (skill,), 0, "small")
+    begun = {e[1]: e[2] for e in recorder.events if e[0] == "begin"}
+    assert begun["merging world: pre-training the seed model of world 3 (steps)"] == RECIPES["small"].seed_steps
+    assert begun[f"merging world: fine-tuning the {skill} expert (steps)"] == RECIPES["small"].expert_steps
