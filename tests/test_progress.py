@@ -108,3 +108,20 @@ def test_building_a_merging_world_reports_the_seed_and_each_expert(tmp_path, mon
     begun = {e[1]: e[2] for e in recorder.events if e[0] == "begin"}
     assert begun["merging world: pre-training the seed model of world 3 (steps)"] == RECIPES["small"].seed_steps
     assert begun[f"merging world: fine-tuning the {skill} expert (steps)"] == RECIPES["small"].expert_steps
+
+
+def test_the_terminal_display_draws_nested_steps_as_bars():
+    from rich.console import Console
+
+    from llm2.commands.progress_display import RichReporter
+
+    stream = io.StringIO()
+    reporter = RichReporter(Console(file=stream, force_terminal=True, width=100))
+    with progress.showing(reporter):
+        with progress.step("building the world"):
+            with progress.step("training the reference", 4) as advance:
+                for done in range(1, 5):
+                    advance(done)
+    text = stream.getvalue()
+    assert "building the world" in text and "training the reference" in text and "4/4" in text
+    assert not reporter.steps and not reporter.progress.live.is_started  # the terminal is handed back
