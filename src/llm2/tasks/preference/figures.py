@@ -82,6 +82,6 @@ def frontier(task: Any, context: FigureContext) -> Figure | MissingFigure:
         notes.append(f"{dropped} more objective(s) with points are not drawn, to keep the figure readable")
     caption = ("Gold reward against KL(π‖π_ref) in nats, one line per objective through its β values "
                f"(mean ± std over seeds); upper left is better. A point is on or above {reference}'s frontier when "
-               f"its reward is at least {reference}'s reward at the same KL, interpolated between {reference}'s "
-               "own β values.")
+               f"its reward is at least the height of {reference}'s drawn line at the same KL ({reference}'s line "
+               "joins its own points in order of KL, so it is the frontier the sentences below compare with).")
     return Figure.from_png(path, title, caption, ". ".join(notes) + ("." if notes else ""))
