@@ -141,7 +141,8 @@ def frontier_figure(series: Sequence[FrontierSeries], reference_point: FrontierP
     ax.set_ylabel("mean gold reward")
     ax.set_title(title + " (upper left is better)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    # the legend sits beside the axes, so that neither a point nor a β label is ever hidden behind it
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     place_labels(fig, ax, labels)
     return fig
 
@@ -157,12 +158,17 @@ def place_labels(fig: Figure, ax, labels: list[tuple[str, tuple[float, float], A
     with no free place is left out rather than drawn over another (its β can be read from the line's order)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
+    from matplotlib.transforms import Bbox
+
     renderer = FigureCanvasAgg(fig).get_renderer()
     fig.draw(renderer)  # fixes the axes' limits and layout, so the boxes measured below are the final ones
-    taken = []
+    radius = 3 * fig.dpi / 72  # about a marker's radius in pixels: a label may not cover any point either
+    centres = [ax.transData.transform(xy) for _, xy, _ in labels]
+    taken = [Bbox.from_extents(x - radius, y - radius, x + radius, y + radius) for x, y in centres]
     for text, xy, color in labels:
         for offset in LABEL_OFFSETS:
-            note = ax.annotate(text, xy, textcoords="offset points", xytext=offset, fontsize=7, color=color)
+            note = ax.annotate(text, xy, textcoords="offset points", xytext=offset, fontsize=7, color=color,
+                               zorder=7, bbox={"facecolor": "white", "alpha": 0.75, "edgecolor": "none", "pad": 0.5})
             box = note.get_window_extent(renderer).expanded(1.05, 1.1)
             if not any(box.overlaps(other) for other in taken) and ax.bbox.contains(box.x0, box.y0) \
                     and ax.bbox.contains(box.x1, box.y1):
