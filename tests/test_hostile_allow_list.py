@@ -118,7 +118,7 @@ def test_every_vocabulary_name_exists_and_none_is_a_module():
     """No listed attribute leads to a module: the allow-list has no chain to walk."""
     import builtins
 
-    for module_name, attributes in NUMPY_VOCABULARY.modules.items():
+    for module_name, attributes in [*TENSOR_VOCABULARY.modules.items(), *NUMPY_VOCABULARY.modules.items()]:
         module = importlib.import_module(module_name)
         for dotted in attributes:
             value = module

@@ -25,6 +25,7 @@ from llm2.tasks import cache
 from llm2.tasks.base import (Baseline, CandidateError, Contract, EvalSetting, MetricColumn, Metrics, TaskTexts,
                              TensorSpec, TrainOutput)
 from llm2.tasks.defaults import TaskBase
+from llm2.tasks.vocabulary import NUMPY_VOCABULARY
 
 FEATURES = 8
 TEST_SAMPLES = 2000
@@ -134,7 +135,7 @@ class RobustWeightsTask(TaskBase):
         description=("def weights(residuals) -> numpy array  # residuals: float64 numpy array [n], already divided "
                      "by a robust scale (the MAD); return one finite, non-negative weight per example, shape [n]. "
                      "numpy is imported as np."),
-        allowed_imports=frozenset({"numpy", "math"}), preloaded=("math",))
+        vocabulary=NUMPY_VOCABULARY)  # numpy's pure functions (imported by the candidate) and math (preloaded)
     texts = TaskTexts(
         kind="IRLS weight function",
         description=("Robust linear regression by iteratively reweighted least squares: the weight function decides "

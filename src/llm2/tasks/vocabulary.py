@@ -99,9 +99,12 @@ NUMPY_FUNCTIONS = _names("""
     cumprod cumsum diff dot exp expm1 floor ceil full full_like isclose isfinite isinf isnan linspace log log10 log1p
     log2 logaddexp matmul max maximum mean median min minimum nan_to_num nanmean nansum ones ones_like outer
     percentile prod quantile reshape round sign sin sinh sort sqrt square stack std sum tan tanh tile transpose var
-    where zeros zeros_like float32 float64 int64 pi e inf nan
+    where zeros zeros_like float32 float64 int64 pi e inf nan minimum maximum
 """)
 
-# For a task whose candidates see numpy arrays (and may import numpy as np); no file readers, no np.lib, no np.random
-NUMPY_VOCABULARY = TENSOR_VOCABULARY.extended(modules={"numpy": NUMPY_FUNCTIONS}, preloaded={"np": "numpy"},
-                                               methods=_names("astype"))
+# For a task whose candidates work on numpy arrays: they import numpy themselves (``import numpy as np``), math is
+# preloaded; no file readers, no np.lib, no np.random. Join it with TENSOR_VOCABULARY (``extended``) for both.
+NUMPY_VOCABULARY = Vocabulary(
+    modules={"numpy": NUMPY_FUNCTIONS, "math": MATH_FUNCTIONS}, preloaded={"math": "math"},
+    builtins=BUILTINS, methods=TENSOR_METHODS | _names("astype"),
+)
