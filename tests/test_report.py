@@ -227,11 +227,11 @@ def test_report_command_and_its_errors(tmp_path, report):
     assert result.exit_code == 0, result.output
     assert str(run_dir / "report" / "index.html") in result.output
     missing = CliRunner().invoke(main, ["report", str(tmp_path / "nowhere")])
-    assert missing.exit_code == 1 and "no llm2 archive" in missing.output and "Traceback" not in missing.output
+    assert missing.exit_code == 2 and "no llm2 archive" in missing.output and "Traceback" not in missing.output
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "archive.sqlite").write_text("not a database")
     junk = CliRunner().invoke(main, ["report", str(tmp_path / "junk")])
-    assert junk.exit_code == 1 and "not a readable llm2 archive" in junk.output
+    assert junk.exit_code == 2 and "not a readable llm2 archive" in junk.output
 
 
 # ---- headless Chromium -----------------------------------------------------------------------------------------

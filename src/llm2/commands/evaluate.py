@@ -11,8 +11,9 @@ from typing import Any
 
 import click
 
-from llm2.commands.common import (allow_missing_option, check_layers, load_task, sweep_settings, task_option,
-                                  task_settings_option)
+from llm2.commands.common import (allow_missing_option, check_layers, hold_run_dir, load_task, sweep_settings,
+                                  task_option, task_settings_option)
+from llm2.commands.exits import WorkFailed
 from llm2.discovery.evaluations import CandidateOutcome
 
 
@@ -128,6 +129,7 @@ def evaluate(task_spec, task_options, objectives, code_files, objective_files, s
         raise click.UsageError("name at least one --objective, --code FILE or --objective-file FILE.py:NAME")
     if run_dir is not None:
         _open_for_points(run_dir).close()  # fail now, not after the work
+        hold_run_dir(run_dir)  # it writes the run's archive: one writer at a time
     try:
         preflight(allowed)
         for settings in settings_list:
@@ -159,6 +161,10 @@ def evaluate(task_spec, task_options, objectives, code_files, objective_files, s
         Path(json_path).write_text(json.dumps(payload, indent=2), encoding="utf-8")
     if run_dir is not None:
         store_points(run_dir, entries, rows)
+    failed = [row for row in rows if row.status != "ok"]
+    if failed:
+        raise WorkFailed(f"{len(failed)} of {len(rows)} evaluations did not succeed (see the status and error "
+                         "columns)")
 
 
 def _open_for_points(run_dir: Path):

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from llm2.commands.common import allow_missing_option, check_layers, open_run_archive, run_task
+from llm2.commands.exits import BadInput
 
 
 @click.command()
@@ -36,12 +37,11 @@ def heldout(run_dir, top, seeds, workers, timeout, json_path, allow_missing) -> 
         candidates = archive.best(top)
         reference = baseline(archive.candidates(), task.reference_baseline)
         if reference is None:
-            raise click.ClickException(f"this run has no measured {task.reference_baseline} baseline to compare "
-                                       "with")
+            raise BadInput(f"this run has no measured {task.reference_baseline} baseline to compare with")
         if not candidates:
-            raise click.ClickException("this run has no successfully evaluated candidate yet")
+            raise BadInput("this run has no successfully evaluated candidate yet")
         if not task.heldout_settings(settings):
-            raise click.ClickException(f"task {task.name} defines no held-out settings for this run's settings")
+            raise BadInput(f"task {task.name} defines no held-out settings for this run's settings")
         try:
             preflight(allowed | frozenset(config.allow_missing))
         except SandboxUnavailable as exc:

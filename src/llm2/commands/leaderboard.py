@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from llm2.commands.common import open_run_archive, run_card
+from llm2.commands.exits import BadInput
 
 
 def _number(value: float | None, digits: int) -> str:
@@ -78,7 +79,7 @@ def print_leaderboard(run_dir: Path, top: int = 10, show_all: bool = False, as_j
         run, candidates = archive.run, archive.candidates()
         card = run_card(archive)
     except (ArchiveError, KeyError, TypeError) as exc:
-        raise click.ClickException(f"{run_dir}: the run's records cannot be read: {exc}") from None
+        raise BadInput(f"{run_dir}: the run's records cannot be read: {exc}") from None
     finally:
         archive.close()
     rows = leaderboard_rows(candidates, card.reference_baseline, top, include_all=show_all)
