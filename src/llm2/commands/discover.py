@@ -203,7 +203,7 @@ def print_summary(summary, run_dir: Path, task) -> None:
     best, reference = summary.best, summary.reference
     if summary.message:
         click.echo(summary.message)
-    click.echo(f"{summary.candidates} candidates proposed, {summary.evaluated} evaluated.")
+    click.echo(f"{summary.candidates} proposals, {summary.evaluated} of them evaluated (the baselines not counted).")
     if best is not None and reference is not None and reference.fitness is not None:
         verdict = "beats" if best.fitness > reference.fitness else "does not beat"
         details = task.metrics_text(best.metrics)

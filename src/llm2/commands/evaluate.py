@@ -14,6 +14,7 @@ import click
 from llm2.commands.common import (allow_missing_option, check_layers, hold_run_dir, load_task, sweep_settings,
                                   task_option, task_settings_option)
 from llm2.commands.exits import WorkFailed
+from llm2.commands.terminal import add_name_column, console, fitness_header, spread_text
 from llm2.discovery.evaluations import CandidateOutcome
 
 
@@ -72,25 +73,26 @@ def to_row(entry: Entry, setting: dict, seeds: int, outcome: CandidateOutcome, c
 
 
 def print_table(task, fitness_name: str, references: list[tuple[str, Any]], rows: list[Row]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    from llm2.discovery.feedback import fmt
-
+    seeds = rows[0].seeds if rows else None
     table = Table(title=f"llm2 evaluate — {task.name} (fitness: {fitness_name})")
-    for column in ("objective", "setting", "fitness (mean ± std)", *(c.label for c in task.metric_columns),
-                   "s/eval", "status"):
-        table.add_column(column)
-    table.add_column("error", overflow="fold", max_width=70)
+    add_name_column(table, "objective")
+    add_name_column(table, "setting")
+    for column in (fitness_header(seeds), *(c.label for c in task.metric_columns), "s/eval", "status"):
+        table.add_column(column, overflow="fold")
+    table.add_column("error", overflow="fold")
     for setting_text, reference in references:
-        values = [fmt(reference.values.get(c.key)) for c in task.metric_columns]
-        table.add_row("starting point", setting_text, fmt(reference.fitness), *values, "-", "ok", "")
+        values = [spread_text(reference.values.get(c.key), None, None, c.digits) for c in task.metric_columns]
+        table.add_row("starting point", setting_text, spread_text(reference.fitness, None, None), *values, "-",
+                      "ok", "")
     for row in rows:
-        values = [fmt(row.metrics[c.key]["mean"], row.metrics[c.key]["std"]) for c in task.metric_columns]
-        table.add_row(row.objective, row.setting["text"], fmt(row.fitness_mean, row.fitness_std), *values,
-                      "-" if row.seconds_per_eval is None else f"{row.seconds_per_eval:.2f}", row.status,
+        values = [spread_text(row.metrics[c.key]["mean"], row.metrics[c.key]["std"], row.seeds, c.digits)
+                  for c in task.metric_columns]
+        table.add_row(row.objective, row.setting["text"], spread_text(row.fitness_mean, row.fitness_std, row.seeds),
+                      *values, "-" if row.seconds_per_eval is None else f"{row.seconds_per_eval:.2f}", row.status,
                       row.error or "")
-    Console(width=180).print(table)
+    console().print(table)
 
 
 @click.command()

@@ -268,8 +268,9 @@ def _run(plan, config, task, archive, run_dir: Path):
 
 
 def _print_summary(summary, run_dir: Path, task) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from llm2.commands.terminal import console
 
     table = Table(title=f"self-develop: the factory's samples per iteration (fitness: {summary.fitness_name})")
     for column in ("iteration", "temperature", "valid", "mean", "median", "top decile", "best", "pairs"):
@@ -278,7 +279,7 @@ def _print_summary(summary, run_dir: Path, task) -> None:
         table.add_row(str(s.iteration), f"{s.temperature:g}", f"{s.valid}/{s.samples} ({s.valid_share:.0%})",
                       _n(s.mean), _n(s.median), _n(s.top_decile),
                       f"{_n(s.best_fitness)} {s.best_name or ''}", str(s.pairs))
-    Console(width=140).print(table)
+    console().print(table)
     best, reference = summary.best, summary.reference
     if best is not None and reference is not None and reference.fitness is not None:
         verdict = "beats" if best.fitness > reference.fitness else "does not beat"
