@@ -32,8 +32,8 @@ def test_a_second_writer_is_refused_readers_go_on_and_a_killed_run_resumes(tmp_p
                                    "--base-url", server.base_url, "--generations", "2", "--population", "1",
                                    "--seeds", "1", "--workers", "1", "--run-dir", str(run_dir)])
         try:
-            wait_for_archive(run_dir, writer, lambda archive: len(server.requests) >= 2, "the proposer's second request",
-                             timeout_s=120)
+            wait_for_archive(run_dir, writer, lambda archive: len(server.requests) >= 2,
+                             "the proposer's second request", timeout_s=120)
             for second in (llm2("discover", "--run-dir", str(run_dir), "--resume"),
                            llm2("evaluate", "--task", TASK, "--objective", "squared", "--seeds", "1",
                                 "--run-dir", str(run_dir))):

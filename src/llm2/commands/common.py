@@ -156,16 +156,23 @@ def require_run(run_dir: Path) -> None:
         raise NoArchive(f"cannot resume {run_dir}: there is no llm2 archive in it")
 
 
+def refuse_existing_run(run_dir: Path) -> None:
+    """Exit code 2 when ``run_dir`` already holds a run (a new run would otherwise overwrite nothing, but confuse)."""
+    from llm2.archive import Archive
+
+    if Archive.exists(run_dir):
+        raise BadInput(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --run-dir")
+
+
 def start_new_run(config, run_dir: Path, task):
     """The archive of a new run in ``run_dir``, created (with any missing parents) only now, after every check,
     and locked for this process; when creating fails, the folders this call made are removed again."""
     import shutil
 
-    from llm2.archive import Archive, ArchiveError
+    from llm2.archive import ArchiveError
     from llm2.discovery.run import create_run
 
-    if Archive.exists(run_dir):
-        raise BadInput(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --run-dir")
+    refuse_existing_run(run_dir)
     first_new = first_missing(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import click
 
-from llm2.archive import Archive
 from llm2.commands.common import (NoArchive, allow_missing_option, check_layers, hold_run_dir, load_task,
-                                  parse_settings, reopen_for_resume, require_run, start_new_run, task_option,
-                                  task_settings_option)
+                                  parse_settings, refuse_existing_run, reopen_for_resume, require_run,
+                                  start_new_run, task_option, task_settings_option)
 from llm2.commands.exits import STOPPED, BadInput, Interrupted, WorkFailed
 from llm2.discovery.config import DiscoveryConfig
 
@@ -132,9 +131,7 @@ def discover(task_spec, task_options, proposer, model, base_url, api_key_env, re
         except ValueError as exc:
             raise BadInput(str(exc)) from None
         run_dir = run_dir or default_run_dir()
-        if Archive.exists(run_dir):
-            raise BadInput(f"{run_dir} already holds a run; pass --resume to continue it, or choose another "
-                           "--run-dir")
+        refuse_existing_run(run_dir)  # before the costly checks below
         proposer = start(config, task, run_dir)  # every check before the run directory exists
         archive = start_new_run(config, run_dir, task)
     summary = run(config, task, archive, proposer, run_dir)
@@ -144,8 +141,7 @@ def discover(task_spec, task_options, proposer, model, base_url, api_key_env, re
 
 
 def _recorded_proposer(run_dir: Path) -> str:
-    from llm2.archive import Archive
-
+    
     with Archive.open(run_dir, readonly=True) as archive:
         return str(archive.run.proposer)
 

@@ -114,6 +114,7 @@ def model_card(entry, task, settings, run, seed: int, reference, module_name: st
 
     candidate = entry.candidate
     seeds = run.config.get("seeds")
+    fitness_text = spread_text(candidate.fitness, candidate.fitness_std, seeds)
     texts = task.texts_for(settings)
     header = {"library_name": facts.get("library_name", "transformers"), "tags": ["llm2", *facts.get("tags", [])]}
     if facts.get("base_model"):
@@ -121,7 +122,8 @@ def model_card(entry, task, settings, run, seed: int, reference, module_name: st
     front = "\n".join(f"{key}: {json.dumps(value)}" for key, value in header.items())
     numbers = task.metrics_text(candidate.metrics)
     reference_line = (f"- {task.reference_baseline} (the reference objective) in the same run: "
-                      f"{spread_text(reference.fitness, reference.fitness_std, seeds)}\n" if reference is not None else "")
+                      f"{spread_text(reference.fitness, reference.fitness_std, seeds)}\n"
+                      if reference is not None else "")
     settings_text = json.dumps(dataclasses.asdict(settings), indent=2, sort_keys=True)
     thought = candidate.thought.strip() or "(no thought recorded)"
     return f"""---
@@ -138,7 +140,7 @@ scores below are means over the run's training seeds.
 
 ## Scores
 
-- {texts.fitness_name}: {spread_text(candidate.fitness, candidate.fitness_std, seeds)}{f" ({numbers})" if numbers else ""}
+- {texts.fitness_name}: {fitness_text}{f" ({numbers})" if numbers else ""}
 {reference_line}
 Fitness: {" ".join(texts.fitness.split())}.
 

@@ -2,8 +2,8 @@
 
 A POSIX record lock (fcntl) belongs to the process: the kernel drops it when the process ends, however it ends
 (a SIGKILLed run can always be resumed), and forked workers do not inherit it. Readers (leaderboard, report,
-export, heldout) never touch it. The file holds the holder's pid, so a refused writer can say who holds it. The file is opened once per
-process and never closed: closing any descriptor of it would drop a POSIX lock.
+export, heldout) never touch it. The file holds the holder's pid, so a refused writer can say who holds it. The
+file is opened once per process and never closed: closing any descriptor of it would drop a POSIX lock.
 """
 
 from __future__ import annotations
