@@ -141,7 +141,8 @@ def discover(task_spec, task_options, proposer, model, base_url, api_key_env, re
 
 
 def _recorded_proposer(run_dir: Path) -> str:
-    
+    from llm2.archive import Archive
+
     with Archive.open(run_dir, readonly=True) as archive:
         return str(archive.run.proposer)
 
