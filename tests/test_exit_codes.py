@@ -59,6 +59,7 @@ def test_each_command_on_bad_input_exits_2_with_one_line(tmp_path):
              ("report", missing), ("export", missing, "--out", str(tmp_path / "x.py")), ("heldout", missing),
              ("discover", "--resume", "--run-dir", missing), ("discover", "--task", "nope"),
              ("self-develop", "--resume", "--run-dir", missing), ("evaluate", "--objective", "nope"),
+             ("evaluate", "--objective", "dpo", "--json", str(tmp_path / "missing" / "e.json")),
              ("plot", "objectives", "nope", "--out", str(tmp_path / "x.png")),
              ("plot", "results", str(tmp_path / "none.json"), "--out", str(tmp_path / "x.png"))]
     for arguments in cases:

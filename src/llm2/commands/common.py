@@ -191,3 +191,9 @@ def start_new_run(config, run_dir: Path, task):
 def first_missing(path: Path) -> Path | None:
     """The outermost folder of ``path`` (itself included) that does not exist yet: what creating it would make."""
     return next((folder for folder in reversed((path, *path.parents)) if not folder.exists()), None)
+
+
+def check_output_file(path: str | Path | None, option: str) -> None:
+    """Exit code 2 now, before any work, when the file an option names could not be written (no such folder)."""
+    if path is not None and not Path(path).parent.is_dir():
+        raise click.BadParameter(f"no folder {Path(path).parent} to write {Path(path).name} in", param_hint=option)

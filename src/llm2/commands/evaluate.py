@@ -11,8 +11,8 @@ from typing import Any
 
 import click
 
-from llm2.commands.common import (allow_missing_option, check_layers, hold_run_dir, load_task, sweep_settings,
-                                  task_option, task_settings_option)
+from llm2.commands.common import (allow_missing_option, check_layers, check_output_file, hold_run_dir, load_task,
+                                  sweep_settings, task_option, task_settings_option)
 from llm2.commands.exits import WorkFailed
 from llm2.commands.terminal import add_name_column, console, fitness_header, spread_text
 from llm2.discovery.evaluations import CandidateOutcome
@@ -127,6 +127,7 @@ def evaluate(task_spec, task_options, objectives, code_files, objective_files, s
     task = load_task(task_spec)
     settings_list = sweep_settings(task, task_options)
     entries = resolve_entries(task, objectives, code_files, objective_files)
+    check_output_file(json_path, "--json")
     if not entries:
         raise click.UsageError("name at least one --objective, --code FILE or --objective-file FILE.py:NAME")
     if run_dir is not None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from llm2.commands.common import allow_missing_option, check_layers, open_run_archive, run_task
+from llm2.commands.common import allow_missing_option, check_layers, check_output_file, open_run_archive, run_task
 from llm2.commands.exits import BadInput
 from llm2.commands.terminal import add_name_column, console
 
@@ -32,6 +32,7 @@ def heldout(run_dir, top, seeds, workers, timeout, json_path, allow_missing) -> 
     from llm2.sandbox.preflight import SandboxUnavailable, preflight
 
     allowed = check_layers(allow_missing)
+    check_output_file(json_path, "--json")
     archive = open_run_archive(run_dir, readonly=False)
     try:
         task, settings, config = run_task(archive)
