@@ -296,4 +296,4 @@ def test_objectives_command_lists_all():
     assert rows[0]["formula"] == "−log σ(x)" and rows[0]["code"].startswith("def dpo(") and rows[0]["reference"]
 
     result = CliRunner().invoke(main, ["objectives", "--task", "nope"])
-    assert result.exit_code == 1 and "unknown task 'nope'" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 2 and "unknown task 'nope'" in result.output and "Traceback" not in result.output

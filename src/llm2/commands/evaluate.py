@@ -11,8 +11,10 @@ from typing import Any
 
 import click
 
-from llm2.commands.common import (allow_missing_option, check_layers, load_task, sweep_settings, task_option,
-                                  task_settings_option)
+from llm2.commands.common import (allow_missing_option, check_layers, check_output_file, hold_run_dir, load_task,
+                                  sweep_settings, task_option, task_settings_option)
+from llm2.commands.exits import WorkFailed
+from llm2.commands.terminal import add_name_column, console, fitness_header, spread_text
 from llm2.discovery.evaluations import CandidateOutcome
 
 
@@ -78,26 +80,29 @@ def to_row(entry: Entry, setting: dict, seeds: int, outcome: CandidateOutcome, c
 
 
 def print_table(task, fitness_name: str, references: list[tuple[str, Any]], rows: list[Row]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     from llm2.archive.text import shown  # objective names and errors are untrusted text
-    from llm2.discovery.feedback import fmt
 
+    seeds = rows[0].seeds if rows else None
     table = Table(title=f"llm2 evaluate — {task.name} (fitness: {fitness_name})")
-    for column in ("objective", "setting", "fitness (mean ± std)", *(c.label for c in task.metric_columns),
-                   "s/eval", "status"):
-        table.add_column(column)
-    table.add_column("error", overflow="fold", max_width=70)
+    add_name_column(table, "objective")
+    add_name_column(table, "setting")
+    for column in (fitness_header(seeds), *(c.label for c in task.metric_columns), "s/eval", "status"):
+        table.add_column(column, overflow="fold")
+    table.add_column("error", overflow="fold")
     for setting_text, reference in references:
-        values = [fmt(reference.values.get(c.key)) for c in task.metric_columns]
-        table.add_row("starting point", setting_text, fmt(reference.fitness), *values, "-", "ok", "")
+        values = [spread_text(reference.values.get(c.key), None, None, c.digits) for c in task.metric_columns]
+        table.add_row("starting point", setting_text, spread_text(reference.fitness, None, None), *values, "-",
+                      "ok", "")
     for row in rows:
-        values = [fmt(row.metrics[c.key]["mean"], row.metrics[c.key]["std"]) for c in task.metric_columns]
-        table.add_row(shown(row.objective), row.setting["text"], fmt(row.fitness_mean, row.fitness_std), *values,
+        values = [spread_text(row.metrics[c.key]["mean"], row.metrics[c.key]["std"], row.seeds, c.digits)
+                  for c in task.metric_columns]
+        table.add_row(shown(row.objective), row.setting["text"],
+                      spread_text(row.fitness_mean, row.fitness_std, row.seeds), *values,
                       "-" if row.seconds_per_eval is None else f"{row.seconds_per_eval:.2f}", row.status,
                       shown(row.error or ""))
-    Console(width=180).print(table)
+    console().print(table)
 
 
 @click.command()
@@ -133,10 +138,12 @@ def evaluate(task_spec, task_options, objectives, code_files, objective_files, s
     task = load_task(task_spec)
     settings_list = sweep_settings(task, task_options)
     entries = resolve_entries(task, objectives, code_files, objective_files)
+    check_output_file(json_path, "--json")
     if not entries:
         raise click.UsageError("name at least one --objective, --code FILE or --objective-file FILE.py:NAME")
     if run_dir is not None:
         _open_for_points(run_dir).close()  # fail now, not after the work
+        hold_run_dir(run_dir)  # it writes the run's archive: one writer at a time
     try:
         preflight(allowed)
         with progress_on_stderr():
@@ -169,6 +176,10 @@ def evaluate(task_spec, task_options, objectives, code_files, objective_files, s
         Path(json_path).write_text(json.dumps(payload, indent=2), encoding="utf-8")
     if run_dir is not None:
         store_points(run_dir, entries, rows)
+    failed = [row for row in rows if row.status != "ok"]
+    if failed:
+        raise WorkFailed(f"{len(failed)} of {len(rows)} evaluations did not succeed (see the status and error "
+                         "columns)")
 
 
 def _open_for_points(run_dir: Path):

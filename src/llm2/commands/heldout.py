@@ -8,7 +8,9 @@ from pathlib import Path
 
 import click
 
-from llm2.commands.common import allow_missing_option, check_layers, open_run_archive, run_task
+from llm2.commands.common import allow_missing_option, check_layers, check_output_file, open_run_archive, run_task
+from llm2.commands.exits import BadInput
+from llm2.commands.terminal import add_name_column, console
 
 
 @click.command()
@@ -31,18 +33,18 @@ def heldout(run_dir, top, seeds, workers, timeout, json_path, allow_missing) -> 
     from llm2.sandbox.preflight import SandboxUnavailable, preflight
 
     allowed = check_layers(allow_missing)
+    check_output_file(json_path, "--json")
     archive = open_run_archive(run_dir, readonly=False)
     try:
         task, settings, config = run_task(archive)
         candidates = archive.best(top)
         reference = baseline(archive.candidates(), task.reference_baseline)
         if reference is None:
-            raise click.ClickException(f"this run has no measured {task.reference_baseline} baseline to compare "
-                                       "with")
+            raise BadInput(f"this run has no measured {task.reference_baseline} baseline to compare with")
         if not candidates:
-            raise click.ClickException("this run has no successfully evaluated candidate yet")
+            raise BadInput("this run has no successfully evaluated candidate yet")
         if not task.heldout_settings(settings):
-            raise click.ClickException(f"task {task.name} defines no held-out settings for this run's settings")
+            raise BadInput(f"task {task.name} defines no held-out settings for this run's settings")
         try:
             preflight(allowed | frozenset(config.allow_missing))
         except SandboxUnavailable as exc:
@@ -59,20 +61,20 @@ def heldout(run_dir, top, seeds, workers, timeout, json_path, allow_missing) -> 
 
 
 def print_verdicts(verdicts) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     from llm2.archive.text import shown  # candidate names are untrusted text: no markup of theirs reaches the screen
 
-    console = Console(width=160)
+    output = console()
     if not verdicts:
         return
     first = verdicts[0]
     table = Table(title=f"held-out suite: each candidate against {first.reference} on {first.fitness_name} "
                         "(pairs = settings × seeds)")
-    for column in ("candidate", "run fitness", "pairs", "failed", "win rate [95 % CI]", "mean diff [95 % CI]",
+    add_name_column(table, "candidate")
+    for column in ("run fitness", "pairs", "failed", "win rate [95 % CI]", "mean diff [95 % CI]",
                    "p (sign-flip)", "verdict", "other numbers vs the reference"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for v in verdicts:
         diff = "-" if v.test is None else f"{v.test.mean_diff:+.4f} [{v.test.ci_low:+.4f}, {v.test.ci_high:+.4f}]"
         p = "-" if v.test is None else f"{v.test.p_value:.3g}"
@@ -81,16 +83,16 @@ def print_verdicts(verdicts) -> None:
         table.add_row(shown(v.name), f"{v.run_fitness:.4f}" if v.run_fitness is not None else "-", str(v.pairs),
                       str(v.failures), f"{v.win_rate:.2f} [{v.win_low:.2f}, {v.win_high:.2f}]", diff, p, v.verdict,
                       others)
-    console.print(table)
+    output.print(table)
     for v in verdicts:
         settings = Table(title=f"{shown(v.name)} and {v.reference} per held-out setting (mean over seeds)")
-        settings.add_column("setting")
+        add_name_column(settings, "setting")
         keys = list(v.settings[0].candidate) if v.settings else []
         for key in keys:
-            settings.add_column(f"{key}: {shown(v.name)} / {v.reference}")
+            settings.add_column(f"{key}: {shown(v.name)} / {v.reference}", overflow="fold")
         for row in v.settings:
             settings.add_row(row.setting, *(f"{_n(row.candidate[k])} / {_n(row.reference[k])}" for k in keys))
-        console.print(settings)
+        output.print(settings)
 
 
 def _n(value: float | str | None) -> str:

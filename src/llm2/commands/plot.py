@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from llm2.commands.common import load_task, parse_settings, task_option, task_settings_option
+from llm2.commands.exits import BadInput
 
 
 @click.group("plot")
@@ -39,14 +40,14 @@ def objectives(names: tuple[str, ...], task_spec: str, task_options: tuple[str, 
         try:
             function = read_function(name, task.contract)
         except ValueError as exc:
-            raise click.ClickException(f"{name!r} is neither one of the task's objectives "
+            raise BadInput(f"{name!r} is neither one of the task's objectives "
                                        f"({', '.join(sorted(task.baselines))}) nor a readable FILE.py:NAME: {exc}") \
                 from None
         items.append((function.name, function.code))
     try:
         warnings = task.plot_objectives(task_spec, items, settings, out)
     except NotImplementedError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise BadInput(str(exc)) from None
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"wrote {out} ({', '.join(name for name, _ in items)}; {task.reference_baseline} is the reference)")
@@ -73,7 +74,7 @@ def results(eval_json: Path, task_spec: str | None, out: Path) -> None:
     try:
         notes = task.plot_results(eval_json, out)
     except (ValueError, NotImplementedError) as exc:
-        raise click.ClickException(str(exc)) from None
+        raise BadInput(str(exc)) from None
     for note in notes:
         click.echo(f"note: {note}", err=True)
     click.echo(f"wrote {out}")
