@@ -98,12 +98,12 @@ def test_plot_results_draws_with_the_task_the_file_records(tmp_path):
     runner = CliRunner()
     recorded = runner.invoke(main, ["plot", "results", str(eval_json(tmp_path / "c.json", "classification")),
                                     "--out", str(out)])
-    assert recorded.exit_code == 1 and "task classification draws no picture of evaluation results" in recorded.output
+    assert recorded.exit_code == 2 and "task classification draws no picture of evaluation results" in recorded.output
     outside = eval_json(tmp_path / "r.json", "robust-regression", "tests/example_task.py:RobustRegression")
     by_spec = runner.invoke(main, ["plot", "results", str(outside), "--out", str(out)])
-    assert by_spec.exit_code == 1 and "task robust-regression draws no picture" in by_spec.output
+    assert by_spec.exit_code == 2 and "task robust-regression draws no picture" in by_spec.output
     mismatch = runner.invoke(main, ["plot", "results", str(tmp_path / "c.json"), "--task", "preference-synthetic",
                                     "--out", str(out)])
-    assert mismatch.exit_code == 1 and "holds results of task classification, not preference-synthetic" in \
+    assert mismatch.exit_code == 2 and "holds results of task classification, not preference-synthetic" in \
         mismatch.output
     assert not out.exists() and "Traceback" not in recorded.output + by_spec.output + mismatch.output

@@ -67,10 +67,10 @@ def results(eval_json: Path, task_spec: str | None, out: Path) -> None:
     recorded_name, recorded_spec = recorded_task(eval_json)
     spec = task_spec or recorded_spec or recorded_name
     if spec is None:
-        raise click.ClickException(f"{eval_json} records no task; give the one that wrote it with --task")
+        raise BadInput(f"{eval_json} records no task; give the one that wrote it with --task")
     task = load_task(spec)
     if recorded_name is not None and task.name != recorded_name:
-        raise click.ClickException(f"{eval_json} holds results of task {recorded_name}, not {task.name}")
+        raise BadInput(f"{eval_json} holds results of task {recorded_name}, not {task.name}")
     try:
         notes = task.plot_results(eval_json, out)
     except (ValueError, NotImplementedError) as exc:
@@ -86,10 +86,10 @@ def recorded_task(path: Path) -> tuple[str | None, str | None]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise click.ClickException(f"file not found: {path}") from None
+        raise BadInput(f"file not found: {path}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise click.ClickException(f"{path} is not a JSON file: {exc}") from None
+        raise BadInput(f"{path} is not a JSON file: {exc}") from None
     if not isinstance(data, dict):
-        raise click.ClickException(f"{path} is not an `llm2 evaluate --json` file")
+        raise BadInput(f"{path} is not an `llm2 evaluate --json` file")
     name, spec = data.get("task"), data.get("task_spec")
     return (name if isinstance(name, str) else None), (spec if isinstance(spec, str) else None)
