@@ -192,9 +192,20 @@ def seeds_phrase(evidence: SettingsEvidence) -> str:
     return "1 seed each" if evidence.seeds == 1 else f"{evidence.seeds} seeds each"
 
 
-def evidence_phrase(evidence: SettingsEvidence, digits: int = 3) -> str:
+def significant_direction(evidence: SettingsEvidence, alpha: float = SIGNIFICANCE) -> str | None:
+    """"higher" or "lower" when the sign-flip over settings is significant and the interval excludes zero."""
+    if not evidence.can_be_significant or not evidence.p_value < alpha:
+        return None
+    if evidence.ci_low > 0 and evidence.mean_diff > 0:
+        return "higher"
+    if evidence.ci_high < 0 and evidence.mean_diff < 0:
+        return "lower"
+    return None
+
+
+def evidence_phrase(evidence: SettingsEvidence, digits: int = 3, what: str = "mean") -> str:
     """'mean +0.021 [0.008, 0.034], exact sign-flip over settings p = 0.031'."""
     test = "exact sign-flip over settings" if evidence.method.startswith("exact") else \
         "Monte Carlo sign-flip over settings"
-    return (f"mean {evidence.mean_diff:+.{digits}f} [{evidence.ci_low:+.{digits}f}, {evidence.ci_high:+.{digits}f}], "
+    return (f"{what} {evidence.mean_diff:+.{digits}f} [{evidence.ci_low:+.{digits}f}, {evidence.ci_high:+.{digits}f}], "
             f"{test} p = {evidence.p_value:.2g}")

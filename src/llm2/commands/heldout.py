@@ -23,7 +23,8 @@ from llm2.commands.common import allow_missing_option, check_layers, open_run_ar
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the verdicts as JSON.")
 @allow_missing_option
 def heldout(run_dir, top, seeds, workers, timeout, json_path, allow_missing) -> None:
-    """Win rate against the reference with a 95 % interval and a paired test, off the discovery's setting."""
+    """The best candidates against the reference off the discovery's setting, the setting as the unit of evidence;
+    on the reference's frontier for a task with a trade-off (docs/verdicts.md)."""
     from llm2.archive.ranking import baseline
     from llm2.execution import make_executor
     from llm2.heldout import run_heldout
@@ -58,34 +59,42 @@ def heldout(run_dir, top, seeds, workers, timeout, json_path, allow_missing) -> 
 
 def print_verdicts(verdicts) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console(width=160)
     if not verdicts:
         return
     first = verdicts[0]
-    table = Table(title=f"held-out suite: each candidate against {first.reference} on {first.fitness_name} "
-                        "(pairs = settings × seeds)")
-    for column in ("candidate", "run fitness", "pairs", "failed", "win rate [95 % CI]", "mean diff [95 % CI]",
-                   "p (sign-flip)", "verdict", "other numbers vs the reference"):
+    for v in verdicts:  # the headline first: for a task with a trade-off it is the frontier verdict
+        console.print(f"[bold]{escape(v.name)}[/bold]: {escape(v.headline)}")
+        for line in (v.frontier[1:] if v.frontier else ()):
+            console.print(f"  also: {escape(line.text)}")
+        if v.frontier:
+            console.print(f"  single point: {escape(v.verdict)}")
+    table = Table(title=f"held-out suite: each candidate against {escape(first.reference)} on "
+                        f"{escape(first.fitness_name)} (the unit of evidence is the setting; seeds measure noise "
+                        "within one)")
+    for column in ("candidate", "run fitness", "settings", "seeds", "failed", "mean diff [95 % CI]",
+                   "p (sign-flip over settings)", "verdict", "other numbers vs the reference"):
         table.add_column(column)
     for v in verdicts:
-        diff = "-" if v.test is None else f"{v.test.mean_diff:+.4f} [{v.test.ci_low:+.4f}, {v.test.ci_high:+.4f}]"
-        p = "-" if v.test is None else f"{v.test.p_value:.3g}"
-        others = "; ".join(f"{c.label}: {c.word}" + ("" if c.test is None else f" (p {c.test.p_value:.2g})")
+        e = v.evidence
+        diff = "-" if e is None else f"{e.mean_diff:+.4f} [{e.ci_low:+.4f}, {e.ci_high:+.4f}]"
+        others = "; ".join(f"{c.label}: {c.word}" + ("" if c.evidence is None else f" (p {c.evidence.p_value:.2g})")
                            for c in v.columns)
-        table.add_row(v.name, f"{v.run_fitness:.4f}" if v.run_fitness is not None else "-", str(v.pairs),
-                      str(v.failures), f"{v.win_rate:.2f} [{v.win_low:.2f}, {v.win_high:.2f}]", diff, p, v.verdict,
-                      others)
+        table.add_row(escape(v.name), f"{v.run_fitness:.4f}" if v.run_fitness is not None else "-", str(v.settings),
+                      "deterministic" if v.deterministic else str(v.seeds), str(v.failures), diff,
+                      "-" if e is None else f"{e.p_value:.3g}", v.word, escape(others))
     console.print(table)
     for v in verdicts:
-        settings = Table(title=f"{v.name} and {v.reference} per held-out setting (mean over seeds)")
+        settings = Table(title=f"{escape(v.name)} and {escape(v.reference)} per held-out setting (mean over seeds)")
         settings.add_column("setting")
-        keys = list(v.settings[0].candidate) if v.settings else []
+        keys = list(v.rows[0].candidate) if v.rows else []
         for key in keys:
-            settings.add_column(f"{key}: {v.name} / {v.reference}")
-        for row in v.settings:
-            settings.add_row(row.setting, *(f"{_n(row.candidate[k])} / {_n(row.reference[k])}" for k in keys))
+            settings.add_column(f"{key}: {escape(v.name)} / {escape(v.reference)}")
+        for row in v.rows:
+            settings.add_row(escape(row.setting), *(f"{_n(row.candidate[k])} / {_n(row.reference[k])}" for k in keys))
         console.print(settings)
 
 
