@@ -125,3 +125,27 @@ def test_dpo_at_a_smaller_beta_renamed_sits_on_dpos_frontier_not_above(tmp_path)
     # the four beta settings share one world (7 new betas), each label noise has two of its own.
     assert sum(p.setting["budget"] == 0.0 for p in frontier_points) == 6
     assert sum(p.setting["budget"] == 1.0 for p in frontier_points) == 7 + 2 * 2
+
+
+def test_the_reports_frontier_figure_and_its_sentences_are_the_heldout_verdicts(tmp_path):
+    """The report draws the same envelopes and writes the same verdicts that ``llm2 heldout`` computes."""
+    from llm2.frontier import frontier_verdicts
+    from llm2.report.figures import Figure, FigureContext
+    from llm2.tasks.preference.figures import frontier
+    from test_heldout import candidate_record
+    from testkit import make_run
+
+    task = load_task("preference-synthetic")
+    rows = _frontier_records(noise=0.002)
+    _candidate(rows, "dearer", kl=20.0, gain_over=(0.001, -0.002, 0.002, -0.001, 0.0005, -0.0005))
+    _candidate(rows, "better", kl=12.0, gain_over=(0.05,) * 6)
+    best = [candidate_record("better"), candidate_record("dearer")]
+    context = FigureContext(make_run(), tmp_path, "preference-synthetic", task.default_settings(), best, rows, best,
+                            None, tmp_path)
+    figure = frontier(task, context)
+    assert isinstance(figure, Figure) and (tmp_path / "frontier.png").stat().st_size > 10_000
+    labels = {"fitness": "judge score", "gold_reward": "gold reward", "naturalness": "naturalness", "kl": "KL"}
+    for name in ("better", "dearer"):
+        headline = frontier_verdicts(PointIndex(rows), task.trade_off, name, "dpo", labels)[0]
+        assert f"{name}: {headline.text}" in figure.note
+    assert "better: above dpo's frontier" in figure.note and "dearer: on dpo's frontier" in figure.note
