@@ -13,6 +13,7 @@ import pytest
 
 from llm2.archive import Archive, CandidateRecord, RunInfo
 from llm2.archive.records import EvaluationRecord
+from llm2.commands.heldout import print_verdicts
 from llm2.discovery.config import DiscoveryConfig
 from llm2.execution import make_executor
 from llm2.heldout import compare, run_heldout
@@ -38,7 +39,7 @@ def candidate_record(name: str, code: str = "", fitness: float = 0.8) -> Candida
                            0, 0, 0.0, (), None, 0.0, None)
 
 
-def test_the_verdict_names_the_fitness_the_unit_of_evidence_and_the_price_paid_on_the_other_numbers():
+def test_the_verdict_names_the_fitness_the_unit_of_evidence_and_the_price_paid_on_the_other_numbers(capsys):
     """A candidate that wins on the judge on all 8 settings while its KL is far higher: the verdict says both, and
     counts settings, not setting × seed pairs; a setting where the candidate failed is lost and named."""
     task = load_task("preference-synthetic")
@@ -59,6 +60,14 @@ def test_the_verdict_names_the_fitness_the_unit_of_evidence_and_the_price_paid_o
     assert words == {"gold reward": "higher", "naturalness": "no significant difference", "KL": "higher"}
     assert verdict.rows[0].candidate == pytest.approx({"fitness": 0.801, "gold_reward": 0.9, "naturalness": 0.879,
                                                        "kl": 12.5})
+    # A trade-off task: the headline places it against dpo's frontier. All eight settings differ only in beta, a knob,
+    # so they share one world and one frontier: dpo's best judge score at KL <= 12.5 over all of them (0.82 at beta
+    # 0.08) leaves it on the frontier. The terminal shows the headline, then the single-point line.
+    assert verdict.headline == verdict.frontier[0].text and verdict.frontier[0].word == "on"
+    assert "on 6 of 8 held-out settings (2 seeds each), mean gap +0.016 [" in verdict.headline
+    print_verdicts([verdict])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert f"p: {verdict.headline}" in shown and f"single point: {verdict.verdict}" in shown
     # One seed failed on the last setting: that setting is lost, and a candidate that failed is never "better".
     rows[-2] = record("p", rows[-2].setting, None)
     failed = compare(task, PointIndex(rows), candidate_record("p"), "dpo", "judge score", str)
