@@ -182,4 +182,5 @@ def test_heldout_reports_verdicts_over_settings_and_stores_points(tmp_path):
     assert {p.candidate_name for p in points} == {"cross_entropy", "gce_candidate", "ignores_labels"}
     assert len({p.setting["label_noise"] for p in points}) >= 3 and len({p.setting["data_seed"] for p in points}) >= 2
     assert all(p.sandbox for p in points if p.status == "ok")
-    assert "sign-flip over settings" in result.stdout and "ignores_labels" in result.stdout and "per held-out setting" in result.stdout
+    shown = " ".join(result.stdout.split())
+    assert "sign-flip over settings" in shown and "ignores_labels" in shown and "per held-out setting" in shown

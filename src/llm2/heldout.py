@@ -24,7 +24,7 @@ from llm2.frontier import FrontierVerdict, frontier_grid, frontier_verdicts, sta
 from llm2.points import FRONTIER_SUITE, HELDOUT_SUITE, PointIndex, point_value, settings_key
 from llm2.stats import (SettingsEvidence, evidence_phrase, mean_std, seeds_phrase, settings_evidence, settings_needed,
                         significant_direction)
-from llm2.tasks.base import EvalSetting, MetricColumn, Task
+from llm2.tasks.base import EvalSetting, MetricColumn, Task, TradeOff
 
 
 @dataclass(frozen=True)
@@ -83,8 +83,9 @@ def run_heldout(task: Task, archive: Archive, executor: Executor, candidates: li
         task.prepare(setting)  # build other worlds here once, not in every worker
     points = [EvalSetting(setting, seed) for setting in settings for seed in range(seeds)]
     jobs = [_Job(HELDOUT_SUITE, contender, point) for point in points for contender in (reference, *candidates)]
-    if task.trade_off is not None:
-        jobs += _frontier_jobs(task, archive, reference, points)
+    trade_off = getattr(task, "trade_off", None)  # an outside task may implement the protocol without TaskBase
+    if trade_off is not None:
+        jobs += _frontier_jobs(task, trade_off, archive, reference, points)
     _evaluate(archive, executor, jobs)
     index = PointIndex(archive.evaluations())
     texts = task.texts_for(base)
@@ -92,7 +93,7 @@ def run_heldout(task: Task, archive: Archive, executor: Executor, candidates: li
             for candidate in candidates]
 
 
-def _frontier_jobs(task: Task, archive: Archive, reference: CandidateRecord,
+def _frontier_jobs(task: Task, trade_off: TradeOff, archive: Archive, reference: CandidateRecord,
                    points: list[EvalSetting]) -> list[_Job]:
     """The reference at every grid point not measured yet (the archive is the cache), and its untrained start,
     scored here in the trusted process (no candidate code involved) and recorded as budget 0."""
@@ -100,7 +101,7 @@ def _frontier_jobs(task: Task, archive: Archive, reference: CandidateRecord,
     own = {settings_key(p.label(), ()) for p in points}
     wanted: dict[str, EvalSetting] = {}
     for point in points:
-        for grid_point in frontier_grid(point, task.trade_off):
+        for grid_point in frontier_grid(point, trade_off):
             key = settings_key(grid_point.label(), ())
             cached = index.get(reference.name, grid_point.label())
             if key not in own and not (cached is not None and cached.status == "ok"
@@ -177,12 +178,13 @@ def compare(task: Task, index: PointIndex, candidate: CandidateRecord, reference
     word, text = single_point_words(evidence, paired.failed, reference, fitness_name)
     columns = tuple(_compare_column(index, c, candidate.name, reference) for c in task.metric_columns if c.better)
     keys = ("fitness", *(c.key for c in task.metric_columns))
-    rows = tuple(SettingRow(describe(s.label), _means(index, candidate.name, s, keys), _means(index, reference, s, keys))
-                 for s in index.heldout_settings(candidate.name))
+    rows = tuple(SettingRow(describe(s.label), _means(index, candidate.name, s, keys),
+                            _means(index, reference, s, keys)) for s in index.heldout_settings(candidate.name))
     frontier: tuple[FrontierVerdict, ...] = ()
-    if task.trade_off is not None:
+    trade_off = getattr(task, "trade_off", None)
+    if trade_off is not None:
         labels = {"fitness": fitness_name, **{c.key: c.label for c in task.metric_columns}}
-        frontier = frontier_verdicts(index, task.trade_off, candidate.name, reference, labels)
+        frontier = frontier_verdicts(index, trade_off, candidate.name, reference, labels)
     return HeldoutVerdict(candidate.name, reference, fitness_name, candidate.fitness,
                           0 if evidence is None else evidence.settings, 0 if evidence is None else evidence.seeds,
                           bool(evidence and evidence.deterministic), paired.failed, evidence, word, text,
