@@ -3,12 +3,15 @@
 held-out check of ``llm2 heldout`` on all of them through the real executor and sandbox: dpo's frontier traced on
 every held-out setting, each loss placed on, above or below it.
 
-    python bench/catalog_frontier.py [--losses discopop,aql] [--seeds 1] [--workers 1]
+    python bench/catalog_frontier.py [--losses discopop] [--check aql,cell] [--seeds 1] [--workers 1]
                                      [--out bench-results/catalog_frontier]
 
 The baselines are passed to the held-out check directly (``llm2 heldout`` takes a run's best proposals, and a
 proposal that behaves like a baseline is recorded as its duplicate). A run already in --out is reused, and with it
-the frontier points its archive holds. Prints the verdicts; writes ``heldout.json`` and ``heldout.txt`` to --out.
+the frontier points its archive holds; ``--check`` names the losses to check (default: every one in the run), and
+one the run does not hold is added to it unevaluated (status pending: it has no fitness at the discovery's
+setting), so that more losses are placed on the frontier already measured. Prints the verdicts; writes
+``heldout.json`` to --out.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ def discover(out: Path, losses: list[str], workers: int) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--losses", default="discopop")
+    parser.add_argument("--check", default="", help="losses to check (default: all in the run)")
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("bench-results/catalog_frontier"))
@@ -60,8 +64,14 @@ def main() -> None:
     discovered = time.perf_counter()
     with Archive.open(run_dir, readonly=False) as archive:
         task, settings, _ = run_task(archive)
-        records = {c.name: c for c in archive.candidates() if c.status in ("ok", "baseline")}
-        candidates = [records[n] for n in records if n != task.reference_baseline]
+        check = [n.strip() for n in args.check.split(",") if n.strip()]
+        held = {c.name for c in archive.candidates()}
+        for name in check:
+            if name not in held:
+                archive.add_candidate(generation=2, proposer="catalog", thought=f"the catalog's {name}", name=name,
+                                      code=OBJECTIVES[name].code)
+        records = {c.name: c for c in archive.candidates() if c.status in ("ok", "baseline", "pending")}
+        candidates = [records[n] for n in (check or records) if n != task.reference_baseline]
         with make_executor("local", task_spec=task.name, task=task, workers=args.workers,
                            timeout_s=300) as executor:
             verdicts = run_heldout(task, archive, executor, candidates, records[task.reference_baseline], settings,
