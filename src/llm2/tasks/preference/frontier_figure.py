@@ -72,7 +72,11 @@ def _panel(ax: Any, index: PointIndex, trade_off: Any, reference: str, names: li
                 if cost is not None and value is not None:
                     points.append((cost, value))
         ax.scatter([c for c, _ in points], [g for _, g in points], color=color, s=36, label=plain(name), zorder=5)
+    if in_world and envelope.points:  # past its dearest point the frontier stays at its best (llm2.frontier)
+        right = max([envelope.points[-1].cost, *ax.get_xlim()[1:]])
+        ax.plot([envelope.points[-1].cost, right], [envelope.points[-1].gain] * 2, color="black", linewidth=1.2,
+                linestyle=":", zorder=4)
     ax.set_xlabel(trade_off.cost_label)
     ax.set_ylabel(gain_label)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="best")
