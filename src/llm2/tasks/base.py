@@ -116,6 +116,33 @@ class MetricColumn:
 
 
 @dataclass(frozen=True)
+class Knob:
+    """A setting the reference baseline is swept over to trace its frontier (``EvalSetting.replace`` applies it:
+    ``budget`` is the training budget's share, any other name a field of the task's settings)."""
+
+    name: str
+    values: tuple[float, ...]
+    relative: bool = False  # the values multiply the held-out setting's own value instead of replacing it
+
+
+@dataclass(frozen=True)
+class TradeOff:
+    """A task whose fitness can be bought with a cost (a policy's distance from where it started, say): held-out
+    verdicts then place each candidate against the reference baseline's frontier, traced by sweeping ``knobs``,
+    at the candidate's own cost, instead of comparing single points."""
+
+    cost: str  # the Metrics.values key that is paid (lower is cheaper)
+    cost_label: str  # the cost in words, for verdicts and figures
+    gains: tuple[str, ...]  # what is judged at matched cost: "fitness" and/or Metrics.values keys; the first heads
+    knobs: tuple[Knob, ...]  # swept together (every combination) to trace the reference's frontier
+
+    def knobs_text(self) -> str:
+        """'beta × 0.25–4, budget 0.5–1'."""
+        return ", ".join(f"{k.name} {'× ' if k.relative else ''}{min(k.values):g}–{max(k.values):g}"
+                         for k in self.knobs)
+
+
+@dataclass(frozen=True)
 class TaskTexts:
     """What the proposer is told about the task; every text must be true of the task's fitness."""
 
@@ -212,6 +239,7 @@ class Task(Protocol):
     discovery_baselines: tuple[str, ...]  # measured at the start of every discovery
     metric_columns: tuple[MetricColumn, ...]
     offline_proposer: str | None  # the proposer ``llm2 discover`` uses when none is named
+    trade_off: TradeOff | None  # when set, ``llm2 heldout`` judges candidates on the reference's frontier
     probe_fraction: float  # share of the budget after which ``train`` calls its checkpoint
 
     def runtime(self, settings: Any) -> Runtime: ...

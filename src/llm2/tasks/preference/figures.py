@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from llm2.frontier import has_frontier_points
 from llm2.report.figures import Figure, FigureContext, MissingFigure
 from llm2.tasks.preference.frontier import dominance, frontier_from_evaluations, has_frontier
 from llm2.tasks.preference.plots import FrontierSeries, plot_frontier, plot_loss_shapes
@@ -58,6 +59,10 @@ def frontier_sentence(series: FrontierSeries, reference: FrontierSeries) -> str:
 
 
 def frontier(task: Any, context: FigureContext) -> Figure | MissingFigure:
+    if task.trade_off is not None and has_frontier_points(context.evaluations):  # llm2 heldout traced the frontier
+        from llm2.tasks.preference.frontier_figure import frontier_verdict_figure
+
+        return frontier_verdict_figure(task, context)
     reference = task.reference_baseline
     title = f"Reward–KL frontier of the best candidates and {reference}"
     how = (f"Produce them with `llm2 heldout {context.run_dir}` (the best candidates and {reference} on the held-out "

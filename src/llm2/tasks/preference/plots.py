@@ -107,16 +107,18 @@ def plot_frontier(series: Sequence[FrontierSeries], path: Path, reference_point:
 
 
 def reference_line(series: FrontierSeries) -> list[FrontierPoint]:
-    """The reference's frontier as drawn and as compared with: its points joined in order of KL (β usually orders
-    them the same way; when noise does not, a line in β order would double back and read differently from the
-    comparison)."""
-    return sorted(series.points, key=lambda p: (p.kl, p.beta))
+    """The reference's frontier as drawn and as compared with (``reward_at``, ``llm2 heldout``): its upper envelope,
+    the points in order of KL that each reach a higher reward than every cheaper one."""
+    from llm2.frontier import Envelope, Point
+
+    kept = {(q.cost, q.gain) for q in Envelope.of([Point(p.kl, p.reward) for p in series.points]).points}
+    return [p for p in sorted(series.points, key=lambda p: (p.kl, -p.reward)) if (p.kl, p.reward) in kept]
 
 
 def frontier_figure(series: Sequence[FrontierSeries], reference_point: FrontierPoint | None = None,
                     title: str = "Reward–KL frontier", reference: str = REFERENCE) -> Figure:
     """Mean gold reward against KL(π‖π_ref), one line per objective through its β values; the reference's line
-    is its frontier (its points in order of KL)."""
+    is its frontier (its upper envelope; points below it hollow)."""
     fig = Figure(figsize=(8, 5.5))
     ax = fig.subplots()
     colors = iter(palette())
@@ -132,6 +134,12 @@ def frontier_figure(series: Sequence[FrontierSeries], reference_point: FrontierP
                     marker="o", markersize=5, capsize=2, label=plain(s.name), zorder=5 if s.name == reference else 3,
                     **style)
         labels += [(f"β={p.beta:g}", (p.kl, p.reward), style["color"]) for p in points]
+        if s.name == reference:  # points below the envelope stay visible, hollow, off the line
+            below = [p for p in s.points if p not in points]
+            if below:
+                ax.scatter([p.kl for p in below], [p.reward for p in below], marker="o", s=25, facecolors="none",
+                           edgecolors=style["color"], zorder=4)
+                labels += [(f"β={p.beta:g}", (p.kl, p.reward), style["color"]) for p in below]
     if not any(s.name == reference for s in series):
         ax.plot([], [], label=f"{plain(reference)}: no points in this data", **REFERENCE_STYLE)
     if reference_point is not None:
