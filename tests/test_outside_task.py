@@ -67,8 +67,9 @@ def test_the_outside_task_installs_and_runs_discover_leaderboard_heldout(install
     heldout = llm2("heldout", str(run_dir), "--top", "1", "--seeds", "2", "--workers", "1", "--json",
                    str(verdicts), env=env)
     assert heldout.returncode == 0, heldout.stderr[-3000:]
-    assert "preparing 3 held-out settings: 3/3" in heldout.stderr
-    assert "held-out settings done" in heldout.stderr and ": 3/3 done in" in heldout.stderr
+    assert "preparing 6 held-out settings: 6/6" in heldout.stderr
+    assert "held-out points done" in heldout.stderr and ": 12/12 done in" in heldout.stderr  # 6 settings × 2 seeds
     (verdict,) = json.loads(verdicts.read_text())
-    assert verdict["pairs"] == 6 and verdict["failures"] == 0  # 3 settings × 2 seeds
-    assert verdict["verdict"] == "better than least_squares on -MSE"
+    assert (verdict["settings"], verdict["seeds"], verdict["failures"]) == (6, 2, 0)
+    assert verdict["word"] == "better", verdict["verdict"]
+    assert verdict["verdict"].startswith("better than least_squares on -MSE on 6 of 6 held-out settings")

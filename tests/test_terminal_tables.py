@@ -113,9 +113,10 @@ def test_heldout_table_wraps_names(capsys, monkeypatch):
     from llm2.commands.heldout import print_verdicts
 
     monkeypatch.setattr("llm2.commands.terminal.PIPED_WIDTH", 120)
-    verdict = HeldoutVerdict(name=LONG, reference="dpo", fitness_name="judge score", run_fitness=0.85, pairs=6,
-                             failures=0, win_rate=0.5, win_low=0.2, win_high=0.8, test=None, verdict="tie",
-                             settings=(SettingRow("β = 0.01", {"fitness": 0.8}, {"fitness": 0.7}),))
+    verdict = HeldoutVerdict(name=LONG, reference="dpo", fitness_name="judge score", run_fitness=0.85, settings=6,
+                             seeds=1, deterministic=False, failures=0, evidence=None, word="cannot tell",
+                             verdict="tie", headline="tie",
+                             rows=(SettingRow("β = 0.01", {"fitness": 0.8}, {"fitness": 0.7}),))
     print_verdicts([verdict])
     output = capsys.readouterr().out
     assert_fits(output, 120)
