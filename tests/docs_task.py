@@ -118,5 +118,5 @@ class Location(TaskBase):
         return Scorer(settings)
 
     def heldout_settings(self, settings: Settings) -> list[Settings]:
-        return [dataclasses.replace(settings, tail=1.0), dataclasses.replace(settings, tail=3.0),
-                dataclasses.replace(settings, data_seed=settings.data_seed + 1)]
+        return [*(dataclasses.replace(settings, tail=tail) for tail in (1.0, 2.0, 3.0, 4.0)),
+                *(dataclasses.replace(settings, data_seed=settings.data_seed + k) for k in (1, 2))]
