@@ -76,11 +76,12 @@ def test_episodes_draw_their_dynamics_from_the_ranges_and_reset_starts_like_gymn
 # -- settings, contract ---------------------------------------------------------------------------------------------
 def test_settings_parse_and_refuse_bad_options():
     settings = TASK.parse_settings({"env": "pendulum", "steps": "5000"})
-    assert settings.total_steps == 5000 and RewardDesignSettings().total_steps == 150_000
+    assert settings.total_steps == 5000 and RewardDesignSettings().total_steps == 100_000
     for bad in ({"env": "cartpole"}, {"dynamics": "moon"}, {"steps": "10"}):
         with pytest.raises(SettingsError):
             TASK.parse_settings(bad)
-    assert "eval_seed" not in TASK.setting_text(RewardDesignSettings(eval_seed=7))  # never shown to the proposer
+    assert "scoring set" not in TASK.setting_text(RewardDesignSettings())  # the discovery's own is never shown
+    assert "scoring set 7" in TASK.setting_text(RewardDesignSettings(eval_seed=7))
 
 
 def test_heldout_settings_differ_in_one_knob():
@@ -167,7 +168,9 @@ def test_reflection_text_names_the_goal_the_failures_the_curve_and_each_term():
 
 @pytest.mark.slow
 def test_a_reward_that_pays_for_velocity_scores_below_the_shaped_baseline():
-    settings = RewardDesignSettings(episodes=100)  # the default budget: long enough to learn to dodge the flag
+    # at 100,000 steps the speed-seeking policy still reaches the flag (seed 0: in every episode); by 150,000 it has
+    # learned to turn back before it (reaching it ends the episode, and its pay)
+    settings = RewardDesignSettings(steps=150_000, episodes=100)
     hacked = evaluate_trusted(TASK, HACKED, EvalSetting(settings, seed=0))
     shaped = evaluate_trusted(TASK, BASELINES["shaped"].code, EvalSetting(settings, seed=0))
     assert hacked.status == shaped.status == "ok"
@@ -199,6 +202,27 @@ def test_offline_proposer_replies_parse_load_and_are_reproducible(setting_line, 
         history.append(ScoredCandidate(parsed.name, parsed.code, 0.5, "ok", parsed.thought))
         replies.append(reply.text)
     assert len(set(replies)) == len(replies)
+
+
+# -- figures --------------------------------------------------------------------------------------------------------
+def test_figures_draw_curves_and_terms_from_recorded_numbers_or_say_what_is_missing(tmp_path):
+    from llm2.report.figures import Figure, FigureContext, MissingFigure
+    from llm2.tasks.reward_design.figures import reward_design_figures
+
+    def record(number: int, name: str, status: str, metrics: dict) -> CandidateRecord:
+        return CandidateRecord(number, 0, number, "p", "", name, "code", "h", status, "done", None, None, 0.5, None,
+                               metrics, 1.0, 0, 0, 0.0, (), None, 0.0, None)
+
+    run = RunInfo("run", TASK.name, "reward-design-offline", "", {}, {}, {}, 0.0, None, "finished")
+    empty = FigureContext(run, tmp_path, TASK.name, RewardDesignSettings(), [], [], [], None, tmp_path)
+    assert all(isinstance(f, MissingFigure) for f in reward_design_figures(TASK, empty))
+    curve = {f"train_success_{i}": i / 9 for i in range(1, 10)}  # the first tenth had no ending episode
+    records = [record(1, "shaped", "baseline", {**curve, "term.goal": 0.5, "term.energy_shaping": -0.2}),
+               record(2, "mine", "ok", {**curve, "term.speed": 1.0, "term.speed_std": 0.1}),
+               record(3, "mine", "ok", {"term.goal": 0.1})]
+    full = FigureContext(run, tmp_path, TASK.name, RewardDesignSettings(), records, [], records[1:], None, tmp_path)
+    figures = reward_design_figures(TASK, full)
+    assert all(isinstance(f, Figure) and (tmp_path / f.file).stat().st_size > 1000 for f in figures)
 
 
 # -- export ---------------------------------------------------------------------------------------------------------

@@ -26,7 +26,8 @@ def reward_module_text(entries: Sequence[Any], run: Any, task: Any, file_name: s
 
 def reward_usage(example: str, file_name: str) -> str:
     module = file_name.removesuffix(".py")
-    return f'''Each function is a reward over a batch of transitions that returns its terms by name; the reward is their sum:
+    return f'''Each function is a reward over a batch of transitions that returns its terms by name (the reward is
+their sum):
 
     {example}(obs, action, next_obs, terminated)    # float [batch, obs_dim], [batch, 1], [batch, obs_dim]; bool [batch]
 

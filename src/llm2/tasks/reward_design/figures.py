@@ -17,11 +17,17 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _shown(task: Any, context: FigureContext) -> list[Any]:
-    """The baselines, then the best candidates that are not baselines, each once."""
+def _shown(task: Any, context: FigureContext) -> list[tuple[str, Any]]:
+    """(label, record): the baselines, then the best candidates that are not baselines (a repeated name gets its
+    number)."""
     baselines = [c for c in context.candidates if c.is_baseline and c.fitness is not None]
     best = [c for c in context.best if not c.is_baseline][:TOP]
-    return baselines + best
+    shown, seen = [], set()
+    for record in baselines + best:
+        label = record.name if record.name not in seen else f"{record.name} #{record.id}"
+        seen.add(record.name)
+        shown.append((label, record))
+    return shown
 
 
 def reward_design_figures(task: Any, context: FigureContext) -> list[Figure | MissingFigure]:
@@ -31,11 +37,11 @@ def reward_design_figures(task: Any, context: FigureContext) -> list[Figure | Mi
 def learning_curves(task: Any, context: FigureContext) -> Figure | MissingFigure:
     title = "Success while training"
     curves = []
-    for record in _shown(task, context):
+    for label, record in _shown(task, context):
         points = [record.metrics.get(f"train_success_{phase}") for phase in range(PHASES)]
         points = [p if _finite(p) else math.nan for p in points]  # a tenth in which no episode ended: a gap
         if any(_finite(p) for p in points):
-            curves.append((record.name, points, record.is_baseline))
+            curves.append((label, points, record.is_baseline))
     if not curves:
         return MissingFigure(title, "No evaluation of this run recorded its training curve yet.")
     import matplotlib
@@ -63,11 +69,11 @@ def learning_curves(task: Any, context: FigureContext) -> Figure | MissingFigure
 def term_contributions(task: Any, context: FigureContext) -> Figure | MissingFigure:
     title = "Each reward term's contribution"
     rows = []
-    for record in _shown(task, context):
+    for label, record in _shown(task, context):
         terms = {key.removeprefix("term."): value for key, value in record.metrics.items()
                  if key.startswith("term.") and not key.endswith("_std") and _finite(value)}
         if terms:
-            rows.append((record.name, terms))
+            rows.append((label, terms))
     if not rows:
         return MissingFigure(title, "No evaluation of this run recorded its reward terms yet.")
     import matplotlib
@@ -86,7 +92,7 @@ def term_contributions(task: Any, context: FigureContext) -> Figure | MissingFig
     axis.set_yticks(range(len(labels)), labels, fontsize=7)
     axis.invert_yaxis()
     axis.axvline(0, color="black", lw=0.8)
-    axis.set(xlabel="mean per step over training, divided by the reward's largest term")
+    axis.set(xlabel="mean per step ÷ the reward's largest term")
     axis.grid(alpha=0.3, axis="x")
     figure.tight_layout()
     path = context.out_dir / "reward_terms.png"

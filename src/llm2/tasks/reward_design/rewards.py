@@ -1,10 +1,10 @@
 """The known rewards, each in the contract's form (the same text is shown to the proposer and measured): the
 environment's own reward, a sparse success-only reward, and a human-written shaped reward from the literature.
 
-The contract hands a reward the clipped action, so ``environment`` differs from gymnasium's mountain car, which
-penalises the unclipped one, where an action leaves [-1, 1]. Each works for both environments (the observation's width tells them apart: 2 for MountainCarContinuous, 3 for
-Pendulum). ``gamma`` in the shaped reward is the discount PPO trains with on that environment, as potential-based shaping
-requires.
+Each works for both environments (the observation's width tells them apart: 2 for MountainCarContinuous, 3 for
+Pendulum). ``gamma`` in the shaped reward is the discount PPO trains with on that environment, as potential-based
+shaping requires. The contract hands a reward the clipped action, so ``environment`` differs from gymnasium's
+mountain car, which penalises the unclipped one, where an action leaves [-1, 1].
 """
 
 from __future__ import annotations
@@ -52,11 +52,13 @@ def shaped(obs, action, next_obs, terminated):
 
 
 _ENTRIES = (
-    (environment, "gymnasium's reward: MountainCar +100 at the flag − 0.1a²; Pendulum −(θ² + 0.1θ̇² + 0.001u²)",
+    (environment, "gymnasium's reward: MountainCar +100 at the flag − 0.1a²; "
+                  "Pendulum −(θ² + 0.1θ̇² + 0.001u²)",
      "gymnasium's classic-control environments (Moore 1990; the OpenAI Gym pendulum)"),
     (sparse, "1 when the true goal is met (at the flag / while upright), else 0",
      "the success-only reward, as Eureka's sparse baseline (Ma et al. 2023)"),
-    (shaped, "environment's reward + γΦ(s') − Φ(s), Φ = mechanical energy (MountainCar) or −|E − E_upright| (Pendulum)",
+    (shaped, "environment's reward + γΦ(s') − Φ(s), Φ = mechanical energy (MountainCar) or −|E − E_upright| "
+             "(Pendulum)",
      "potential-based shaping, Ng, Harada & Russell 1999, Policy invariance under reward transformations, with "
      "energy potentials (the pendulum's after the energy-based swing-up of Åström & Furuta 2000)"),
 )

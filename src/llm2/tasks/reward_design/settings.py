@@ -8,7 +8,7 @@ from llm2.tasks.reward_design.envs import DYNAMICS, ENVS
 
 # Environment steps per evaluation: enough for the shaped baseline to succeed on every seed, few enough that an
 # evaluation takes a few seconds on one core.
-DEFAULT_STEPS = {"mountain_car": 150_000, "pendulum": 200_000}
+DEFAULT_STEPS = {"mountain_car": 100_000, "pendulum": 200_000}
 
 
 @dataclass(frozen=True)
@@ -16,7 +16,7 @@ class RewardDesignSettings:
     env: str = field(default="mountain_car", metadata={
         "help": "mountain_car (MountainCarContinuous-v0: a sparse goal, shaping matters) or pendulum (Pendulum-v1)"})
     steps: int | None = field(default=None, metadata={
-        "help": "environment steps of PPO training (none: 150,000 for mountain_car, 200,000 for pendulum)"})
+        "help": "environment steps of PPO training (none: 100,000 for mountain_car, 200,000 for pendulum)"})
     envs: int = field(default=64, metadata={"help": "environments stepped together as one batch"})
     dynamics: str = field(default="heldout", metadata={
         "help": "the dynamics the trained policy is scored on: heldout (physical parameters away from the "

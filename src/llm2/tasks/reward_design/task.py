@@ -117,9 +117,11 @@ class RewardDesignTask(TaskBase):
 
     # -- texts, held-out suite, figures, export ----------------------------------------------------------------
     def setting_text(self, settings: RewardDesignSettings) -> str:
-        # the eval seed stays out: the proposer never learns which episodes score it
+        # the discovery's own eval seed stays out (the proposer never learns which episodes score it); another one
+        # is named, so that the held-out suite's rows can be told apart
+        other = f" (scoring set {settings.eval_seed})" if settings.eval_seed else ""
         return (f"{ENVS[settings.env].gym_id}, {settings.total_steps:,} PPO steps on {settings.envs} environments, "
-                f"scored on {settings.dynamics} dynamics over {settings.episodes} episodes")
+                f"scored on {settings.dynamics} dynamics over {settings.episodes} episodes{other}")
 
     def metrics_text(self, values: Mapping[str, float]) -> str:
         return reflection_text(values)

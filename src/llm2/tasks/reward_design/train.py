@@ -47,7 +47,8 @@ def pack(actor: Actor, reflection: Reflection) -> dict[str, torch.Tensor]:
     term_means = reflection.term_means()
     means[:len(term_means)] = torch.nan_to_num(term_means[:MAX_TERMS], nan=0.0, posinf=0.0, neginf=0.0)
     return {**actor_state(actor), "stats.term_names": names, "stats.term_means": means,
-            "stats.episodes": reflection.episodes.float().clone(), "stats.successes": reflection.successes.float().clone()}
+            "stats.episodes": reflection.episodes.float().clone(),
+            "stats.successes": reflection.successes.float().clone()}
 
 
 def success_curve(reflection: Reflection) -> list[float]:
