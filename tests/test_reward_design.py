@@ -260,6 +260,7 @@ def test_exported_wrapper_trains_a_policy_in_a_plain_gymnasium_loop(tmp_path):
     assert episode(best_gain, 1)[1] and not episode(0.0, 1)[1]  # the trained policy reaches the flag
 
 
+@pytest.mark.slow
 def test_an_evaluation_through_the_sandbox_scores_the_trained_policy(tmp_path):
     out = tmp_path / "results.json"
     invoke_llm2("evaluate", "--task", "reward-design", "--objective", "shaped", "--seeds", "1", "--workers", "1",

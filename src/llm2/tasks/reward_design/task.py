@@ -12,8 +12,9 @@ from typing import Any, Callable, Mapping, Sequence
 from llm2.tasks.base import EvalSetting, MetricColumn, TaskTexts, TensorSpec, TrainOutput
 from llm2.tasks.defaults import TaskBase
 from llm2.tasks.reward_design.contract import CONTRACT, RANDOMIZATION_NAME, check_reward_contract
-from llm2.tasks.reward_design.envs import ENVS, MOUNTAIN_CAR, PENDULUM
+from llm2.tasks.reward_design.envs import ENVS, MOUNTAIN_CAR
 from llm2.tasks.reward_design.feedback import reflection_text
+from llm2.tasks.reward_design.ppo import PPO_CONFIGS
 from llm2.tasks.reward_design.rewards import BASELINES
 from llm2.tasks.reward_design.score import RewardDesignScorer
 from llm2.tasks.reward_design.settings import RewardDesignSettings
@@ -22,13 +23,9 @@ from llm2.tasks.reward_design.train import TrainingData, output_spec, train_poli
 HELDOUT_EVAL_SEEDS = (1, 2)
 
 
-def _parameters_text() -> str:
-    lines = []
-    for spec in (MOUNTAIN_CAR, PENDULUM):
-        parts = [f"{p.name} (nominal {p.nominal:g}, bounds [{p.bounds[0]:g}, {p.bounds[1]:g}]: {p.meaning})"
-                 for p in spec.parameters]
-        lines.append(f"  {spec.name}: " + "; ".join(parts))
-    return "\n".join(lines)
+def _parameters_text(env: str) -> str:
+    return "\n".join(f"  {p.name}: nominal {p.nominal:g}, bounds [{p.bounds[0]:g}, {p.bounds[1]:g}] ({p.meaning})"
+                     for p in ENVS[env].parameters)
 
 
 def _env_text(env: str) -> str:
@@ -42,25 +39,28 @@ def _env_text(env: str) -> str:
             "must swing up; episodes never terminate and are cut at 200 steps. Starts at a random angle.")
 
 
+def _description(env: str) -> str:
+    discount = PPO_CONFIGS[env].gamma
+    return (
+        "The task: writing the reward function a reinforcement-learning agent is trained on (as in Eureka).\n"
+        "A fresh policy (an MLP giving a Gaussian over actions) is trained with PPO for a fixed number of\n"
+        "environment steps on many copies of the environment at once, on the sum of your reward's terms\n"
+        "(rewards are divided by a running estimate of the return's spread, so their overall scale does not\n"
+        f"matter, their proportions do; discount {discount:g}). Then the policy acts with its mean action on new\n"
+        "episodes whose physical parameters differ from the training ones.\n"
+        f"{_env_text(env)}\n"
+        "Physical parameters you may randomise during training (each training episode draws its own values\n"
+        f"uniformly from your ranges; unnamed ones stay nominal), in the constant {RANDOMIZATION_NAME}:\n"
+        f"{_parameters_text(env)}")
+
+
 class RewardDesignTask(TaskBase):
     name = "reward-design"
     settings_type = RewardDesignSettings
     contract = CONTRACT
     texts = TaskTexts(
         kind="reward function",
-        description=(
-            "The task: writing the reward function a reinforcement-learning agent is trained on (as in Eureka).\n"
-            "A fresh policy (an MLP giving a Gaussian over actions) is trained with PPO for a fixed number of\n"
-            "environment steps on many copies of the environment at once, on the sum of your reward's terms\n"
-            "(rewards are divided by a running estimate of the return's spread, so their overall scale does not\n"
-            "matter, their proportions do; discount 0.99). Then the policy acts with its mean action on new\n"
-            "episodes whose physical parameters differ from the training ones.\n"
-            f"{_env_text('mountain_car')}\n"
-            "With the pendulum setting instead:\n"
-            f"{_env_text('pendulum')}\n"
-            "Physical parameters you may randomise during training (each training episode draws its own values\n"
-            f"uniformly from your ranges; unnamed ones stay nominal), in the constant {RANDOMIZATION_NAME}:\n"
-            f"{_parameters_text()}"),
+        description=_description("mountain_car"),
         fitness=("the share of scoring episodes in which the trained policy achieves the environment's true goal\n"
                  "(mountain_car: reach the flag within 999 steps; pendulum: within 0.3 rad of upright for each\n"
                  "of the last 50 of its 200 steps), 0 to 1, higher is better, on physical parameters away from\n"
@@ -89,6 +89,10 @@ class RewardDesignTask(TaskBase):
 
     def __init__(self) -> None:
         self._scorers: dict[RewardDesignSettings, RewardDesignScorer] = {}
+
+    def texts_for(self, settings: RewardDesignSettings) -> TaskTexts:
+        """The description of the settings' environment only."""
+        return replace(self.texts, description=_description(settings.env))
 
     # -- trusted main process ----------------------------------------------------------------------------------
     def prepare(self, settings: RewardDesignSettings) -> None:
