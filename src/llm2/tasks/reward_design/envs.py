@@ -19,7 +19,7 @@ import torch
 class Parameter:
     """A physical parameter: gymnasium's value (training uses it unless the candidate randomises it), the bounds a
     candidate may randomise it within, and the ranges the scorer draws held-out dynamics from: away from the
-    nominal value, and (``far``) beyond the randomisation bounds."""
+    nominal value, and (``far``) further out, partly beyond the randomisation bounds."""
 
     name: str
     nominal: float

@@ -20,7 +20,7 @@ class RewardDesignSettings:
     envs: int = field(default=64, metadata={"help": "environments stepped together as one batch"})
     dynamics: str = field(default="heldout", metadata={
         "help": "the dynamics the trained policy is scored on: heldout (physical parameters away from the "
-                "training values), far (beyond the randomisation bounds too) or nominal (gymnasium's own)"})
+                "training values), far (further out, partly beyond the randomisation bounds) or nominal (gymnasium's own)"})
     episodes: int = field(default=200, metadata={"help": "scoring episodes (the probe uses a quarter)"})
     eval_seed: int = field(default=0, metadata={
         "help": "seed of the scoring episodes' starts and dynamics (never shown to the proposer)"})
