@@ -3,7 +3,8 @@ starts the candidate never trained on or saw. A reward that pays for anything el
 really achieves here.
 
 Fitness: the share of scoring episodes in which the policy's mean action reaches the environment's goal. Beside
-it: the mean steps to the goal (the time limit for a failure), the success on gymnasium's own dynamics, where the
+it: the mean steps to the goal (the time limit for a failure; the pendulum's is the step from which it stayed
+upright), the success on gymnasium's own dynamics, where the
 failures ended up, and what training reported (each reward term's mean, success while training), re-checked.
 """
 
@@ -40,7 +41,7 @@ def rollout(spec: EnvSpec, actor: Actor, episodes: int, seed: int, dynamics: str
             obs, terminated, truncated = env.step(actor.act(env.observe()))
             alive = ~done
             if spec is MOUNTAIN_CAR:
-                progress = torch.where(alive, torch.maximum(progress, obs[:, 0].double().float()), progress)
+                progress = torch.where(alive, torch.maximum(progress, obs[:, 0]), progress)
             ended = (terminated | truncated) & alive
             success |= env.succeeded(terminated, ended) & ended
             length = torch.where(ended & terminated, env.t.float(), length)
@@ -49,6 +50,8 @@ def rollout(spec: EnvSpec, actor: Actor, episodes: int, seed: int, dynamics: str
                 break
     if spec is not MOUNTAIN_CAR:
         progress = angle_normalize(env.state[:, 0]).abs().float()
+        # the pendulum's time to the goal: the step from which it stayed upright to the end
+        length = torch.where(success, (env.t - env.upright_run).float(), length)
     failed = ~success
     return {"success_rate": float(success.float().mean()),
             "steps_to_goal": float(length.mean()),
