@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up .venv: the CPU build of torch first (so no multi-GB CUDA build is pulled), then llm2 with its extras
-# (Hugging Face/TRL, Ray, mergekit, development tools).
+# (Hugging Face/TRL, Ray, mergekit, development tools, gymnasium).
 # --with-test-tools also installs Debian's chromium, which the report test renders pages with.
 # Each step prints one line when it starts (the installs themselves stay quiet); the whole takes a few minutes.
 set -euo pipefail
@@ -23,8 +23,8 @@ step "upgrading pip"
 quiet_pip --upgrade pip
 if .venv/bin/python -c "import torch" 2>/dev/null; then step "torch is already installed"; else
   step "installing torch 2.13.0 (about a minute)"; quiet_pip "torch==2.13.0"; fi
-step "installing llm2 with its extras hf, ray, dev, merging (a few minutes)"
-quiet_pip -e ".[hf,ray,dev,merging]"
-step "checking that llm2, torch, trl and ray import"
-.venv/bin/python -c "import llm2, torch, trl, ray" # fail here, loudly, if the install did not work
+step "installing llm2 with its extras hf, ray, dev, merging, rl (a few minutes)"
+quiet_pip -e ".[hf,ray,dev,merging,rl]"
+step "checking that llm2, torch, trl, ray and gymnasium import"
+.venv/bin/python -c "import llm2, torch, trl, ray, gymnasium" # fail here, loudly, if the install did not work
 echo "setup: done; run llm2 with .venv/bin/llm2" >&2

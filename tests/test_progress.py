@@ -92,7 +92,7 @@ def test_the_setup_script_names_each_step(tmp_path):
     assert "installing llm2 with its extras hf, ray, dev, merging" in steps[3]
     # pip stays quiet (-q), called with the same arguments as before
     assert calls.read_text().splitlines() == ["-m pip install -q --upgrade pip",
-                                              "-m pip install -q -e .[hf,ray,dev,merging]"]
+                                              "-m pip install -q -e .[hf,ray,dev,merging,rl]"]
 
 
 @pytest.mark.slow  # builds a small merging world (seconds of training)

@@ -26,6 +26,7 @@ PROPOSERS: dict[str, str] = {
     "symbolic": "llm2.tasks.preference.symbolic:SymbolicProposer",
     "classification-offline": "llm2.tasks.classification.proposer:ClassificationOfflineProposer",
     "merging-offline": "llm2.tasks.merging.proposer:MergingOfflineProposer",
+    "reward-design-offline": "llm2.tasks.reward_design.proposer:RewardDesignOfflineProposer",
     "openai": "llm2.proposers.openai:OpenAIProposer",
     "hf": "llm2.proposers.hf:HFProposer",
     "replay": "llm2.proposers.replay:ReplayProposer",

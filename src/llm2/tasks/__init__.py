@@ -22,6 +22,7 @@ TASKS: dict[str, str] = {
     "merging-synthetic": "llm2.tasks.merging_synthetic.task:MergingSyntheticTask",
     "merging-hf": "llm2.tasks.merging_hf.task:MergingHFTask",
     "preference-hf": "llm2.tasks.preference_hf.task:PreferenceHFTask",
+    "reward-design": "llm2.tasks.reward_design.task:RewardDesignTask",
 }
 ENTRY_POINT_GROUP = "llm2.tasks"
 
