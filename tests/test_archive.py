@@ -413,5 +413,5 @@ def test_a_schema_1_archive_is_read_and_migrated(tmp_path):
     assert migrated.spent_usd() == 0.5
     migrated.close()
     raw = sqlite3.connect(path)
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == 3
     assert "kl" not in [row[1] for row in raw.execute("PRAGMA table_info(candidates)")]

@@ -57,22 +57,41 @@ def _common_layers(results: list[EvalResult]) -> tuple[str, ...]:
     return tuple(sorted(set.intersection(*layer_sets)))
 
 
+# on_fingerprint(key, fingerprint) -> True to evaluate the candidate, False when the caller has settled it otherwise
+FingerprintJudge = Callable[[int, tuple], bool]
+
+
 class SeedFanout:
     """Submits one job per (candidate, seed) and reports each candidate once all its seeds are back.
 
     ``baseline_probe`` maps a seed to the reference baseline's probe fitness at that seed, once the run knows it,
     so the cascade can judge a probe against what the reference had reached by the same point.
+
+    With ``on_fingerprint`` set, a candidate first gets one cheap fingerprint job (contract checks and the task's
+    fingerprint of its behaviour, in the confined child); its seeds are submitted only if ``on_fingerprint`` says
+    so. A candidate that fails that stage is reported as it failed, without training.
     """
 
     def __init__(self, executor: Executor, base: EvalSetting, seeds: list[int],
-                 baseline_probe: dict[int, float] | None = None):
+                 baseline_probe: dict[int, float] | None = None, on_fingerprint: FingerprintJudge | None = None):
         self._executor, self._base, self._seeds = executor, base, seeds
         self.baseline_probe = dict(baseline_probe or {})
-        self._futures: dict[cf.Future, tuple[int, int]] = {}
+        self.on_fingerprint = on_fingerprint
+        self._futures: dict[cf.Future, tuple[int, int | None]] = {}  # seed None: the fingerprint job
         self._results: dict[int, dict[int, EvalResult]] = {}
+        self._codes: dict[int, str] = {}
 
     def submit(self, key: int, code: str) -> None:
         self._results[key] = {}
+        if self.on_fingerprint is not None:
+            self._codes[key] = code
+            job = EvalJob(code=code, setting=self._base.replace(seed=self._seeds[0]), key=f"{key}:fingerprint",
+                          fingerprint_only=True)
+            self._futures[self._executor.submit(job)] = (key, None)
+            return
+        self._submit_seeds(key, code)
+
+    def _submit_seeds(self, key: int, code: str) -> None:
         for seed in self._seeds:
             job = EvalJob(code=code, setting=self._base.replace(seed=seed), key=f"{key}:{seed}",
                           baseline_probe=self.baseline_probe.get(seed))
@@ -95,12 +114,26 @@ class SeedFanout:
             done, _ = cf.wait(list(self._futures), timeout=None if block else 0, return_when=cf.FIRST_COMPLETED)
             for future in done:
                 key, seed = self._futures.pop(future)
+                if seed is None:
+                    self._fingerprinted(key, _result_of(future), on_done)
+                    continue
                 self._results[key][seed] = _result_of(future)
                 if len(self._results[key]) == len(self._seeds):
                     per_seed = self._results.pop(key)
                     on_done(key, combine([per_seed[s] for s in self._seeds]))
             if not block:
                 return
+
+    def _fingerprinted(self, key: int, result: EvalResult,
+                       on_done: Callable[[int, CandidateOutcome], None]) -> None:
+        code = self._codes.pop(key)
+        if result.status != "ok":  # broke the contract (or could not run): no training would change that
+            self._results.pop(key)
+            on_done(key, combine([result]))
+        elif self.on_fingerprint(key, result.fingerprint):
+            self._submit_seeds(key, code)
+        else:
+            self._results.pop(key)
 
 
 def record_outcome(archive: Archive, candidate: CandidateRecord, outcome: CandidateOutcome,

@@ -30,3 +30,9 @@ def feedback_rejected(book: PromptBook, *, status: str, stage: str | None, error
 
 def feedback_duplicate(book: PromptBook, *, original_name: str, original_fitness: float | None) -> str:
     return book.render("feedback_duplicate", original_name=original_name, original_fitness=fmt(original_fitness))
+
+
+def feedback_behaviour(book: PromptBook, *, original_name: str, original_fitness: float | None, why: str) -> str:
+    """A behavioural duplicate: ``why`` is the task's own words for what makes two candidates the same."""
+    return book.render("feedback_behaviour", original_name=original_name, original_fitness=fmt(original_fitness),
+                       why=why)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from llm2.archive import Archive, CandidateRecord, normalized_code_hash
 from llm2.archive.ranking import baseline
-from llm2.discovery import feedback
+from llm2.discovery import behaviour, feedback
 from llm2.discovery.ask import ask_for_candidate
 from llm2.discovery.config import DiscoveryConfig
 from llm2.discovery.conversation import request_messages, scored_history, start_conversation, sync_messages
@@ -46,7 +46,8 @@ class Discovery:
         self.progress = progress or Progress(config.generations)
         self.setting = EvalSetting(task.settings_from_dict(config.task_settings))
         self.texts = task.texts_for(self.setting.task)
-        self.fanout = SeedFanout(executor, self.setting, config.training_seeds())
+        self.fanout = SeedFanout(executor, self.setting, config.training_seeds(),
+                                 on_fingerprint=self._on_fingerprint if hasattr(task, "fingerprint") else None)
         if hasattr(proposer, "on_event"):
             proposer.on_event = self.progress.note
         if hasattr(proposer, "spent_usd"):  # a resumed run's cap counts what earlier sessions spent
@@ -143,10 +144,29 @@ class Discovery:
         wanted = self.archive.best(self.config.keep_checkpoints) + self.archive.pending()
         checkpoints.prune(self.archive.path.parent, [(c.id, seed) for c in wanted])
 
+    def _on_fingerprint(self, candidate_id: int, vector: tuple[float, ...]) -> bool:
+        """True: evaluate the candidate; False: it behaves like an earlier one and is recorded as its duplicate."""
+        candidate = self.archive.candidate(candidate_id)
+        tolerance = getattr(self.task, "fingerprint_tolerance", behaviour.DEFAULT_TOLERANCE)
+        if behaviour.settle_fingerprint(self.archive, candidate, tuple(vector), tolerance) is None:
+            return True
+        self.progress.record(status="duplicate", name=candidate.name, fitness=None, seconds=0.0, evals=0,
+                             behavioural=True)
+        self._tell_duplicate(self.archive.candidate(candidate_id))
+        return False
+
     def _tell_duplicate(self, duplicate: CandidateRecord) -> None:
-        """A duplicate learns its original's score once that is known."""
+        """A duplicate learns its original's score once that is known; a behavioural one is also given it."""
         original = self.archive.candidate(duplicate.duplicate_of)
-        if original.status != "pending":
+        if original.status == "pending":
+            return
+        if behaviour.is_behaviour_duplicate(self.archive, duplicate.id):
+            self.archive.mark_duplicate(duplicate.id, original.id, fitness=original.fitness,
+                                        fitness_std=original.fitness_std, metrics=original.metrics)
+            self.archive.set_feedback(duplicate.id, feedback.feedback_behaviour(
+                self.book, original_name=original.name, original_fitness=original.fitness,
+                why=getattr(self.task, "fingerprint_note", "it behaves the same on the task's probe")))
+        else:
             self.archive.set_feedback(duplicate.id, feedback.feedback_duplicate(
                 self.book, original_name=original.name, original_fitness=original.fitness))
 

@@ -16,6 +16,7 @@ class Progress:
     done: int = 0
     failed: int = 0
     duplicates: int = 0
+    behavioural: int = 0  # of the duplicates, those found by behaviour (different code, same fingerprint)
     best_name: str = "-"
     best_fitness: float | None = None
     eval_seconds: float = 0.0
@@ -23,10 +24,12 @@ class Progress:
     started: float = field(default_factory=time.monotonic)
     waiting: str = ""  # what the proposer said while we wait for it (a retry, a dropped parameter)
 
-    def record(self, *, status: str, name: str, fitness: float | None, seconds: float, evals: int) -> None:
+    def record(self, *, status: str, name: str, fitness: float | None, seconds: float, evals: int,
+               behavioural: bool = False) -> None:
         self.done += 1
         self.failed += status in ("invalid", "failed", "timeout")
         self.duplicates += status == "duplicate"
+        self.behavioural += status == "duplicate" and behavioural
         self.eval_seconds += seconds
         self.evals += evals
         if status == "ok" and fitness is not None and (self.best_fitness is None or fitness > self.best_fitness):
@@ -44,8 +47,12 @@ class Progress:
         per_eval = f"{self.eval_seconds / self.evals:.1f} s/eval" if self.evals else "- s/eval"
         elapsed = time.monotonic() - self.started
         line = (f"generation {self.generation}/{self.generations} · {self.done} candidates · best {best} · "
-                f"{self.failed} failed · {self.duplicates} duplicates · {per_eval} · {elapsed:.0f} s")
+                f"{self.failed} failed · {self._duplicates_text()} · {per_eval} · {elapsed:.0f} s")
         return f"{line} · proposer: {self.waiting}" if self.waiting else line
+
+    def _duplicates_text(self) -> str:
+        text = f"{self.duplicates} duplicates"
+        return f"{text} ({self.behavioural} by behaviour)" if self.behavioural else text
 
     def show(self) -> None:
         if self.stream.isatty():

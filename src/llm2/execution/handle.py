@@ -122,6 +122,9 @@ class WorkerHandle:
         if message["status"] != "ok":
             return EvalResult(message["status"], message["stage"], message.get("error"), seconds=seconds,
                               probe_fitness=probe, sandbox=sandbox)
+        if job.fingerprint_only:  # nothing was trained: nothing to score
+            return EvalResult("ok", "fingerprint", None, seconds=seconds, sandbox=sandbox,
+                              fingerprint=tuple(float(v) for v in message.get("fingerprint") or ()))
         keep = self.keep_dir is not None
         output = self._take(message, remove=not keep)
         try:
