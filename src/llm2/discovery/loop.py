@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from llm2.archive import Archive, CandidateRecord, normalized_code_hash
 from llm2.archive.ranking import baseline
 from llm2.discovery import behaviour, feedback
-from llm2.discovery.ask import ask_for_candidate
+from llm2.discovery import context
+from llm2.discovery.ask import AskOutcome, ask_for_candidate
 from llm2.discovery.config import DiscoveryConfig
 from llm2.discovery.conversation import request_messages, scored_history, start_conversation, sync_messages
 from llm2.discovery.evaluations import CandidateOutcome, SeedFanout, record_outcome
@@ -22,7 +23,8 @@ from llm2.discovery.progress import Progress
 from llm2.discovery.prompts import PromptBook
 from llm2.execution.base import Executor
 from llm2.discovery import checkpoints, opening
-from llm2.proposers.base import BudgetExceeded, ProposalRequest, Proposer, ProposerError, Reply, check_before_run
+from llm2.proposers.base import (BudgetExceeded, ContextTooLong, Message, ProposalRequest, Proposer, ProposerError,
+                                 Reply, check_before_run)
 from llm2.tasks.base import EvalSetting, Task
 
 
@@ -50,6 +52,7 @@ class Discovery:
                                  on_fingerprint=self._on_fingerprint if hasattr(task, "fingerprint") else None)
         if hasattr(proposer, "on_event"):
             proposer.on_event = self.progress.note
+        self.prompt_budget: int | None = None  # set once a server refuses a prompt as too long
         if hasattr(proposer, "spent_usd"):  # a resumed run's cap counts what earlier sessions spent
             proposer.spent_usd = archive.spent_usd()
 
@@ -82,23 +85,36 @@ class Discovery:
     # --- one candidate -------------------------------------------------------------------------------------
     def _propose(self, generation: int) -> None:
         index = self.archive.next_index()
-        request = ProposalRequest(
-            messages=request_messages(self.archive, self.config, self.book, self.task.metrics_text),
-            history=scored_history(self.archive), temperature=self.config.temperature,
-            seed=self.config.seed * 1_000_003 + index)
         earlier = [(r.id, _reply_of(r)) for r in self.archive.requests(index=index, unlinked=True)
                    if r.reply is not None]
+        attempts = [len(self.archive.requests(index=index))]  # numbering goes on across shrunk prompts
 
         def record(attempt: int, payload: dict, reply: Reply | None, error: str | None) -> int:
             return self.archive.record_request(
-                index=index, attempt=attempt, request=payload, reply=None if reply is None else reply.text,
+                index=index, attempt=attempts[0] + attempt, request=payload,
+                reply=None if reply is None else reply.text,
                 finish_reason=None if reply is None else reply.finish_reason, error=error,
                 prompt_tokens=0 if reply is None else reply.prompt_tokens,
                 completion_tokens=0 if reply is None else reply.completion_tokens,
                 cost_usd=0.0 if reply is None else reply.cost_usd).id
 
-        asked = ask_for_candidate(self.proposer, request, max_reasks=self.config.max_reasks, record=record,
-                                  reask=lambda reason: self.book.render("reask", reason=reason), earlier=earlier)
+        asked, refusal = None, None
+        for _ in range(context.MAX_SHRINKS + 1):
+            request = ProposalRequest(
+                messages=self._request_messages(), history=scored_history(self.archive),
+                temperature=self.config.temperature, seed=self.config.seed * 1_000_003 + index)
+            try:
+                asked = ask_for_candidate(self.proposer, request, max_reasks=self.config.max_reasks, record=record,
+                                          reask=lambda reason: self.book.render("reask", reason=reason),
+                                          earlier=earlier)
+                break
+            except ContextTooLong as exc:  # recorded by ask_for_candidate; ask again with a smaller prompt
+                refusal = exc
+                attempts[0] = len(self.archive.requests(index=index))
+                self._shrink_prompt(request.messages, exc)
+        if asked is None:
+            error = f"no prompt small enough for the proposer's context: {refusal}"
+            asked = AskOutcome(None, (), (), (f"unusable:{error}",), error, ())
         common = dict(generation=generation, proposer=self.proposer.name, request_ids=asked.request_ids,
                       prompt_tokens=sum(r.prompt_tokens for r in asked.replies),
                       completion_tokens=sum(r.completion_tokens for r in asked.replies),
@@ -120,6 +136,28 @@ class Discovery:
                 self._tell_duplicate(record_)
         if record_.status != "pending":
             self.progress.record(status=record_.status, name=record_.name, fitness=None, seconds=0.0, evals=0)
+
+    def _request_messages(self) -> tuple[Message, ...]:
+        budget = self._prompt_budget()
+        if budget is None:
+            return request_messages(self.archive, self.config, self.book, self.task.metrics_text)
+        return context.bounded_messages(self.archive, self.config, self.book, self.task.metrics_text, budget)
+
+    def _prompt_budget(self) -> int | None:
+        """Tokens the prompt may take: a budget learnt from a refusal, else the configured (or the server's
+        reported) context less the reply's room; None: unbounded."""
+        if self.prompt_budget is not None:
+            return self.prompt_budget
+        tokens = self.config.context_tokens or getattr(self.proposer, "context_tokens", None)
+        return None if tokens is None else tokens - context.reply_room(tokens, self._max_tokens())
+
+    def _shrink_prompt(self, sent: tuple[Message, ...], refusal: ContextTooLong) -> None:
+        self.prompt_budget = context.shrunk_budget(sent, refusal, self._max_tokens())
+        self.archive.add_run_event("prompt_shrunk", {"budget_tokens": self.prompt_budget, "refusal": str(refusal)})
+        self.progress.note(f"the prompt was over the proposer's context; shrunk to about {self.prompt_budget} tokens")
+
+    def _max_tokens(self) -> int | None:
+        return getattr(self.proposer, "max_tokens", None)
 
     def _finish(self, candidate_id: int, outcome: CandidateOutcome) -> None:
         candidate = self.archive.candidate(candidate_id)
