@@ -26,6 +26,7 @@ class CandidateOutcome:
     metrics: dict = field(default_factory=dict)  # the task's numbers (mean over seeds; "<name>_std" the spread)
     seconds: float = 0.0
     sandbox: tuple[str, ...] = ()
+    curves: tuple[dict, ...] = ()  # the task's training curves per seed, in seed order (empty dicts where none)
 
     def value(self, key: str) -> float | None:
         return metric_value(self.metrics, key)
@@ -37,16 +38,17 @@ def combine(results: list[EvalResult]) -> CandidateOutcome:
     sandbox = _common_layers(results)
     probes = [r.probe_fitness for r in results]
     failed = [r for r in results if r.status != "ok"]
+    curves = tuple(r.curves for r in results)
     if failed:
         first = failed[0]
         return CandidateOutcome(first.status, first.stage, first.error, None, None,
-                                {"probe_fitness_per_seed": probes}, seconds, sandbox)
+                                {"probe_fitness_per_seed": probes}, seconds, sandbox, curves)
     fitness, fitness_std = mean_std([r.metrics.fitness for r in results])
     metrics = {"fitness_per_seed": [r.metrics.fitness for r in results], "probe_fitness_per_seed": probes,
                "seconds_per_eval": seconds / len(results)}
     for key in results[0].metrics.values:
         metrics[key], metrics[f"{key}_std"] = mean_std([r.metrics.values.get(key, float("nan")) for r in results])
-    return CandidateOutcome("ok", "done", None, fitness, fitness_std, metrics, seconds, sandbox)
+    return CandidateOutcome("ok", "done", None, fitness, fitness_std, metrics, seconds, sandbox, curves)
 
 
 def _common_layers(results: list[EvalResult]) -> tuple[str, ...]:

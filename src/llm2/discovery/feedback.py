@@ -32,6 +32,11 @@ def feedback_duplicate(book: PromptBook, *, original_name: str, original_fitness
     return book.render("feedback_duplicate", original_name=original_name, original_fitness=fmt(original_fitness))
 
 
+def with_curves(book: PromptBook, text: str, description: str) -> str:
+    """The feedback, followed by what the training curves showed when the task described them."""
+    return f"{text}\n{book.render('curves', description=description)}" if description else text
+
+
 def feedback_behaviour(book: PromptBook, *, original_name: str, original_fitness: float | None, why: str) -> str:
     """A behavioural duplicate: ``why`` is the task's own words for what makes two candidates the same."""
     return book.render("feedback_behaviour", original_name=original_name, original_fitness=fmt(original_fitness),

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from llm2.archive import Archive, CandidateRecord, normalized_code_hash
 from llm2.archive.ranking import baseline
-from llm2.discovery import behaviour, feedback
-from llm2.discovery import context
+from llm2.archive.search_tables import record_curves
+from llm2.discovery import behaviour, context, feedback
 from llm2.discovery.ask import AskOutcome, ask_for_candidate
 from llm2.discovery.config import DiscoveryConfig
 from llm2.discovery.conversation import request_messages, scored_history, start_conversation, sync_messages
@@ -165,6 +165,10 @@ class Discovery:
         if candidate.generation > 0:
             text = self._feedback_ok(outcome) if outcome.status == "ok" else feedback.feedback_rejected(
                 self.book, status=outcome.status, stage=outcome.stage, error=outcome.error)
+            text = feedback.with_curves(self.book, text, self._curves_text(outcome))
+        for seed, curves in zip(self.config.training_seeds(), outcome.curves):
+            if curves:
+                record_curves(self.archive, candidate_id, seed, curves)
         status = record_outcome(self.archive, candidate, outcome, text)
         self.progress.record(status=status, name=candidate.name, fitness=outcome.fitness, seconds=outcome.seconds,
                              evals=len(self.config.training_seeds()))
@@ -172,6 +176,12 @@ class Discovery:
         for duplicate in self.archive.candidates(status="duplicate"):
             if duplicate.duplicate_of == candidate_id and duplicate.feedback is None:
                 self._tell_duplicate(duplicate)
+
+    def _curves_text(self, outcome: CandidateOutcome) -> str:
+        """What the first seed's training curves show, in the task's own words ("" when it has none)."""
+        describe = getattr(self.task, "curves_text", None)
+        first = outcome.curves[0] if outcome.curves else {}
+        return describe(first) if describe is not None and first else ""
 
     def _prune_checkpoints(self) -> None:
         """With keep_checkpoints N: keep the weights of the N best candidates (trained with the first seed) and of

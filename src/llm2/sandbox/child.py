@@ -131,7 +131,7 @@ def _isolate_descriptors(job: ChildJob) -> None:
 
 def _send_output(job: ChildJob, kind: str, output: TrainOutput, to_file: bool) -> None:
     header = {"kind": kind, "steps": int(output.steps), "stop_reason": output.stop_reason,
-              "loss_trace": [float(v) for v in output.loss_trace]}
+              "loss_trace": [float(v) for v in output.loss_trace], "curves": output.curves}
     payload = b""
     if not output.stop_reason:
         if kind == "result" and job.output == "directory":

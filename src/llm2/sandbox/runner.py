@@ -20,10 +20,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from llm2.curves import clean_curves
 from llm2.sandbox import channel
 from llm2.sandbox.child import CONTINUE, OUTPUT_FILE, ChildJob, run_child
 from llm2.sandbox.limits import (SPAWN_STARTUP_S, SandboxLimits, bytes_text, cuda_limits, end_child, kill_group,
@@ -52,6 +53,7 @@ class ChildOutcome:
     sandbox: tuple[str, ...] = ()  # the layers that took in the child
     probe_fitness: float | None = None
     fingerprint: tuple[float, ...] = ()  # a fingerprint job's answer
+    curves: dict = field(default_factory=dict)  # the task's training curves (clean_curves), also when it failed
 
 
 @dataclass(frozen=True)
@@ -233,14 +235,15 @@ class _Supervisor:
         self._end()  # dead before anything it wrote is read
         header = message.header
         stop_reason = header.get("stop_reason")
+        curves = clean_curves(header.get("curves"))
         if stop_reason:
             stage = "train" if self.probe_passed or not self.cascade else "probe"
-            return self._fail(stage, str(stop_reason)[:500])
+            return replace(self._fail(stage, str(stop_reason)[:500]), curves=curves)
         try:
             output = self._output(message)
         except channel.ChannelError as exc:
             return self._fail("score", str(exc))
-        return ChildOutcome("ok", "done", None, output, self.sandbox, self.probe_fitness)
+        return ChildOutcome("ok", "done", None, output, self.sandbox, self.probe_fitness, curves=curves)
 
     def _output(self, message: channel.Message) -> TrainOutput:
         final = message.header["kind"] == "result"

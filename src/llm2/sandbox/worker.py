@@ -121,7 +121,7 @@ class _Worker:
             return
         reply = {"event": "result", "status": outcome.status, "stage": outcome.stage, "error": outcome.error,
                  "sandbox": list(outcome.sandbox), "probe_fitness": outcome.probe_fitness,
-                 "fingerprint": list(outcome.fingerprint)}
+                 "fingerprint": list(outcome.fingerprint), "curves": outcome.curves}
         output = outcome.output
         if output is not None:
             where = ({"directory": self.adopt(output.output_dir)} if output.output_dir is not None else

@@ -39,6 +39,12 @@ class PreferenceTask(TaskBase):
     def fingerprint(self, fn: Callable[..., Any], data: Any, settings: Any) -> list[float]:
         return loss_fingerprint(fn, settings.beta)
 
+    def curves_text(self, curves: dict[str, list[float]]) -> str:
+        """What the training curves show, for the feedback (tasks whose training records none: "")."""
+        from llm2.tasks.preference.curves_text import describe_curves
+
+        return describe_curves(curves)
+
     def figures(self, context: Any) -> list[Any]:
         from llm2.tasks.preference.figures import preference_figures
 
