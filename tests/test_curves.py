@@ -43,3 +43,18 @@ def test_curves_from_a_child_are_cleaned():
     assert cleaned["loss"][0] == 1.0 and all(math.isnan(v) for v in cleaned["loss"][1:])
     assert "Bad Name" not in cleaned and "margin" not in cleaned and len(cleaned) <= 8
     assert clean_curves("nothing") == {} and clean_curves({"loss": list(range(1000))})["loss"][-1] == 255.0
+
+
+def test_the_report_draws_the_curves_per_candidate(tmp_path):
+    from llm2.report.build import build_report
+
+    script = [completion(good_reply_json("runaway", code=RUNAWAY_CODE))]
+    config = DiscoveryConfig(proposer="openai", generations=1, population=1, seeds=1, baselines=("dpo",),
+                             proposer_options={"model": "fake-model"})
+    with FakeOpenAIServer(script) as server:
+        proposer = make_proposer("openai", model="fake-model", base_url=server.base_url, api_key_env="NO_SUCH_KEY")
+        archive, _ = run_discovery(tmp_path, config, proposer)
+    archive.close()
+    page = build_report(tmp_path / "run").read_text(encoding="utf-8")
+    assert "Training curves of the best candidates" in page
+    assert (tmp_path / "run" / "report" / "training_curves.png").stat().st_size > 1000
