@@ -33,6 +33,7 @@ class DiscoveryConfig:
     max_reasks: int = 2
     prompt_dir: str | None = None
     allow_missing: tuple[str, ...] = ()  # sandbox layers the user explicitly let go (recorded, shown in reports)
+    rungs: bool = False  # successive halving over the task's fidelity rungs (discovery/rungs.py)
     keep_checkpoints: int = 0  # keep the trained weights of this many best candidates (their first seed's)
 
     def __post_init__(self) -> None:

@@ -82,10 +82,15 @@ class SeedFanout:
         self._futures: dict[cf.Future, tuple[int, int | None]] = {}  # seed None: the fingerprint job
         self._results: dict[int, dict[int, EvalResult]] = {}
         self._codes: dict[int, str] = {}
+        self._plans: dict[int, tuple[float | None, list[int]]] = {}  # key -> (budget, seeds) of its evaluation
 
-    def submit(self, key: int, code: str) -> None:
+    def submit(self, key: int, code: str, budget: float | None = None, seeds: list[int] | None = None,
+               fingerprint: bool = True) -> None:
+        """Evaluate ``code`` at ``budget`` (default: the base setting's) over ``seeds`` (default: all);
+        ``fingerprint=False`` skips the fingerprint stage (a candidate already fingerprinted)."""
         self._results[key] = {}
-        if self.on_fingerprint is not None:
+        self._plans[key] = (budget, list(seeds or self._seeds))
+        if self.on_fingerprint is not None and fingerprint:
             self._codes[key] = code
             job = EvalJob(code=code, setting=self._base.replace(seed=self._seeds[0]), key=f"{key}:fingerprint",
                           fingerprint_only=True)
@@ -94,9 +99,12 @@ class SeedFanout:
         self._submit_seeds(key, code)
 
     def _submit_seeds(self, key: int, code: str) -> None:
-        for seed in self._seeds:
-            job = EvalJob(code=code, setting=self._base.replace(seed=seed), key=f"{key}:{seed}",
-                          baseline_probe=self.baseline_probe.get(seed))
+        budget, seeds = self._plans[key]
+        base = self._base if budget is None else self._base.replace(budget=budget)
+        for seed in seeds:
+            job = EvalJob(code=code, setting=base.replace(seed=seed), key=f"{key}:{seed}",
+                          # the reference's probe was measured at the full budget: no yardstick for a lower rung
+                          baseline_probe=self.baseline_probe.get(seed) if budget in (None, 1.0) else None)
             self._futures[self._executor.submit(job)] = (key, seed)
 
     @property
@@ -120,9 +128,10 @@ class SeedFanout:
                     self._fingerprinted(key, _result_of(future), on_done)
                     continue
                 self._results[key][seed] = _result_of(future)
-                if len(self._results[key]) == len(self._seeds):
+                seeds = self._plans[key][1]
+                if len(self._results[key]) == len(seeds):
                     per_seed = self._results.pop(key)
-                    on_done(key, combine([per_seed[s] for s in self._seeds]))
+                    on_done(key, combine([per_seed[s] for s in seeds]))
             if not block:
                 return
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from llm2.archive import Archive, CandidateRecord, normalized_code_hash
 from llm2.archive.ranking import baseline
 from llm2.archive.search_tables import record_curves
-from llm2.discovery import behaviour, context, feedback
+from llm2.discovery import behaviour, context, feedback, rungs
 from llm2.discovery.ask import AskOutcome, ask_for_candidate
 from llm2.discovery.config import DiscoveryConfig
 from llm2.discovery.conversation import request_messages, scored_history, start_conversation, sync_messages
@@ -50,6 +50,9 @@ class Discovery:
         self.texts = task.texts_for(self.setting.task)
         self.fanout = SeedFanout(executor, self.setting, config.training_seeds(),
                                  on_fingerprint=self._on_fingerprint if hasattr(task, "fingerprint") else None)
+        task_rungs = getattr(task, "fidelity_rungs", ()) if config.rungs else ()
+        self.rungs = rungs.ladder_of(task_rungs, config.seeds) if task_rungs else []
+        self.evaluator = rungs.Ladder(self.fanout, config.training_seeds(), self.rungs) if self.rungs else self.fanout
         if hasattr(proposer, "on_event"):
             proposer.on_event = self.progress.note
         self.prompt_budget: int | None = None  # set once a server refuses a prompt as too long
@@ -68,15 +71,18 @@ class Discovery:
                 self.progress.generation = generation
                 for _ in range(self.config.population - self._count(generation)):
                     self._propose(generation)
-                    self.fanout.drain(self._finish, block=False)
-                self.fanout.drain(self._finish)
+                    self.evaluator.drain(self._finish, block=False)
+                self.evaluator.drain(self._finish)
                 sync_messages(self.archive, self.book)
         except BudgetExceeded as exc:
             message = f"stopped: {exc}"
         except ProposerError as exc:
             message = f"stopped: the proposer failed: {exc}"
-        self.fanout.drain(self._finish)
+        self.evaluator.drain(self._finish)
         sync_messages(self.archive, self.book)
+        if self.rungs:
+            self.archive.add_run_event("rung_correlations", {"rungs": [r.text() for r in self.rungs], "correlations":
+                                       rungs.rung_correlations(self.archive.candidates(), len(self.rungs))})
         self.progress.close()
         status = "stopped" if message else "finished"
         self.archive.set_run_status(status, time.time())
@@ -131,11 +137,17 @@ class Discovery:
                 thought=parsed.thought, name=parsed.name, code=parsed.code, **common,
                 status="duplicate" if original else "pending", duplicate_of=original.id if original else None)
             if original is None:
-                self.fanout.submit(record_.id, record_.code)
+                self._submit(record_)
             else:
                 self._tell_duplicate(record_)
         if record_.status != "pending":
             self.progress.record(status=record_.status, name=record_.name, fitness=None, seconds=0.0, evals=0)
+
+    def _submit(self, candidate: CandidateRecord) -> None:
+        if self.rungs:  # baselines climb every rung: they are the yardstick of each
+            self.evaluator.submit(candidate.id, candidate.code, always_promote=candidate.generation == 0)
+        else:
+            self.evaluator.submit(candidate.id, candidate.code)
 
     def _request_messages(self) -> tuple[Message, ...]:
         budget = self._prompt_budget()
@@ -163,8 +175,14 @@ class Discovery:
         candidate = self.archive.candidate(candidate_id)
         text = None
         if candidate.generation > 0:
-            text = self._feedback_ok(outcome) if outcome.status == "ok" else feedback.feedback_rejected(
-                self.book, status=outcome.status, stage=outcome.stage, error=outcome.error)
+            if outcome.stage == "rung":
+                text = feedback.feedback_rung(self.book, outcome.metrics["promotions"][-1],
+                                              self.task.metrics_text(outcome.metrics))
+            elif outcome.status == "ok":
+                text = self._feedback_ok(outcome)
+            else:
+                text = feedback.feedback_rejected(self.book, status=outcome.status, stage=outcome.stage,
+                                                  error=outcome.error)
             text = feedback.with_curves(self.book, text, self._curves_text(outcome))
         for seed, curves in zip(self.config.training_seeds(), outcome.curves):
             if curves:
@@ -239,8 +257,8 @@ class Discovery:
     def _evaluate_pending(self, generation: int | None = None) -> None:
         for candidate in self.archive.pending():
             if generation is None or candidate.generation == generation:
-                self.fanout.submit(candidate.id, candidate.code)
-        self.fanout.drain(self._finish)
+                self._submit(candidate)
+        self.evaluator.drain(self._finish)
         sync_messages(self.archive, self.book)
 
     def _first_open_generation(self) -> int:
