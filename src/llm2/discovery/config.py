@@ -33,6 +33,7 @@ class DiscoveryConfig:
     max_reasks: int = 2
     prompt_dir: str | None = None
     allow_missing: tuple[str, ...] = ()  # sandbox layers the user explicitly let go (recorded, shown in reports)
+    fingerprints: bool = True  # behavioural duplicates are not evaluated (where the task fingerprints candidates)
     rungs: bool = False  # successive halving over the task's fidelity rungs (discovery/rungs.py)
     keep_checkpoints: int = 0  # keep the trained weights of this many best candidates (their first seed's)
 

@@ -49,7 +49,8 @@ class Discovery:
         self.setting = EvalSetting(task.settings_from_dict(config.task_settings))
         self.texts = task.texts_for(self.setting.task)
         self.fanout = SeedFanout(executor, self.setting, config.training_seeds(),
-                                 on_fingerprint=self._on_fingerprint if hasattr(task, "fingerprint") else None)
+                                 on_fingerprint=self._on_fingerprint if config.fingerprints and hasattr(task, "fingerprint")
+                                 else None)
         task_rungs = getattr(task, "fidelity_rungs", ()) if config.rungs else ()
         self.rungs = rungs.ladder_of(task_rungs, config.seeds) if task_rungs else []
         self.evaluator = rungs.Ladder(self.fanout, config.training_seeds(), self.rungs) if self.rungs else self.fanout

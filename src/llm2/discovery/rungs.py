@@ -47,9 +47,10 @@ class Ladder:
         self._always: set[int] = set()
         self._scores: list[dict[int, float]] = [{} for _ in rungs]  # what each rung has seen, key -> fitness
         self._evidence: dict[int, list[dict]] = {}
+        self._seconds: dict[int, float] = {}  # evaluation seconds over the rungs climbed so far
 
     def submit(self, key: int, code: str, always_promote: bool = False) -> None:
-        self._codes[key], self._level[key], self._evidence[key] = code, 0, []
+        self._codes[key], self._level[key], self._evidence[key], self._seconds[key] = code, 0, [], 0.0
         if always_promote:
             self._always.add(key)
         self._submit(key, fingerprint=True)
@@ -65,6 +66,7 @@ class Ladder:
     def drain(self, on_done: Callable[[int, CandidateOutcome], None], block: bool = True) -> None:
         def climbed(key: int, outcome: CandidateOutcome) -> None:
             level = self._level[key]
+            self._seconds[key] += outcome.seconds
             if outcome.status == "ok" and outcome.fitness is not None:
                 self._scores[level][key] = outcome.fitness
             if level == len(self.rungs) - 1 or outcome.status != "ok" or outcome.fitness is None:
@@ -94,7 +96,7 @@ class Ladder:
         self._codes.pop(key)
         self._level.pop(key)
         self._always.discard(key)
-        return replace(outcome, metrics=metrics)
+        return replace(outcome, metrics=metrics, seconds=self._seconds.pop(key))
 
 
 def rung_correlations(candidates: list[CandidateRecord], rungs: int) -> list[dict]:

@@ -48,3 +48,9 @@ def loss_fingerprint(fn: Callable, beta: float) -> list[float]:
         return []
     return (gradient / norm).tolist()
 
+
+
+def confined_fingerprint(fn: Callable, payload: dict) -> list[float]:
+    """``loss_fingerprint`` as an entry of ``llm2.sandbox.confined_call`` (a candidate's fingerprint after the fact,
+    e.g. for a run that did not take them)."""
+    return loss_fingerprint(fn, float(payload["beta"]))
