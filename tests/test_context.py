@@ -69,3 +69,18 @@ def test_context_errors_are_recognised_and_the_budget_shrinks():
     assert context.shrunk_budget(sent, ContextTooLong("too long"), None) == 6_130  # 0.7 of 8,758
     assert context.shrunk_budget(sent, ContextTooLong("too long", 8192), 1000) == 7192
     assert context.shrunk_budget(sent, ContextTooLong("too long", 80_000), 1000) == 8_757  # under what was refused
+
+
+def test_the_context_the_server_reports_is_taken():
+    from fake_openai_server import Scripted
+
+    from llm2.proposers.openai import OpenAIProposer
+
+    listing = Scripted(200, {"object": "list", "data": [
+        {"id": "other", "object": "model", "created": 0, "owned_by": "x", "max_model_len": 1},
+        {"id": "fake-model", "object": "model", "created": 0, "owned_by": "x", "max_model_len": 4096}]})
+    with FakeOpenAIServer([], models=listing) as server:
+        proposer = OpenAIProposer("fake-model", base_url=server.base_url, api_key_env="NO_SUCH_KEY")
+        assert proposer.context_tokens is None
+        proposer.check()
+        assert proposer.context_tokens == 4096  # vLLM's field, for the model asked for
