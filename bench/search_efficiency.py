@@ -158,12 +158,13 @@ def main() -> None:
                   f"after={row['dup_after']:.1%} to_target_s before={row['to_target_before']:.0f} "
                   f"after={row['to_target_after']:.0f} best_after={row['best_after']:.4f} rungs={row['rungs']}",
                   flush=True)
-    before_s = statistics.median(r["to_target_before"] for r in rows)
-    after_s = statistics.median(r["to_target_after"] for r in rows)
-    print(f"median_to_target_s before={before_s:.0f} after={after_s:.0f} ratio_after_over_before="
-          f"{after_s / before_s:.2f}")
-    print(f"dup_share_max before={max(r['dup_before'] for r in rows):.1%} "
-          f"after={max(r['dup_after'] for r in rows):.1%}")
+    if rows:  # --search-seeds 0: the catalog's correlation alone
+        before_s = statistics.median(r["to_target_before"] for r in rows)
+        after_s = statistics.median(r["to_target_after"] for r in rows)
+        print(f"median_to_target_s before={before_s:.0f} after={after_s:.0f} ratio_after_over_before="
+              f"{after_s / before_s:.2f}")
+        print(f"dup_share_max before={max(r['dup_before'] for r in rows):.1%} "
+              f"after={max(r['dup_after'] for r in rows):.1%}")
     if args.catalog:
         catalog_correlation(DiscoveryConfig().resolved_workers())
     sys.stdout.flush()
