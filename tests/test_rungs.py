@@ -32,6 +32,10 @@ def test_successive_halving_promotes_the_best_and_records_why(tmp_path):
     event = next(e for e in archive.run_events() if e.kind == "rung_correlations")
     assert event.detail["correlations"][0]["n"] == len(promoted) + 1  # the promoted and the baseline
     assert summary.status == "finished"
+    archive.close()
+    from llm2.report.build import build_report
+
+    assert "Fitness of every candidate" in build_report(tmp_path / "run").read_text(encoding="utf-8")
 
 
 def test_the_ladder_is_the_task_rungs_then_the_full_evaluation():

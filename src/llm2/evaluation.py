@@ -17,7 +17,7 @@ from llm2.tasks.base import CandidateError, EvalSetting, Metrics, Task
 
 # The statuses a candidate can end in, and the stages at which it can stop (the cascade's order).
 STATUSES = ("ok", "invalid", "failed", "timeout", "duplicate")
-STAGES = ("static", "contract", "probe", "train", "score", "done")
+STAGES = ("static", "contract", "probe", "rung", "train", "score", "done")  # rung: stopped on a lower rung
 
 
 @dataclass(frozen=True)
