@@ -112,5 +112,5 @@ def _build(opening: list[Message], finished: list[CandidateRecord], turns: dict[
 def _one_line(candidate: CandidateRecord) -> str:
     if candidate.fitness is not None:
         return f"{candidate.name}: fitness {fmt(candidate.fitness, candidate.fitness_std)}"
-    reason = (candidate.error or candidate.status).splitlines()[0] if (candidate.error or candidate.status) else ""
-    return f"{candidate.name}: {candidate.status}" + (f" ({reason[:120]})" if reason != candidate.status else "")
+    reasons = (candidate.error or "").strip().splitlines()
+    return f"{candidate.name}: {candidate.status}" + (f" ({reasons[0][:120]})" if reasons else "")
