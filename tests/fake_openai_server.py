@@ -6,7 +6,7 @@
         server.requests  # what the server received: path, headers, parsed JSON body
 
 Each chat request consumes the next scripted answer; when the script runs out, ``default`` answers (a 500 saying
-the script is exhausted unless given). ``GET /v1/models`` answers ``models``: a list of ids (served as OpenAI's
+the script is exhausted unless given; a callable ``default`` answers from the request it gets). ``GET /v1/models`` answers ``models``: a list of ids (served as OpenAI's
 listing; by default the one model ``completion`` names), one Scripted answer, or None for no such route (404).
 ``requests`` holds the POSTs received, ``listing_requests`` the GETs. A Scripted answer may trickle its body
 (``trickle_s`` between chunks of ``chunk_bytes``) and may be sent chunked, without a Content-Length. It binds
@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 GOOD_CODE = (
@@ -88,7 +88,7 @@ def error(status: int, message: str = "scripted error", headers: dict[str, str] 
 
 
 class FakeOpenAIServer:
-    def __init__(self, script: list[Scripted], default: Scripted | None = None,
+    def __init__(self, script: list[Scripted], default: Scripted | Callable[[Received], Scripted] | None = None,
                  models: Sequence[str] | Scripted | None = DEFAULT_MODELS):
         self._script = list(script)
         self._default = default or error(500, "fake server: script exhausted")
@@ -119,7 +119,10 @@ class FakeOpenAIServer:
     def _next_answer(self, received: Received) -> Scripted:
         with self._lock:
             self.requests.append(received)
-            return self._script.pop(0) if self._script else self._default
+            if self._script:
+                return self._script.pop(0)
+        # a callable default answers each request from what it received (a server with a small context, say)
+        return self._default(received) if callable(self._default) else self._default
 
     def _record(self, received: Received) -> None:
         with self._lock:

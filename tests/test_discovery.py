@@ -91,7 +91,9 @@ def test_openai_discovery_against_a_scripted_server(tmp_path):
                                                                             "-F.logsigmoid(x) + 0.1 * x * x"))),
         completion("I would rather not."), completion("Still no JSON."), completion("{broken"),  # 8 unusable
     ]
-    config = DiscoveryConfig(proposer="openai", generations=8, population=1, seeds=1, baselines=("dpo",),
+    # kto_pair: a baseline none of the scripted losses behaves like (a behavioural duplicate of a baseline is not
+    # evaluated, which is not what this test is about)
+    config = DiscoveryConfig(proposer="openai", generations=8, population=1, seeds=1, baselines=("kto_pair",),
                              proposer_options={"model": "fake-model"}, temperature=0.3)
     with FakeOpenAIServer(script) as server:
         proposer = make_proposer("openai", model="fake-model", base_url=server.base_url, api_key_env="NO_SUCH_KEY",

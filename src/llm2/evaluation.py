@@ -17,7 +17,7 @@ from llm2.tasks.base import CandidateError, EvalSetting, Metrics, Task
 
 # The statuses a candidate can end in, and the stages at which it can stop (the cascade's order).
 STATUSES = ("ok", "invalid", "failed", "timeout", "duplicate")
-STAGES = ("static", "contract", "probe", "train", "score", "done")
+STAGES = ("static", "contract", "probe", "rung", "train", "score", "done")  # rung: stopped on a lower rung
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,9 @@ class EvalResult:
     loss_trace: tuple[float, ...] = field(default=(), repr=False)
     probe_fitness: float | None = None  # the cascade probe's fitness, when a probe was scored
     sandbox: tuple[str, ...] = ()  # the confinement layers that took in the candidate's process
+    # a fingerprint job's answer: the task's fingerprint of the candidate's behaviour (empty: the task has none for it)
+    fingerprint: tuple[float, ...] = field(default=(), repr=False)
+    curves: dict = field(default_factory=dict, repr=False)  # the task's small training curves, name -> values
 
     @property
     def fitness(self) -> float | None:
@@ -69,30 +72,32 @@ class EvalJob:
     setting: EvalSetting
     key: str = ""  # the caller's label (e.g. candidate id), echoed back unchanged
     baseline_probe: float | None = None  # the reference baseline's probe fitness at this setting and seed
+    fingerprint_only: bool = False  # the cheap first stage: contract checks and the task's fingerprint, no training
 
 
 # -- plain-data forms, for the pipes between an executor and its worker processes --------------------------------
 def job_to_dict(job: EvalJob) -> dict:
     return {"code": job.code, "setting": {"task": dataclasses.asdict(job.setting.task), "seed": job.setting.seed,
                                           "budget": job.setting.budget},
-            "key": job.key, "baseline_probe": job.baseline_probe}
+            "key": job.key, "baseline_probe": job.baseline_probe, "fingerprint_only": job.fingerprint_only}
 
 
 def job_from_dict(data: dict, task: Task) -> EvalJob:
     setting = data["setting"]
     return EvalJob(str(data["code"]), EvalSetting(task.settings_from_dict(setting["task"]), int(setting["seed"]),
                                                   float(setting["budget"])),
-                   str(data.get("key", "")), data.get("baseline_probe"))
+                   str(data.get("key", "")), data.get("baseline_probe"), bool(data.get("fingerprint_only", False)))
 
 
 def result_to_dict(result: EvalResult) -> dict:
     metrics = None if result.metrics is None else dataclasses.asdict(result.metrics)
     return {"status": result.status, "stage": result.stage, "error": result.error, "metrics": metrics,
             "seconds": result.seconds, "loss_trace": list(result.loss_trace), "probe_fitness": result.probe_fitness,
-            "sandbox": list(result.sandbox)}
+            "sandbox": list(result.sandbox), "fingerprint": list(result.fingerprint), "curves": result.curves}
 
 
 def result_from_dict(data: dict) -> EvalResult:
     metrics = None if data.get("metrics") is None else Metrics(**data["metrics"])
     return EvalResult(data["status"], data["stage"], data.get("error"), metrics, float(data.get("seconds", 0.0)),
-                      tuple(data.get("loss_trace", ())), data.get("probe_fitness"), tuple(data.get("sandbox", ())))
+                      tuple(data.get("loss_trace", ())), data.get("probe_fitness"), tuple(data.get("sandbox", ())),
+                      tuple(float(v) for v in data.get("fingerprint") or ()), dict(data.get("curves") or {}))

@@ -28,7 +28,7 @@ from llm2.archive.text import clean_optional, clean_text, clean_value
 
 ARCHIVE_FILENAME = "archive.sqlite"
 APPLICATION_ID = 0x6C6C6D32  # "llm2" in the SQLite header: tells our files from any other SQLite file
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 30_000
 
 # Tables schema 2 added to schema 1 (also run by the migration of a schema-1 archive).
@@ -43,6 +43,16 @@ CREATE TABLE run_events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL);
 """
 
+# Schema 3: what the search keeps beside the candidates (llm2.archive.search_tables): behavioural fingerprints (and
+# which earlier candidate a behavioural duplicate behaves like) and the task's small training curves.
+_SCHEMA_3_ADDITIONS = """;
+CREATE TABLE fingerprints (
+    candidate_id INTEGER PRIMARY KEY REFERENCES candidates(id), vector TEXT NOT NULL,
+    same_as INTEGER REFERENCES candidates(id));
+CREATE TABLE curves (
+    candidate_id INTEGER NOT NULL REFERENCES candidates(id), seed INTEGER NOT NULL, curves TEXT NOT NULL,
+    PRIMARY KEY (candidate_id, seed));
+"""
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -69,7 +79,7 @@ CREATE TABLE evaluations (
     suite TEXT NOT NULL, setting TEXT NOT NULL, fitness REAL, seconds REAL, status TEXT NOT NULL,
     error TEXT, metrics TEXT NOT NULL DEFAULT '{}', created_at REAL NOT NULL, sandbox TEXT NOT NULL DEFAULT '[]');
 CREATE INDEX evaluations_by_suite ON evaluations (suite, id);
-""" + _SCHEMA_2_ADDITIONS
+""" + _SCHEMA_2_ADDITIONS + _SCHEMA_3_ADDITIONS
 
 
 
@@ -166,19 +176,28 @@ class Archive:
         return archive
 
     def _migrate(self) -> None:
-        """Schema 1 -> 2: KL moves into the metrics, requests and run events get their tables, sandbox columns."""
+        """Schema 1 -> 2: KL moves into the metrics, requests and run events get their tables, sandbox columns.
+        Schema 2 -> 3: the fingerprints and curves tables."""
         with self._write() as db:
-            for table in ("candidates", "evaluations"):
-                for row in db.execute(f"SELECT id, kl, metrics FROM {table} WHERE kl IS NOT NULL").fetchall():
-                    metrics = {**json.loads(row["metrics"]), "kl": row["kl"]}
-                    db.execute(f"UPDATE {table} SET metrics = ? WHERE id = ?", (_to_json(metrics), row["id"]))
-                db.execute(f"ALTER TABLE {table} DROP COLUMN kl")
-                db.execute(f"ALTER TABLE {table} ADD COLUMN sandbox TEXT NOT NULL DEFAULT '[]'")
-            for statement in _SCHEMA_2_ADDITIONS.split(";"):
+            if db.execute("PRAGMA user_version").fetchone()[0] < 2:
+                self._migrate_1_to_2(db)
+            for statement in _SCHEMA_3_ADDITIONS.split(";"):
                 if statement.strip():
                     db.execute(statement)
             db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    @staticmethod
+    def _migrate_1_to_2(db: sqlite3.Connection) -> None:
+        for table in ("candidates", "evaluations"):
+            for row in db.execute(f"SELECT id, kl, metrics FROM {table} WHERE kl IS NOT NULL").fetchall():
+                metrics = {**json.loads(row["metrics"]), "kl": row["kl"]}
+                db.execute(f"UPDATE {table} SET metrics = ? WHERE id = ?", (_to_json(metrics), row["id"]))
+            db.execute(f"ALTER TABLE {table} DROP COLUMN kl")
+            db.execute(f"ALTER TABLE {table} ADD COLUMN sandbox TEXT NOT NULL DEFAULT '[]'")
+        for statement in _SCHEMA_2_ADDITIONS.split(";"):
+            if statement.strip():
+                db.execute(statement)
 
     @staticmethod
     def exists(run_dir: str | os.PathLike) -> bool:
@@ -307,6 +326,16 @@ class Archive:
             if cursor.rowcount != 1:
                 raise ArchiveError(f"no candidate with id {candidate_id}")
         return self.candidate(candidate_id)
+
+    def mark_duplicate(self, candidate_id: int, original_id: int, *, fitness: float | None = None,
+                       fitness_std: float | None = None, metrics: dict | None = None) -> None:
+        """A pending candidate found to be a duplicate of an earlier one (by behaviour); its score is the
+        original's once that is known."""
+        with self._write() as db:
+            db.execute("UPDATE candidates SET status = 'duplicate', duplicate_of = ?, fitness = ?, fitness_std = ?,"
+                       " metrics = ?, finished_at = ? WHERE id = ?",
+                       (original_id, _number(fitness), _number(fitness_std), _to_json(metrics or {}), time.time(),
+                        candidate_id))
 
     def set_feedback(self, candidate_id: int, feedback: str) -> None:
         feedback = clean_text(feedback)

@@ -57,6 +57,10 @@ def proposer_options(proposer: str, *, model: str | None, base_url: str | None, 
               help="Proposals per generation, evaluated side by side.")
 @click.option("--history", type=click.Choice(["full", "topk"]), default=DEFAULTS.history, show_default=True)
 @click.option("--top-k", type=click.IntRange(min=1), default=DEFAULTS.top_k, show_default=True)
+@click.option("--context-tokens", type=click.IntRange(min=64), default=None,
+              help="The proposer's context in tokens: the prompt is kept within it (the task card, the best and the "
+              "latest results first, older ones in a line each) [default: what the server reports, else unbounded; "
+              "a prompt the server refuses as too long is shrunk and sent again].")
 @click.option("--temperature", type=click.FloatRange(min=0), default=DEFAULTS.temperature, show_default=True)
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True, help="Seed of the proposer's requests.")
 @click.option("--seeds", type=click.IntRange(min=1), default=DEFAULTS.seeds, show_default=True,
@@ -79,11 +83,13 @@ def proposer_options(proposer: str, *, model: str | None, base_url: str | None, 
 @click.option("--keep-checkpoints", type=click.IntRange(min=0), default=DEFAULTS.keep_checkpoints, show_default=True,
               metavar="N", help="Keep the trained weights of the N best candidates (first training seed) in "
               "RUN_DIR/checkpoints, for llm2 export --checkpoints (local executor).")
+@click.option("--rungs", is_flag=True, help="Multi-fidelity: evaluate every candidate first on the task's lower "
+              "rungs (a share of training, fewer seeds) and promote only the best third to the full evaluation.")
 @allow_missing_option
 def discover(task_spec, task_options, proposer, model, base_url, api_key_env, replay, generations, population,
-             history, top_k, temperature, seed, seeds, run_dir, resume, prompt_dir, executor, workers, ray_address,
+             history, top_k, context_tokens, temperature, seed, seeds, run_dir, resume, prompt_dir, executor, workers, ray_address,
              timeout, request_timeout, max_tokens, max_cost, price_prompt, price_completion, keep_checkpoints,
-             allow_missing) -> None:
+             rungs, allow_missing) -> None:
     """Let a proposer invent algorithms for a task; with no options, a short offline run on the built-in task and
     its offline proposer."""
     from llm2.archive import ArchiveError
@@ -125,9 +131,9 @@ def discover(task_spec, task_options, proposer, model, base_url, api_key_env, re
                 task=task_spec, task_settings=_as_dict(settings), proposer=proposer,
                 proposer_options=proposer_options(proposer, **cli_proposer),
                 generations=generations or DEFAULTS.generations, population=population, history=history,
-                top_k=top_k, temperature=temperature, seed=seed, seeds=seeds, executor=executor,
+                top_k=top_k, context_tokens=context_tokens, temperature=temperature, seed=seed, seeds=seeds, executor=executor,
                 workers=workers, ray_address=ray_address, timeout_s=timeout, prompt_dir=prompt_dir,
-                allow_missing=tuple(sorted(allowed)), keep_checkpoints=keep_checkpoints)
+                allow_missing=tuple(sorted(allowed)), keep_checkpoints=keep_checkpoints, rungs=rungs)
         except ValueError as exc:
             raise BadInput(str(exc)) from None
         run_dir = run_dir or default_run_dir()

@@ -20,6 +20,7 @@ class DiscoveryConfig:
     history: str = "full"  # full | topk
     top_k: int = 8
     recent: int = 4  # with history=topk, how many of the latest candidates are shown with their feedback
+    context_tokens: int | None = None  # the proposer's context; None: as the server reports it, else unbounded
     temperature: float = 0.8
     seed: int = 0  # seeds the proposer's requests
     seeds: int = 2  # training seeds per candidate: fitness is their mean
@@ -32,6 +33,8 @@ class DiscoveryConfig:
     max_reasks: int = 2
     prompt_dir: str | None = None
     allow_missing: tuple[str, ...] = ()  # sandbox layers the user explicitly let go (recorded, shown in reports)
+    fingerprints: bool = True  # behavioural duplicates are not evaluated (where the task fingerprints candidates)
+    rungs: bool = False  # successive halving over the task's fidelity rungs (discovery/rungs.py)
     keep_checkpoints: int = 0  # keep the trained weights of this many best candidates (their first seed's)
 
     def __post_init__(self) -> None:
@@ -41,6 +44,8 @@ class DiscoveryConfig:
         for name in ("generations", "population", "seeds", "top_k"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.context_tokens is not None and self.context_tokens < 64:
+            problems.append(f"context_tokens must be at least 64, not {self.context_tokens}")
         if self.keep_checkpoints < 0:
             problems.append(f"keep_checkpoints must be 0 or more, not {self.keep_checkpoints}")
         if self.keep_checkpoints and self.executor != "local":

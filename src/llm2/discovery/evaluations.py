@@ -26,6 +26,7 @@ class CandidateOutcome:
     metrics: dict = field(default_factory=dict)  # the task's numbers (mean over seeds; "<name>_std" the spread)
     seconds: float = 0.0
     sandbox: tuple[str, ...] = ()
+    curves: tuple[dict, ...] = ()  # the task's training curves per seed, in seed order (empty dicts where none)
 
     def value(self, key: str) -> float | None:
         return metric_value(self.metrics, key)
@@ -37,16 +38,17 @@ def combine(results: list[EvalResult]) -> CandidateOutcome:
     sandbox = _common_layers(results)
     probes = [r.probe_fitness for r in results]
     failed = [r for r in results if r.status != "ok"]
+    curves = tuple(r.curves for r in results)
     if failed:
         first = failed[0]
         return CandidateOutcome(first.status, first.stage, first.error, None, None,
-                                {"probe_fitness_per_seed": probes}, seconds, sandbox)
+                                {"probe_fitness_per_seed": probes}, seconds, sandbox, curves)
     fitness, fitness_std = mean_std([r.metrics.fitness for r in results])
     metrics = {"fitness_per_seed": [r.metrics.fitness for r in results], "probe_fitness_per_seed": probes,
                "seconds_per_eval": seconds / len(results)}
     for key in results[0].metrics.values:
         metrics[key], metrics[f"{key}_std"] = mean_std([r.metrics.values.get(key, float("nan")) for r in results])
-    return CandidateOutcome("ok", "done", None, fitness, fitness_std, metrics, seconds, sandbox)
+    return CandidateOutcome("ok", "done", None, fitness, fitness_std, metrics, seconds, sandbox, curves)
 
 
 def _common_layers(results: list[EvalResult]) -> tuple[str, ...]:
@@ -57,25 +59,52 @@ def _common_layers(results: list[EvalResult]) -> tuple[str, ...]:
     return tuple(sorted(set.intersection(*layer_sets)))
 
 
+# on_fingerprint(key, fingerprint) -> True to evaluate the candidate, False when the caller has settled it otherwise
+FingerprintJudge = Callable[[int, tuple], bool]
+
+
 class SeedFanout:
     """Submits one job per (candidate, seed) and reports each candidate once all its seeds are back.
 
     ``baseline_probe`` maps a seed to the reference baseline's probe fitness at that seed, once the run knows it,
     so the cascade can judge a probe against what the reference had reached by the same point.
+
+    With ``on_fingerprint`` set, a candidate first gets one cheap fingerprint job (contract checks and the task's
+    fingerprint of its behaviour, in the confined child); its seeds are submitted only if ``on_fingerprint`` says
+    so. A candidate that fails that stage is reported as it failed, without training.
     """
 
     def __init__(self, executor: Executor, base: EvalSetting, seeds: list[int],
-                 baseline_probe: dict[int, float] | None = None):
+                 baseline_probe: dict[int, float] | None = None, on_fingerprint: FingerprintJudge | None = None):
         self._executor, self._base, self._seeds = executor, base, seeds
         self.baseline_probe = dict(baseline_probe or {})
-        self._futures: dict[cf.Future, tuple[int, int]] = {}
+        self.on_fingerprint = on_fingerprint
+        self._futures: dict[cf.Future, tuple[int, int | None]] = {}  # seed None: the fingerprint job
         self._results: dict[int, dict[int, EvalResult]] = {}
+        self._codes: dict[int, str] = {}
+        self._plans: dict[int, tuple[float | None, list[int]]] = {}  # key -> (budget, seeds) of its evaluation
 
-    def submit(self, key: int, code: str) -> None:
+    def submit(self, key: int, code: str, budget: float | None = None, seeds: list[int] | None = None,
+               fingerprint: bool = True) -> None:
+        """Evaluate ``code`` at ``budget`` (default: the base setting's) over ``seeds`` (default: all);
+        ``fingerprint=False`` skips the fingerprint stage (a candidate already fingerprinted)."""
         self._results[key] = {}
-        for seed in self._seeds:
-            job = EvalJob(code=code, setting=self._base.replace(seed=seed), key=f"{key}:{seed}",
-                          baseline_probe=self.baseline_probe.get(seed))
+        self._plans[key] = (budget, list(seeds or self._seeds))
+        if self.on_fingerprint is not None and fingerprint:
+            self._codes[key] = code
+            job = EvalJob(code=code, setting=self._base.replace(seed=self._seeds[0]), key=f"{key}:fingerprint",
+                          fingerprint_only=True)
+            self._futures[self._executor.submit(job)] = (key, None)
+            return
+        self._submit_seeds(key, code)
+
+    def _submit_seeds(self, key: int, code: str) -> None:
+        budget, seeds = self._plans[key]
+        base = self._base if budget is None else self._base.replace(budget=budget)
+        for seed in seeds:
+            job = EvalJob(code=code, setting=base.replace(seed=seed), key=f"{key}:{seed}",
+                          # the reference's probe was measured at the full budget: no yardstick for a lower rung
+                          baseline_probe=self.baseline_probe.get(seed) if budget in (None, 1.0) else None)
             self._futures[self._executor.submit(job)] = (key, seed)
 
     @property
@@ -95,12 +124,27 @@ class SeedFanout:
             done, _ = cf.wait(list(self._futures), timeout=None if block else 0, return_when=cf.FIRST_COMPLETED)
             for future in done:
                 key, seed = self._futures.pop(future)
+                if seed is None:
+                    self._fingerprinted(key, _result_of(future), on_done)
+                    continue
                 self._results[key][seed] = _result_of(future)
-                if len(self._results[key]) == len(self._seeds):
+                seeds = self._plans[key][1]
+                if len(self._results[key]) == len(seeds):
                     per_seed = self._results.pop(key)
-                    on_done(key, combine([per_seed[s] for s in self._seeds]))
+                    on_done(key, combine([per_seed[s] for s in seeds]))
             if not block:
                 return
+
+    def _fingerprinted(self, key: int, result: EvalResult,
+                       on_done: Callable[[int, CandidateOutcome], None]) -> None:
+        code = self._codes.pop(key)
+        if result.status != "ok":  # broke the contract (or could not run): no training would change that
+            self._results.pop(key)
+            on_done(key, combine([result]))
+        elif self.on_fingerprint(key, result.fingerprint):
+            self._submit_seeds(key, code)
+        else:
+            self._results.pop(key)
 
 
 def record_outcome(archive: Archive, candidate: CandidateRecord, outcome: CandidateOutcome,

@@ -30,3 +30,21 @@ def feedback_rejected(book: PromptBook, *, status: str, stage: str | None, error
 
 def feedback_duplicate(book: PromptBook, *, original_name: str, original_fitness: float | None) -> str:
     return book.render("feedback_duplicate", original_name=original_name, original_fitness=fmt(original_fitness))
+
+
+def feedback_rung(book: PromptBook, evidence: dict, metrics_text: str) -> str:
+    """A candidate that stopped on a lower rung of the multi-fidelity ladder, with the evidence of that decision."""
+    return book.render("feedback_rung", rung=evidence["rung_text"], fitness=fmt(evidence["fitness"]),
+                       details=details(metrics_text, ", "), rank=evidence["rank"], of=evidence["of"],
+                       quota=evidence["quota"])
+
+
+def with_curves(book: PromptBook, text: str, description: str) -> str:
+    """The feedback, followed by what the training curves showed when the task described them."""
+    return f"{text}\n{book.render('curves', description=description)}" if description else text
+
+
+def feedback_behaviour(book: PromptBook, *, original_name: str, original_fitness: float | None, why: str) -> str:
+    """A behavioural duplicate: ``why`` is the task's own words for what makes two candidates the same."""
+    return book.render("feedback_behaviour", original_name=original_name, original_fitness=fmt(original_fitness),
+                       why=why)

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 from llm2.archive import Archive, CandidateRecord, normalized_code_hash
 from llm2.archive.ranking import baseline
-from llm2.discovery import feedback
-from llm2.discovery.ask import ask_for_candidate
+from llm2.archive.search_tables import record_curves
+from llm2.discovery import behaviour, context, feedback, rungs
+from llm2.discovery.ask import AskOutcome, ask_for_candidate
 from llm2.discovery.config import DiscoveryConfig
 from llm2.discovery.conversation import request_messages, scored_history, start_conversation, sync_messages
 from llm2.discovery.evaluations import CandidateOutcome, SeedFanout, record_outcome
@@ -22,7 +23,8 @@ from llm2.discovery.progress import Progress
 from llm2.discovery.prompts import PromptBook
 from llm2.execution.base import Executor
 from llm2.discovery import checkpoints, opening
-from llm2.proposers.base import BudgetExceeded, ProposalRequest, Proposer, ProposerError, Reply, check_before_run
+from llm2.proposers.base import (BudgetExceeded, ContextTooLong, Message, ProposalRequest, Proposer, ProposerError,
+                                 Reply, check_before_run)
 from llm2.tasks.base import EvalSetting, Task
 
 
@@ -46,9 +48,15 @@ class Discovery:
         self.progress = progress or Progress(config.generations)
         self.setting = EvalSetting(task.settings_from_dict(config.task_settings))
         self.texts = task.texts_for(self.setting.task)
-        self.fanout = SeedFanout(executor, self.setting, config.training_seeds())
+        self.fanout = SeedFanout(executor, self.setting, config.training_seeds(),
+                                 on_fingerprint=self._on_fingerprint if config.fingerprints and hasattr(task, "fingerprint")
+                                 else None)
+        task_rungs = getattr(task, "fidelity_rungs", ()) if config.rungs else ()
+        self.rungs = rungs.ladder_of(task_rungs, config.seeds) if task_rungs else []
+        self.evaluator = rungs.Ladder(self.fanout, config.training_seeds(), self.rungs) if self.rungs else self.fanout
         if hasattr(proposer, "on_event"):
             proposer.on_event = self.progress.note
+        self.prompt_budget: int | None = None  # set once a server refuses a prompt as too long
         if hasattr(proposer, "spent_usd"):  # a resumed run's cap counts what earlier sessions spent
             proposer.spent_usd = archive.spent_usd()
 
@@ -64,15 +72,18 @@ class Discovery:
                 self.progress.generation = generation
                 for _ in range(self.config.population - self._count(generation)):
                     self._propose(generation)
-                    self.fanout.drain(self._finish, block=False)
-                self.fanout.drain(self._finish)
+                    self.evaluator.drain(self._finish, block=False)
+                self.evaluator.drain(self._finish)
                 sync_messages(self.archive, self.book)
         except BudgetExceeded as exc:
             message = f"stopped: {exc}"
         except ProposerError as exc:
             message = f"stopped: the proposer failed: {exc}"
-        self.fanout.drain(self._finish)
+        self.evaluator.drain(self._finish)
         sync_messages(self.archive, self.book)
+        if self.rungs:
+            self.archive.add_run_event("rung_correlations", {"rungs": [r.text() for r in self.rungs], "correlations":
+                                       rungs.rung_correlations(self.archive.candidates(), len(self.rungs))})
         self.progress.close()
         status = "stopped" if message else "finished"
         self.archive.set_run_status(status, time.time())
@@ -81,23 +92,36 @@ class Discovery:
     # --- one candidate -------------------------------------------------------------------------------------
     def _propose(self, generation: int) -> None:
         index = self.archive.next_index()
-        request = ProposalRequest(
-            messages=request_messages(self.archive, self.config, self.book, self.task.metrics_text),
-            history=scored_history(self.archive), temperature=self.config.temperature,
-            seed=self.config.seed * 1_000_003 + index)
         earlier = [(r.id, _reply_of(r)) for r in self.archive.requests(index=index, unlinked=True)
                    if r.reply is not None]
+        attempts = [len(self.archive.requests(index=index))]  # numbering goes on across shrunk prompts
 
         def record(attempt: int, payload: dict, reply: Reply | None, error: str | None) -> int:
             return self.archive.record_request(
-                index=index, attempt=attempt, request=payload, reply=None if reply is None else reply.text,
+                index=index, attempt=attempts[0] + attempt, request=payload,
+                reply=None if reply is None else reply.text,
                 finish_reason=None if reply is None else reply.finish_reason, error=error,
                 prompt_tokens=0 if reply is None else reply.prompt_tokens,
                 completion_tokens=0 if reply is None else reply.completion_tokens,
                 cost_usd=0.0 if reply is None else reply.cost_usd).id
 
-        asked = ask_for_candidate(self.proposer, request, max_reasks=self.config.max_reasks, record=record,
-                                  reask=lambda reason: self.book.render("reask", reason=reason), earlier=earlier)
+        asked, refusal = None, None
+        for _ in range(context.MAX_SHRINKS + 1):
+            request = ProposalRequest(
+                messages=self._request_messages(), history=scored_history(self.archive),
+                temperature=self.config.temperature, seed=self.config.seed * 1_000_003 + index)
+            try:
+                asked = ask_for_candidate(self.proposer, request, max_reasks=self.config.max_reasks, record=record,
+                                          reask=lambda reason: self.book.render("reask", reason=reason),
+                                          earlier=earlier)
+                break
+            except ContextTooLong as exc:  # recorded by ask_for_candidate; ask again with a smaller prompt
+                refusal = exc
+                attempts[0] = len(self.archive.requests(index=index))
+                self._shrink_prompt(request.messages, exc)
+        if asked is None:
+            error = f"no prompt small enough for the proposer's context: {refusal}"
+            asked = AskOutcome(None, (), (), (f"unusable:{error}",), error, ())
         common = dict(generation=generation, proposer=self.proposer.name, request_ids=asked.request_ids,
                       prompt_tokens=sum(r.prompt_tokens for r in asked.replies),
                       completion_tokens=sum(r.completion_tokens for r in asked.replies),
@@ -114,18 +138,56 @@ class Discovery:
                 thought=parsed.thought, name=parsed.name, code=parsed.code, **common,
                 status="duplicate" if original else "pending", duplicate_of=original.id if original else None)
             if original is None:
-                self.fanout.submit(record_.id, record_.code)
+                self._submit(record_)
             else:
                 self._tell_duplicate(record_)
         if record_.status != "pending":
             self.progress.record(status=record_.status, name=record_.name, fitness=None, seconds=0.0, evals=0)
 
+    def _submit(self, candidate: CandidateRecord) -> None:
+        if self.rungs:  # baselines climb every rung: they are the yardstick of each
+            self.evaluator.submit(candidate.id, candidate.code, always_promote=candidate.generation == 0)
+        else:
+            self.evaluator.submit(candidate.id, candidate.code)
+
+    def _request_messages(self) -> tuple[Message, ...]:
+        budget = self._prompt_budget()
+        if budget is None:
+            return request_messages(self.archive, self.config, self.book, self.task.metrics_text)
+        return context.bounded_messages(self.archive, self.config, self.book, self.task.metrics_text, budget)
+
+    def _prompt_budget(self) -> int | None:
+        """Tokens the prompt may take: a budget learnt from a refusal, else the configured (or the server's
+        reported) context less the reply's room; None: unbounded."""
+        if self.prompt_budget is not None:
+            return self.prompt_budget
+        tokens = self.config.context_tokens or getattr(self.proposer, "context_tokens", None)
+        return None if tokens is None else tokens - context.reply_room(tokens, self._max_tokens())
+
+    def _shrink_prompt(self, sent: tuple[Message, ...], refusal: ContextTooLong) -> None:
+        self.prompt_budget = context.shrunk_budget(sent, refusal, self._max_tokens())
+        self.archive.add_run_event("prompt_shrunk", {"budget_tokens": self.prompt_budget, "refusal": str(refusal)})
+        self.progress.note(f"the prompt was over the proposer's context; shrunk to about {self.prompt_budget} tokens")
+
+    def _max_tokens(self) -> int | None:
+        return getattr(self.proposer, "max_tokens", None)
+
     def _finish(self, candidate_id: int, outcome: CandidateOutcome) -> None:
         candidate = self.archive.candidate(candidate_id)
         text = None
         if candidate.generation > 0:
-            text = self._feedback_ok(outcome) if outcome.status == "ok" else feedback.feedback_rejected(
-                self.book, status=outcome.status, stage=outcome.stage, error=outcome.error)
+            if outcome.stage == "rung":
+                text = feedback.feedback_rung(self.book, outcome.metrics["promotions"][-1],
+                                              self.task.metrics_text(outcome.metrics))
+            elif outcome.status == "ok":
+                text = self._feedback_ok(outcome)
+            else:
+                text = feedback.feedback_rejected(self.book, status=outcome.status, stage=outcome.stage,
+                                                  error=outcome.error)
+            text = feedback.with_curves(self.book, text, self._curves_text(outcome))
+        for seed, curves in zip(self.config.training_seeds(), outcome.curves):
+            if curves:
+                record_curves(self.archive, candidate_id, seed, curves)
         status = record_outcome(self.archive, candidate, outcome, text)
         self.progress.record(status=status, name=candidate.name, fitness=outcome.fitness, seconds=outcome.seconds,
                              evals=len(self.config.training_seeds()), proposal=candidate.generation > 0)
@@ -133,6 +195,12 @@ class Discovery:
         for duplicate in self.archive.candidates(status="duplicate"):
             if duplicate.duplicate_of == candidate_id and duplicate.feedback is None:
                 self._tell_duplicate(duplicate)
+
+    def _curves_text(self, outcome: CandidateOutcome) -> str:
+        """What the first seed's training curves show, in the task's own words ("" when it has none)."""
+        describe = getattr(self.task, "curves_text", None)
+        first = outcome.curves[0] if outcome.curves else {}
+        return describe(first) if describe is not None and first else ""
 
     def _prune_checkpoints(self) -> None:
         """With keep_checkpoints N: keep the weights of the N best candidates (trained with the first seed) and of
@@ -143,10 +211,29 @@ class Discovery:
         wanted = self.archive.best(self.config.keep_checkpoints) + self.archive.pending()
         checkpoints.prune(self.archive.path.parent, [(c.id, seed) for c in wanted])
 
+    def _on_fingerprint(self, candidate_id: int, vector: tuple[float, ...]) -> bool:
+        """True: evaluate the candidate; False: it behaves like an earlier one and is recorded as its duplicate."""
+        candidate = self.archive.candidate(candidate_id)
+        tolerance = getattr(self.task, "fingerprint_tolerance", behaviour.DEFAULT_TOLERANCE)
+        if behaviour.settle_fingerprint(self.archive, candidate, tuple(vector), tolerance) is None:
+            return True
+        self.progress.record(status="duplicate", name=candidate.name, fitness=None, seconds=0.0, evals=0,
+                             behavioural=True)
+        self._tell_duplicate(self.archive.candidate(candidate_id))
+        return False
+
     def _tell_duplicate(self, duplicate: CandidateRecord) -> None:
-        """A duplicate learns its original's score once that is known."""
+        """A duplicate learns its original's score once that is known; a behavioural one is also given it."""
         original = self.archive.candidate(duplicate.duplicate_of)
-        if original.status != "pending":
+        if original.status == "pending":
+            return
+        if behaviour.is_behaviour_duplicate(self.archive, duplicate.id):
+            self.archive.mark_duplicate(duplicate.id, original.id, fitness=original.fitness,
+                                        fitness_std=original.fitness_std, metrics=original.metrics)
+            self.archive.set_feedback(duplicate.id, feedback.feedback_behaviour(
+                self.book, original_name=original.name, original_fitness=original.fitness,
+                why=getattr(self.task, "fingerprint_note", "it behaves the same on the task's probe")))
+        else:
             self.archive.set_feedback(duplicate.id, feedback.feedback_duplicate(
                 self.book, original_name=original.name, original_fitness=original.fitness))
 
@@ -171,8 +258,8 @@ class Discovery:
     def _evaluate_pending(self, generation: int | None = None) -> None:
         for candidate in self.archive.pending():
             if generation is None or candidate.generation == generation:
-                self.fanout.submit(candidate.id, candidate.code)
-        self.fanout.drain(self._finish)
+                self._submit(candidate)
+        self.evaluator.drain(self._finish)
         sync_messages(self.archive, self.book)
 
     def _first_open_generation(self) -> int:

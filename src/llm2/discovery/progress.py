@@ -19,6 +19,7 @@ class Progress:
     baselines: int = 0  # the task's known algorithms, measured first
     failed: int = 0
     duplicates: int = 0
+    behavioural: int = 0  # of the duplicates, those found by behaviour (different code, same fingerprint)
     best_name: str = "-"
     best_fitness: float | None = None
     eval_seconds: float = 0.0
@@ -27,11 +28,12 @@ class Progress:
     waiting: str = ""  # what the proposer said while we wait for it (a retry, a dropped parameter)
 
     def record(self, *, status: str, name: str, fitness: float | None, seconds: float, evals: int,
-               proposal: bool = True) -> None:
+               proposal: bool = True, behavioural: bool = False) -> None:
         self.proposals += proposal
         self.baselines += not proposal
         self.failed += proposal and status in ("invalid", "failed", "timeout")
         self.duplicates += proposal and status == "duplicate"
+        self.behavioural += proposal and status == "duplicate" and behavioural
         self.eval_seconds += seconds
         self.evals += evals
         if status == "ok" and fitness is not None and (self.best_fitness is None or fitness > self.best_fitness):
@@ -49,9 +51,13 @@ class Progress:
         per_eval = f"{self.eval_seconds / self.evals:.1f} s/eval" if self.evals else "- s/eval"
         elapsed = time.monotonic() - self.started
         line = (f"generation {self.generation}/{self.generations} · {self.proposals} proposals "
-                f"({self.failed} failed, {self.duplicates} duplicates) · {self.baselines} baselines · best {best} · "
+                f"({self.failed} failed, {self._duplicates_text()}) · {self.baselines} baselines · best {best} · "
                 f"{per_eval} · {elapsed:.0f} s")
         return f"{line} · proposer: {self.waiting}" if self.waiting else line
+
+    def _duplicates_text(self) -> str:
+        text = f"{self.duplicates} duplicates"
+        return f"{text} ({self.behavioural} by behaviour)" if self.behavioural else text
 
     def show(self) -> None:
         if self.stream.isatty():

@@ -23,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from llm2.curves import clean_curves
 from llm2.evaluation import EvalJob, EvalResult, job_to_dict
 from llm2.execution.scoring import Scoring
 from llm2.sandbox.environment import stripped_environment
@@ -119,9 +120,13 @@ class WorkerHandle:
         seconds = time.perf_counter() - started
         sandbox = tuple(message.get("sandbox") or ())
         probe = message.get("probe_fitness")
+        curves = clean_curves(message.get("curves"))
         if message["status"] != "ok":
             return EvalResult(message["status"], message["stage"], message.get("error"), seconds=seconds,
-                              probe_fitness=probe, sandbox=sandbox)
+                              probe_fitness=probe, sandbox=sandbox, curves=curves)
+        if job.fingerprint_only:  # nothing was trained: nothing to score
+            return EvalResult("ok", "fingerprint", None, seconds=seconds, sandbox=sandbox,
+                              fingerprint=tuple(float(v) for v in message.get("fingerprint") or ()))
         keep = self.keep_dir is not None
         output = self._take(message, remove=not keep)
         try:
@@ -133,9 +138,9 @@ class WorkerHandle:
             self._keep(Path(output.output_dir or message["path"]), job.key if metrics is not None else None)
         if metrics is None:
             return EvalResult("failed", "score", error, seconds=time.perf_counter() - started, probe_fitness=probe,
-                              sandbox=sandbox)
+                              sandbox=sandbox, curves=curves)
         return EvalResult("ok", "done", None, metrics, time.perf_counter() - started, tuple(output.loss_trace),
-                          probe, sandbox)
+                          probe, sandbox, curves=curves)
 
     def _take(self, message: dict, remove: bool = True) -> TrainOutput:
         """The weights file the worker wrote (in this handle's own directory), read and (unless kept) removed; or

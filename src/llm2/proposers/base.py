@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -47,6 +48,32 @@ class ProposerError(Exception):
 
 class BudgetExceeded(ProposerError):
     """The spending cap was reached: the run stops cleanly."""
+
+
+class ContextTooLong(ProposerError):
+    """The server refused the prompt as longer than its context; the caller shrinks it and asks again.
+    ``limit_tokens``: the context the server said it has, when it said."""
+
+    def __init__(self, message: str, limit_tokens: int | None = None):
+        super().__init__(message)
+        self.limit_tokens = limit_tokens
+
+
+# How servers word a prompt that does not fit (OpenAI, vLLM, llama.cpp, TGI, transformers serve, Ollama...).
+_CONTEXT_PHRASES = ("context length", "context window", "context size", "maximum context", "context_length",
+                    "prompt is too long", "too many tokens", "input is too long", "exceeds the model", "max_model_len",
+                    "maximum sequence length", "input tokens exceed", "max_new_tokens must be")
+_LIMIT = re.compile(r"(?:context (?:length|window|size)|max_model_len|maximum (?:sequence )?length|must be <=)"
+                    r"\D{0,40}?(\d[\d,]*)",
+                    re.IGNORECASE)
+
+
+def context_error(status: int | None, text: str) -> ContextTooLong | None:
+    """A ContextTooLong when an HTTP error's text says the prompt is over the server's context, else None."""
+    if status not in (400, 413, 422) or not any(phrase in text.lower() for phrase in _CONTEXT_PHRASES):
+        return None
+    match = _LIMIT.search(text)
+    return ContextTooLong(text, int(match.group(1).replace(",", "")) if match else None)
 
 
 @runtime_checkable

@@ -23,7 +23,8 @@ from typing import Any
 import httpx
 import openai
 
-from llm2.proposers.base import BudgetExceeded, Message, ProposalRequest, ProposerError, Reply
+from llm2.proposers.base import (BudgetExceeded, ContextTooLong, Message, ProposalRequest, ProposerError, Reply,
+                                 context_error)
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_REQUEST_TIMEOUT_S = 300.0  # a reasoning model may think for minutes before a non-streamed reply
@@ -251,6 +252,7 @@ class OpenAIProposer:
         self.send_temperature = True
         self.send_seed = True
         self.max_tokens_parameter = "max_tokens"
+        self.context_tokens: int | None = None  # the model's context, where the server's listing reports it
         # Accounting.
         self.spent_usd = float(spent_usd)
         self.prompt_tokens = 0
@@ -344,6 +346,9 @@ class OpenAIProposer:
                 if isinstance(exc, openai.APIStatusError) and self._adapt_to_rejection(exc, params()):
                     continue
                 failure = _judge(exc, self.request_timeout_s)
+                too_long = context_error(failure.status, failure.detail)
+                if too_long is not None:  # the same prompt would fail again: the caller shrinks it
+                    raise ContextTooLong(f"{endpoint}: {failure.message}", too_long.limit_tokens) from None
             if not failure.retryable:
                 raise RequestFailed(self._fatal_message(endpoint, failure), failure) from None
             if attempt >= max_attempts:
@@ -414,7 +419,11 @@ class OpenAIProposer:
                 # Nothing answered at all: a chat request would fare no better.
                 raise ProposerError(f"{self.base_url} does not answer: {exc.failure.message}") from None
             return None  # 404/405 (no listing) or a server error on it: let a chat request decide
-        ids = [str(getattr(item, "id", "")) for item in (getattr(page, "data", None) or [])]
+        items = getattr(page, "data", None) or []
+        for item in items:  # vLLM and others say how long a context the model has
+            if str(getattr(item, "id", "")) == self.model:
+                self.context_tokens = _reported_context(item) or self.context_tokens
+        ids = [str(getattr(item, "id", "")) for item in items]
         return [i for i in ids if i] or None
 
     # -- replies and money ------------------------------------------------------------------------------------------
@@ -470,6 +479,14 @@ class OpenAIProposer:
     def _say(self, line: str) -> None:
         if self.on_event is not None:
             self.on_event(line)
+
+
+def _reported_context(item: object) -> int | None:
+    for key in ("max_model_len", "context_length", "context_window", "max_context_length"):
+        value = getattr(item, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
 
 
 def _drop_authorization(request: httpx.Request) -> None:

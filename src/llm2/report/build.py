@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 from llm2.archive import Archive, CandidateRecord
 from llm2.archive.ranking import baseline, ranked
+from llm2.report.curves import training_curves_figure
 from llm2.report.failures import failure_stats
 from llm2.report.figures import Figure, FigureContext, MissingFigure
 from llm2.report.html import PageContent, render_page
@@ -50,6 +51,8 @@ def build_report(run_dir: str | os.PathLike, top: int = TOP_FIGURES, figure_time
                                 ranked(candidates, include_baselines=False)[:top], reference, out,
                                 figure_timeout_s, allow_missing)
         task_figures = _task_figures(task, context)
+    training = training_curves_figure(run_dir, ranked(candidates, include_baselines=False)[:top], reference, out)
+    task_figures = [*([training] if training else []), *task_figures]
     task_figures = [*selfdev_figures(run_dir, candidates, reference, card.reference_baseline, card.fitness_name,
                                      out), *task_figures]  # [] unless the run is a self-develop run
     page = render_page(PageContent(run=run, run_dir=str(run_dir), card=card,

@@ -34,7 +34,7 @@ from llm2.tasks.base import TensorSpec
 
 _FRAME = struct.Struct("!II")
 MAX_HEADER_BYTES = 1 << 20
-HEADER_KINDS = frozenset({"stage", "probe", "result", "error"})
+HEADER_KINDS = frozenset({"stage", "probe", "result", "error", "fingerprint"})
 
 
 class ChannelError(Exception):

@@ -45,6 +45,7 @@ class ChildJob:
     output: str  # "pipe" | "file" | "directory" (Runtime.output)
     result_fd: int  # child -> worker
     control_fd: int  # worker -> child (probe verdicts)
+    fingerprint_only: bool = False  # contract checks, then the task's fingerprint of the candidate; no training
 
 
 def run_child(job: ChildJob, task: Task, data: Any) -> None:
@@ -59,6 +60,9 @@ def run_child(job: ChildJob, task: Task, data: Any) -> None:
         stage = "contract"
         channel.send(job.result_fd, {"kind": "stage", "stage": stage})
         task.check_contract(fn, data)
+        if job.fingerprint_only:
+            channel.send(job.result_fd, {"kind": "fingerprint", "values": fingerprint_of(task, fn, data, job.setting)})
+            return
         stage = "probe" if job.cascade else "train"
         channel.send(job.result_fd, {"kind": "stage", "stage": stage})
 
@@ -83,6 +87,22 @@ def run_child(job: ChildJob, task: Task, data: Any) -> None:
         _send_error(job.result_fd, stage, f"{type(exc).__name__}: {str(exc)[:500]}")
     finally:
         os._exit(0)
+
+
+MAX_FINGERPRINT = 4096
+
+
+def fingerprint_of(task: Task, fn: Any, data: Any, setting: EvalSetting) -> list[float]:
+    """The task's fingerprint of the candidate's behaviour; empty when the task has none or the candidate's
+    behaviour cannot be fingerprinted (it then is simply evaluated)."""
+    hook = getattr(task, "fingerprint", None)
+    if hook is None:
+        return []
+    try:
+        values = [float(v) for v in hook(fn, data, setting.task) or ()]
+    except Exception:  # noqa: BLE001 - an unfingerprintable candidate is trained like any other
+        return []
+    return values if len(values) <= MAX_FINGERPRINT and all(v == v and abs(v) != float("inf") for v in values) else []
 
 
 def _isolate_descriptors(job: ChildJob) -> None:
@@ -111,7 +131,7 @@ def _isolate_descriptors(job: ChildJob) -> None:
 
 def _send_output(job: ChildJob, kind: str, output: TrainOutput, to_file: bool) -> None:
     header = {"kind": kind, "steps": int(output.steps), "stop_reason": output.stop_reason,
-              "loss_trace": [float(v) for v in output.loss_trace]}
+              "loss_trace": [float(v) for v in output.loss_trace], "curves": output.curves}
     payload = b""
     if not output.stop_reason:
         if kind == "result" and job.output == "directory":
@@ -181,7 +201,7 @@ def main() -> None:
     job = ChildJob(job_record.code, job_record.setting, bool(request["cascade"]), Path(request["scratch"]),
                    SandboxLimits.from_dict(request["limits"]), tuple(request["readable"]),
                    frozenset(request["allow_missing"]), request["output"], int(request["result_fd"]),
-                   int(request["control_fd"]))
+                   int(request["control_fd"]), job_record.fingerprint_only)
     run_child(job, task, data)
 
 

@@ -20,10 +20,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from llm2.curves import clean_curves
 from llm2.sandbox import channel
 from llm2.sandbox.child import CONTINUE, OUTPUT_FILE, ChildJob, run_child
 from llm2.sandbox.limits import (SPAWN_STARTUP_S, SandboxLimits, bytes_text, cuda_limits, end_child, kill_group,
@@ -51,6 +52,8 @@ class ChildOutcome:
     output: TrainOutput | None = None  # validated tensors, when status is ok
     sandbox: tuple[str, ...] = ()  # the layers that took in the child
     probe_fitness: float | None = None
+    fingerprint: tuple[float, ...] = ()  # a fingerprint job's answer
+    curves: dict = field(default_factory=dict)  # the task's training curves (clean_curves), also when it failed
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,7 @@ class SandboxRunner:
         shutil.rmtree(self.scratch_root, ignore_errors=True)
 
     def evaluate(self, code: str, setting: EvalSetting, data: Any, options: SandboxOptions,
-                 judge_probe: ProbeJudge) -> ChildOutcome:
+                 judge_probe: ProbeJudge, fingerprint_only: bool = False) -> ChildOutcome:
         runtime = self.task.runtime(setting.task)
         limits = runtime_limits(options.limits, runtime)
         scratch = Path(tempfile.mkdtemp(prefix="cand-", dir=self.scratch_root))
@@ -100,7 +103,7 @@ class SandboxRunner:
         result_r, result_w = os.pipe()
         control_r, control_w = os.pipe()
         job = ChildJob(code, setting, options.cascade, scratch, limits, self.readable, options.allow_missing,
-                       runtime.output, result_w, control_r)
+                       runtime.output, result_w, control_r, fingerprint_only)
         try:
             pid = self._start(job, runtime.start, data)
         finally:
@@ -133,7 +136,8 @@ class SandboxRunner:
         # spawn: a fresh interpreter (CUDA cannot be forked); it loads the task's training data itself
         from llm2.evaluation import EvalJob, job_to_dict
 
-        request = {"task": self.task_spec, "job": job_to_dict(EvalJob(job.code, job.setting)),
+        request = {"task": self.task_spec, "job": job_to_dict(EvalJob(job.code, job.setting,
+                                                                         fingerprint_only=job.fingerprint_only)),
                    "cascade": job.cascade, "scratch": str(job.scratch), "limits": asdict(job.limits),
                    "readable": list(job.readable), "allow_missing": sorted(job.allow_missing),
                    "output": job.output, "result_fd": job.result_fd, "control_fd": job.control_fd,
@@ -192,6 +196,11 @@ class _Supervisor:
                     return verdict
             elif kind == "error":
                 return self._child_error(message.header)
+            elif kind == "fingerprint":
+                self._end()
+                values = message.header.get("values")
+                values = tuple(float(v) for v in values) if isinstance(values, list) else ()
+                return ChildOutcome("ok", "fingerprint", None, None, self.sandbox, fingerprint=values)
             else:
                 return self._final(message)
 
@@ -226,14 +235,15 @@ class _Supervisor:
         self._end()  # dead before anything it wrote is read
         header = message.header
         stop_reason = header.get("stop_reason")
+        curves = clean_curves(header.get("curves"))
         if stop_reason:
             stage = "train" if self.probe_passed or not self.cascade else "probe"
-            return self._fail(stage, str(stop_reason)[:500])
+            return replace(self._fail(stage, str(stop_reason)[:500]), curves=curves)
         try:
             output = self._output(message)
         except channel.ChannelError as exc:
             return self._fail("score", str(exc))
-        return ChildOutcome("ok", "done", None, output, self.sandbox, self.probe_fitness)
+        return ChildOutcome("ok", "done", None, output, self.sandbox, self.probe_fitness, curves=curves)
 
     def _output(self, message: channel.Message) -> TrainOutput:
         final = message.header["kind"] == "result"

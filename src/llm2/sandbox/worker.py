@@ -113,13 +113,15 @@ class _Worker:
         try:
             data = self.data(job.setting.task)
             self.reply({"event": "started"})
-            outcome = self.runner.evaluate(job.code, job.setting, data, self.options, self.ask_probe)
+            outcome = self.runner.evaluate(job.code, job.setting, data, self.options, self.ask_probe,
+                                           job.fingerprint_only)
         except Exception as exc:  # noqa: BLE001 - a fault of trusted code: report it, keep serving
             self.reply({"event": "result", "status": "failed", "stage": "train",
                         "error": f"worker error: {type(exc).__name__}: {exc}"})
             return
         reply = {"event": "result", "status": outcome.status, "stage": outcome.stage, "error": outcome.error,
-                 "sandbox": list(outcome.sandbox), "probe_fitness": outcome.probe_fitness}
+                 "sandbox": list(outcome.sandbox), "probe_fitness": outcome.probe_fitness,
+                 "fingerprint": list(outcome.fingerprint), "curves": outcome.curves}
         output = outcome.output
         if output is not None:
             where = ({"directory": self.adopt(output.output_dir)} if output.output_dir is not None else

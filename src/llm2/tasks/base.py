@@ -205,6 +205,8 @@ class TrainOutput:
     # Runtime(output="directory"): the directory ``train`` wrote, relative to its working directory (the child's
     # scratch); the scorer gets it checked and moved out of the scratch, as an absolute path, with ``weights`` empty
     output_dir: str | None = None
+    # small training curves (name -> values, sub-sampled over the steps), for feedback and the report; untrusted
+    curves: dict[str, list[float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

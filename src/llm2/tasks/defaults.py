@@ -19,6 +19,9 @@ class TaskBase:
     offline_proposer: str | None = None
     trade_off: TradeOff | None = None  # no trade-off: held-out verdicts compare single points
     probe_fraction: float = 0.25
+    # multi-fidelity rungs below the full evaluation, (share of the training budget, training seeds), lowest first;
+    # () for none (``llm2 discover --rungs`` then evaluates at full fidelity)
+    fidelity_rungs: tuple[tuple[float, int], ...] = ()
     # The probe has collapsed when its fitness fell below the untrained start by more than this share of what the
     # reference baseline gained by the same point (see collapse_reason); None turns that rule off.
     collapse_share: float | None = 0.5

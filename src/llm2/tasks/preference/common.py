@@ -13,6 +13,9 @@ from llm2.tasks.checks import backpropagate, check_gradient, per_example_losses
 from llm2.tasks.defaults import TaskBase
 from llm2.tasks.preference.catalog import OBJECTIVES
 from llm2.tasks.preference.contract import PREFERENCE_CONTRACT
+from llm2.tasks.preference.fingerprint import NOTE as FINGERPRINT_NOTE
+from llm2.tasks.preference.fingerprint import TOLERANCE as FINGERPRINT_TOLERANCE
+from llm2.tasks.preference.fingerprint import loss_fingerprint
 
 EXPERTISE = ("You are deeply familiar with binary classification losses from the literature. Be creative and "
              "reference prior literature when possible.")
@@ -27,6 +30,20 @@ class PreferenceTask(TaskBase):
 
     def check_contract(self, fn: Callable[..., Any], data: Any = None) -> None:
         check_preference_contract(fn)
+
+    # behavioural duplicates: the fingerprint is computed in the confined child (it calls the candidate); the loop
+    # compares fingerprints within the tolerance and tells the proposer the note
+    fingerprint_tolerance = FINGERPRINT_TOLERANCE
+    fingerprint_note = FINGERPRINT_NOTE
+
+    def fingerprint(self, fn: Callable[..., Any], data: Any, settings: Any) -> list[float]:
+        return loss_fingerprint(fn, settings.beta)
+
+    def curves_text(self, curves: dict[str, list[float]]) -> str:
+        """What the training curves show, for the feedback (tasks whose training records none: "")."""
+        from llm2.tasks.preference.curves_text import describe_curves
+
+        return describe_curves(curves)
 
     def figures(self, context: Any) -> list[Any]:
         from llm2.tasks.preference.figures import preference_figures

@@ -65,6 +65,8 @@ class PreferenceSyntheticTask(PreferenceTask):
     collapse_share = 0.5
     collapse_floor = 0.02
     collapse_margin = 0.15
+    # --rungs: a quarter of training on one seed first (its rank correlation with the full evaluation: BENCHMARKS.md)
+    fidelity_rungs = ((0.25, 1),)
 
     def __init__(self, world_config: WorldConfig | None = None, train_config: TrainConfig | None = None):
         self.world_config = world_config or WorldConfig()

@@ -14,12 +14,16 @@ from typing import Callable
 
 import torch
 
+from llm2.curves import subsample
 from llm2.tasks.base import CandidateError, EvalSetting, TrainOutput
 from llm2.tasks.checks import backpropagate, per_example_losses
 from llm2.tasks.preference_synthetic.config import TrainConfig
 from llm2.tasks.preference_synthetic.model import completion_logps
 from llm2.tasks.preference_synthetic.world import TrainingWorld
 from llm2.tasks.threads import single_thread
+
+
+CURVE_POINTS = 48
 
 
 def total_steps(pairs: int, budget: float, config: TrainConfig) -> int:
@@ -40,6 +44,7 @@ def train_policy(fn: Callable, world: TrainingWorld, setting: EvalSetting, confi
     steps = total_steps(len(pairs), setting.budget, config)
     probe_step = max(1, math.ceil(probe_fraction * steps))
     trace: list[float] = []
+    watched = Watched()
     stop_reason = None
     with single_thread(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(setting.seed)  # dropout masks
@@ -51,6 +56,8 @@ def train_policy(fn: Callable, world: TrainingWorld, setting: EvalSetting, confi
             logps = completion_logps(policy, torch.cat([pairs.chosen[index], pairs.rejected[index]]),
                                      world.config.prompt_length).sum(dim=1)
             chosen, rejected = logps.split(len(index))
+            watched.add(step, chosen.detach() - pairs.reference_chosen_logps[index],
+                        rejected.detach() - pairs.reference_rejected_logps[index], float(setting.task.beta))
             args = (chosen, rejected, pairs.reference_chosen_logps[index], pairs.reference_rejected_logps[index],
                     float(setting.task.beta))
             where = f"at training step {step}"
@@ -71,13 +78,40 @@ def train_policy(fn: Callable, world: TrainingWorld, setting: EvalSetting, confi
                 break
             optimizer.step()
             trace.append(loss.item())
+            watched.loss.append(trace[-1])
             if checkpoint is not None and step + 1 == probe_step:
                 if not checkpoint(TrainOutput(snapshot(policy), list(trace), step + 1)):
                     stop_reason = f"stopped by the probe checkpoint after {step + 1} of {steps} steps"
                     break
     if stop_reason is None and not all(torch.isfinite(p).all() for p in policy.parameters()):
         stop_reason = "the weights became non-finite"
-    return TrainOutput(snapshot(policy), trace, len(trace), stop_reason)
+    return TrainOutput(snapshot(policy), trace, len(trace), stop_reason, curves=watched.curves())
+
+
+class Watched:
+    """Per step: the loss, the mean margin x = β·ρ and the mean log-ratios of the chosen and rejected completions
+    (policy minus reference, nats); handed back sub-sampled as the training curves."""
+
+    def __init__(self) -> None:
+        self.steps: list[float] = []
+        self.margin: list[float] = []
+        self.chosen: list[float] = []
+        self.rejected: list[float] = []
+        self.loss: list[float] = []
+
+    def add(self, step: int, chosen_ratio: torch.Tensor, rejected_ratio: torch.Tensor, beta: float) -> None:
+        self.steps.append(float(step))
+        self.margin.append(beta * float((chosen_ratio - rejected_ratio).mean()))
+        self.chosen.append(float(chosen_ratio.mean()))
+        self.rejected.append(float(rejected_ratio.mean()))
+
+    def curves(self) -> dict[str, list[float]]:
+        # the step whose loss was not finite has no loss: every curve stops at the last step that has one
+        steps = max(len(self.loss), min(len(self.steps), len(self.loss) + 1))
+        named = {"step": self.steps[:steps], "loss": self.loss + [math.nan] * (steps - len(self.loss)),
+                 "margin": self.margin[:steps], "chosen_logratio": self.chosen[:steps],
+                 "rejected_logratio": self.rejected[:steps]}
+        return {name: subsample(values, CURVE_POINTS) for name, values in named.items()}
 
 
 def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
