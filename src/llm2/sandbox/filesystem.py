@@ -47,7 +47,7 @@ def read_roots(exclude: Iterable[str] = ()) -> list[str]:
     roots.update({"/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime"})
     resolved = {os.path.realpath(r) for r in roots if r and os.path.exists(r)}
     for hidden in resolved_hidden(exclude):
-        resolved = set(_without(resolved, hidden))
+        resolved = set(carve_out(resolved, hidden))
     return sorted(resolved)
 
 
@@ -60,7 +60,7 @@ def _within(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
-def _without(roots: Iterable[str], hidden: str) -> Iterator[str]:
+def carve_out(roots: Iterable[str], hidden: str) -> Iterator[str]:
     """The roots with ``hidden`` carved out, all resolved: each root above it is replaced by its entries (each
     resolved in turn: an entry that is a link to the tree above is carved like the tree itself)."""
     for root in roots:
@@ -75,7 +75,7 @@ def _without(roots: Iterable[str], hidden: str) -> Iterator[str]:
             if path == root or _within(root, path):  # a link back to this tree or above it: its entries suffice
                 continue
             if _within(hidden, path):
-                yield from _without([path], hidden)
+                yield from carve_out([path], hidden)
             elif not _within(path, hidden):
                 yield path
 
