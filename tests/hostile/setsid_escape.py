@@ -6,12 +6,13 @@ import os
 
 
 def loss(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta):
-    try:
-        os.setsid()
-    except OSError:
+    if os.getsid(0) != os.getpid():  # not yet a session of its own (a second call finds it already left)
         try:
-            os.setpgid(0, 0)
-        except OSError as exc:
-            raise RuntimeError(f"left the process group refused: {exc.strerror}") from None
+            os.setsid()
+        except OSError:
+            try:
+                os.setpgid(0, 0)
+            except OSError as exc:
+                raise RuntimeError(f"left the process group refused: {exc.strerror}") from None
     x = beta * ((policy_chosen_logps - policy_rejected_logps) - (reference_chosen_logps - reference_rejected_logps))
     return -F.logsigmoid(x)

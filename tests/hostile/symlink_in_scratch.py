@@ -1,6 +1,6 @@
 # tries: a symbolic link in its scratch directory to a file outside it (for the worker to follow when it reads results)
 # expect: invalid static 'os'
-# runtime: invalid contract -> 'to_canary'
+# runtime: invalid contract operation not permitted: '
 # layer: seccomp
 import os
 
