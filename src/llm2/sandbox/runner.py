@@ -300,7 +300,10 @@ class _Supervisor:
         if "MemoryError" in message or "Cannot allocate memory" in message:
             return f" (the memory limit is {bytes_text(self.limits.memory_bytes)})"
         if "[Errno 1] Operation not permitted" in message:
-            return " (the sandbox forbids new processes, programs, sockets and signals)"
+            return (" (the sandbox allows only the system calls training needs: no new processes, programs, sockets,"
+                    " links, shared memory or signals to others)")
+        if "[Errno 28] No space left on device" in message:
+            return f" (the working directory holds at most {bytes_text(self.limits.scratch_bytes)} in all)"
         if "[Errno 13] Permission denied" in message:
             return " (the sandbox allows writing only in the working directory, reading only Python's own files)"
         return ""
