@@ -302,7 +302,7 @@ class _Supervisor:
         if "[Errno 1] Operation not permitted" in message:
             return (" (the sandbox allows only the system calls training needs: no new processes, programs, sockets,"
                     " links, shared memory or signals to others)")
-        if "[Errno 28] No space left on device" in message:
+        if "[Errno 28] No space left on device" in message and self.limits.scratch_bytes:
             return f" (the working directory holds at most {bytes_text(self.limits.scratch_bytes)} in all)"
         if "[Errno 13] Permission denied" in message:
             return " (the sandbox allows writing only in the working directory, reading only Python's own files)"
