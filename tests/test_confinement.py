@@ -98,8 +98,24 @@ def _sleep(request: dict) -> str:
     return "woke"
 
 
+def _libc_call(name: str, *arguments) -> str:
+    """A C library call made through ctypes, as a candidate past the static checks could: the filter still sees it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if getattr(libc, name)(*arguments) < 0:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+    return "made"
+
+
 ATTACKS = {
     "nothing": lambda r: "ok",
+    "symlink": lambda r: os.symlink("/etc/passwd", "passwd_link"),
+    "mkfifo": lambda r: os.mkfifo("fifo"),
+    "setsid": lambda r: os.setsid(),
+    "setpgid": lambda r: os.setpgid(0, 0),
+    "memfd_create": lambda r: os.memfd_create("stash"),
+    "shmget_ctypes": lambda r: _libc_call("shmget", 0, 1 << 20, 0o1600),
+    "unshare_ctypes": lambda r: _libc_call("unshare", 0x10000000),  # CLONE_NEWUSER
+    "chmod_worker_file": lambda r: os.chmod(f"/proc/{r['worker']}/cmdline", 0o777),
     "status": lambda r: f"pid {os.getpid()} ppid {os.getppid()}\n{_status_lines()}",
     "read_worker_cmdline": lambda r: open(f"/proc/{r['worker']}/cmdline").read(),
     "read_worker_environ": lambda r: open(f"/proc/{r['worker']}/environ").read(),
@@ -274,6 +290,14 @@ def test_every_layer_takes_and_the_child_is_pid_1_without_privileges(worker, scr
     ("exec", "PermissionError"),
     ("prctl_pdeathsig", "PermissionError"),
     ("tiocsti", "PermissionError"),  # EPERM from the filter, not ENOTTY: the request never reaches the file
+    ("symlink", "PermissionError: [Errno 1]"),
+    ("mkfifo", "PermissionError: [Errno 1]"),
+    ("setsid", "PermissionError: [Errno 1]"),
+    ("setpgid", "PermissionError: [Errno 1]"),
+    ("memfd_create", "PermissionError: [Errno 1]"),
+    ("shmget_ctypes", "PermissionError: [Errno 1]"),
+    ("unshare_ctypes", "PermissionError: [Errno 1]"),
+    ("chmod_worker_file", "PermissionError: [Errno 1]"),
 ])
 def test_the_child_cannot_reach_other_processes_or_the_network(worker, scratch, attack, expected):
     reply = worker.ask(attack, scratch)
