@@ -8,8 +8,9 @@ It fails closed: a layer that cannot be applied raises SandboxUnavailable unless
 - pid_namespace: a new PID namespace, whose first process runs the candidate, so no other process on the system
   can even be named: not the worker, not the other candidates (``namespaces.py``);
 - network_namespace: a private network (no interface but a downed loopback) and System V IPC namespace;
-- mount_namespace: a mount namespace of its own, its scratch directory a size-capped tmpfs there (the total it can
-  write) and the task's hidden paths covered (absent);
+- mount_namespace: a mount namespace and a root of its own holding only the read roots (read-only; the hidden
+  paths are not among them, so absent), its devices, its own /proc and the scratch directory, a size-capped tmpfs
+  (the total it can write) (``rootfs.py``);
 - rlimits: address space (not in the CUDA profile), CPU seconds, file size, no core dumps, open files, threads
   (``rlimits.py``);
 - landlock: read only beneath the resolved read roots and the process's own /proc entry; write only in the
@@ -31,11 +32,13 @@ from typing import Any, Iterable
 from llm2.sandbox import landlock, seccomp
 from llm2.sandbox.capabilities import become_unprivileged, clear_capabilities, drop_bounding_set
 from llm2.sandbox.environment import replace_environment
-from llm2.sandbox.filesystem import apply_landlock, hide, names_a_process, resolved_hidden
-from llm2.sandbox.layers import Defences, LayerRecorder, SandboxUnavailable, layer_names, reason_of, \
+from llm2.sandbox.filesystem import apply_landlock, names_a_process, resolved_hidden
+from llm2.sandbox.layers import Defences, LayerRecorder, Refused, SandboxUnavailable, layer_names, reason_of, \
     simulated_missing
 from llm2.sandbox.namespaces import CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWPID, die_with_parent, \
-    fork_into_namespace, new_session, require_single_thread, scratch_mount, unshare, user_namespace_for
+    fork_into_namespace, new_session, private_mount_namespace, require_single_thread, scratch_text, \
+    scratch_tmpfs_options, unshare, user_namespace_for
+from llm2.sandbox.rootfs import build_root
 from llm2.sandbox.rlimits import SandboxLimits, set_rlimits
 
 _PR_SET_DUMPABLE = 4
@@ -76,14 +79,15 @@ def confine(scratch: Path, limits: SandboxLimits, readable: list[str],
     in_new_pids = layers.apply("pid_namespace", lambda: unshare(CLONE_NEWPID, "PID", namespace_error))
     layers.apply("network_namespace", lambda: unshare(CLONE_NEWNET | CLONE_NEWIPC, "network and IPC",
                                                       namespace_error))
-    hidden = resolved_hidden(hidden)
-    layers.apply("mount_namespace", lambda: _mount_namespace(scratch, limits, hidden, namespace_error))
     die_with_parent(None, parent)  # set after the namespaces: a credential change clears it
     liveness = fork_into_namespace(limits) if in_new_pids else None
     if liveness is not None:
         die_with_parent(liveness)  # a forked child does not inherit the parent-death signal
     if not in_new_pids:
         require_single_thread()
+    # in the final process, so that its /proc shows its own PID namespace
+    hidden = resolved_hidden(hidden)
+    layers.apply("mount_namespace", lambda: _mount_namespace(scratch, limits, readable, hidden, namespace_error))
     own_proc = os.path.realpath("/proc/self")  # resolved here, in the final process: its own entry, no other
     roots = [r for r in readable if not names_a_process(r)] + [own_proc]
     if len(roots) != len(readable) + 1:
@@ -112,9 +116,17 @@ def confine(scratch: Path, limits: SandboxLimits, readable: list[str],
                     tuple(layers.notes))
 
 
-def _mount_namespace(scratch: Path, limits: SandboxLimits, hidden: list[str], namespace_error: str | None) -> str:
-    made = scratch_mount(scratch, limits, namespace_error)
-    return f"{made}; {hide(hidden)}" if hidden else made
+def _mount_namespace(scratch: Path, limits: SandboxLimits, readable: list[str], hidden: list[str],
+                     namespace_error: str | None) -> str:
+    """Its own mount namespace and root: the read roots (hidden paths already carved out, so absent), devices,
+    /proc, and the scratch, a size-capped tmpfs or the directory on disk. Checked: no hidden path is there."""
+    made = private_mount_namespace(namespace_error)
+    roots = [r for r in readable if not names_a_process(r)] + list(limits.device_read_roots)
+    built = build_root(scratch, roots, limits.device_files, scratch_tmpfs_options(limits))
+    present = [path for path in hidden if os.path.lexists(path)]
+    if present:
+        raise Refused(f"the hidden path {present[0]} is in the child's root")
+    return f"{made}; {built}; {scratch_text(limits)}"
 
 
 def _build_filter(limits: SandboxLimits) -> Any:

@@ -1,5 +1,5 @@
 """What a confined child may read and write, always as resolved real paths: the read roots, the hidden paths carved
-out of them, the Landlock layer built from both, and the hidden paths made absent in the child's mount namespace.
+out of them, and the Landlock layer built from both (``rootfs.py`` builds the child's root from the same roots).
 
 Every path is resolved (``os.path.realpath``) before a rule is made from it: a rule on a symbolic link would grant
 whatever the link points to (a venv's ``lib64 -> lib`` granted the whole ``lib``, hidden files included).
@@ -7,23 +7,17 @@ whatever the link points to (a venv's ``lib64 -> lib`` granted the whole ``lib``
 
 from __future__ import annotations
 
-import ctypes
 import os
 import re
-import stat
 import sys
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from llm2.sandbox import landlock
-from llm2.sandbox.layers import Refused, failure_text
 
-_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_BIND = 0x1, 0x2, 0x4, 0x8, 0x1000
 # the scratch may hold regular files and directories only: no links, FIFOs, sockets or device nodes
 _SCRATCH_RIGHTS_REFUSED = ("make_char", "make_sock", "make_fifo", "make_block", "make_sym")
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p)
 
 
 def read_roots(exclude: Iterable[str] = ()) -> list[str]:
@@ -94,23 +88,3 @@ def apply_landlock(roots: list[str], scratch: Path, locked: list[landlock.Landlo
                                refused_write_rights=refused)
     locked.append(result)
     return f"ABI {result.abi}: {', '.join(result.features)}"
-
-
-def hide(paths: Iterable[str]) -> str:
-    """In the child's own mount namespace: each hidden directory covered by an empty read-only tmpfs, each hidden
-    file by /dev/null, so that the hidden data is not there to read whatever else fails. Needs the mount layer."""
-    covered = []
-    for path in paths:
-        try:
-            mode = os.stat(path).st_mode
-        except OSError:
-            continue
-        if stat.S_ISDIR(mode):
-            done = _libc.mount(b"llm2-hidden", path.encode(), b"tmpfs", _MS_RDONLY | _MS_NOSUID | _MS_NODEV
-                               | _MS_NOEXEC, b"size=4096,nr_inodes=1,mode=0555")
-        else:
-            done = _libc.mount(b"/dev/null", path.encode(), None, _MS_BIND, None)
-        if done != 0:
-            raise Refused(failure_text(f"covering the hidden path {path}", ctypes.get_errno()))
-        covered.append(path)
-    return f"{len(covered)} hidden path{'s' if len(covered) != 1 else ''} covered"

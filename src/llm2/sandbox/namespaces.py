@@ -1,6 +1,9 @@
 """The isolation layers a child builds around itself: its own session, user, PID, network, IPC and mount namespaces,
 the relay that stays outside the PID namespace, and the scratch directory as a size-capped tmpfs.
 
+The mount namespace is made by the candidate's process itself, after that fork, so that the /proc it mounts is
+its PID namespace's (``rootfs.py`` builds its root there).
+
 The PID namespace needs one more fork: ``unshare(CLONE_NEWPID)`` only places the caller's children in it. The
 forked child becomes a relay that runs no candidate code: it waits for its own child (PID 1 of the namespace) and
 exits with the same status, re-raising the same signal. Both stay in the process group the worker kills; each dies
@@ -14,15 +17,14 @@ import os
 import resource
 import select
 import signal
-from pathlib import Path
 
-from llm2.sandbox.layers import LayerRecorder, Refused, SandboxUnavailable, errno_refusal, failure_text, reason_of
+from llm2.sandbox.layers import LayerRecorder, Refused, SandboxUnavailable, errno_refusal, reason_of
 from llm2.sandbox.rlimits import SandboxLimits, bytes_text
 
 CLONE_NEWNS, CLONE_NEWNET, CLONE_NEWIPC = 0x00020000, 0x40000000, 0x08000000
 CLONE_NEWUSER, CLONE_NEWPID = 0x10000000, 0x20000000
 _PR_SET_PDEATHSIG, _PR_SET_DUMPABLE = 1, 4
-_MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REC, _MS_PRIVATE = 0x2, 0x4, 0x8, 0x4000, 1 << 18
+_MS_REC, _MS_PRIVATE = 0x4000, 1 << 18
 # a scratch of many tiny files costs kernel memory per inode, which the size cap does not count
 SCRATCH_INODES = 16384
 
@@ -80,21 +82,25 @@ def unshare(flags: int, what: str, namespace_error: str | None) -> str:
     return f"new {what} namespace"
 
 
-def scratch_mount(scratch: Path, limits: SandboxLimits, namespace_error: str | None) -> str:
-    """A mount namespace of its own, nothing in it shared with the host's, and (unless ``limits.scratch_bytes`` is
-    0) a tmpfs of that size over the scratch directory: the total the candidate can write, files and inodes."""
+def private_mount_namespace(namespace_error: str | None) -> str:
+    """A mount namespace of its own, nothing in it shared with the host's: a mount made here never propagates."""
     made = unshare(CLONE_NEWNS, "mount", namespace_error)
-    # private first: without it a mount made here could propagate back into the host's namespace
     if _libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:
         raise errno_refusal("mount(/, MS_REC | MS_PRIVATE)")
+    return made
+
+
+def scratch_tmpfs_options(limits: SandboxLimits) -> str | None:
+    """The scratch tmpfs's options (its size is the total the candidate can write), or None: it stays on disk."""
     if not limits.scratch_bytes:
-        return f"{made}; the scratch stays on disk (the task's output is read from it)"
-    options = f"size={limits.scratch_bytes},nr_inodes={SCRATCH_INODES},mode=0700".encode()
-    if _libc.mount(b"llm2-scratch", str(scratch).encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
-                   options) != 0:
-        raise Refused(failure_text(f"mount(tmpfs on {scratch})", ctypes.get_errno()))
-    os.chdir(scratch)  # the tmpfs, not the directory beneath it
-    return f"{made}; the scratch is a tmpfs of {bytes_text(limits.scratch_bytes)}, {SCRATCH_INODES} files at most"
+        return None
+    return f"size={limits.scratch_bytes},nr_inodes={SCRATCH_INODES},mode=0700"
+
+
+def scratch_text(limits: SandboxLimits) -> str:
+    if not limits.scratch_bytes:
+        return "the scratch stays on disk (the task's output is read from it)"
+    return f"the scratch is a tmpfs of {bytes_text(limits.scratch_bytes)}, {SCRATCH_INODES} files at most"
 
 
 def fork_into_namespace(limits: SandboxLimits) -> int:
