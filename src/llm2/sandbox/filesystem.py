@@ -82,9 +82,8 @@ def apply_landlock(roots: list[str], scratch: Path, locked: list[landlock.Landlo
                    devices: Iterable[str] = ()) -> str:
     """The Landlock layer: read beneath ``roots``; write (no links, FIFOs, sockets or devices) in the scratch;
     /dev/null and the CUDA profile's devices writable as files."""
-    refused = tuple(right for right in _SCRATCH_RIGHTS_REFUSED)
     result = landlock.restrict([os.path.realpath(r) for r in roots],
                                [os.path.realpath(scratch), "/dev/null", *(os.path.realpath(d) for d in devices)],
-                               refused_write_rights=refused)
+                               refused_write_rights=_SCRATCH_RIGHTS_REFUSED)
     locked.append(result)
     return f"ABI {result.abi}: {', '.join(result.features)}"

@@ -85,8 +85,8 @@ def _handled_fs(abi: int) -> int:
 
 
 def failure_text(call: str, number: int) -> str:
-    """The reason a system call that set errno to ``number`` failed: "CALL failed: ENAME (strerror)"; limits uses
-    it too."""
+    """The reason a system call that set errno to ``number`` failed: "CALL failed: ENAME (strerror)"; the other
+    layers use it too."""
     return f"{call} failed: {errno.errorcode.get(number, number)} ({os.strerror(number)})"
 
 
