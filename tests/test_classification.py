@@ -60,7 +60,7 @@ def test_heldout_settings_change_one_knob_each():
     settings = ClassificationSettings()
     heldout = TASK.heldout_settings(settings)
     assert sorted(s.label_noise for s in heldout if s.data_seed == 0) == [0.0, 0.2, 0.6]
-    assert sorted(s.data_seed for s in heldout if s.label_noise == 0.4) == [1, 2]
+    assert sorted(s.data_seed for s in heldout if s.label_noise == 0.4) == [1, 2, 3]
     assert all(s.dataset == "digits" for s in heldout)
     with_cifar = TASK.heldout_settings(replace(settings, data_dir="/somewhere", epochs=7))
     assert [(s.dataset, s.epochs) for s in with_cifar if s.dataset == "cifar10"] == [("cifar10", None)]

@@ -13,7 +13,7 @@ from llm2.sandbox.loader import load_function
 from llm2.tasks import load_task
 from llm2.tasks.card import TaskCard
 from llm2.tasks.preference.catalog import OBJECTIVES
-from llm2.tasks.preference.contract import PREFERENCE_ARGUMENTS, PREFERENCE_CONTRACT
+from llm2.tasks.preference.contract import PREFERENCE_CONTRACT
 from testkit import import_file, make_run
 
 CONFIG = {"task": "preference-synthetic", "task_settings": {"beta": 0.05}}
@@ -155,7 +155,7 @@ def test_export_loads_and_matches_the_candidates(run_dir, tmp_path):
     for name, candidate in zip(module.OBJECTIVES, best):
         expected = load_function(candidate.code, PREFERENCE_CONTRACT)(*inputs)
         assert torch.allclose(module.OBJECTIVES[name](*inputs), expected, atol=0, rtol=0), name
-        read_back = read_function(f"{out}:{name}", PREFERENCE_ARGUMENTS)
+        read_back = read_function(f"{out}:{name}", PREFERENCE_CONTRACT)
         loaded = load_function(read_back.code, PREFERENCE_CONTRACT)
         assert torch.allclose(loaded(*inputs), expected, atol=0, rtol=0), name
         assert " ".join(candidate.thought.split()) in " ".join(read_back.thought.split())
@@ -186,8 +186,8 @@ def test_function_identifiers_are_valid_and_unique():
 
 
 def test_export_rewrites_code_and_never_runs_it(tmp_path):
-    """A payload in a default argument passes the static checks; had the exporter executed the code (as it once
-    did), it would have run here. It must come out as text, and the checks' refusals come out as reasons."""
+    """A default argument runs when the function is defined: inert in the sandbox, live on import. Export refuses
+    it (the static checks refuse it since issue 19; an older archive may still hold one) and writes nothing."""
     payload = ("def sneaky(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps,"
                " beta=1 / 0):\n    return -F.logsigmoid(beta * (policy_chosen_logps - policy_rejected_logps))\n")
     run = make_run(run_id="p", config=CONFIG, seeds={}, versions={}, started_at=1.0, status="finished")
@@ -197,8 +197,8 @@ def test_export_rewrites_code_and_never_runs_it(tmp_path):
                              metrics={}, seconds=1.0, feedback="fb")
     archive.close()
     result = invoke("export", tmp_path / "run", "--out", tmp_path / "out.py")
-    assert result.exit_code == 0, result.output
-    assert "beta=1 / 0" in (tmp_path / "out.py").read_text()
+    assert result.exit_code == 1 and "cannot be exported" in result.output and "default argument" in result.output
+    assert not (tmp_path / "out.py").exists()
 
     hostile = payload.replace("beta=1 / 0", "beta=__import__('os').system('true')")
     archive = Archive.open(tmp_path / "run")

@@ -239,37 +239,37 @@ def plain(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, re
 def test_read_function_from_a_file_without_running_it(tmp_path):
     path = tmp_path / "found.py"
     path.write_text(EXPORTED + "\nraise SystemExit('the file was executed')\n")
-    function = read_function(f"{path}:soft_margin", PREFERENCE_ARGUMENTS)
+    function = read_function(f"{path}:soft_margin", PREFERENCE_CONTRACT)
     assert function.name == "soft_margin"
     assert function.thought == "Shift the DPO margin by 0.1 so ties are still pushed apart."
     assert function.code.startswith("def soft_margin(") and "SystemExit" not in function.code
     zeros = torch.zeros(2)
     loaded = load_function(function.code, PREFERENCE_CONTRACT)  # as the sandbox's child would
     assert torch.allclose(loaded(zeros, zeros, zeros, zeros, 0.1), torch.full((2,), softplus(0.1)))
-    assert read_function(f"{path}:plain", PREFERENCE_ARGUMENTS).name == "plain"
+    assert read_function(f"{path}:plain", PREFERENCE_CONTRACT).name == "plain"
 
     single = tmp_path / "single.py"
     single.write_text(EXPORTED.split("\n\ndef plain")[0])
-    assert read_function(str(single), PREFERENCE_ARGUMENTS).name == "soft_margin"
+    assert read_function(str(single), PREFERENCE_CONTRACT).name == "soft_margin"
 
     with pytest.raises(ValueError, match="2 functions take the contract's arguments.*choose one"):
-        read_function(str(path), PREFERENCE_ARGUMENTS)
+        read_function(str(path), PREFERENCE_CONTRACT)
     with pytest.raises(ValueError, match="no function 'missing'.*soft_margin, plain"):
-        read_function(f"{path}:missing", PREFERENCE_ARGUMENTS)
+        read_function(f"{path}:missing", PREFERENCE_CONTRACT)
     with pytest.raises(ValueError, match="cannot read"):
-        read_function(f"{tmp_path / 'absent.py'}:x", PREFERENCE_ARGUMENTS)
+        read_function(f"{tmp_path / 'absent.py'}:x", PREFERENCE_CONTRACT)
     nothing = tmp_path / "nothing.py"
     nothing.write_text("x = 1\n")
     with pytest.raises(ValueError, match="0 functions take"):
-        read_function(str(nothing), PREFERENCE_ARGUMENTS)
+        read_function(str(nothing), PREFERENCE_CONTRACT)
     broken = tmp_path / "broken.py"
     broken.write_text("def loss(:\n")
     with pytest.raises(ValueError, match="syntax error at line 1"):
-        read_function(str(broken), PREFERENCE_ARGUMENTS)
+        read_function(str(broken), PREFERENCE_CONTRACT)
     wrong = tmp_path / "wrong.py"
     wrong.write_text("def loss(a, b):\n    return a\n")
     with pytest.raises(ValueError, match="takes \\(a, b\\); the contract's arguments"):
-        read_function(f"{wrong}:loss", PREFERENCE_ARGUMENTS)
+        read_function(f"{wrong}:loss", PREFERENCE_CONTRACT)
 
 
 def test_catalog_needs_only_torch():
@@ -296,4 +296,4 @@ def test_objectives_command_lists_all():
     assert rows[0]["formula"] == "−log σ(x)" and rows[0]["code"].startswith("def dpo(") and rows[0]["reference"]
 
     result = CliRunner().invoke(main, ["objectives", "--task", "nope"])
-    assert result.exit_code == 1 and "unknown task 'nope'" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 2 and "unknown task 'nope'" in result.output and "Traceback" not in result.output

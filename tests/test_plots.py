@@ -248,12 +248,12 @@ def test_plot_objectives_command_with_catalog_and_file_objectives(tmp_path):
 
 def test_plot_objectives_command_rejects_unknown_names_clearly(tmp_path):
     result = CliRunner().invoke(main, ["plot", "objectives", "nope", "--out", str(tmp_path / "x.png")])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "'nope' is neither one of the task's objectives" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "x.png").exists()
     other = CliRunner().invoke(main, ["plot", "objectives", "absolute", "--task", "tests/example_task.py:RobustRegression",
                                       "--out", str(tmp_path / "x.png")])
-    assert other.exit_code == 1 and "draws no picture of its objectives" in other.output
+    assert other.exit_code == 2 and "draws no picture of its objectives" in other.output
 
 
 def test_plot_results_command(tmp_path):
@@ -264,4 +264,4 @@ def test_plot_results_command(tmp_path):
     assert "discopop at β=0.01: the loss diverged" in result.output
     assert png_size(out)[0] > 600
     missing = CliRunner().invoke(main, ["plot", "results", str(tmp_path / "none.json"), "--out", str(out)])
-    assert missing.exit_code == 1 and "file not found" in missing.output
+    assert missing.exit_code == 2 and "file not found" in missing.output

@@ -300,7 +300,7 @@ def test_control_run_never_trains_and_bad_input_gets_one_line(tmp_path):
     resumed = runner.invoke(main, ["self-develop", "--run-dir", str(run_dir), "--resume", "--samples", "9"])
     assert resumed.exit_code == 2 and "keeps its plan; drop --samples" in resumed.output
     nothing = runner.invoke(main, ["self-develop", "--run-dir", str(tmp_path / "empty"), "--resume"])
-    assert nothing.exit_code == 1 and "holds no self-develop run" in nothing.output
+    assert nothing.exit_code == 2 and "holds no self-develop run" in nothing.output
 
 
 def test_sigkill_in_the_dpo_step_then_resume_repeats_no_evaluation_and_loses_no_sample(tmp_path):

@@ -1,4 +1,4 @@
-"""llm2.stats against hand-computed values and printed table values."""
+"""llm2.stats against hand-computed values: paired tests, win rates, and evidence over settings."""
 
 import itertools
 import math
@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from llm2.stats import (count_wins, mean_std, paired_test, regularized_incomplete_beta, student_t_cdf,
-                        student_t_quantile, win_rate_ci)
+from llm2.stats import (count_wins, evidence_phrase, mean_std, paired_test, seeds_phrase, settings_evidence,
+                        settings_needed, win_rate_ci)
 
 
 def test_mean_std_uses_sample_std_and_zero_for_one_value():
@@ -17,25 +17,6 @@ def test_mean_std_uses_sample_std_and_zero_for_one_value():
     assert mean_std([0.7]) == (0.7, 0.0)
     with pytest.raises(ValueError, match="non-empty"):
         mean_std([])
-
-
-@pytest.mark.parametrize("p, df, expected", [
-    (0.975, 4, 2.776), (0.975, 10, 2.228), (0.95, 1, 6.314), (0.975, 1, 12.706),
-    (0.995, 30, 2.750), (0.9, 5, 1.476), (0.975, 2, 4.303), (0.975, 1000, 1.962),
-])
-def test_student_t_quantile_matches_printed_tables(p, df, expected):
-    assert student_t_quantile(p, df) == pytest.approx(expected, abs=1e-3)
-    assert student_t_quantile(1 - p, df) == pytest.approx(-expected, abs=1e-3)
-
-
-def test_t_cdf_and_incomplete_beta_known_values():
-    assert student_t_cdf(0.0, 3) == pytest.approx(0.5)
-    # t with 1 degree of freedom is Cauchy: P(T <= 1) = 3/4.
-    assert student_t_cdf(1.0, 1) == pytest.approx(0.75, abs=1e-12)
-    # I_x(1, 1) = x and I_x(2, 1) = x^2.
-    assert regularized_incomplete_beta(1, 1, 0.3) == pytest.approx(0.3, abs=1e-12)
-    assert regularized_incomplete_beta(2, 1, 0.6) == pytest.approx(0.36, abs=1e-12)
-    assert regularized_incomplete_beta(2, 1, 0.95) == pytest.approx(0.9025, abs=1e-12)
 
 
 def test_wilson_interval_by_hand():
@@ -113,3 +94,46 @@ def test_monte_carlo_above_16_is_seeded_and_close_to_exact():
 def test_paired_test_rejects_unequal_lengths():
     with pytest.raises(ValueError, match="equal lengths"):
         paired_test([1, 2, 3], [1, 2])
+
+
+def test_evidence_over_settings_counts_a_deterministic_task_once_per_setting():
+    """Every seed gives the same numbers: a candidate better on 2 settings of 6 is two pieces of evidence, not
+    2 × seeds, and two of six signs alike are far from significant (exact sign-flip: 2 of 4 patterns reach it)."""
+    candidate = [[0.51] * 5, [0.52] * 5] + [[0.5] * 5] * 4
+    reference = [[0.5] * 5] * 6
+    evidence = settings_evidence(candidate, reference)
+    assert evidence.deterministic and evidence.settings == 6 and evidence.wins == 2 and evidence.losses == 0
+    assert evidence.p_value == pytest.approx(0.5)
+    assert evidence.setting_errors == (0.0,) * 6 and evidence.mean_diff == pytest.approx(0.005)
+    assert "not counted" in seeds_phrase(evidence)
+
+
+def test_evidence_over_settings_with_noisy_seeds_and_its_bootstrap():
+    rng = np.random.default_rng(0)
+    candidate = [list(0.6 + 0.01 * rng.normal(size=3)) for _ in range(6)]
+    reference = [list(0.5 + 0.01 * rng.normal(size=3)) for _ in range(6)]
+    evidence = settings_evidence(candidate, reference)
+    assert not evidence.deterministic and evidence.seeds == 3 and evidence.wins == 6
+    assert evidence.p_value == pytest.approx(2 / 64)  # all six signs alike: 2 of 64 patterns
+    assert 0 < evidence.ci_low < evidence.mean_diff < evidence.ci_high
+    # Each setting's standard error is its seeds' sample std over sqrt(3).
+    first = np.asarray(candidate[0]) - np.asarray(reference[0])
+    assert evidence.setting_errors[0] == pytest.approx(first.std(ddof=1) / np.sqrt(3))
+    assert settings_evidence(candidate, reference) == evidence  # seeded: the same numbers again
+    assert "3 seeds each" == seeds_phrase(evidence)
+    assert evidence_phrase(evidence).endswith("exact sign-flip over settings p = 0.031")
+
+
+def test_five_settings_can_never_be_significant_by_sign_flip():
+    assert settings_needed(0.05) == 6
+    five = settings_evidence([[1.0, 1.1]] * 5, [[0.0, 0.1]] * 5)
+    assert not five.can_be_significant and five.p_value == pytest.approx(2 / 32)
+    assert settings_evidence([[1.0, 1.1]] * 6, [[0.0, 0.1]] * 6).can_be_significant
+
+
+def test_hierarchical_bootstrap_uses_each_settings_own_seeds():
+    """Settings with unequal seed counts: the interval stays within the range of the setting means."""
+    evidence = settings_evidence([[1.0, 2.0, 3.0], [5.0]], [[0.0, 0.0, 0.0], [0.0]])
+    assert 1.0 <= evidence.ci_low <= evidence.ci_high <= 5.0
+    with pytest.raises(ValueError, match="as many candidate seeds"):
+        settings_evidence([[1.0, 2.0]], [[1.0]])

@@ -101,4 +101,4 @@ def test_tasks_command_lists_tasks_and_one_tasks_settings():
     one = CliRunner().invoke(main, ["tasks", "--task", "preference-synthetic"], terminal_width=200)
     assert one.exit_code == 0 and "beta" in one.output and "world_seed" in one.output and "dpo" in one.output
     bad = CliRunner().invoke(main, ["tasks", "--task", "nope"])
-    assert bad.exit_code == 1 and "unknown task 'nope'" in bad.output and "Traceback" not in bad.output
+    assert bad.exit_code == 2 and "unknown task 'nope'" in bad.output and "Traceback" not in bad.output

@@ -33,6 +33,14 @@ class LazyGroup(click.Group):
         module_name, attribute = COMMANDS[name].split(":")
         return getattr(importlib.import_module(module_name), attribute)
 
+    def invoke(self, ctx: click.Context):
+        # Ctrl-C anywhere ends with 130, as docs/cli.md's table says (click alone would print "Aborted!", code 1).
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            raise click.exceptions.Exit(130) from None
+
 
 @click.group(cls=LazyGroup)
 @click.version_option(package_name="llm2")

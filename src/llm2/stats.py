@@ -1,20 +1,23 @@
-"""Small, dependency-light statistics for comparing objectives: means, win rates, paired tests.
+"""Statistics for comparing objectives: means, win rates, paired tests, and evidence whose unit is the setting.
 
-numpy only. The Student t quantile is computed here (regularized incomplete beta by continued fraction, inverted
-by bisection) so that llm2 does not need scipy for one number.
+Distributions and tests come from ``scipy.stats``. Written here is only what scipy has no function for: the
+hierarchical bootstrap (resample settings, then seeds within each setting) and the bookkeeping that turns per-seed
+differences into evidence over settings.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from statistics import NormalDist
 from typing import Sequence
 
 import numpy as np
+from scipy import stats
 
 EXACT_SIGN_FLIP_MAX_N = 16  # 2**16 sign patterns: exact enumeration is still instant
 MONTE_CARLO_DRAWS = 20_000
+BOOTSTRAP_DRAWS = 4_000
+SIGNIFICANCE = 0.05
 
 
 @dataclass(frozen=True)
@@ -52,14 +55,15 @@ def count_wins(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 def win_rate_ci(wins: float, n: int, level: float = 0.95) -> tuple[float, float, float]:
-    """Win rate with its Wilson score interval: (rate, low, high). ``wins`` may be fractional (ties as halves)."""
+    """Win rate with its Wilson score interval: (rate, low, high). ``wins`` may be fractional (ties as halves),
+    which ``scipy.stats.binomtest`` does not take, so the interval's formula is written out around scipy's z."""
     if n <= 0:
         raise ValueError("a win rate needs at least one comparison")
     if not 0 <= wins <= n:
         raise ValueError(f"wins must lie in [0, n], got {wins} of {n}")
     if not 0 < level < 1:
         raise ValueError(f"level must lie in (0, 1), got {level}")
-    z = NormalDist().inv_cdf(0.5 + level / 2)
+    z = float(stats.norm.ppf(0.5 + level / 2))
     rate = wins / n
     denominator = 1 + z * z / n
     centre = (rate + z * z / (2 * n)) / denominator
@@ -70,88 +74,24 @@ def win_rate_ci(wins: float, n: int, level: float = 0.95) -> tuple[float, float,
     return rate, low, high
 
 
-def _incomplete_beta_fraction(a: float, b: float, x: float) -> float:
-    """Continued fraction of the regularized incomplete beta (modified Lentz); converges for x < (a+1)/(a+b+2)."""
-    tiny, eps = 1e-300, 1e-15
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    result = d
-    for m in range(1, 500):
-        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
-            d = 1.0 + numerator * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + numerator / c
-            c = c if abs(c) > tiny else tiny
-            result *= c * d
-        if abs(c * d - 1.0) < eps:
-            break
-    return result
-
-
-def regularized_incomplete_beta(a: float, b: float, x: float) -> float:
-    """I_x(a, b) for a, b > 0 and 0 <= x <= 1."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    log_front = (math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
-    if x < (a + 1) / (a + b + 2):
-        return math.exp(log_front) * _incomplete_beta_fraction(a, b, x) / a
-    # Use the symmetry I_x(a, b) = 1 - I_{1-x}(b, a) where the fraction converges fast.
-    return 1.0 - math.exp(log_front) * _incomplete_beta_fraction(b, a, 1.0 - x) / b
-
-
-def student_t_cdf(t: float, df: float) -> float:
-    tail = 0.5 * regularized_incomplete_beta(df / 2, 0.5, df / (df + t * t))
-    return 1.0 - tail if t >= 0 else tail
-
-
-def student_t_quantile(p: float, df: float) -> float:
-    """The t value with P(T <= t) = p for df degrees of freedom (bisection on the CDF)."""
-    if not 0 < p < 1:
-        raise ValueError(f"p must lie in (0, 1), got {p}")
-    if df <= 0:
-        raise ValueError(f"degrees of freedom must be positive, got {df}")
-    if p < 0.5:
-        return -student_t_quantile(1 - p, df)
-    low, high = 0.0, 1.0
-    while student_t_cdf(high, df) < p:
-        high *= 2
-    for _ in range(200):
-        middle = (low + high) / 2
-        if student_t_cdf(middle, df) < p:
-            low = middle
-        else:
-            high = middle
-        if high - low < 1e-12 * max(1.0, high):
-            break
-    return (low + high) / 2
-
-
-def sign_flip_p_value(differences: np.ndarray, seed: int = 0,
+def sign_flip_p_value(differences: Sequence[float], seed: int = 0,
                       draws: int = MONTE_CARLO_DRAWS) -> tuple[float, str]:
-    """Two-sided p-value of 'the mean difference is zero' by flipping the signs of the paired differences.
-
-    Exact enumeration of all 2**n sign patterns for n <= 16, else a seeded Monte Carlo estimate.
-    """
-    n = differences.size
-    observed = abs(differences.sum())
-    tolerance = 1e-12 * max(1.0, float(np.abs(differences).sum()))
-    if n <= EXACT_SIGN_FLIP_MAX_N:
-        patterns = np.arange(2 ** n)[:, None] >> np.arange(n)[None, :] & 1
-        signs = 1 - 2 * patterns
-        extreme = np.abs(signs @ differences) >= observed - tolerance
-        return float(extreme.mean()), f"exact sign-flip permutation test ({2 ** n} sign patterns)"
-    rng = np.random.default_rng(seed)
-    signs = rng.choice(np.array([-1.0, 1.0]), size=(draws, n))
-    extreme = int(np.sum(np.abs(signs @ differences) >= observed - tolerance))
-    # (count + 1) / (draws + 1): the observed pattern counts as one draw, so p is never 0.
-    return (extreme + 1) / (draws + 1), f"Monte Carlo sign-flip permutation test ({draws} draws, seed {seed})"
+    """Two-sided p-value of 'the mean difference is zero' by flipping the signs of the paired differences
+    (``scipy.stats.permutation_test``): every one of the 2**n sign patterns for n <= 16, else seeded draws."""
+    d = _as_array(differences, "differences")
+    if not np.any(d) or d.size == 1:  # no sign pattern can be more extreme than the observed one
+        return 1.0, f"exact sign-flip permutation test ({2 ** d.size} sign patterns)"
+    exact = d.size <= EXACT_SIGN_FLIP_MAX_N
+    result = stats.permutation_test((d,), np.mean, permutation_type="samples", vectorized=True,
+                                    n_resamples=np.inf if exact else draws, alternative="two-sided",
+                                    rng=np.random.default_rng(seed))
+    if exact:
+        return float(result.pvalue), f"exact sign-flip permutation test ({2 ** d.size} sign patterns)"
+    return float(result.pvalue), f"Monte Carlo sign-flip permutation test ({draws} draws, seed {seed})"
 
 
 def paired_test(a: Sequence[float], b: Sequence[float], level: float = 0.95, seed: int = 0) -> PairedTest:
-    """Compare paired per-setting scores a and b: mean of a - b, its t-interval, and a sign-flip p-value."""
+    """Compare paired per-setting scores a and b: mean of a - b, its Student t interval, and a sign-flip p-value."""
     x, y = _as_array(a, "a"), _as_array(b, "b")
     if x.shape != y.shape:
         raise ValueError(f"paired scores need equal lengths, got {x.size} and {y.size}")
@@ -159,9 +99,113 @@ def paired_test(a: Sequence[float], b: Sequence[float], level: float = 0.95, see
     n = differences.size
     mean_diff, std = mean_std(differences)
     if n >= 2:
-        half_width = student_t_quantile(0.5 + level / 2, n - 1) * std / math.sqrt(n)
+        half_width = float(stats.t.ppf(0.5 + level / 2, n - 1)) * std / math.sqrt(n)
         ci_low, ci_high = mean_diff - half_width, mean_diff + half_width
     else:
         ci_low = ci_high = math.nan
     p_value, method = sign_flip_p_value(differences, seed=seed)
     return PairedTest(mean_diff, ci_low, ci_high, p_value, n, method + " and Student t interval")
+
+
+def smallest_sign_flip_p(settings: int) -> float:
+    """The smallest two-sided p an exact sign-flip test over ``settings`` units can ever give: all signs alike."""
+    return 2.0 / 2 ** settings if settings else 1.0
+
+
+def settings_needed(alpha: float = SIGNIFICANCE) -> int:
+    """The fewest units with which an exact sign-flip test can reach p < alpha."""
+    return next(n for n in range(1, 64) if smallest_sign_flip_p(n) < alpha)
+
+
+@dataclass(frozen=True)
+class SettingsEvidence:
+    """Candidate minus reference with the setting as the unit of evidence; seeds only measure noise within one."""
+
+    settings: int  # settings where both sides have values
+    seeds: int  # seeds per setting (the fewest of any setting)
+    deterministic: bool  # every seed of every setting gave the same values: the seeds are not counted
+    wins: int  # settings whose mean difference is above zero
+    losses: int
+    setting_means: tuple[float, ...]  # per setting: the mean over seeds of candidate minus reference
+    setting_errors: tuple[float, ...]  # per setting: its standard error over seeds (0 when deterministic)
+    mean_diff: float  # mean over settings of the setting means
+    ci_low: float  # hierarchical bootstrap interval of mean_diff (settings, then seeds within them)
+    ci_high: float
+    p_value: float  # exact (or seeded Monte Carlo) sign-flip over the setting means
+    can_be_significant: bool  # False: too few settings for the sign-flip test to ever reach p < 0.05
+    method: str
+
+
+def hierarchical_bootstrap(per_setting: Sequence[np.ndarray], level: float = 0.95, seed: int = 0,
+                           draws: int = BOOTSTRAP_DRAWS) -> tuple[float, float]:
+    """Percentile interval of the mean over settings of the mean over seeds, resampling settings with replacement
+    and then, inside every drawn setting, its seeds with replacement (scipy's bootstrap knows one level only)."""
+    rng = np.random.default_rng(seed)
+    n = len(per_setting)
+    seeds = max(len(v) for v in per_setting)
+    # Ragged seeds: pad with nan and draw each setting's seeds only among its own.
+    table = np.full((n, seeds), np.nan)
+    for i, values in enumerate(per_setting):
+        table[i, :len(values)] = values
+    counts = np.array([len(v) for v in per_setting])
+    chosen = rng.integers(0, n, size=(draws, n))
+    positions = (rng.random((draws, n, seeds)) * counts[chosen][..., None]).astype(int)
+    resampled = table[chosen[..., None], positions]  # draws × settings × seeds
+    statistic = resampled.mean(axis=2).mean(axis=1)
+    tail = (1 - level) / 2
+    low, high = np.quantile(statistic, [tail, 1 - tail])
+    return float(low), float(high)
+
+
+def settings_evidence(candidate: Sequence[Sequence[float]], reference: Sequence[Sequence[float]],
+                      level: float = 0.95, seed: int = 0) -> SettingsEvidence:
+    """Evidence over settings from per-setting, per-seed values of the candidate and the reference (paired by
+    position: seed k of a setting against seed k of the same setting)."""
+    if len(candidate) != len(reference) or not candidate:
+        raise ValueError("settings evidence needs the same, non-zero number of settings on both sides")
+    pairs = []
+    for mine, theirs in zip(candidate, reference):
+        x, y = _as_array(mine, "candidate values"), _as_array(theirs, "reference values")
+        if x.shape != y.shape:
+            raise ValueError(f"a setting needs as many candidate seeds as reference seeds, got {x.size} and {y.size}")
+        pairs.append((x, y))
+    seeds = min(x.size for x, _ in pairs)
+    deterministic = seeds >= 2 and all(np.ptp(x) == 0 and np.ptp(y) == 0 for x, y in pairs)
+    differences = [x - y for x, y in pairs]
+    if deterministic:  # identical seeds are one measurement, not several
+        differences = [d[:1] for d in differences]
+    means = np.array([d.mean() for d in differences])
+    errors = tuple(float(d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else 0.0 for d in differences)
+    p_value, method = sign_flip_p_value(means, seed=seed)
+    low, high = hierarchical_bootstrap(differences, level, seed)
+    method = (f"{method.replace('permutation test', 'over settings')}; {level:.0%} hierarchical bootstrap interval "
+              f"(settings, then seeds within them; {BOOTSTRAP_DRAWS} draws, seed {seed})")
+    return SettingsEvidence(len(pairs), seeds, deterministic, int(np.sum(means > 0)), int(np.sum(means < 0)),
+                            tuple(float(m) for m in means), errors, float(means.mean()), low, high, p_value,
+                            smallest_sign_flip_p(len(pairs)) < SIGNIFICANCE, method)
+
+
+def seeds_phrase(evidence: SettingsEvidence) -> str:
+    """How many seeds stand behind each setting, in words."""
+    if evidence.deterministic:
+        return "deterministic: every seed gave the same values, so seeds are not counted"
+    return "1 seed each" if evidence.seeds == 1 else f"{evidence.seeds} seeds each"
+
+
+def significant_direction(evidence: SettingsEvidence, alpha: float = SIGNIFICANCE) -> str | None:
+    """"higher" or "lower" when the sign-flip over settings is significant and the interval excludes zero."""
+    if not evidence.can_be_significant or not evidence.p_value < alpha:
+        return None
+    if evidence.ci_low > 0 and evidence.mean_diff > 0:
+        return "higher"
+    if evidence.ci_high < 0 and evidence.mean_diff < 0:
+        return "lower"
+    return None
+
+
+def evidence_phrase(evidence: SettingsEvidence, digits: int = 3, what: str = "mean") -> str:
+    """'mean +0.021 [0.008, 0.034], exact sign-flip over settings p = 0.031'."""
+    test = "exact sign-flip over settings" if evidence.method.startswith("exact") else \
+        "Monte Carlo sign-flip over settings"
+    return (f"{what} {evidence.mean_diff:+.{digits}f} [{evidence.ci_low:+.{digits}f}, {evidence.ci_high:+.{digits}f}], "
+            f"{test} p = {evidence.p_value:.2g}")

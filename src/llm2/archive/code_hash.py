@@ -10,6 +10,8 @@ from __future__ import annotations
 import ast
 import hashlib
 
+from llm2.archive.text import clean_text
+
 
 def _strip_docstring(body: list[ast.stmt]) -> list[ast.stmt]:
     if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
@@ -96,7 +98,9 @@ def _normalise(tree: ast.Module) -> ast.Module:
 
 
 def normalized_code_hash(code: str) -> str:
-    """SHA-256 of the normalised AST; code that does not parse falls back to whitespace-normalised text."""
+    """SHA-256 of the normalised AST; code that does not parse falls back to whitespace-normalised text. The code
+    is cleaned first, as the archive stores it (a lone surrogate cannot even be encoded)."""
+    code = clean_text(code)
     try:
         tree = ast.parse(code)
     except (SyntaxError, ValueError):  # ValueError: source with null bytes

@@ -1,10 +1,12 @@
 """Write a run's best candidates as a plain Python module, by rewriting their source — never by running it.
 
-Each candidate is checked by the static checks, then becomes one self-contained top-level function named after it
-(module-level helpers, constants and imports of the candidate move inside it), with its thought, fitness and the
-task's numbers as the docstring. The module imports as a plain module and offers ``OBJECTIVES = {name: function}``;
-``llm2 evaluate --objective-file FILE.py:NAME`` reads one function back. What the functions are and how to use
-them comes from the task (``Task.export_usage``).
+Each candidate is checked by the static checks (which refuse anything that would run at import or definition
+time: default arguments, decorators, computing annotations, module-level code), then becomes one self-contained
+top-level function named after it (module-level helpers, constants and imports of the candidate move inside it),
+with its thought, fitness and the task's numbers as the docstring; the whole module is verified again before it is
+written. The module imports as a plain module and offers ``OBJECTIVES = {name: function}``; ``llm2 evaluate
+--objective-file FILE.py:NAME`` reads one function back. What the functions are and how to use them comes from the
+task (``Task.export_usage``).
 """
 
 from __future__ import annotations
@@ -21,8 +23,7 @@ from typing import Any
 
 import llm2
 from llm2.archive.records import ArchiveError, CandidateRecord, RunInfo
-from llm2.sandbox.loader import PRELOADABLE
-from llm2.sandbox.static_checks import find_entry_function, static_check
+from llm2.sandbox.static_checks import find_entry_function, static_check, verify_module
 from llm2.tasks.base import Contract
 
 DOC_WIDTH = 100
@@ -51,7 +52,7 @@ def function_identifier(name: str, taken: set[str]) -> str:
 
 def _preloaded_imports(contract: Contract) -> set[tuple[str, str | None]]:
     """(module, alias) pairs the module header provides: a candidate's own copy of them is dropped."""
-    return {(PRELOADABLE[name], None if PRELOADABLE[name] == name else name) for name in contract.preloaded}
+    return {(module, None if module == name else name) for name, module in contract.vocabulary.preloaded.items()}
 
 
 def _is_header_import(statement: ast.stmt, header: set[tuple[str, str | None]]) -> bool:
@@ -152,7 +153,7 @@ With llm2 (the code is evaluated in the sandbox, like any candidate):
     llm2 evaluate --task {run.task} --objective-file {file_name}:{example}
 {(chr(10) + usage + chr(10)) if usage else ""}"""
 '''
-    imports = "\n".join(_import_line(name) for name in task.contract.preloaded)
+    imports = "\n".join(_import_line(name, module) for name, module in task.contract.vocabulary.preloaded.items())
     sources = {e.function_name: f"discovered by llm2: run {run.run_id}, candidate #{e.candidate.id} "
                                 f"({e.candidate.name!r}, generation {e.candidate.generation})" for e in entries}
     parts = [header, imports + "\n", f"SOURCES = {json.dumps(sources, indent=4, ensure_ascii=False)}\n"]
@@ -160,11 +161,15 @@ With llm2 (the code is evaluated in the sandbox, like any candidate):
         parts.append(f"\n# {rank}. {' '.join(e.candidate.name.split())}\n{e.source}")
     entries_text = "".join(f"    {name!r}: {name},\n" for name in names)
     parts.append(f"\nOBJECTIVES = {{\n{entries_text}}}\n")
-    return "\n".join(parts)
+    text = "\n".join(parts)
+    # the module as written must pass the same verifier: importing it runs nothing of a candidate's
+    problems = verify_module(text, task.contract.vocabulary)
+    if problems:
+        raise ArchiveError(f"the exported module is refused by the verifier: {'; '.join(problems)}")
+    return text
 
 
-def _import_line(name: str) -> str:
-    module = PRELOADABLE[name]
+def _import_line(name: str, module: str) -> str:
     if module == name:
         return f"import {name}"
     return f"import {module} as {name}"

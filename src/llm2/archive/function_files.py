@@ -2,8 +2,9 @@
 
 The format ``llm2 export`` writes (one self-contained function per algorithm, the thought as its docstring) and any
 hand-written file: ``FILE.py:NAME`` picks the function ``NAME``; ``FILE.py`` alone, the only function that takes the
-contract's arguments. Only the file's text is parsed; the code is evaluated later, like any candidate, in the
-sandbox.
+contract's arguments. Only the file's text is parsed; the function's text must pass the static checks (nothing
+that runs at definition time: no default values, decorators or computing annotations), and is evaluated later,
+like any candidate, in the sandbox.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 from pathlib import Path
+
+from llm2.sandbox.static_checks import static_check
+from llm2.tasks.base import Contract
 
 
 @dataclass(frozen=True)
@@ -28,8 +32,10 @@ def split_spec(spec: str) -> tuple[str, str | None]:
     return spec, None
 
 
-def read_function(spec: str, arguments: tuple[str, ...]) -> FunctionSource:
-    """The function ``spec`` names; ValueError with a one-line reason when the file or function is not usable."""
+def read_function(spec: str, contract: Contract) -> FunctionSource:
+    """The function ``spec`` names, checked; ValueError with a one-line reason when the file or function is not
+    usable or the static checks refuse it."""
+    arguments = contract.arguments
     path_text, name = split_spec(spec)
     path = Path(path_text)
     try:
@@ -54,7 +60,12 @@ def read_function(spec: str, arguments: tuple[str, ...]) -> FunctionSource:
     if _arguments(node) != list(arguments):
         raise ValueError(f"{path_text}:{name} takes ({', '.join(_arguments(node))}); the contract's arguments are "
                          f"({', '.join(arguments)})")
-    code = "\n".join(text.splitlines()[node.lineno - 1:node.end_lineno]) + "\n"
+    first = min([node.lineno, *(d.lineno for d in node.decorator_list)])  # decorators are the function's text too
+    code = "\n".join(text.splitlines()[first - 1:node.end_lineno]) + "\n"
+    problems = static_check(code, contract)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ValueError(f"{path_text}:{name} is refused by the static checks: {problems[0]}{more}")
     return FunctionSource(name, code, ast.get_docstring(node) or "")
 
 

@@ -24,6 +24,7 @@ from llm2.archive.code_hash import normalized_code_hash
 from llm2.archive.ranking import ranked
 from llm2.archive.records import (CANDIDATE_STATUSES, RUN_STATUSES, ArchiveError, CandidateRecord,
                                   EvaluationRecord, MessageRecord, RequestRecord, RunEvent, RunInfo)
+from llm2.archive.text import clean_optional, clean_text, clean_value
 
 ARCHIVE_FILENAME = "archive.sqlite"
 APPLICATION_ID = 0x6C6C6D32  # "llm2" in the SQLite header: tells our files from any other SQLite file
@@ -86,7 +87,7 @@ def _to_json(value: Any) -> str:
             return dataclasses.asdict(item)
         return str(item)
 
-    return json.dumps(value, default=fallback, sort_keys=True)
+    return json.dumps(clean_value(value), default=fallback, sort_keys=True)
 
 
 def _number(value: Any) -> float | None:
@@ -267,6 +268,9 @@ class Archive:
         """Record a proposal (or a baseline) in one transaction: assigns its id, its index in the run and its code
         hash, links the requests that produced it, and stores its feedback when it is already known."""
         _check_candidate_status(status)
+        # untrusted text, made storable and harmless to show (llm2.archive.text); the code evaluated is the stored one
+        proposer, thought, name, code = (clean_text(t) for t in (proposer, thought, name, code))
+        error, feedback = clean_optional(error), clean_optional(feedback)
         code_hash = normalized_code_hash(code)
         with self._write() as db:
             index = db.execute("SELECT COALESCE(MAX(idx), -1) + 1 FROM candidates").fetchone()[0]
@@ -293,6 +297,7 @@ class Archive:
         _check_candidate_status(status)
         if status == "pending":
             raise ArchiveError("a finished candidate cannot be 'pending'")
+        error, feedback = clean_optional(error), clean_optional(feedback)
         with self._write() as db:
             cursor = db.execute(
                 "UPDATE candidates SET status = ?, stage = ?, error = ?, fitness = ?, fitness_std = ?,"
@@ -304,6 +309,7 @@ class Archive:
         return self.candidate(candidate_id)
 
     def set_feedback(self, candidate_id: int, feedback: str) -> None:
+        feedback = clean_text(feedback)
         with self._write() as db:
             if db.execute("UPDATE candidates SET feedback = ? WHERE id = ?", (feedback, candidate_id)).rowcount != 1:
                 raise ArchiveError(f"no candidate with id {candidate_id}")
@@ -341,14 +347,25 @@ class Archive:
     def record_request(self, *, index: int, attempt: int, request: dict, reply: str | None,
                        finish_reason: str | None = None, error: str | None = None, prompt_tokens: int = 0,
                        completion_tokens: int = 0, cost_usd: float = 0.0) -> RequestRecord:
-        """Keep one call to the proposer the moment its answer (or its failure) arrives, tokens and cost included."""
+        """Keep one call to the proposer the moment its answer (or its failure) arrives, tokens and cost included.
+
+        The reply's text is cleaned (llm2.archive.text); a reply that still cannot be stored (its numbers are not
+        numbers SQLite holds, say) is recorded as malformed, without its text, and the run goes on."""
+        row = (_to_json(request), clean_optional(reply), clean_optional(finish_reason), clean_optional(error))
+        try:
+            cursor = self._insert_request(index, attempt, row, (int(prompt_tokens), int(completion_tokens),
+                                                                float(cost_usd)))
+        except (ArchiveError, OverflowError, TypeError, ValueError) as exc:
+            reason = clean_text(f"malformed reply, not stored: {type(exc).__name__}: {exc}".splitlines()[0])
+            cursor = self._insert_request(index, attempt, (row[0], None, None, reason), (0, 0, 0.0))
+        return self._requests("WHERE id = ?", (cursor.lastrowid,))[0]
+
+    def _insert_request(self, index: int, attempt: int, texts: tuple, numbers: tuple) -> sqlite3.Cursor:
         with self._write() as db:
-            cursor = db.execute(
+            return db.execute(
                 "INSERT INTO requests (idx, attempt, request, reply, finish_reason, error, prompt_tokens,"
                 " completion_tokens, cost_usd, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (int(index), int(attempt), _to_json(request), reply, finish_reason, error, int(prompt_tokens),
-                 int(completion_tokens), float(cost_usd), time.time()))
-        return self._requests("WHERE id = ?", (cursor.lastrowid,))[0]
+                (int(index), int(attempt), *texts, *numbers, time.time()))
 
     def requests(self, index: int | None = None, unlinked: bool = False) -> list[RequestRecord]:
         """Recorded requests in order; of one candidate index, and/or only those no candidate claimed yet."""
@@ -404,8 +421,9 @@ class Archive:
             cursor = db.execute(
                 "INSERT INTO evaluations (candidate_name, code_hash, suite, setting, fitness, seconds, status,"
                 " error, metrics, created_at, sandbox) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (candidate_name, code_hash, suite, _to_json(dict(setting)), _number(fitness), _number(seconds),
-                 status, error, _to_json(metrics or {}), created_at, _to_json(list(sandbox))))
+                (clean_text(candidate_name), code_hash, suite, _to_json(dict(setting)), _number(fitness),
+                 _number(seconds), status, clean_optional(error), _to_json(metrics or {}), created_at,
+                 _to_json(list(sandbox))))
         return self._evaluations("WHERE id = ?", (cursor.lastrowid,))[0]
 
     def evaluations(self, suite: str | None = None) -> list[EvaluationRecord]:
@@ -432,6 +450,7 @@ def _append_messages(db: sqlite3.Connection, messages: Iterable[tuple[str, str]]
     created_at = time.time()
     written = []
     for role, content in messages:
+        content = clean_text(content)
         cursor = db.execute("INSERT INTO messages (position, role, content, candidate_id, created_at)"
                             " VALUES (?, ?, ?, ?, ?)", (position, role, content, candidate_id, created_at))
         written.append(MessageRecord(cursor.lastrowid, position, role, content, candidate_id, created_at))

@@ -8,13 +8,13 @@ from typing import Any, Callable
 
 import click
 
+from llm2.commands.exits import BadInput
+
 TASK_HELP = "The task: a registered name (see `llm2 tasks`), or path/to/task.py:ClassName."
 
 
-class NoArchive(click.ClickException):
+class NoArchive(BadInput):
     """DIR holds no readable llm2 archive: a usage problem (exit code 2), shown without a traceback."""
-
-    exit_code = 2
 
 
 def task_option(default: str | None = "preference-synthetic") -> Callable:
@@ -40,7 +40,7 @@ def load_task(spec: str):
     try:
         return load(spec)
     except TaskNotFound as exc:
-        raise click.ClickException(str(exc)) from None
+        raise BadInput(str(exc)) from None
 
 
 def parse_settings(task: Any, pairs: tuple[str, ...]) -> Any:
@@ -98,12 +98,12 @@ def run_task(archive) -> tuple[Any, Any, Any]:
     try:
         config = DiscoveryConfig.from_dict(archive.run.config)
     except (ValueError, TypeError) as exc:
-        raise click.ClickException(f"the run's recorded config cannot be read: {exc}") from None
+        raise BadInput(f"the run's recorded config cannot be read: {exc}") from None
     task = load_task(config.task)
     try:
         settings = task.settings_from_dict(config.task_settings)
     except SettingsError as exc:
-        raise click.ClickException(f"the run's recorded task settings cannot be read: {exc}") from None
+        raise BadInput(f"the run's recorded task settings cannot be read: {exc}") from None
     return task, settings, config
 
 
@@ -128,9 +128,72 @@ def reopen_for_resume(run_dir: Path, changes: dict[str, Any]):
     try:
         config, archive, changed = reopen_run(run_dir, changes)
     except ArchiveError as exc:
-        raise click.ClickException(f"cannot resume {run_dir}: {exc}") from None
+        raise NoArchive(f"cannot resume {run_dir}: {exc}") from None
     except (ValueError, TypeError) as exc:
-        raise click.ClickException(f"cannot resume {run_dir}: its recorded config is not usable: {exc}") from None
+        raise BadInput(f"cannot resume {run_dir}: its recorded config is not usable: {exc}") from None
     for line in changed:
         click.echo(f"resume: changed {line} (recorded in the run's history)", err=True)
     return config, archive
+
+
+def hold_run_dir(run_dir: Path) -> None:
+    """Make this process the one writer of ``run_dir`` until it ends; exit code 2 naming the holder otherwise."""
+    from llm2.discovery.run_lock import RunDirBusy, hold
+
+    try:
+        hold(run_dir)
+    except RunDirBusy as exc:
+        raise BadInput(str(exc)) from None
+    except OSError as exc:
+        raise BadInput(f"cannot lock {run_dir}: {exc.strerror or exc}") from None
+
+
+def require_run(run_dir: Path) -> None:
+    """Stop with exit code 2 unless ``run_dir`` holds a run to continue (nothing is created)."""
+    from llm2.archive import Archive
+
+    if not Archive.exists(run_dir):
+        raise NoArchive(f"cannot resume {run_dir}: there is no llm2 archive in it")
+
+
+def refuse_existing_run(run_dir: Path) -> None:
+    """Exit code 2 when ``run_dir`` already holds a run (a new run would otherwise overwrite nothing, but confuse)."""
+    from llm2.archive import Archive
+
+    if Archive.exists(run_dir):
+        raise BadInput(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --run-dir")
+
+
+def start_new_run(config, run_dir: Path, task):
+    """The archive of a new run in ``run_dir``, created (with any missing parents) only now, after every check,
+    and locked for this process; when creating fails, the folders this call made are removed again."""
+    import shutil
+
+    from llm2.archive import ArchiveError
+    from llm2.discovery.run import create_run
+
+    refuse_existing_run(run_dir)
+    first_new = first_missing(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        hold_run_dir(run_dir)
+        return create_run(config, run_dir, task)
+    except BaseException as exc:
+        if first_new is not None:
+            shutil.rmtree(first_new, ignore_errors=True)
+        if isinstance(exc, (FileExistsError, ArchiveError)):
+            raise BadInput(str(exc)) from None
+        if isinstance(exc, OSError):
+            raise BadInput(f"cannot create the run in {run_dir}: {exc.strerror or exc}") from None
+        raise
+
+
+def first_missing(path: Path) -> Path | None:
+    """The outermost folder of ``path`` (itself included) that does not exist yet: what creating it would make."""
+    return next((folder for folder in reversed((path, *path.parents)) if not folder.exists()), None)
+
+
+def check_output_file(path: str | Path | None, option: str) -> None:
+    """Exit code 2 now, before any work, when the file an option names could not be written (no such folder)."""
+    if path is not None and not Path(path).parent.is_dir():
+        raise click.BadParameter(f"no folder {Path(path).parent} to write {Path(path).name} in", param_hint=option)

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import click
 
-from llm2.commands.common import (allow_missing_option, check_layers, load_task, parse_settings,
-                                  reopen_for_resume, task_option, task_settings_option)
+from llm2.commands.common import (NoArchive, allow_missing_option, check_layers, hold_run_dir, load_task,
+                                  parse_settings, refuse_existing_run, reopen_for_resume, require_run,
+                                  start_new_run, task_option, task_settings_option)
+from llm2.commands.exits import STOPPED, BadInput, Interrupted, WorkFailed
 from llm2.discovery.config import DiscoveryConfig
 
 DEFAULTS = DiscoveryConfig()
@@ -85,7 +87,7 @@ def discover(task_spec, task_options, proposer, model, base_url, api_key_env, re
     """Let a proposer invent algorithms for a task; with no options, a short offline run on the built-in task and
     its offline proposer."""
     from llm2.archive import ArchiveError
-    from llm2.discovery.run import create_run, default_run_dir
+    from llm2.discovery.run import default_run_dir
 
     allowed = check_layers(allow_missing)
     cli_proposer = dict(model=model, base_url=base_url, api_key_env=api_key_env, replay=replay, seed=seed,
@@ -96,14 +98,22 @@ def discover(task_spec, task_options, proposer, model, base_url, api_key_env, re
             raise click.UsageError("--resume needs --run-dir DIR")
         if task_options:
             raise click.UsageError("a resumed run keeps its task settings; drop --task-option")
+        require_run(run_dir)
+        hold_run_dir(run_dir)  # before anything is read to continue: a second writer stops here
         try:
             recorded_proposer = _recorded_proposer(run_dir)
         except ArchiveError as exc:
-            raise click.ClickException(f"cannot resume {run_dir}: {exc}") from None
+            raise NoArchive(f"cannot resume {run_dir}: {exc}") from None
         changes = {"generations": generations, "workers": workers, "proposer_options":
                    proposer_options(recorded_proposer, **cli_proposer, resuming=True)}
         config, archive = reopen_for_resume(run_dir, changes)
         task = load_task(config.task)
+        try:
+            proposer = start(config, task, run_dir)
+        except click.ClickException:
+            archive.set_run_status("failed")
+            archive.close()
+            raise
     else:
         task = load_task(task_spec)
         settings = parse_settings(task, task_options)
@@ -119,16 +129,15 @@ def discover(task_spec, task_options, proposer, model, base_url, api_key_env, re
                 workers=workers, ray_address=ray_address, timeout_s=timeout, prompt_dir=prompt_dir,
                 allow_missing=tuple(sorted(allowed)), keep_checkpoints=keep_checkpoints)
         except ValueError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise BadInput(str(exc)) from None
         run_dir = run_dir or default_run_dir()
-        try:
-            archive = create_run(config, run_dir, task)
-        except (FileExistsError, ArchiveError, OSError) as exc:
-            raise click.ClickException(str(exc)) from None
-    summary = run(config, task, archive, run_dir)
+        refuse_existing_run(run_dir)  # before the costly checks below
+        proposer = start(config, task, run_dir)  # every check before the run directory exists
+        archive = start_new_run(config, run_dir, task)
+    summary = run(config, task, archive, proposer, run_dir)
     print_summary(summary, run_dir, task)
     if summary.status != "finished":
-        sys.exit(3)
+        sys.exit(STOPPED)
 
 
 def _recorded_proposer(run_dir: Path) -> str:
@@ -144,30 +153,44 @@ def _as_dict(settings) -> dict:
     return dataclasses.asdict(settings)
 
 
-def run(config: DiscoveryConfig, task, archive, run_dir: Path):
-    from llm2.discovery.loop import Discovery
-    from llm2.discovery.run import run_executor
+def start(config: DiscoveryConfig, task, run_dir: Path):
+    """The proposer, once the sandbox, the settings and the proposer's options have been checked and the task's
+    world is built (before workers start and would each try to); exit code 2 for a bad choice, 1 otherwise."""
+    from llm2.commands.progress_display import progress_on_stderr
     from llm2.proposers import make_proposer
     from llm2.proposers.base import ProposerError
     from llm2.sandbox.preflight import SandboxUnavailable, preflight
 
     try:
         preflight(frozenset(config.allow_missing))
+    except SandboxUnavailable as exc:
+        raise WorkFailed(str(exc)) from None
+    try:
         settings = task.settings_from_dict(config.task_settings)
-        click.echo(f"llm2 discover: task {config.task} ({task.setting_text(settings)}), proposer {config.proposer}, "
-                   f"run {run_dir}", err=True)
-        task.prepare(settings)  # build the world here, once, before workers start and would each try to
         proposer = make_proposer(config.proposer, **config.proposer_options)
-    except (SandboxUnavailable, ProposerError, ValueError, KeyError) as exc:
-        archive.set_run_status("failed")
-        archive.close()
-        raise click.ClickException(str(exc).strip("'\"")) from None
+    except (ProposerError, ValueError, KeyError, TypeError) as exc:
+        raise BadInput(str(exc).strip("'\"")) from None
+    click.echo(f"llm2 discover: task {config.task} ({task.setting_text(settings)}), proposer {config.proposer}, "
+               f"run {run_dir}", err=True)
+    try:
+        with progress_on_stderr():
+            task.prepare(settings)
+    except (ValueError, OSError) as exc:
+        raise WorkFailed(f"task {task.name} cannot prepare {task.setting_text(settings)}: {exc}") from None
+    return proposer
+
+
+def run(config: DiscoveryConfig, task, archive, proposer, run_dir: Path):
+    from llm2.discovery.loop import Discovery
+    from llm2.discovery.run import run_executor
+
+    settings = task.settings_from_dict(config.task_settings)
     with run_executor(config, task, settings, run_dir) as executor:
         try:
             return Discovery(config, task, archive, proposer, executor).run()
         except KeyboardInterrupt:
             archive.set_run_status("stopped")
-            raise click.ClickException(f"interrupted; continue with: llm2 discover --run-dir {run_dir} --resume")
+            raise Interrupted(f"interrupted; continue with: llm2 discover --run-dir {run_dir} --resume") from None
         finally:
             archive.close()
 
@@ -179,7 +202,7 @@ def print_summary(summary, run_dir: Path, task) -> None:
     best, reference = summary.best, summary.reference
     if summary.message:
         click.echo(summary.message)
-    click.echo(f"{summary.candidates} candidates proposed, {summary.evaluated} evaluated.")
+    click.echo(f"{summary.candidates} proposals, {summary.evaluated} of them evaluated (the baselines not counted).")
     if best is not None and reference is not None and reference.fitness is not None:
         verdict = "beats" if best.fitness > reference.fitness else "does not beat"
         details = task.metrics_text(best.metrics)

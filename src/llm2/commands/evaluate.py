@@ -11,8 +11,10 @@ from typing import Any
 
 import click
 
-from llm2.commands.common import (allow_missing_option, check_layers, load_task, sweep_settings, task_option,
-                                  task_settings_option)
+from llm2.commands.common import (allow_missing_option, check_layers, check_output_file, hold_run_dir, load_task,
+                                  sweep_settings, task_option, task_settings_option)
+from llm2.commands.exits import WorkFailed
+from llm2.commands.terminal import add_name_column, console, fitness_header, spread_text
 from llm2.discovery.evaluations import CandidateOutcome
 
 
@@ -42,6 +44,7 @@ def resolve_entries(task, objectives: tuple[str, ...], code_files: tuple[str, ..
                     objective_files: tuple[str, ...]) -> list[Entry]:
     """Every objective named on the command line, read without running anything; a usage error otherwise."""
     from llm2.archive.function_files import read_function
+    from llm2.sandbox.static_checks import static_check
 
     entries = []
     for name in objectives:
@@ -51,13 +54,19 @@ def resolve_entries(task, objectives: tuple[str, ...], code_files: tuple[str, ..
         entries.append(Entry(name, task.baselines[name].code))
     for path in code_files:
         try:
-            entries.append(Entry(Path(path).stem, Path(path).read_text(encoding="utf-8")))
+            code = Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise click.BadParameter(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}",
                                      param_hint="--code") from None
+        problems = static_check(code, task.contract)  # refused here, in one line, before any worker starts
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise click.BadParameter(f"{path} is refused by the static checks: {problems[0]}{more}",
+                                     param_hint="--code")
+        entries.append(Entry(Path(path).stem, code))
     for spec in objective_files:
         try:
-            function = read_function(spec, task.contract.arguments)
+            function = read_function(spec, task.contract)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--objective-file") from None
         entries.append(Entry(function.name, function.code))
@@ -71,25 +80,29 @@ def to_row(entry: Entry, setting: dict, seeds: int, outcome: CandidateOutcome, c
 
 
 def print_table(task, fitness_name: str, references: list[tuple[str, Any]], rows: list[Row]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    from llm2.discovery.feedback import fmt
+    from llm2.archive.text import shown  # objective names and errors are untrusted text
 
+    seeds = rows[0].seeds if rows else None
     table = Table(title=f"llm2 evaluate — {task.name} (fitness: {fitness_name})")
-    for column in ("objective", "setting", "fitness (mean ± std)", *(c.label for c in task.metric_columns),
-                   "s/eval", "status"):
-        table.add_column(column)
-    table.add_column("error", overflow="fold", max_width=70)
+    add_name_column(table, "objective")
+    add_name_column(table, "setting")
+    for column in (fitness_header(seeds), *(c.label for c in task.metric_columns), "s/eval", "status"):
+        table.add_column(column, overflow="fold")
+    table.add_column("error", overflow="fold")
     for setting_text, reference in references:
-        values = [fmt(reference.values.get(c.key)) for c in task.metric_columns]
-        table.add_row("starting point", setting_text, fmt(reference.fitness), *values, "-", "ok", "")
+        values = [spread_text(reference.values.get(c.key), None, None, c.digits) for c in task.metric_columns]
+        table.add_row("starting point", setting_text, spread_text(reference.fitness, None, None), *values, "-",
+                      "ok", "")
     for row in rows:
-        values = [fmt(row.metrics[c.key]["mean"], row.metrics[c.key]["std"]) for c in task.metric_columns]
-        table.add_row(row.objective, row.setting["text"], fmt(row.fitness_mean, row.fitness_std), *values,
+        values = [spread_text(row.metrics[c.key]["mean"], row.metrics[c.key]["std"], row.seeds, c.digits)
+                  for c in task.metric_columns]
+        table.add_row(shown(row.objective), row.setting["text"],
+                      spread_text(row.fitness_mean, row.fitness_std, row.seeds), *values,
                       "-" if row.seconds_per_eval is None else f"{row.seconds_per_eval:.2f}", row.status,
-                      row.error or "")
-    Console(width=180).print(table)
+                      shown(row.error or ""))
+    console().print(table)
 
 
 @click.command()
@@ -115,6 +128,7 @@ def evaluate(task_spec, task_options, objectives, code_files, objective_files, s
 
     A setting given several times sweeps it: -o KEY=1 -o KEY=2 evaluates both.
     """
+    from llm2.commands.progress_display import progress_on_stderr
     from llm2.discovery.evaluations import evaluate_grid
     from llm2.execution import make_executor
     from llm2.sandbox.preflight import SandboxUnavailable, preflight
@@ -124,14 +138,17 @@ def evaluate(task_spec, task_options, objectives, code_files, objective_files, s
     task = load_task(task_spec)
     settings_list = sweep_settings(task, task_options)
     entries = resolve_entries(task, objectives, code_files, objective_files)
+    check_output_file(json_path, "--json")
     if not entries:
         raise click.UsageError("name at least one --objective, --code FILE or --objective-file FILE.py:NAME")
     if run_dir is not None:
         _open_for_points(run_dir).close()  # fail now, not after the work
+        hold_run_dir(run_dir)  # it writes the run's archive: one writer at a time
     try:
         preflight(allowed)
-        for settings in settings_list:
-            task.prepare(settings)
+        with progress_on_stderr():
+            for settings in settings_list:
+                task.prepare(settings)
         references = [(task.setting_text(s), task.scorer(s).reference_metrics()) for s in settings_list]
     except SandboxUnavailable as exc:
         raise click.ClickException(str(exc)) from None
@@ -152,13 +169,17 @@ def evaluate(task_spec, task_options, objectives, code_files, objective_files, s
     fitness_name = task.texts_for(settings_list[0]).fitness_name
     print_table(task, fitness_name, references, rows)
     if json_path:
-        payload = {"task": task.name, "fitness": fitness_name,
+        payload = {"task": task.name, "task_spec": task_spec, "fitness": fitness_name,
                    "references": [{"setting": text, "fitness_mean": m.fitness, "values": m.values}
                                   for text, m in references],
                    "results": [asdict(r) for r in rows]}
         Path(json_path).write_text(json.dumps(payload, indent=2), encoding="utf-8")
     if run_dir is not None:
         store_points(run_dir, entries, rows)
+    failed = [row for row in rows if row.status != "ok"]
+    if failed:
+        raise WorkFailed(f"{len(failed)} of {len(rows)} evaluations did not succeed (see the status and error "
+                         "columns)")
 
 
 def _open_for_points(run_dir: Path):

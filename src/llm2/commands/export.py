@@ -4,11 +4,14 @@ usual format (Hugging Face for the preference-hf task), each with a model card."
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import click
 
-from llm2.commands.common import NoArchive, open_run_archive, run_task
+from llm2.commands.common import NoArchive, first_missing, open_run_archive, run_task
+from llm2.commands.exits import BadInput, WorkFailed
+from llm2.discovery import checkpoints
 
 
 @click.command()
@@ -17,10 +20,10 @@ from llm2.commands.common import NoArchive, open_run_archive, run_task
               help="How many of the best successfully evaluated candidates to export.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="The Python file to write.")
-@click.option("--checkpoints", is_flag=True,
+@click.option("--checkpoints", "checkpoints_too", is_flag=True,
               help="Also write the kept trained weights of those candidates, one folder each with a model card, "
                    "in OUT's name without .py plus -checkpoints (run discover with --keep-checkpoints N first).")
-def export(run_dir: Path, top: int, out_path: Path, checkpoints: bool) -> None:
+def export(run_dir: Path, top: int, out_path: Path, checkpoints_too: bool) -> None:
     """Write the best algorithms of the run in RUN_DIR as a Python module (each loadable as FILE.py:NAME).
 
     The candidates' code is rewritten, never run: it passes the static checks first.
@@ -40,53 +43,66 @@ def export(run_dir: Path, top: int, out_path: Path, checkpoints: bool) -> None:
         raise NoArchive(f"run {run.run_id} in {run_dir} has no successfully evaluated candidate to export yet")
     try:
         entries = export_entries(best, run, task)
+        text = task.export_module(entries, run, out_path.name)
     except ArchiveError as exc:
-        raise click.ClickException(str(exc)) from None
-    text = task.export_module(entries, run, out_path.name)
+        raise WorkFailed(str(exc)) from None
     compile(text, str(out_path), "exec")  # parses only: a bug here must not leave a broken file behind
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    if out_path.is_dir():
+        raise BadInput(f"--out {out_path} is a folder; give the path of the .py file to write")
+    folder = out_path.with_name(out_path.name.removesuffix(".py") + "-checkpoints")
+    seed = config.training_seeds()[0]
+    kept = {e.function_name: checkpoints.kept(run_dir, e.candidate.id, seed) for e in entries} if checkpoints_too \
+        else {}
+    if checkpoints_too and not any(kept.values()):
+        raise BadInput(f"run {run.run_id} kept no weights of these candidates; run llm2 discover with "
+                       "--keep-checkpoints N to keep them")
+    # Everything is checked: only now are folders made, and all of them go again if a write fails.
+    made = {first_missing(out_path.parent), first_missing(folder) if checkpoints_too else None} - {None}
     temporary = out_path.with_name(out_path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(out_path)
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        written = export_checkpoints(folder, entries, kept, task, settings, run, seed, reference, out_path.name) \
+            if checkpoints_too else []
+        temporary.write_text(text, encoding="utf-8")
+        temporary.replace(out_path)
+    except BaseException as exc:
+        if temporary.is_file():
+            temporary.unlink()
+        for path in made:
+            shutil.rmtree(path, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise BadInput(f"cannot write {out_path}: {exc.strerror or exc}") from None
+        raise
     click.echo(f"wrote {len(entries)} function(s) to {out_path}: {', '.join(e.function_name for e in entries)}")
     click.echo(f"evaluate one with: llm2 evaluate --task {run.task} --objective-file "
                f"{out_path}:{entries[0].function_name}")
-    if checkpoints:
-        folder = out_path.with_name(out_path.name.removesuffix(".py") + "-checkpoints")
-        seed = config.training_seeds()[0]
-        export_checkpoints(run_dir, folder, entries, task, settings, run, seed, reference, out_path.name)
+    for path in written:
+        click.echo(f"wrote checkpoint {path}")
+    missing = [name for name, path in kept.items() if path is None]
+    if missing:
+        click.echo(f"no kept weights for {', '.join(missing)} (keep them with llm2 discover --keep-checkpoints N)",
+                   err=True)
 
 
-def export_checkpoints(run_dir: Path, folder: Path, entries, task, settings, run, seed: int, reference,
-                       module_name: str) -> None:
-    """Each entry's kept weights through the task's ``export_checkpoint``, plus a model card (README.md)."""
-    from llm2.discovery import checkpoints
-
-    written, missing = [], []
+def export_checkpoints(folder: Path, entries, kept: dict, task, settings, run, seed: int, reference,
+                       module_name: str) -> list[str]:
+    """Each kept entry's weights through the task's ``export_checkpoint``, plus a model card (README.md)."""
+    written = []
     for entry in entries:
-        kept = checkpoints.kept(run_dir, entry.candidate.id, seed)
-        if kept is None:
-            missing.append(entry.function_name)
+        if kept.get(entry.function_name) is None:
             continue
         target = folder / entry.function_name
         target.mkdir(parents=True, exist_ok=True)
         try:
-            facts = task.export_checkpoint(checkpoints.load(kept), settings, target)
+            facts = task.export_checkpoint(checkpoints.load(kept[entry.function_name]), settings, target)
         except NotImplementedError as exc:
-            raise click.ClickException(f"cannot export checkpoints: {exc}") from None
+            raise BadInput(f"cannot export checkpoints: {exc}") from None
         except (OSError, ValueError) as exc:
-            raise click.ClickException(f"exporting the weights of {entry.function_name} failed: {exc}") from None
+            raise WorkFailed(f"exporting the weights of {entry.function_name} failed: {exc}") from None
         card = model_card(entry, task, settings, run, seed, reference, module_name, facts or {})
         (target / "README.md").write_text(card, encoding="utf-8")
         written.append(str(target))
-    for path in written:
-        click.echo(f"wrote checkpoint {path}")
-    if missing:
-        click.echo(f"no kept weights for {', '.join(missing)} (keep them with llm2 discover --keep-checkpoints N)",
-                   err=True)
-    if not written:
-        raise click.ClickException(f"run {run.run_id} kept no weights of these candidates; run llm2 discover with "
-                                   "--keep-checkpoints N to keep them")
+    return written
 
 
 def model_card(entry, task, settings, run, seed: int, reference, module_name: str, facts: dict) -> str:
@@ -94,9 +110,11 @@ def model_card(entry, task, settings, run, seed: int, reference, module_name: st
     import dataclasses
     import json
 
-    from llm2.discovery.feedback import fmt
+    from llm2.commands.terminal import spread_text
 
     candidate = entry.candidate
+    seeds = run.config.get("seeds")
+    fitness_text = spread_text(candidate.fitness, candidate.fitness_std, seeds)
     texts = task.texts_for(settings)
     header = {"library_name": facts.get("library_name", "transformers"), "tags": ["llm2", *facts.get("tags", [])]}
     if facts.get("base_model"):
@@ -104,7 +122,8 @@ def model_card(entry, task, settings, run, seed: int, reference, module_name: st
     front = "\n".join(f"{key}: {json.dumps(value)}" for key, value in header.items())
     numbers = task.metrics_text(candidate.metrics)
     reference_line = (f"- {task.reference_baseline} (the reference objective) in the same run: "
-                      f"{fmt(reference.fitness, reference.fitness_std)}\n" if reference is not None else "")
+                      f"{spread_text(reference.fitness, reference.fitness_std, seeds)}\n"
+                      if reference is not None else "")
     settings_text = json.dumps(dataclasses.asdict(settings), indent=2, sort_keys=True)
     thought = candidate.thought.strip() or "(no thought recorded)"
     return f"""---
@@ -121,7 +140,7 @@ scores below are means over the run's training seeds.
 
 ## Scores
 
-- {texts.fitness_name}: {fmt(candidate.fitness, candidate.fitness_std)}{f" ({numbers})" if numbers else ""}
+- {texts.fitness_name}: {fitness_text}{f" ({numbers})" if numbers else ""}
 {reference_line}
 Fitness: {" ".join(texts.fitness.split())}.
 

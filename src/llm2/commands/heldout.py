@@ -8,7 +8,9 @@ from pathlib import Path
 
 import click
 
-from llm2.commands.common import allow_missing_option, check_layers, open_run_archive, run_task
+from llm2.commands.common import allow_missing_option, check_layers, check_output_file, open_run_archive, run_task
+from llm2.commands.exits import BadInput
+from llm2.commands.terminal import add_name_column, console
 
 
 @click.command()
@@ -23,32 +25,35 @@ from llm2.commands.common import allow_missing_option, check_layers, open_run_ar
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the verdicts as JSON.")
 @allow_missing_option
 def heldout(run_dir, top, seeds, workers, timeout, json_path, allow_missing) -> None:
-    """Win rate against the reference with a 95 % interval and a paired test, off the discovery's setting."""
+    """The best candidates against the reference off the discovery's setting, the setting as the unit of evidence;
+    on the reference's frontier for a task with a trade-off (docs/verdicts.md)."""
     from llm2.archive.ranking import baseline
+    from llm2.commands.progress_display import progress_on_stderr
     from llm2.execution import make_executor
     from llm2.heldout import run_heldout
     from llm2.sandbox.preflight import SandboxUnavailable, preflight
 
     allowed = check_layers(allow_missing)
+    check_output_file(json_path, "--json")
     archive = open_run_archive(run_dir, readonly=False)
     try:
         task, settings, config = run_task(archive)
         candidates = archive.best(top)
         reference = baseline(archive.candidates(), task.reference_baseline)
         if reference is None:
-            raise click.ClickException(f"this run has no measured {task.reference_baseline} baseline to compare "
-                                       "with")
+            raise BadInput(f"this run has no measured {task.reference_baseline} baseline to compare with")
         if not candidates:
-            raise click.ClickException("this run has no successfully evaluated candidate yet")
+            raise BadInput("this run has no successfully evaluated candidate yet")
         if not task.heldout_settings(settings):
-            raise click.ClickException(f"task {task.name} defines no held-out settings for this run's settings")
+            raise BadInput(f"task {task.name} defines no held-out settings for this run's settings")
         try:
             preflight(allowed | frozenset(config.allow_missing))
         except SandboxUnavailable as exc:
             raise click.ClickException(str(exc)) from None
         with make_executor("local", task_spec=config.task, task=task, workers=workers, timeout_s=timeout,
                            allow_missing=allowed | frozenset(config.allow_missing)) as executor:
-            verdicts = run_heldout(task, archive, executor, candidates, reference, settings, seeds)
+            with progress_on_stderr():
+                verdicts = run_heldout(task, archive, executor, candidates, reference, settings, seeds)
     finally:
         archive.close()
     print_verdicts(verdicts)
@@ -57,36 +62,45 @@ def heldout(run_dir, top, seeds, workers, timeout, json_path, allow_missing) -> 
 
 
 def print_verdicts(verdicts) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=160)
+    from llm2.archive.text import shown  # candidate names are untrusted text: no markup of theirs reaches the screen
+
+    output = console()
     if not verdicts:
         return
     first = verdicts[0]
-    table = Table(title=f"held-out suite: each candidate against {first.reference} on {first.fitness_name} "
-                        "(pairs = settings × seeds)")
-    for column in ("candidate", "run fitness", "pairs", "failed", "win rate [95 % CI]", "mean diff [95 % CI]",
-                   "p (sign-flip)", "verdict", "other numbers vs the reference"):
-        table.add_column(column)
+    for v in verdicts:  # the headline first: for a task with a trade-off it is the frontier verdict
+        output.print(f"[bold]{shown(v.name)}[/bold]: {shown(v.headline)}")
+        for line in (v.frontier[1:] if v.frontier else ()):
+            output.print(f"  also: {shown(line.text)}")
+        if v.frontier:
+            output.print(f"  single point: {shown(v.verdict)}")
+    table = Table(title=f"held-out suite: each candidate against {shown(first.reference)} on "
+                        f"{shown(first.fitness_name)} (the unit of evidence is the setting; seeds measure noise "
+                        "within one)")
+    add_name_column(table, "candidate")
+    for column in ("run fitness", "settings", "seeds", "failed", "mean diff [95 % CI]",
+                   "p (sign-flip over settings)", "verdict", "other numbers vs the reference"):
+        table.add_column(column, overflow="fold")
     for v in verdicts:
-        diff = "-" if v.test is None else f"{v.test.mean_diff:+.4f} [{v.test.ci_low:+.4f}, {v.test.ci_high:+.4f}]"
-        p = "-" if v.test is None else f"{v.test.p_value:.3g}"
-        others = "; ".join(f"{c.label}: {c.word}" + ("" if c.test is None else f" (p {c.test.p_value:.2g})")
+        e = v.evidence
+        diff = "-" if e is None else f"{e.mean_diff:+.4f} [{e.ci_low:+.4f}, {e.ci_high:+.4f}]"
+        others = "; ".join(f"{c.label}: {c.word}" + ("" if c.evidence is None else f" (p {c.evidence.p_value:.2g})")
                            for c in v.columns)
-        table.add_row(v.name, f"{v.run_fitness:.4f}" if v.run_fitness is not None else "-", str(v.pairs),
-                      str(v.failures), f"{v.win_rate:.2f} [{v.win_low:.2f}, {v.win_high:.2f}]", diff, p, v.verdict,
-                      others)
-    console.print(table)
+        table.add_row(shown(v.name), f"{v.run_fitness:.4f}" if v.run_fitness is not None else "-", str(v.settings),
+                      "deterministic" if v.deterministic else str(v.seeds), str(v.failures), diff,
+                      "-" if e is None else f"{e.p_value:.3g}", v.word, shown(others))
+    output.print(table)
     for v in verdicts:
-        settings = Table(title=f"{v.name} and {v.reference} per held-out setting (mean over seeds)")
-        settings.add_column("setting")
-        keys = list(v.settings[0].candidate) if v.settings else []
+        settings = Table(title=f"{shown(v.name)} and {shown(v.reference)} per held-out setting (mean over seeds)")
+        add_name_column(settings, "setting")
+        keys = list(v.rows[0].candidate) if v.rows else []
         for key in keys:
-            settings.add_column(f"{key}: {v.name} / {v.reference}")
-        for row in v.settings:
-            settings.add_row(row.setting, *(f"{_n(row.candidate[k])} / {_n(row.reference[k])}" for k in keys))
-        console.print(settings)
+            settings.add_column(f"{key}: {shown(v.name)} / {shown(v.reference)}", overflow="fold")
+        for row in v.rows:
+            settings.add_row(shown(row.setting), *(f"{_n(row.candidate[k])} / {_n(row.reference[k])}" for k in keys))
+        output.print(settings)
 
 
 def _n(value: float | str | None) -> str:

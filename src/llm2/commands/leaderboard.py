@@ -3,39 +3,35 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
 
 from llm2.commands.common import open_run_archive, run_card
+from llm2.commands.exits import BadInput
+from llm2.commands.terminal import add_name_column, console, fitness_header, spread_text
 
 
 def _number(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def _fitness_text(candidate) -> str:
-    if candidate.fitness is None:
-        return "-"
-    if candidate.fitness_std is None:
-        return f"{candidate.fitness:.4f}"
-    return f"{candidate.fitness:.4f} ± {candidate.fitness_std:.4f}"
-
-
 def render_table(rows, run, counts, card, show_errors: bool):
     from rich.table import Table
 
+    from llm2.archive.text import shown  # names, errors, the model's name: untrusted text, markup escaped
+
     proposals = {status: n for status, n in counts.items() if status != "baseline"}
     summary = ", ".join(f"{n} {status}" for status, n in sorted(proposals.items()))
-    table = Table(title=f"llm2 run {run.run_id} · task {run.task} · proposer {run.proposer}"
-                        f"{' (' + run.model + ')' if run.model else ''} · {run.status}",
+    table = Table(title=shown(f"llm2 run {run.run_id} · task {run.task} · proposer {run.proposer}"
+                              f"{' (' + run.model + ')' if run.model else ''} · {run.status}"),
                   caption=f"{sum(proposals.values())} proposals ({summary or 'none yet'}) and"
                           f" {counts.get('baseline', 0)} baselines; {card.reference_baseline or 'no'} is the "
                           f"reference row; fitness: {card.fitness_name}")
+    seeds = run.config.get("seeds")
     table.add_column("#", justify="right")
-    table.add_column("name", min_width=28, overflow="fold")
-    table.add_column("fitness (mean ± std)", justify="right")
+    add_name_column(table, "name")
+    table.add_column(fitness_header(seeds), justify="right")
     for column in card.metric_columns:
         table.add_column(column.label, justify="right")
     table.add_column("status")
@@ -48,11 +44,11 @@ def render_table(rows, run, counts, card, show_errors: bool):
     for position, row in enumerate(rows):
         c = row.candidate
         name = c.name + (" (reference)" if row.is_reference else " (baseline)" if c.is_baseline else "")
-        cells = [str(row.rank) if row.rank is not None else "-", name, _fitness_text(c),
+        cells = [str(row.rank) if row.rank is not None else "-", shown(name), spread_text(c.fitness, c.fitness_std, seeds),
                  *(_number(c.value(column.key), column.digits) for column in card.metric_columns),
                  c.status, str(c.generation), _number(c.seconds, 1)]
         if show_errors:
-            cells.append(c.error or (f"duplicate of #{c.duplicate_of}" if c.duplicate_of else ""))
+            cells.append(shown(c.error or (f"duplicate of #{c.duplicate_of}" if c.duplicate_of else "")))
         style = "bold" if row.is_reference else "italic" if c.is_baseline else None
         table.add_row(*cells, style=style, end_section=appended_reference and position == len(rows) - 2)
     return table
@@ -78,7 +74,7 @@ def print_leaderboard(run_dir: Path, top: int = 10, show_all: bool = False, as_j
         run, candidates = archive.run, archive.candidates()
         card = run_card(archive)
     except (ArchiveError, KeyError, TypeError) as exc:
-        raise click.ClickException(f"{run_dir}: the run's records cannot be read: {exc}") from None
+        raise BadInput(f"{run_dir}: the run's records cannot be read: {exc}") from None
     finally:
         archive.close()
     rows = leaderboard_rows(candidates, card.reference_baseline, top, include_all=show_all)
@@ -87,11 +83,8 @@ def print_leaderboard(run_dir: Path, top: int = 10, show_all: bool = False, as_j
         click.echo(json.dumps({"run": run.as_dict(), "task": card.to_dict(), "counts": counts,
                                "rows": [r.as_dict() for r in rows]}, indent=2))
         return
-    from rich.console import Console
-
-    # Piped output (a file, a test) gets a fixed wide table instead of rich's 80-column default.
-    console = Console() if sys.stdout.isatty() else Console(width=170)
+    output = console()
     if not rows:
-        console.print(f"run {run.run_id} has no scored candidate yet ({run.status}).")
+        output.print(f"run {run.run_id} has no scored candidate yet ({run.status}).")
         return
-    console.print(render_table(rows, run, counts, card, show_errors=show_all))
+    output.print(render_table(rows, run, counts, card, show_errors=show_all))

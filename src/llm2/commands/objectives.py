@@ -7,6 +7,7 @@ import json
 import click
 
 from llm2.commands.common import load_task, task_option
+from llm2.commands.terminal import add_name_column, console
 
 
 @click.command("objectives")
@@ -21,14 +22,15 @@ def objectives(task_spec: str, as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
 
-    from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{task.name}: known {task.texts.kind}s ({task.reference_baseline} is the reference)")
-    table.add_column("name", style="bold", no_wrap=True)
-    table.add_column("source")
-    table.add_column("formula")
+    # The kind is the task's own words, singular ("preference optimization loss"): it is not made plural here.
+    table = Table(title=f"{task.name}: its known algorithms, each a {task.texts.kind} ({task.reference_baseline} is "
+                        "the reference, marked *)")
+    add_name_column(table, "name", style="bold")
+    table.add_column("source", overflow="fold")
+    table.add_column("formula", overflow="fold")
     for known in task.baselines.values():
         table.add_row(known.name + (" *" if known.name == task.reference_baseline else ""), known.source,
                       known.formula)
-    Console().print(table)
+    console().print(table)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from llm2.commands.exits import BadInput
+
 
 @click.command("report")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
@@ -24,7 +26,7 @@ def report(run_dir: Path, top: int) -> None:
     try:
         index = build_report(run_dir, top=top)
     except ArchiveError as exc:
-        raise click.ClickException(f"{exc} (is {run_dir} a run directory of llm2 discover?)") from None
+        raise BadInput(f"{exc} (is {run_dir} a run directory of llm2 discover?)") from None
     except OSError as exc:
         raise click.ClickException(f"cannot write the report: {exc}") from None
     click.echo(f"wrote {index}")

@@ -12,12 +12,15 @@ import click
 from llm2.commands.common import (
     allow_missing_option,
     check_layers,
+    hold_run_dir,
     load_task,
     parse_settings,
     reopen_for_resume,
+    start_new_run,
     task_option,
     task_settings_option,
 )
+from llm2.commands.exits import STOPPED, BadInput, Interrupted, WorkFailed
 
 # Options a resumed run may be given (how it runs, not what it does); any other one would change the plan.
 RESUMABLE_OPTIONS = ("run_dir", "resume", "workers", "timeout")
@@ -82,6 +85,7 @@ def self_develop(ctx, task_spec, task_options, factory, factory_options, iterati
                  allow_missing) -> None:
     """Refine an algorithm factory on its own algorithms: per iteration it writes --samples algorithms, they are
     evaluated, and it is trained with DPO on (best, worst) pairs of its own output."""
+    from llm2.selfdev.files import RunFiles, write_json
     from llm2.selfdev.quiet import quiet_hf
 
     allowed = check_layers(allow_missing)
@@ -95,6 +99,12 @@ def self_develop(ctx, task_spec, task_options, factory, factory_options, iterati
         if refused:
             raise click.UsageError(f"a resumed run keeps its plan; drop --{_option_name(ctx, refused[0])}")
         plan, config, task, archive = _reopen(run_dir, workers, timeout if "timeout" in given else None)
+        try:
+            _start(plan, config, task, run_dir)
+        except click.ClickException:
+            archive.set_run_status("failed")
+            archive.close()
+            raise
     else:
         task = load_task(task_spec)
         settings = parse_settings(task, task_options)
@@ -102,11 +112,16 @@ def self_develop(ctx, task_spec, task_options, factory, factory_options, iterati
                      rejected_pool, factory_objective, tuning, beta, epochs, learning_rate, sft_weight,
                      max_new_tokens, control, seed)
         run_dir = run_dir or _default_run_dir()
-        config, archive = _create(task_spec, task, settings, plan, seeds, workers, timeout, allowed, run_dir)
+        config = _config(task_spec, settings, plan, seeds, workers, timeout, allowed)
+        if RunFiles(run_dir).plan.exists():
+            raise BadInput(f"{run_dir} already holds a self-develop run; pass --resume to continue it")
+        _start(plan, config, task, run_dir)  # every check before the run directory exists
+        archive = start_new_run(config, run_dir, task)
+        write_json(RunFiles(run_dir).plan, plan.to_dict())
     summary = _run(plan, config, task, archive, run_dir)
     _print_summary(summary, run_dir, task)
     if summary.status != "finished":
-        sys.exit(3)
+        sys.exit(STOPPED)
 
 
 def _option_name(ctx, parameter: str) -> str:
@@ -174,31 +189,19 @@ def _default_run_dir() -> Path:
     return Path("runs") / f"selfdev-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _create(task_spec, task, settings, plan, seeds, workers, timeout, allowed, run_dir):
-    from llm2.archive import ArchiveError
+def _config(task_spec, settings, plan, seeds, workers, timeout, allowed):
     from llm2.discovery.config import DiscoveryConfig
-    from llm2.discovery.run import create_run
-    from llm2.selfdev.files import RunFiles, write_json
     from llm2.selfdev.sampling import PROPOSER_NAME
 
     try:
         # What every other command reads: generation = iteration + 1, population = samples per iteration.
-        config = DiscoveryConfig(
+        return DiscoveryConfig(
             task=task_spec, task_settings=dataclasses.asdict(settings), proposer=PROPOSER_NAME,
             proposer_options={"model": plan.factory}, generations=plan.iterations + 1, population=plan.samples,
             temperature=plan.temperatures[0], seed=plan.seed, seeds=seeds, workers=workers, timeout_s=timeout,
             allow_missing=tuple(sorted(allowed)))
     except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
-    files = RunFiles(run_dir)
-    if files.plan.exists():
-        raise click.ClickException(f"{run_dir} already holds a self-develop run; pass --resume to continue it")
-    try:
-        archive = create_run(config, run_dir, task)
-    except (FileExistsError, ArchiveError, OSError) as exc:
-        raise click.ClickException(str(exc)) from None
-    write_json(files.plan, plan.to_dict())
-    return config, archive
+        raise BadInput(str(exc)) from None
 
 
 def _reopen(run_dir: Path, workers, timeout):
@@ -207,52 +210,67 @@ def _reopen(run_dir: Path, workers, timeout):
 
     files = RunFiles(run_dir)
     if not files.plan.is_file():
-        raise click.ClickException(f"{run_dir} holds no self-develop run (no {files.plan.relative_to(run_dir)})")
+        raise BadInput(f"{run_dir} holds no self-develop run (no {files.plan.relative_to(run_dir)})")
+    hold_run_dir(run_dir)  # before anything is read to continue: a second writer stops here
     try:
         plan = SelfDevPlan.from_dict(read_json(files.plan))
     except (OSError, ValueError, TypeError, KeyError) as exc:
-        raise click.ClickException(f"cannot resume {run_dir}: its plan is not readable: {exc}") from None
+        raise BadInput(f"cannot resume {run_dir}: its plan is not readable: {exc}") from None
     config, archive = reopen_for_resume(run_dir, {"workers": workers, "timeout_s": timeout})
     return plan, config, load_task(config.task), archive
 
 
+def _start(plan, config, task, run_dir: Path) -> None:
+    """Check the sandbox and the settings and build the task's world; exit code 2 for bad settings, 1 otherwise."""
+    from llm2.sandbox.preflight import SandboxUnavailable, preflight
+
+    try:
+        preflight(frozenset(config.allow_missing))
+    except SandboxUnavailable as exc:
+        raise WorkFailed(str(exc)) from None
+    try:
+        settings = task.settings_from_dict(config.task_settings)
+    except (ValueError, KeyError) as exc:
+        raise BadInput(str(exc).strip("'\"")) from None
+    _echo(f"task {config.task} ({task.setting_text(settings)}), factory {plan.factory}, {plan.iterations} "
+          f"iteration(s) of {plan.samples} samples{'' if plan.refine else ', control (no refinement)'}, run {run_dir}")
+    try:
+        task.prepare(settings)
+    except (ValueError, OSError) as exc:
+        raise WorkFailed(f"task {task.name} cannot prepare {task.setting_text(settings)}: {exc}") from None
+
+
+def _echo(line: str) -> None:
+    click.echo(f"llm2 self-develop: {line}", err=True)
+
+
 def _run(plan, config, task, archive, run_dir: Path):
     from llm2.discovery.run import run_executor
-    from llm2.sandbox.preflight import SandboxUnavailable, preflight
     from llm2.selfdev.develop import SelfDevelopment
     from llm2.selfdev.factory import FactoryError
     from llm2.selfdev.files import RunFiles
 
-    echo = lambda line: click.echo(f"llm2 self-develop: {line}", err=True)
-    try:
-        preflight(frozenset(config.allow_missing))
-        settings = task.settings_from_dict(config.task_settings)
-        echo(f"task {config.task} ({task.setting_text(settings)}), factory {plan.factory}, {plan.iterations} "
-             f"iteration(s) of {plan.samples} samples{'' if plan.refine else ', control (no refinement)'}, "
-             f"run {run_dir}")
-        task.prepare(settings)
-    except (SandboxUnavailable, ValueError, KeyError) as exc:
-        archive.set_run_status("failed")
-        archive.close()
-        raise click.ClickException(str(exc).strip("'\"")) from None
+    settings = task.settings_from_dict(config.task_settings)
     with run_executor(config, task, settings, run_dir) as executor:
-        loop = SelfDevelopment(plan, config, task, archive, executor, RunFiles(run_dir), echo)
+        loop = SelfDevelopment(plan, config, task, archive, executor, RunFiles(run_dir), _echo)
         try:
             return loop.run()
         except FactoryError as exc:
             archive.set_run_status("stopped")
-            raise click.ClickException(f"{exc}; after fixing it, continue with: llm2 self-develop --run-dir "
-                                       f"{run_dir} --resume") from None
+            raise WorkFailed(f"{exc}; after fixing it, continue with: llm2 self-develop --run-dir "
+                             f"{run_dir} --resume") from None
         except KeyboardInterrupt:
             archive.set_run_status("stopped")
-            raise click.ClickException(f"interrupted; continue with: llm2 self-develop --run-dir {run_dir} --resume")
+            raise Interrupted(f"interrupted; continue with: llm2 self-develop --run-dir {run_dir} --resume") \
+                from None
         finally:
             archive.close()
 
 
 def _print_summary(summary, run_dir: Path, task) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from llm2.commands.terminal import console
 
     table = Table(title=f"self-develop: the factory's samples per iteration (fitness: {summary.fitness_name})")
     for column in ("iteration", "temperature", "valid", "mean", "median", "top decile", "best", "pairs"):
@@ -261,7 +279,7 @@ def _print_summary(summary, run_dir: Path, task) -> None:
         table.add_row(str(s.iteration), f"{s.temperature:g}", f"{s.valid}/{s.samples} ({s.valid_share:.0%})",
                       _n(s.mean), _n(s.median), _n(s.top_decile),
                       f"{_n(s.best_fitness)} {s.best_name or ''}", str(s.pairs))
-    Console(width=140).print(table)
+    console().print(table)
     best, reference = summary.best, summary.reference
     if best is not None and reference is not None and reference.fitness is not None:
         verdict = "beats" if best.fitness > reference.fitness else "does not beat"

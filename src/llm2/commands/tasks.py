@@ -5,33 +5,34 @@ from __future__ import annotations
 import click
 
 from llm2.commands.common import TASK_HELP, load_task
+from llm2.commands.terminal import add_name_column, console
 
 
 @click.command("tasks")
 @click.option("--task", "task_spec", default=None, help=TASK_HELP + " Show its settings.")
 def tasks(task_spec: str | None) -> None:
     """List the registered tasks; with --task, the settings it takes as --task-option KEY=VALUE."""
-    from rich.console import Console
     from rich.table import Table
 
     from llm2.tasks import known_tasks
     from llm2.tasks.settings import option_help
 
-    console = Console(width=140)
+    output = console()
     if task_spec is None:
         table = Table(title="tasks (llm2 tasks --task NAME shows one's settings)")
-        table.add_column("name", style="bold")
-        table.add_column("implemented by")
+        add_name_column(table, "name", style="bold")
+        table.add_column("implemented by", overflow="fold")
         for name, target in sorted(known_tasks().items()):
             table.add_row(name, target)
-        console.print(table)
+        output.print(table)
         return
     task = load_task(task_spec)
     texts = task.texts_for(task.default_settings())
     table = Table(title=f"{task.name}: {texts.kind}; fitness (by default): {texts.fitness_name}; reference: "
                         f"{task.reference_baseline}; offline proposer: {task.offline_proposer or 'none'}")
-    for column in ("option", "type", "default", "meaning"):
-        table.add_column(column)
+    add_name_column(table, "option")
+    for column in ("type", "default", "meaning"):
+        table.add_column(column, overflow="fold")
     for row in option_help(task.settings_type):
         table.add_row(row.name, row.kind, repr(row.default), row.help)
-    console.print(table)
+    output.print(table)

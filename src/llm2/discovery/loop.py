@@ -128,7 +128,7 @@ class Discovery:
                 self.book, status=outcome.status, stage=outcome.stage, error=outcome.error)
         status = record_outcome(self.archive, candidate, outcome, text)
         self.progress.record(status=status, name=candidate.name, fitness=outcome.fitness, seconds=outcome.seconds,
-                             evals=len(self.config.training_seeds()))
+                             evals=len(self.config.training_seeds()), proposal=candidate.generation > 0)
         self._prune_checkpoints()
         for duplicate in self.archive.candidates(status="duplicate"):
             if duplicate.duplicate_of == candidate_id and duplicate.feedback is None:

@@ -69,15 +69,25 @@ def _named_objective(spec: str) -> PreferenceLoss:
 def _function_from_file(spec: str) -> PreferenceLoss:
     """``FILE.py:NAME``: the function NAME of a module such as ``llm2 export`` writes, imported like any module.
 
-    This runs the file, as ``import`` would: use it for your own files (llm2 itself evaluates candidates only in
-    its sandbox).
+    The file is imported, so first it must pass the verifier ``llm2 export`` applies: nothing runs at import or
+    definition time (only imports, constants and plain functions), and the functions use only the preference
+    task's vocabulary. A file that fails it is refused, never imported.
     """
+    from llm2.sandbox.static_checks import verify_module
     from llm2.tasks import import_user_file
+    from llm2.tasks.preference.contract import PREFERENCE_CONTRACT
 
     path_text, _, name = spec.rpartition(":")
     path = Path(path_text)
     if not path.is_file():
         raise ValueError(f"objective file not found: {path_text}")
+    try:
+        problems = verify_module(path.read_text(encoding="utf-8"), PREFERENCE_CONTRACT.vocabulary)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read {path_text}: {first_line(exc)}") from None
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ValueError(f"{path_text} is refused, not imported: {problems[0]}{more}")
     try:
         module = import_user_file(path, "llm2_objectives")
     except Exception as exc:  # noqa: BLE001 - any failure of the user's file becomes one readable line

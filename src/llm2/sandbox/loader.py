@@ -1,6 +1,6 @@
 """Turn candidate source code into the contract's function. Only ever called inside a confined child.
 
-The namespace is pre-seeded with the modules the contract promises (``Contract.preloaded``); the entry function is
+The namespace is pre-seeded with the modules the contract promises (``Vocabulary.preloaded``); the entry function is
 the one top-level function whose arguments are the contract's, whatever its name (the static checks have already
 refused code where that is not exactly one).
 """
@@ -15,10 +15,6 @@ from typing import Any, Callable
 from llm2.sandbox.static_checks import find_entry_function
 from llm2.tasks.base import CandidateError, Contract
 
-# Names a contract may preload, and the modules they stand for.
-PRELOADABLE = {"torch": "torch", "F": "torch.nn.functional", "math": "math"}
-
-
 def load_function(code: str, contract: Contract, filename: str = "<candidate>") -> Callable[..., Any]:
     """Execute ``code`` in a fresh module namespace and return its entry function."""
     try:
@@ -29,7 +25,8 @@ def load_function(code: str, contract: Contract, filename: str = "<candidate>") 
     if isinstance(entry, str):
         raise CandidateError(entry, stage="static")
     module = types.ModuleType("llm2_candidate")
-    module.__dict__.update({name: importlib.import_module(PRELOADABLE[name]) for name in contract.preloaded})
+    module.__dict__.update({name: importlib.import_module(module_name)
+                            for name, module_name in contract.vocabulary.preloaded.items()})
     try:
         exec(compile(tree, filename, "exec"), module.__dict__)  # noqa: S102 - the point of this module (in the child)
     except Exception as exc:  # noqa: BLE001 - any failure of candidate code is the candidate's

@@ -1,7 +1,12 @@
-"""The first stage of the cascade: read the candidate's syntax tree and reject what no loss function needs.
+"""The first stage of the cascade: read the candidate's syntax tree and accept only what the task's vocabulary allows.
 
-Nothing here runs the code. These checks are a cheap, explainable first filter that gives the proposer a precise
-reason; the process sandbox (``llm2.sandbox.limits``) is the barrier that holds when a trick slips past them.
+Nothing here runs the code. The check is an allow-list (``Contract.vocabulary``): the modules a candidate may
+import, per module the attributes it may reach, the builtins it may name and the attributes of values (tensor
+methods) it may use; anything else is refused with its line, so an attribute chain through re-exported modules
+(``torch.<module>.<module>...``) has nothing to walk on. Statement and expression kinds are allow-listed too, and
+nothing may run at import or definition time (``llm2.sandbox.import_time``). The same verifier checks what
+``llm2 export`` writes and every ``FILE.py:NAME`` before it is loaded (``verify_module``). The process sandbox
+(``llm2.sandbox.limits``) is the barrier that holds if a trick slips past.
 """
 
 from __future__ import annotations
@@ -10,41 +15,29 @@ import ast
 import re
 from typing import Sequence
 
-from llm2.tasks.base import Contract
+from llm2.sandbox.import_time import describe, import_time_problems
+from llm2.sandbox.scopes import SCOPE_NODES, Scope, build_scopes, inner_parts, outer_parts
+from llm2.tasks.base import Contract, Vocabulary
 
 MAX_CODE_BYTES = 100_000
 
-# Builtins that reach the interpreter, the file system or other objects' internals.
-FORBIDDEN_NAMES = frozenset({
-    "__import__", "open", "eval", "exec", "compile", "globals", "locals", "vars", "getattr", "setattr", "delattr",
-    "hasattr", "input", "breakpoint", "help", "exit", "quit", "memoryview", "dir", "object", "type", "super",
-    "classmethod", "staticmethod", "property",
-})
-
-# Attribute names that lead out of the tensor world: modules re-exported by torch/numpy (torch.os, torch.sys),
-# pickle-based loading, file writers, code compilation, native-library loading, global RNG and default-state knobs.
-FORBIDDEN_ATTRIBUTES = frozenset({
-    # modules reachable as attributes of other modules
-    "os", "sys", "subprocess", "builtins", "importlib", "ctypes", "socket", "pickle", "shutil", "pathlib", "io",
-    "multiprocessing", "threading", "signal", "gc", "inspect", "tempfile", "glob", "marshal", "types", "runpy",
-    "codecs", "platform", "weakref", "copyreg", "resource", "select", "mmap",
-    # torch: files, pickles, code loading and compilation, processes, global state
-    "load", "save", "from_file", "hub", "jit", "compile", "compiler", "ops", "classes", "library", "utils",
-    "distributed", "package", "onnx", "serialization", "profiler", "backends", "cuda", "mps", "xpu", "fx",
-    "export", "testing", "manual_seed", "seed", "initial_seed", "set_rng_state", "get_rng_state", "random",
-    "set_default_dtype", "set_default_device", "set_default_tensor_type", "set_num_threads",
-    "set_num_interop_threads", "set_flush_denormal", "use_deterministic_algorithms", "set_grad_enabled",
-    "set_printoptions", "overrides",
-    # numpy arrays: file writers and pickles
-    "tofile", "dump", "dumps",
-})
-
 # Attributes of frames (f_back, f_globals, f_builtins), generators and coroutines (gi_frame, cr_frame, ag_frame),
-# tracebacks (tb_frame, tb_next) and code objects (co_code, co_consts): they lead from any generator or exception
-# to the frames of the code that called the candidate, and from there to its globals and builtins.
+# tracebacks (tb_frame, tb_next) and code objects (co_code, co_consts): no vocabulary lists them; they get their
+# own message because they are the classic way from any generator to other code's frames.
 FRAME_ATTRIBUTE_PREFIXES = ("gi_", "cr_", "ag_", "f_", "tb_", "co_")
 
-_ALLOWED_TOP_LEVEL = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.Assign, ast.AnnAssign)
+# The candidate language: every kind of statement and expression a candidate may use (no class, generator
+# function, async, global, match, ...); operators and load/store contexts are always allowed.
+ALLOWED_NODES = (
+    ast.Module, ast.FunctionDef, ast.Return, ast.Assign, ast.AugAssign, ast.AnnAssign, ast.For, ast.While, ast.If,
+    ast.With, ast.withitem, ast.Raise, ast.Try, ast.ExceptHandler, ast.Assert, ast.Import, ast.ImportFrom, ast.alias,
+    ast.Expr, ast.Pass, ast.Break, ast.Continue, ast.Delete, ast.BoolOp, ast.NamedExpr, ast.BinOp, ast.UnaryOp,
+    ast.Lambda, ast.IfExp, ast.Dict, ast.Set, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp,
+    ast.comprehension, ast.Compare, ast.Call, ast.keyword, ast.FormattedValue, ast.JoinedStr, ast.Constant,
+    ast.Attribute, ast.Subscript, ast.Starred, ast.Name, ast.List, ast.Tuple, ast.Slice, ast.arguments, ast.arg,
+    ast.operator, ast.unaryop, ast.cmpop, ast.boolop, ast.expr_context,
+)
+
 _DUNDER = re.compile(r"__\w+__")
 _FRAME_NAME = re.compile(rf"(?:{'|'.join(FRAME_ATTRIBUTE_PREFIXES)})\w+")
 _FORMAT_ATTRIBUTE = re.compile(r"\{[^{}:!]*\.[A-Za-z_]")  # "{0.attr}": str.format reads attributes
@@ -99,16 +92,33 @@ def _shown_arguments(function: ast.FunctionDef | ast.AsyncFunctionDef) -> list[s
 
 def static_check(code: str, contract: Contract) -> list[str]:
     """Problems with ``code`` as a candidate for ``contract`` (each with its line), or an empty list when fine."""
+    tree = _parse(code)
+    if isinstance(tree, list):
+        return tree
+    checker = _Checker(contract.vocabulary, strings=True)
+    entry, where = _entry_function(tree, contract.arguments)
+    if isinstance(entry, str):
+        checker.problem(where, entry)
+    return checker.run(tree)
+
+
+def verify_module(code: str, vocabulary: Vocabulary) -> list[str]:
+    """Problems with ``code`` as a module of the task's functions (what ``llm2 export`` writes, a ``FILE.py:NAME``):
+    the vocabulary and import-time rules of ``static_check``, without its rule of exactly one entry function."""
+    tree = _parse(code)
+    return tree if isinstance(tree, list) else _Checker(vocabulary, strings=False).run(tree)
+
+
+def _parse(code: str) -> ast.Module | list[str]:
     size = len(code.encode("utf-8", errors="replace"))
     if size > MAX_CODE_BYTES:
         return [f"the code is {size:,} bytes; the limit is {MAX_CODE_BYTES:,}"]
     try:
-        tree = ast.parse(code, filename="<candidate>")
+        return ast.parse(code, filename="<candidate>")
     except SyntaxError as exc:
         return [f"line {exc.lineno}: syntax error: {exc.msg}"]
     except (RecursionError, MemoryError, ValueError) as exc:
         return [f"the code cannot be parsed ({type(exc).__name__}: it is nested too deeply or holds a NUL byte)"]
-    return _Checker(contract).run(tree)
 
 
 def static_error(problems: list[str]) -> str:
@@ -117,89 +127,111 @@ def static_error(problems: list[str]) -> str:
 
 
 class _Checker(ast.NodeVisitor):
-    def __init__(self, contract: Contract):
-        self.contract = contract
+    """Every name resolved through its scope: a module (only its listed attributes), a value (only the listed
+    methods), or else a builtin (only the listed ones)."""
+
+    def __init__(self, vocabulary: Vocabulary, strings: bool):
+        self.vocabulary = vocabulary
+        self.strings = strings  # candidates: strings naming dunders or frame attributes are refused too
         self.problems: list[tuple[int, str]] = []
-        self.module_aliases: set[str] = set(contract.preloaded)  # names bound to modules (the loader binds these)
         self.docstrings: set[int] = set()  # ids of the string constants that are docstrings (free text)
+        self.chained: set[int] = set()  # ids of the nodes that are the .value of an attribute
+        self.scopes: dict[int, Scope] = {}
+        self.scope: Scope | None = None
+        self.statement = 0  # the index of the top-level statement being checked (module names bind in order)
 
     def problem(self, node: ast.AST | int, message: str) -> None:
         line = node if isinstance(node, int) else getattr(node, "lineno", 0)
         self.problems.append((line, message))
 
     def run(self, tree: ast.Module) -> list[str]:
-        self._collect_aliases(tree)
-        self._collect_docstrings(tree)
-        self._check_top_level(tree)
-        self.visit(tree)
-        return [f"line {line}: {message}" for line, message in sorted(self.problems, key=lambda p: p[0])]
-
-    # -- structure ---------------------------------------------------------------------------------------------
-    def _check_top_level(self, tree: ast.Module) -> None:
-        for node in tree.body:
-            if not isinstance(node, (*_ALLOWED_TOP_LEVEL, ast.AsyncFunctionDef)) and not _is_docstring(node):
-                self.problem(node, f"a top-level {_describe(node)} is not allowed; only imports, constants and "
-                                   "functions may appear outside a function")
-        entry, where = _entry_function(tree, self.contract.arguments)
-        if isinstance(entry, str):
-            self.problem(where, entry)
-
-    def _collect_docstrings(self, tree: ast.Module) -> None:
         for node in ast.walk(tree):
             if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body \
                     and _is_docstring(node.body[0]):
                 self.docstrings.add(id(node.body[0].value))
+            if isinstance(node, ast.Attribute):
+                self.chained.add(id(node.value))
+        for node, message in import_time_problems(tree):
+            self.problem(node, message)
+        self.scopes = build_scopes(tree, self.vocabulary.preloaded, self.vocabulary.modules)
+        self.scope = self.scopes[id(tree)]
+        for index, statement in enumerate(tree.body):
+            self.statement = index
+            self.visit(statement)
+        return [f"line {line}: {message}" for line, message in sorted(self.problems, key=lambda p: p[0])]
 
-    def _collect_aliases(self, tree: ast.Module) -> None:
-        """Every name bound to a module, so that patching ``alias.attr = ...`` is caught however it is spelled."""
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                self.module_aliases.update(a.asname or a.name.split(".")[0] for a in node.names)
-            elif isinstance(node, ast.ImportFrom):
-                self.module_aliases.update(a.asname or a.name for a in node.names)
-        changed = True
-        while changed:  # names assigned from an alias are aliases too (m = torch)
-            changed = False
-            for node in ast.walk(tree):
-                if isinstance(node, (ast.Assign, ast.AnnAssign, ast.NamedExpr)) and node.value is not None \
-                        and _root_name(node.value) in self.module_aliases:
-                    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                    for target in targets:
-                        for name in ast.walk(target):
-                            if isinstance(name, ast.Name) and name.id not in self.module_aliases:
-                                self.module_aliases.add(name.id)
-                                changed = True
+    # -- the language and its scopes ---------------------------------------------------------------------------
+    def visit(self, node: ast.AST) -> None:
+        if not isinstance(node, ALLOWED_NODES):
+            self._refuse_kind(node)
+        if isinstance(node, SCOPE_NODES) and not isinstance(node, ast.Module):
+            self._visit_scope(node)
+        else:
+            super().visit(node)
+
+    def _refuse_kind(self, node: ast.AST) -> None:
+        if isinstance(node, (ast.Global, ast.Nonlocal)):
+            word = "global" if isinstance(node, ast.Global) else "nonlocal"
+            self.problem(node, f"'{word} {', '.join(node.names)}' is not allowed; keep state inside the function")
+        elif isinstance(node, ast.AsyncFunctionDef):
+            self.problem(node, f"async def {node.name!r} is not allowed; use a plain def")
+        elif not isinstance(node, ast.ClassDef):  # import_time names classes
+            self.problem(node, f"{_a(_kind(node))} is not allowed in a candidate")
+
+    def _visit_scope(self, node: ast.AST) -> None:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            self._check_bound_name(node, node.name)
+        for part in outer_parts(node):
+            self.visit(part)
+        outer, self.scope = self.scope, self.scopes[id(node)]
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            for argument in ast.walk(node.args):
+                if isinstance(argument, ast.arg):
+                    self._check_bound_name(argument, argument.arg)
+        for part in inner_parts(node):
+            self.visit(part)
+        self.scope = outer
+
+    def _resolve(self, name: str) -> str | None:
+        """The name's module, VALUE, or None when no scope binds it (a builtin)."""
+        scope = self.scope
+        while scope is not None:
+            if name in scope.names and (scope.parent is not None or self.scope is not scope
+                                        or scope.first[name] < self.statement):
+                return scope.names[name]
+            scope = scope.parent
+        return None
 
     # -- imports -----------------------------------------------------------------------------------------------
     def _allowed_text(self) -> str:
-        return ", ".join(sorted(self.contract.allowed_imports))
+        return ", ".join(sorted(self.vocabulary.modules))
 
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
-            if alias.name not in self.contract.allowed_imports:
+            if alias.name not in self.vocabulary.modules:
                 self.problem(node, f"imports {alias.name!r}, which is not allowed; allowed imports: "
                                    f"{self._allowed_text()}")
             self._check_bound_name(node, alias.asname)
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
-        allowed = self.contract.allowed_imports
+        modules = self.vocabulary.modules
         if node.level:
             self.problem(node, f"relative import 'from {'.' * node.level}{node.module or ''}' is not allowed; "
                                f"allowed imports: {self._allowed_text()}")
             return
         module = node.module or ""
         for alias in node.names:
-            full = f"{module}.{alias.name}"
             if alias.name == "*":
                 self.problem(node, f"'from {module} import *' is not allowed; import names explicitly")
-            elif full in allowed:
+            elif f"{module}.{alias.name}" in modules:
                 pass  # from torch.nn import functional
-            elif module not in allowed:
+            elif module not in modules:
                 self.problem(node, f"imports from {module!r}, which is not allowed; allowed imports: "
                                    f"{self._allowed_text()}")
-            elif alias.name.startswith("_") or alias.name in FORBIDDEN_ATTRIBUTES:
-                self.problem(node, f"imports {alias.name!r} from {module!r}, which is not allowed in a candidate")
-            self._check_bound_name(node, alias.asname)
+            elif alias.name not in modules[module]:
+                self.problem(node, f"imports {alias.name!r} from {module!r}, which is not allowed in a candidate: "
+                                   "it is not in the task's vocabulary")
+            self._check_bound_name(node, alias.asname or alias.name)
 
     def _check_bound_name(self, node: ast.AST, name: str | None) -> None:
         if name and name.startswith("__"):
@@ -209,26 +241,76 @@ class _Checker(ast.NodeVisitor):
     def visit_Name(self, node: ast.Name) -> None:
         if node.id.startswith("__") and node.id.endswith("__"):
             self.problem(node, f"uses the dunder name {node.id!r}, which is not allowed")
-        elif node.id in FORBIDDEN_NAMES:
-            self.problem(node, f"uses {node.id!r}, which is not allowed in a candidate")
-        self.generic_visit(node)
+            return
+        if not isinstance(node.ctx, ast.Load):
+            return
+        bound = self._resolve(node.id)
+        if bound is None and node.id not in self.vocabulary.builtins:
+            self.problem(node, f"uses {node.id!r}, which is not in the task's vocabulary (not a name the code "
+                               "binds, nor one of the builtins it may use)")
+        elif bound and id(node) not in self.chained:
+            self.problem(node, f"uses the module {node.id!r} as a value; a candidate may only use the attributes "
+                               f"the task's vocabulary lists ({node.id}.NAME)")
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
         if node.attr.startswith("_"):
             kind = "dunder" if node.attr.startswith("__") else "private"
             self.problem(node, f"accesses the {kind} attribute {node.attr!r}, which is not allowed")
-        elif node.attr.startswith(FRAME_ATTRIBUTE_PREFIXES):
+        elif node.attr.startswith(FRAME_ATTRIBUTE_PREFIXES) and node.attr not in self.vocabulary.methods:
             self.problem(node, f"accesses {node.attr!r}, an attribute of frames, generators, coroutines, tracebacks "
                                "or code objects, which is not allowed (it leads to other code's frames)")
-        elif node.attr in FORBIDDEN_ATTRIBUTES:
-            self.problem(node, f"accesses {_dotted(node)!r}; the attribute {node.attr!r} is not allowed in a candidate")
-        if isinstance(node.ctx, (ast.Store, ast.Del)) and _root_name(node) in self.module_aliases:
-            verb = "assigns to" if isinstance(node.ctx, ast.Store) else "deletes"
-            self.problem(node, f"{verb} {_dotted(node)!r}: changing a module (monkey-patching) is not allowed")
+        else:
+            self._check_attribute(node)
         self.generic_visit(node)
 
+    def _check_attribute(self, node: ast.Attribute) -> None:
+        parts, base = [node.attr], node.value
+        while isinstance(base, ast.Attribute):
+            parts.insert(0, base.attr)
+            base = base.value
+        module = self._resolve(base.id) if isinstance(base, ast.Name) else None
+        if not module:  # an attribute of a value: a method in the vocabulary (or str.format of a literal)
+            if node.attr not in self.vocabulary.methods and not _formats_literal(node):
+                verb = {ast.Store: "assigns to", ast.Del: "deletes"}.get(type(node.ctx), "accesses")
+                self.problem(node, f"{verb} {_dotted(node)!r}; the attribute {node.attr!r} is not allowed: it is not "
+                                   "among the task's tensor methods")
+            return
+        if not isinstance(node.ctx, ast.Load):
+            verb = "assigns to" if isinstance(node.ctx, ast.Store) else "deletes"
+            self.problem(node, f"{verb} {_dotted(node)!r}: changing a module (monkey-patching) is not allowed")
+        elif id(node) not in self.chained:  # the whole chain, once, from its outermost attribute
+            self._check_module_chain(node, base.id, module, parts)
+
+    def _check_module_chain(self, node: ast.Attribute, root: str, module: str, parts: list[str]) -> None:
+        """``root.a.b.c`` with root bound to ``module``: the longest listed module, then one listed attribute of
+        it (dotted for a submodule's: "linalg.norm"), then methods of the value it names."""
+        path = [*module.split("."), *parts]
+        cut = max((i for i in range(1, len(path) + 1) if ".".join(path[:i]) in self.vocabulary.modules), default=0)
+        owner, rest = ".".join(path[:cut]), path[cut:]
+        shown = len(path) - len(parts)  # the parts of path that the root name stands for
+        if not cut:
+            self.problem(node, f"accesses {_dotted(node)!r}: the module {module!r} is not in the task's vocabulary")
+            return
+        if not rest:
+            self.problem(node, f"uses the module {_dotted(node)!r} as a value; a candidate may only use the "
+                               "attributes the task's vocabulary lists")
+            return
+        listed = self.vocabulary.modules.get(owner, frozenset())
+        taken = max((i for i in range(1, len(rest) + 1) if ".".join(rest[:i]) in listed), default=0)
+        if not taken:
+            reached = ".".join([root, *path[shown:cut + 1]])
+            self.problem(node, f"accesses {reached!r}; the attribute {rest[0]!r} is not allowed: it is not among "
+                               f"{owner or module}'s attributes in the task's vocabulary")
+            return
+        for index in range(cut + taken, len(path)):
+            if path[index] not in self.vocabulary.methods:
+                reached = ".".join([root, *path[shown:index + 1]])
+                self.problem(node, f"accesses {reached!r}; the attribute {path[index]!r} is not allowed: it is not "
+                                   "among the task's tensor methods")
+                return
+
     def visit_Constant(self, node: ast.Constant) -> None:
-        if not isinstance(node.value, str) or id(node) in self.docstrings:
+        if not self.strings or not isinstance(node.value, str) or id(node) in self.docstrings:
             return
         shown = node.value if len(node.value) <= 40 else node.value[:37] + "..."
         dunder = _DUNDER.search(node.value)
@@ -250,39 +332,14 @@ class _Checker(ast.NodeVisitor):
             self.problem(node, f"subscripts with the private key {key.value!r}, which is not allowed")
         self.generic_visit(node)
 
-    def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
-        self._check_definition(node)
 
-    def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> None:
-        self.problem(node, f"async def {node.name!r} is not allowed; use a plain def")
-        self._check_definition(node)
-
-    def _check_definition(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
-        if node.decorator_list:
-            self.problem(node, f"the function {node.name!r} has a decorator, which is not allowed")
-        if node.name.startswith("__"):
-            self.problem(node, f"defines the dunder name {node.name!r}")
-        self.generic_visit(node)
-
-    def visit_ClassDef(self, node: ast.ClassDef) -> None:
-        self.problem(node, f"defines the class {node.name!r}; a candidate needs no classes")
-        self.generic_visit(node)
-
-    def visit_Global(self, node: ast.Global) -> None:
-        self.problem(node, f"'global {', '.join(node.names)}' is not allowed; keep state inside the function")
-
-    def visit_Nonlocal(self, node: ast.Nonlocal) -> None:
-        self.problem(node, f"'nonlocal {', '.join(node.names)}' is not allowed; keep state inside the function")
+def _formats_literal(node: ast.Attribute) -> bool:
+    """``"...".format``: the fields of a literal format string are checked like any string."""
+    return node.attr == "format" and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
 
 
 def _is_docstring(node: ast.AST) -> bool:
     return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
-
-
-def _root_name(node: ast.AST) -> str | None:
-    while isinstance(node, (ast.Attribute, ast.Subscript)):  # not through calls: torch.zeros(3) is a new object
-        node = node.value
-    return node.id if isinstance(node, ast.Name) else None
 
 
 def _dotted(node: ast.AST) -> str:
@@ -292,7 +349,11 @@ def _dotted(node: ast.AST) -> str:
         return getattr(node, "attr", "?")
 
 
-def _describe(node: ast.AST) -> str:
-    names = {ast.Expr: "expression", ast.For: "for loop", ast.While: "while loop", ast.If: "if statement",
-             ast.With: "with statement", ast.Try: "try statement", ast.ClassDef: "class", ast.Delete: "del"}
-    return names.get(type(node), type(node).__name__)
+def _kind(node: ast.AST) -> str:
+    words = {ast.Yield: "yield (a generator function)", ast.YieldFrom: "yield from (a generator function)",
+             ast.Await: "await", ast.Match: "match statement", ast.AsyncFor: "async for", ast.AsyncWith: "async with"}
+    return words.get(type(node), describe(node))
+
+
+def _a(text: str) -> str:
+    return ("an " if text[0] in "aeiou" else "a ") + text

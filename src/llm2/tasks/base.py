@@ -35,6 +35,42 @@ class CandidateError(Exception):
         self.stage = stage
 
 
+@dataclass(frozen=True, eq=False)
+class Vocabulary:
+    """Everything a candidate's code may name: an allow-list the static check enforces (docs/security.md).
+
+    A name or attribute not listed here is refused, so what a module re-exports (``torch.<module>...``) is out of
+    reach unless listed. The standard vocabularies are in ``llm2.tasks.vocabulary``.
+    """
+
+    # importable module -> the attributes a candidate may reach on it; "linalg.norm" reaches a submodule's function
+    modules: Mapping[str, frozenset[str]]
+    # names bound before the code runs -> their module ("F": "torch.nn.functional"); each module is in ``modules``
+    preloaded: Mapping[str, str]
+    builtins: frozenset[str]  # builtins a candidate may name (pure ones: abs, len, range, ...)
+    methods: frozenset[str]  # attributes of values (tensors, lists, strings, numbers) it may read or call
+
+    def __post_init__(self) -> None:
+        missing = sorted(set(self.preloaded.values()) - set(self.modules))
+        if missing:
+            raise ValueError(f"preloaded modules not in the vocabulary's modules: {', '.join(missing)}")
+
+    def extended(self, modules: Mapping[str, frozenset[str]] | None = None, preloaded: Mapping[str, str] | None = None,
+                 builtins: frozenset[str] = frozenset(), methods: frozenset[str] = frozenset()) -> "Vocabulary":
+        """This vocabulary and more (a module's attributes are joined with those already listed)."""
+        joined = dict(self.modules)
+        for module, attributes in (modules or {}).items():
+            joined[module] = joined.get(module, frozenset()) | frozenset(attributes)
+        return Vocabulary(joined, {**self.preloaded, **(preloaded or {})}, self.builtins | builtins,
+                          self.methods | methods)
+
+
+def _tensor_vocabulary() -> Vocabulary:
+    from llm2.tasks.vocabulary import TENSOR_VOCABULARY
+
+    return TENSOR_VOCABULARY
+
+
 @dataclass(frozen=True)
 class Contract:
     """The function a candidate must define: exactly one top-level function taking ``arguments``, any name."""
@@ -42,13 +78,21 @@ class Contract:
     arguments: tuple[str, ...]
     example_name: str  # the name the texts use for it ("loss", "merge"); any name is accepted
     description: str  # signature, shapes and meaning, shown verbatim to the proposer
-    allowed_imports: frozenset[str] = frozenset({"torch", "torch.nn.functional", "math"})
-    # names the loader binds before the code runs (so the code may use them without importing)
-    preloaded: tuple[str, ...] = ("torch", "F", "math")
+    # what the code may import and name; torch, F and math are bound before it runs (Vocabulary.preloaded)
+    vocabulary: Vocabulary = field(default_factory=_tensor_vocabulary)
 
     @property
     def signature(self) -> str:
         return f"def {self.example_name}({', '.join(self.arguments)})"
+
+    @property
+    def allowed_imports(self) -> frozenset[str]:
+        return frozenset(self.vocabulary.modules)
+
+    @property
+    def preloaded(self) -> tuple[str, ...]:
+        """Names the loader binds before the code runs (so the code may use them without importing)."""
+        return tuple(self.vocabulary.preloaded)
 
 
 @dataclass(frozen=True)
@@ -69,6 +113,33 @@ class MetricColumn:
     label: str  # as shown in tables
     digits: int = 3
     better: str | None = None  # "higher" | "lower" | None: the direction in which the held-out check compares it
+
+
+@dataclass(frozen=True)
+class Knob:
+    """A setting the reference baseline is swept over to trace its frontier (``EvalSetting.replace`` applies it:
+    ``budget`` is the training budget's share, any other name a field of the task's settings)."""
+
+    name: str
+    values: tuple[float, ...]
+    relative: bool = False  # the values multiply the held-out setting's own value instead of replacing it
+
+
+@dataclass(frozen=True)
+class TradeOff:
+    """A task whose fitness can be bought with a cost (a policy's distance from where it started, say): held-out
+    verdicts then place each candidate against the reference baseline's frontier, traced by sweeping ``knobs``,
+    at the candidate's own cost, instead of comparing single points."""
+
+    cost: str  # the Metrics.values key that is paid (lower is cheaper)
+    cost_label: str  # the cost in words, for verdicts and figures
+    gains: tuple[str, ...]  # what is judged at matched cost: "fitness" and/or Metrics.values keys; the first heads
+    knobs: tuple[Knob, ...]  # swept together (every combination) to trace the reference's frontier
+
+    def knobs_text(self) -> str:
+        """'beta × 0.25–4, budget 0.5–1'."""
+        return ", ".join(f"{k.name} {'× ' if k.relative else ''}{min(k.values):g}–{max(k.values):g}"
+                         for k in self.knobs)
 
 
 @dataclass(frozen=True)
@@ -168,6 +239,7 @@ class Task(Protocol):
     discovery_baselines: tuple[str, ...]  # measured at the start of every discovery
     metric_columns: tuple[MetricColumn, ...]
     offline_proposer: str | None  # the proposer ``llm2 discover`` uses when none is named
+    trade_off: TradeOff | None  # when set, ``llm2 heldout`` judges candidates on the reference's frontier
     probe_fraction: float  # share of the budget after which ``train`` calls its checkpoint
 
     def runtime(self, settings: Any) -> Runtime: ...

@@ -7,7 +7,7 @@ import math
 from typing import Any, Mapping, Sequence
 
 from llm2.tasks import settings as settings_module
-from llm2.tasks.base import Metrics, MetricColumn, Runtime, TensorSpec
+from llm2.tasks.base import Metrics, MetricColumn, Runtime, TensorSpec, TradeOff
 
 
 class TaskBase:
@@ -17,6 +17,7 @@ class TaskBase:
     name: str = "task"
     metric_columns: tuple[MetricColumn, ...] = ()
     offline_proposer: str | None = None
+    trade_off: TradeOff | None = None  # no trade-off: held-out verdicts compare single points
     probe_fraction: float = 0.25
     # The probe has collapsed when its fitness fell below the untrained start by more than this share of what the
     # reference baseline gained by the same point (see collapse_reason); None turns that rule off.

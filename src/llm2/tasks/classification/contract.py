@@ -9,6 +9,7 @@ import torch
 
 from llm2.tasks.base import CandidateError, Contract
 from llm2.tasks.checks import backpropagate, check_gradient, per_example_losses
+from llm2.tasks.vocabulary import TENSOR_VOCABULARY
 
 CONTRACT = Contract(
     arguments=("logits", "targets"),
@@ -19,6 +20,7 @@ CONTRACT = Contract(
         "    targets: int64 tensor [batch], each example's training label as a class index (some are wrong)\n"
         "    returns: float tensor [batch], one loss per example; training minimises their mean, so it must be\n"
         "             differentiable with respect to logits"),
+    vocabulary=TENSOR_VOCABULARY,  # torch's, F's and math's pure functions, tensor methods, pure builtins
 )
 
 

@@ -11,6 +11,7 @@ import torch
 
 from llm2.tasks.base import CandidateError, Contract
 from llm2.tasks.checks import call_candidate
+from llm2.tasks.vocabulary import IN_PLACE_METHODS, TENSOR_VOCABULARY
 
 MERGE_CONTRACT = Contract(
     arguments=("name", "base", "experts"),
@@ -27,6 +28,8 @@ MERGE_CONTRACT = Contract(
         "merge is called once per parameter, independently (nothing carries over between calls), in any order.\n"
         "Random operations (torch.rand_like, torch.bernoulli, torch.randperm) may be used: the random generator is\n"
         "seeded once before the first call, so a merge is reproducible."),
+    # a candidate gets tensors of its own (copies, or fresh reads when streaming): in-place methods change nothing else
+    vocabulary=TENSOR_VOCABULARY.extended(methods=IN_PLACE_METHODS),
 )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from llm2.tasks.base import Contract
+from llm2.tasks.vocabulary import TENSOR_VOCABULARY
 
 PREFERENCE_ARGUMENTS: tuple[str, ...] = (
     "policy_chosen_logps",
@@ -28,4 +29,5 @@ def loss(policy_chosen_logps, policy_rejected_logps,
   constants inside the function.
 - Example (DPO): x = beta * ((policy_chosen_logps - policy_rejected_logps)
   - (reference_chosen_logps - reference_rejected_logps)); return -F.logsigmoid(x)""",
+    vocabulary=TENSOR_VOCABULARY,  # torch's, F's and math's pure functions, tensor methods, pure builtins
 )

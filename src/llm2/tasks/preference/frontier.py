@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from llm2.frontier import Envelope, Point
 from llm2.stats import mean_std
 from llm2.tasks.preference.plots import FrontierPoint, FrontierSeries
 
@@ -116,15 +117,12 @@ class Dominance:
 
 
 def reward_at(reference: FrontierSeries, kl: float) -> float | None:
-    """The reference's reward at ``kl``, linearly interpolated between its points (by KL); None outside them."""
-    points = sorted(reference.points, key=lambda p: p.kl)
-    for low, high in zip(points, points[1:]):
-        if low.kl <= kl <= high.kl:
-            if high.kl == low.kl:
-                return max(low.reward, high.reward)
-            share = (kl - low.kl) / (high.kl - low.kl)
-            return low.reward + share * (high.reward - low.reward)
-    return None
+    """The reference's reward at ``kl``: its frontier (the upper envelope of its points, as ``llm2 heldout``'s
+    frontier verdict draws it, linear between them); None outside its KL range."""
+    points = [Point(p.kl, p.reward) for p in reference.points]
+    if not points or not min(p.cost for p in points) <= kl <= max(p.cost for p in points):
+        return None
+    return Envelope.of(points).gain_at(kl)
 
 
 def dominance(series: FrontierSeries, reference: FrontierSeries) -> Dominance:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Callable
 
-from llm2.tasks.base import EvalSetting, MetricColumn, Metrics, TaskTexts, TensorSpec, TrainOutput
+from llm2.tasks.base import (EvalSetting, Knob, MetricColumn, Metrics, TaskTexts, TensorSpec, TradeOff,
+                             TrainOutput)
 from llm2.tasks.defaults import spec_of
 from llm2.tasks.preference.common import EXPERTISE, PreferenceTask
 from llm2.tasks.preference_synthetic.config import PreferenceSettings, TrainConfig, WorldConfig
@@ -52,6 +53,12 @@ class PreferenceSyntheticTask(PreferenceTask):
     metric_columns = (MetricColumn("gold_reward", "gold reward", 4, better="higher"),
                       MetricColumn("naturalness", "naturalness", 3, better="higher"),
                       MetricColumn("kl", "KL", 3, better="lower"))
+    # The judge and the gold reward rise as the policy moves from the reference, and dpo itself trades one for the
+    # other through beta and training length: a candidate is judged against dpo's frontier at its own KL. The grid
+    # (beta from a quarter to four times the setting's, half and full budget) spans dpo's KL at every held-out beta.
+    trade_off = TradeOff(cost="kl", cost_label="KL to the reference", gains=("fitness", "gold_reward"),
+                         knobs=(Knob("beta", (0.25, 0.5, 1.0, 2.0, 4.0), relative=True),
+                                Knob("budget", (0.5, 1.0))))
     # The probe has collapsed once it has lost half of what dpo gains by the same point (measured: discopop at beta
     # 0.01 loses about as much as dpo gains; losses that stay put lose nothing), and at least the quick score's
     # sampling noise; without dpo's probe (llm2 evaluate, heldout), 0.15 below the untrained start.

@@ -1,0 +1,33 @@
+"""How commands print tables: as wide as the terminal, names wrapped rather than cut, no spread from one seed."""
+
+from __future__ import annotations
+
+import sys
+
+PIPED_WIDTH = 200  # output to a file or a pipe, where there is no terminal to ask
+
+
+def console():
+    """A rich console as wide as the terminal; piped output gets PIPED_WIDTH columns (a COLUMNS inherited by a
+    pipe says nothing about where the text goes)."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=PIPED_WIDTH)
+
+
+def add_name_column(table, header: str, **options) -> None:
+    """A column of names (candidates, objectives, tasks, options) that wraps a long name over lines, never cuts it."""
+    table.add_column(header, overflow="fold", **options)
+
+
+def spread_text(mean: float | None, std: float | None, seeds: int | None, digits: int = 4) -> str:
+    """'mean ± std'; the mean alone when there is no spread to show (one seed, or none measured)."""
+    if mean is None:
+        return "-"
+    if std is None or seeds == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def fitness_header(seeds: int | None) -> str:
+    return "fitness (1 seed)" if seeds == 1 else "fitness (mean ± std)"
