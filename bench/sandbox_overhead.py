@@ -9,12 +9,15 @@ from submission to the scored result:
                  scores in this process (cascade off: its probe costs one quick scoring, see bench/cascade.py);
   no_pid_ns      the same with the PID namespace left out (no relay fork);
   no_uid_drop    the same with the change to uid 65534 left out;
+  no_new_layers  the same without the layers of issue 19 (the mount namespace with its tmpfs scratch, and the
+                 seccomp allow-list): what they add per evaluation is warm_fork minus this;
   fresh_python   a new ``python -c`` interpreter per candidate that imports torch, loads the task, evaluates.
 The layers are left out as tests do it (LLM2_SANDBOX_SIMULATE_MISSING plus the explicit opt-out), in the worker's
 environment only. The rounds are interleaved, so drifting load on a shared machine hits every way alike.
 
 Then the layers alone, in this process (which, like a worker, has imported torch and holds the task's data):
-fork a child that runs ``confine`` with every layer, or without the PID namespace, or without the uid change, or
+fork a child that runs ``confine`` with every layer, or without the new layers (mount namespace, seccomp allow-list), or
+without the PID namespace, or without the uid change, or
 without both, reports back and exits; timed from the fork to the report (``confined``) and to the reaped process
 (``reaped``: the relay's exit included), against a bare fork that reports at once. Medians in milliseconds.
 
@@ -54,8 +57,10 @@ print(evaluate_trusted(task, OBJECTIVES["dpo"].code, EvalSetting(task.default_se
 """
 
 # name -> the layers left out (simulated missing, and allowed to be)
-SANDBOXED = {"warm_fork": (), "no_pid_ns": ("pid_namespace",), "no_uid_drop": ("unprivileged_user",)}
-CONFINE_VARIANTS = {"bare_fork": None, "all_layers": (), "no_pid_ns": ("pid_namespace",),
+NEW_LAYERS = ("mount_namespace", "seccomp")
+SANDBOXED = {"warm_fork": (), "no_pid_ns": ("pid_namespace",), "no_uid_drop": ("unprivileged_user",),
+             "no_new_layers": NEW_LAYERS}
+CONFINE_VARIANTS = {"bare_fork": None, "all_layers": (), "no_new_layers": NEW_LAYERS, "no_pid_ns": ("pid_namespace",),
                     "no_uid_drop": ("unprivileged_user",), "no_pid_ns_no_uid_drop": ("pid_namespace",
                                                                                      "unprivileged_user")}
 
@@ -190,6 +195,8 @@ def main() -> None:
     print(f"sandbox_overhead_s={medians['warm_fork'] - medians['in_process']:.3f}")
     print(f"pid_namespace_cost_end_to_end_s={medians['warm_fork'] - medians['no_pid_ns']:.3f}")
     print(f"uid_drop_cost_end_to_end_s={medians['warm_fork'] - medians['no_uid_drop']:.3f}")
+    print(f"new_layers_cost_end_to_end_s={medians['warm_fork'] - medians['no_new_layers']:.3f} (target < 0.1)")
+    print(f"new_layers_cost_ms={(reaped['all_layers'] - reaped['no_new_layers']) * 1e3:.1f}")
     print(f"confine_all_layers_ms={(reaped['all_layers'] - reaped['bare_fork']) * 1e3:.1f}")
     print(f"pid_namespace_cost_ms={(reaped['all_layers'] - reaped['no_pid_ns']) * 1e3:.1f}")
     print(f"uid_drop_cost_ms={(reaped['all_layers'] - reaped['no_uid_drop']) * 1e3:.1f}")

@@ -185,8 +185,10 @@ def test_the_corpus_covers_the_issue_list():
     runtime = {p.name for p in programs if p.runtime}
     assert {"infinite_loop", "sleep_past_timeout", "memory_bomb", "fork_bomb", "socket_localhost",
             "write_outside_scratch", "ignore_sigterm", "print_flood", "frame_walk_forge", "frame_builtins_import",
-            "prlimit_worker", "setpriority_others", "unix_socket_connect", "proc_scan"} <= runtime
-    assert {p.layer for p in programs if p.layer} == {"seccomp", "landlock"}
+            "prlimit_worker", "setpriority_others", "unix_socket_connect", "proc_scan", "symlink_in_scratch",
+            "fifo_in_scratch", "device_node", "setsid_escape", "memfd_create", "ctypes_syscall", "sysv_shared_memory",
+            "disk_fill", "environment_secrets"} <= runtime
+    assert {p.layer for p in programs if p.layer} == {"seccomp", "landlock", "mount_namespace"}
 
 
 @pytest.mark.timeout(600)

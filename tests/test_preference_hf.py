@@ -276,7 +276,9 @@ def test_cuda_profile_lifts_only_the_address_space_cap():
         answers[profile_name] = json.loads(done.stdout)
     import resource
 
-    assert len(answers["cuda"][0]) == 8 and answers["cuda"][0] == answers["cpu"][0]
+    from llm2.sandbox.limits import LAYERS
+
+    assert answers["cuda"][0] == answers["cpu"][0] == list(LAYERS)
     assert answers["cuda"][1] == resource.RLIM_INFINITY and answers["cpu"][1] != resource.RLIM_INFINITY
     assert answers["cuda"][2] == answers["cpu"][2] == SandboxLimits().output_bytes
 

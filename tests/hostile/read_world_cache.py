@@ -1,6 +1,6 @@
 # tries: reading the cached world (which holds the gold reward) straight from disk
 # expect: invalid static uses 'open'
-# runtime: invalid contract PermissionError
+# runtime: invalid contract PermissionError|FileNotFoundError
 def loss(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta):
     with open("@WORLD@", "rb") as handle:
         secrets = handle.read()

@@ -126,14 +126,35 @@ def _read_exactly(fd: int, count: int, deadline: float) -> bytes:
 
 def decode_file(path: Path, spec: WeightsSpec) -> dict[str, torch.Tensor]:
     """Read and validate the tensors a (dead) child left in a file; ChannelError names the first problem found."""
+    return decode_weights(read_regular_file(path, payload_limit(spec)), spec)
+
+
+def read_regular_file(path: Path, limit: int) -> bytes:
+    """The bytes of ``path``, a regular file the child wrote, at most ``limit`` of them. Opened without following a
+    link (O_NOFOLLOW) and without waiting on a FIFO (O_NONBLOCK), then checked through its descriptor: a link, a
+    FIFO, a device or a directory in its place is refused, and nothing is read through a name twice."""
     try:
-        size = path.stat().st_size
-    except OSError:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except FileNotFoundError:
         raise ChannelError(f"the child wrote no {path.name}") from None
-    if size > payload_limit(spec):
-        raise ChannelError(f"the child's {path.name} holds {size:,} bytes; the model's weights take at most "
-                           f"{payload_limit(spec):,}")
-    return decode_weights(path.read_bytes(), spec)
+    except OSError as exc:
+        raise ChannelError(f"the child's {path.name} cannot be opened as a file of its own "
+                           f"({os.strerror(exc.errno or 0)}: a symbolic link is refused)") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ChannelError(f"the child's {path.name} is not a regular file (FIFOs, devices and directories are "
+                               "refused)")
+        if info.st_size > limit:
+            raise ChannelError(f"the child's {path.name} holds {info.st_size:,} bytes; the model's weights take at "
+                               f"most {limit:,}")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(limit + 1)
+        if len(data) > limit:
+            raise ChannelError(f"the child's {path.name} holds more than {limit:,} bytes")
+        return data
+    finally:
+        os.close(fd)
 
 
 def decode_weights(payload: bytes, spec: WeightsSpec) -> dict[str, torch.Tensor]:

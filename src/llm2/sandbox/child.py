@@ -42,6 +42,7 @@ class ChildJob:
     limits: SandboxLimits
     readable: tuple[str, ...]
     allow_missing: frozenset[str]
+    hidden: tuple[str, ...]  # the task's hidden paths, resolved: covered in the child's mount namespace
     output: str  # "pipe" | "file" | "directory" (Runtime.output)
     result_fd: int  # child -> worker
     control_fd: int  # worker -> child (probe verdicts)
@@ -53,7 +54,7 @@ def run_child(job: ChildJob, task: Task, data: Any) -> None:
     stage = "static"
     try:
         _isolate_descriptors(job)
-        defences = confine(job.scratch, job.limits, list(job.readable), job.allow_missing)
+        defences = confine(job.scratch, job.limits, list(job.readable), job.allow_missing, job.hidden)
         sys.dont_write_bytecode = True
         channel.send(job.result_fd, {"kind": "stage", "stage": stage, "defences": defences.as_dict()})
         fn = load_function(job.code, task.contract)
@@ -200,8 +201,8 @@ def main() -> None:
     warm_up(task, job_record.setting.task, data)
     job = ChildJob(job_record.code, job_record.setting, bool(request["cascade"]), Path(request["scratch"]),
                    SandboxLimits.from_dict(request["limits"]), tuple(request["readable"]),
-                   frozenset(request["allow_missing"]), request["output"], int(request["result_fd"]),
-                   int(request["control_fd"]), job_record.fingerprint_only)
+                   frozenset(request["allow_missing"]), tuple(request["hidden"]), request["output"],
+                   int(request["result_fd"]), int(request["control_fd"]), job_record.fingerprint_only)
     run_child(job, task, data)
 
 

@@ -79,7 +79,8 @@ def main() -> None:
     # not for the answer (a pipe, bounded by the parent): a cap on files that stays where the user opts out of the
     # rlimits layer; where that layer applies, confine lowers it to limits.output_bytes
     resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_ANSWER_BYTES, MAX_ANSWER_BYTES))
-    confine(Path.cwd(), limits, read_roots(exclude=task.hidden_paths()), frozenset(request["allow_missing"]))
+    hidden = task.hidden_paths()
+    confine(Path.cwd(), limits, read_roots(exclude=hidden), frozenset(request["allow_missing"]), hidden)
     answers = []
     for name, code in request["items"]:
         problems = static_check(code, contract)

@@ -22,6 +22,9 @@ _PR_SET_NO_NEW_PRIVS = 38
 # file-system rights, by the ABI version that introduced them
 _EXECUTE, _WRITE_FILE, _READ_FILE, _READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
 _WRITE_TREE = sum(1 << bit for bit in range(4, 13))  # remove dir/file, make char/dir/reg/sock/fifo/block/sym
+TREE_RIGHTS = {"remove_dir": 1 << 4, "remove_file": 1 << 5, "make_char": 1 << 6, "make_dir": 1 << 7,
+               "make_reg": 1 << 8, "make_sock": 1 << 9, "make_fifo": 1 << 10, "make_block": 1 << 11,
+               "make_sym": 1 << 12}
 _REFER, _TRUNCATE, _IOCTL_DEV = 1 << 13, 1 << 14, 1 << 15
 _NET_BIND_TCP, _NET_CONNECT_TCP = 1 << 0, 1 << 1
 _SCOPE_ABSTRACT_UNIX_SOCKET, _SCOPE_SIGNAL = 1 << 0, 1 << 1
@@ -82,8 +85,8 @@ def _handled_fs(abi: int) -> int:
 
 
 def failure_text(call: str, number: int) -> str:
-    """The reason a system call that set errno to ``number`` failed: "CALL failed: ENAME (strerror)"; limits uses
-    it too."""
+    """The reason a system call that set errno to ``number`` failed: "CALL failed: ENAME (strerror)"; the other
+    layers use it too."""
     return f"{call} failed: {errno.errorcode.get(number, number)} ({os.strerror(number)})"
 
 
@@ -92,8 +95,12 @@ def _failure(call: str) -> LandlockUnavailable:
     return LandlockUnavailable(number, failure_text(call, number))
 
 
-def restrict(read_paths: list[str], write_paths: list[str]) -> LandlockResult:
-    """Confine this thread and those it starts; returns the ABI and what it enforces. Irreversible."""
+def restrict(read_paths: list[str], write_paths: list[str],
+             refused_write_rights: tuple[str, ...] = ()) -> LandlockResult:
+    """Confine this thread and those it starts; returns the ABI and what it enforces. Irreversible.
+
+    ``refused_write_rights`` (names in TREE_RIGHTS): what the write paths do not get though the ruleset handles it,
+    so nowhere may it be done (e.g. "make_sym": no symbolic link anywhere)."""
     abi = abi_version()
     if abi < 1:
         raise LandlockUnavailable(errno.ENOSYS, "the kernel has no Landlock (not built in, or not enabled at boot)")
@@ -107,8 +114,9 @@ def restrict(read_paths: list[str], write_paths: list[str]) -> LandlockResult:
     try:
         for path in read_paths:
             _allow(ruleset, path, _READ)
+        writable = handled & ~sum(TREE_RIGHTS[name] for name in refused_write_rights)
         for path in write_paths:
-            _allow(ruleset, path, handled)
+            _allow(ruleset, path, writable)
         if _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
             raise _failure("prctl(PR_SET_NO_NEW_PRIVS)")
         if _libc.syscall(_SYS_RESTRICT_SELF, ctypes.c_int(ruleset), ctypes.c_uint32(0)) != 0:
@@ -120,7 +128,7 @@ def restrict(read_paths: list[str], write_paths: list[str]) -> LandlockResult:
 
 def _allow(ruleset: int, path: str, rights: int) -> None:
     try:
-        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        fd = os.open(os.path.realpath(path), os.O_PATH | os.O_CLOEXEC)  # the rule is on what the path names
     except OSError:
         return  # a path that does not exist (or cannot be reached) needs no rule: it stays denied
     try:

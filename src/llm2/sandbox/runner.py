@@ -27,6 +27,7 @@ from typing import Any, Callable
 from llm2.curves import clean_curves
 from llm2.sandbox import channel
 from llm2.sandbox.child import CONTINUE, OUTPUT_FILE, ChildJob, run_child
+from llm2.sandbox.environment import worker_environment
 from llm2.sandbox.limits import (SPAWN_STARTUP_S, SandboxLimits, bytes_text, cuda_limits, end_child, kill_group,
                                  signal_reason)
 from llm2.tasks.base import EvalSetting, Runtime, Task, TrainOutput
@@ -72,8 +73,10 @@ def runtime_limits(limits: SandboxLimits, runtime: Runtime) -> SandboxLimits:
     if runtime.device == "cuda":
         limits = cuda_limits(limits)
     changes: dict[str, Any] = {}
-    if runtime.output in ("file", "directory") and runtime.output_limit_bytes:
-        changes["output_bytes"] = max(limits.output_bytes, runtime.output_limit_bytes)
+    if runtime.output in ("file", "directory"):
+        changes["scratch_bytes"] = 0  # the worker reads the output from the scratch: it stays on disk
+        if runtime.output_limit_bytes:
+            changes["output_bytes"] = max(limits.output_bytes, runtime.output_limit_bytes)
     if runtime.memory_bytes:
         changes["memory_bytes"] = max(limits.memory_bytes, runtime.memory_bytes)
     return replace(limits, **changes) if changes else limits
@@ -83,12 +86,15 @@ class SandboxRunner:
     """Runs candidate code for one task, one candidate at a time, each in a fresh confined process."""
 
     def __init__(self, task: Task, task_spec: str, scratch_root: str | None = None):
-        from llm2.sandbox.limits import prepare_worker, read_roots
+        from llm2.sandbox.confine import prepare_worker
+        from llm2.sandbox.filesystem import read_roots
 
         self.task, self.task_spec = task, task_spec
         self.scratch_root = Path(tempfile.mkdtemp(prefix="llm2-sandbox-", dir=scratch_root))
-        self.readable = tuple(read_roots(exclude=task.hidden_paths()))
+        self.hidden = tuple(task.hidden_paths())
+        self.readable = tuple(read_roots(exclude=self.hidden))
         self._outputs = 0
+        self._refusal: tuple[str | None] | None = None  # the hidden-path self-test's verdict, once made
         prepare_worker()
 
     def close(self) -> None:
@@ -98,12 +104,15 @@ class SandboxRunner:
                  judge_probe: ProbeJudge, fingerprint_only: bool = False) -> ChildOutcome:
         runtime = self.task.runtime(setting.task)
         limits = runtime_limits(options.limits, runtime)
+        refusal = self._self_test(limits, options.allow_missing)
+        if refusal is not None:
+            return ChildOutcome("failed", "static", refusal)
         scratch = Path(tempfile.mkdtemp(prefix="cand-", dir=self.scratch_root))
         os.chmod(scratch, 0o777)  # the child runs as an unprivileged user; the directory is its only workspace
         result_r, result_w = os.pipe()
         control_r, control_w = os.pipe()
         job = ChildJob(code, setting, options.cascade, scratch, limits, self.readable, options.allow_missing,
-                       runtime.output, result_w, control_r, fingerprint_only)
+                       self.hidden, runtime.output, result_w, control_r, fingerprint_only)
         try:
             pid = self._start(job, runtime.start, data)
         finally:
@@ -127,6 +136,14 @@ class SandboxRunner:
             os.close(control_w)
             shutil.rmtree(scratch, ignore_errors=True)
 
+    def _self_test(self, limits: SandboxLimits, allow_missing: frozenset[str]) -> str | None:
+        """Once per runner, before the first candidate: the hidden-path self-test (``selftest.py``)."""
+        if self._refusal is None:
+            from llm2.sandbox.selftest import refusal
+
+            self._refusal = (refusal(self.hidden, list(self.readable), limits, allow_missing, self.scratch_root),)
+        return self._refusal[0]
+
     def _start(self, job: ChildJob, start: str, data: Any) -> int:
         if start == "fork":
             pid = os.fork()
@@ -140,11 +157,12 @@ class SandboxRunner:
                                                                          fingerprint_only=job.fingerprint_only)),
                    "cascade": job.cascade, "scratch": str(job.scratch), "limits": asdict(job.limits),
                    "readable": list(job.readable), "allow_missing": sorted(job.allow_missing),
+                   "hidden": list(job.hidden),
                    "output": job.output, "result_fd": job.result_fd, "control_fd": job.control_fd,
                    "parent": os.getpid()}
         # NVML answers torch.cuda.is_available() without initialising CUDA, which must first happen in the
         # confined process: confine forks (into the PID namespace), and CUDA does not survive a fork.
-        environment = {**os.environ, "PYTORCH_NVML_BASED_CUDA_CHECK": "1"}
+        environment = {**worker_environment(), "PYTORCH_NVML_BASED_CUDA_CHECK": "1"}
         # its own process group from the start, so that a timeout during its start-up kills it as well
         process = subprocess.Popen([sys.executable, "-m", "llm2.sandbox.child"], stdin=subprocess.PIPE,
                                    pass_fds=(job.result_fd, job.control_fd), cwd=job.scratch, env=environment,
@@ -292,7 +310,10 @@ class _Supervisor:
         if "MemoryError" in message or "Cannot allocate memory" in message:
             return f" (the memory limit is {bytes_text(self.limits.memory_bytes)})"
         if "[Errno 1] Operation not permitted" in message:
-            return " (the sandbox forbids new processes, programs, sockets and signals)"
+            return (" (the sandbox allows only the system calls training needs: no new processes, programs, sockets,"
+                    " links, shared memory or signals to others)")
+        if "[Errno 28] No space left on device" in message and self.limits.scratch_bytes:
+            return f" (the working directory holds at most {bytes_text(self.limits.scratch_bytes)} in all)"
         if "[Errno 13] Permission denied" in message:
             return " (the sandbox allows writing only in the working directory, reading only Python's own files)"
         return ""
