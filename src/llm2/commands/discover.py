@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from llm2.commands.common import (allow_missing_option, check_layers, load_task, parse_settings,
-                                  reopen_for_resume, task_option, task_settings_option)
+                                  reopen_for_resume, task_option, task_settings_option, world_secret_option)
 from llm2.discovery.config import DiscoveryConfig
 
 DEFAULTS = DiscoveryConfig()
@@ -78,6 +78,7 @@ def proposer_options(proposer: str, *, model: str | None, base_url: str | None, 
               metavar="N", help="Keep the trained weights of the N best candidates (first training seed) in "
               "RUN_DIR/checkpoints, for llm2 export --checkpoints (local executor).")
 @allow_missing_option
+@world_secret_option
 def discover(task_spec, task_options, proposer, model, base_url, api_key_env, replay, generations, population,
              history, top_k, temperature, seed, seeds, run_dir, resume, prompt_dir, executor, workers, ray_address,
              timeout, request_timeout, max_tokens, max_cost, price_prompt, price_completion, keep_checkpoints,
@@ -86,6 +87,7 @@ def discover(task_spec, task_options, proposer, model, base_url, api_key_env, re
     its offline proposer."""
     from llm2.archive import ArchiveError
     from llm2.discovery.run import create_run, default_run_dir
+    from llm2.tasks import world_secret
 
     allowed = check_layers(allow_missing)
     cli_proposer = dict(model=model, base_url=base_url, api_key_env=api_key_env, replay=replay, seed=seed,
@@ -117,7 +119,8 @@ def discover(task_spec, task_options, proposer, model, base_url, api_key_env, re
                 generations=generations or DEFAULTS.generations, population=population, history=history,
                 top_k=top_k, temperature=temperature, seed=seed, seeds=seeds, executor=executor,
                 workers=workers, ray_address=ray_address, timeout_s=timeout, prompt_dir=prompt_dir,
-                allow_missing=tuple(sorted(allowed)), keep_checkpoints=keep_checkpoints)
+                allow_missing=tuple(sorted(allowed)), keep_checkpoints=keep_checkpoints,
+                world_secret=world_secret.fingerprint())
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
         run_dir = run_dir or default_run_dir()

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from llm2.commands.common import (allow_missing_option, check_layers, load_task, sweep_settings, task_option,
-                                  task_settings_option)
+                                  task_settings_option, world_secret_option)
 from llm2.discovery.evaluations import CandidateOutcome
 
 
@@ -109,6 +109,7 @@ def print_table(task, fitness_name: str, references: list[tuple[str, Any]], rows
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Also store the points in this run's archive (for its report's figures).")
 @allow_missing_option
+@world_secret_option
 def evaluate(task_spec, task_options, objectives, code_files, objective_files, seeds, workers, timeout, json_path,
              run_dir, allow_missing) -> None:
     """Train and score each objective at each setting and seed; every function runs in the sandbox.
@@ -152,7 +153,9 @@ def evaluate(task_spec, task_options, objectives, code_files, objective_files, s
     fitness_name = task.texts_for(settings_list[0]).fitness_name
     print_table(task, fitness_name, references, rows)
     if json_path:
-        payload = {"task": task.name, "fitness": fitness_name,
+        from llm2.tasks import world_secret
+
+        payload = {"task": task.name, "fitness": fitness_name, "world_secret": world_secret.fingerprint(),
                    "references": [{"setting": text, "fitness_mean": m.fitness, "values": m.values}
                                   for text, m in references],
                    "results": [asdict(r) for r in rows]}

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from llm2.commands.common import allow_missing_option, check_layers, open_run_archive, run_task
+from llm2.commands.common import (allow_missing_option, check_layers, open_run_archive, run_task,
+                                  world_secret_option)
 
 
 @click.command()
@@ -22,6 +23,7 @@ from llm2.commands.common import allow_missing_option, check_layers, open_run_ar
               help="Seconds per evaluation.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the verdicts as JSON.")
 @allow_missing_option
+@world_secret_option
 def heldout(run_dir, top, seeds, workers, timeout, json_path, allow_missing) -> None:
     """Win rate against the reference with a 95 % interval and a paired test, off the discovery's setting."""
     from llm2.archive.ranking import baseline
@@ -33,6 +35,7 @@ def heldout(run_dir, top, seeds, workers, timeout, json_path, allow_missing) -> 
     archive = open_run_archive(run_dir, readonly=False)
     try:
         task, settings, config = run_task(archive)
+        _warn_on_another_secret(config.world_secret)
         candidates = archive.best(top)
         reference = baseline(archive.candidates(), task.reference_baseline)
         if reference is None:
@@ -54,6 +57,15 @@ def heldout(run_dir, top, seeds, workers, timeout, json_path, allow_missing) -> 
     print_verdicts(verdicts)
     if json_path:
         Path(json_path).write_text(json.dumps([asdict(v) for v in verdicts], indent=2), encoding="utf-8")
+
+
+def _warn_on_another_secret(recorded: str | None) -> None:
+    from llm2.tasks import world_secret
+
+    if recorded is not None and recorded != world_secret.fingerprint():
+        click.echo(f"WARNING: the run was made with the world secret {recorded}, this check uses "
+                   f"{world_secret.fingerprint()}: its worlds differ, so the run's fitness column is not comparable "
+                   "(give the run's secret with --world-secret FILE).", err=True)
 
 
 def print_verdicts(verdicts) -> None:

@@ -17,6 +17,7 @@ from llm2.commands.common import (
     reopen_for_resume,
     task_option,
     task_settings_option,
+    world_secret_option,
 )
 
 # Options a resumed run may be given (how it runs, not what it does); any other one would change the plan.
@@ -75,6 +76,7 @@ RESUMABLE_OPTIONS = ("run_dir", "resume", "workers", "timeout")
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
 @click.option("--resume", is_flag=True, help="Continue the self-develop run stored in --run-dir.")
 @allow_missing_option
+@world_secret_option
 @click.pass_context
 def self_develop(ctx, task_spec, task_options, factory, factory_options, iterations, samples, temperature,
                  chosen_top, rejected_bottom, rejected_pool, factory_objective, tuning, beta, epochs, learning_rate,
@@ -180,6 +182,7 @@ def _create(task_spec, task, settings, plan, seeds, workers, timeout, allowed, r
     from llm2.discovery.run import create_run
     from llm2.selfdev.files import RunFiles, write_json
     from llm2.selfdev.sampling import PROPOSER_NAME
+    from llm2.tasks import world_secret
 
     try:
         # What every other command reads: generation = iteration + 1, population = samples per iteration.
@@ -187,7 +190,7 @@ def _create(task_spec, task, settings, plan, seeds, workers, timeout, allowed, r
             task=task_spec, task_settings=dataclasses.asdict(settings), proposer=PROPOSER_NAME,
             proposer_options={"model": plan.factory}, generations=plan.iterations + 1, population=plan.samples,
             temperature=plan.temperatures[0], seed=plan.seed, seeds=seeds, workers=workers, timeout_s=timeout,
-            allow_missing=tuple(sorted(allowed)))
+            allow_missing=tuple(sorted(allowed)), world_secret=world_secret.fingerprint())
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     files = RunFiles(run_dir)

@@ -33,6 +33,7 @@ class DiscoveryConfig:
     prompt_dir: str | None = None
     allow_missing: tuple[str, ...] = ()  # sandbox layers the user explicitly let go (recorded, shown in reports)
     keep_checkpoints: int = 0  # keep the trained weights of this many best candidates (their first seed's)
+    world_secret: str | None = None  # the fingerprint of the world secret the run's worlds were built with
 
     def __post_init__(self) -> None:
         problems = []

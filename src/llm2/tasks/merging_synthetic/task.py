@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from llm2.tasks import world_secret
 from llm2.tasks.base import EvalSetting, MetricColumn, TaskTexts, TensorSpec, TrainOutput
 from llm2.tasks.defaults import spec_of
 from llm2.tasks.merging.baselines import BASELINES
@@ -96,8 +97,8 @@ class MergingSyntheticTask(MergingTask):
     )
 
     def __init__(self) -> None:
-        self._inputs: dict[MergingSyntheticSettings, world.MergeInputs] = {}
-        self._scorers: dict[MergingSyntheticSettings, MergedModelScorer] = {}
+        self._inputs: dict[tuple[str, MergingSyntheticSettings], world.MergeInputs] = {}
+        self._scorers: dict[tuple[str, MergingSyntheticSettings], MergedModelScorer] = {}
 
     # -- trusted main process ----------------------------------------------------------------------------------
     def prepare(self, settings: MergingSyntheticSettings) -> None:
@@ -105,10 +106,11 @@ class MergingSyntheticTask(MergingTask):
 
     # -- training side -----------------------------------------------------------------------------------------
     def training_data(self, settings: MergingSyntheticSettings) -> world.MergeInputs:
-        if settings not in self._inputs:
-            self._inputs[settings] = world.load_inputs(settings.world_seed, settings.experts, settings.expert_seed,
-                                                       settings.world)
-        return self._inputs[settings]
+        key = (world_secret.published_fingerprint(), settings)  # another secret, other models
+        if key not in self._inputs:
+            self._inputs[key] = world.load_inputs(settings.world_seed, settings.experts, settings.expert_seed,
+                                                  settings.world)
+        return self._inputs[key]
 
     def output_spec(self, data: world.MergeInputs) -> dict[str, TensorSpec]:
         return spec_of(data.base)
@@ -126,9 +128,10 @@ class MergingSyntheticTask(MergingTask):
     # -- scoring side ------------------------------------------------------------------------------------------
     def scorer(self, settings: MergingSyntheticSettings) -> MergedModelScorer:
         key = dataclasses.replace(settings, expert_seed=0)  # scoring does not depend on which experts were made
-        if key not in self._scorers:
-            self._scorers[key] = MergedModelScorer(settings.world_seed, settings.experts, settings.world)
-        return self._scorers[key]
+        secret = world_secret.fingerprint()  # another secret, other held-out problems
+        if (secret, key) not in self._scorers:
+            self._scorers[(secret, key)] = MergedModelScorer(settings.world_seed, settings.experts, settings.world)
+        return self._scorers[(secret, key)]
 
     # -- texts, held-out suite, export -------------------------------------------------------------------------
     def setting_text(self, settings: MergingSyntheticSettings) -> str:

@@ -20,6 +20,11 @@ With these, merging the default three experts by task arithmetic (0.71 ± 0.02 o
 beats the seed (0.52) and every single expert (0.55-0.63) on the mean over their skills, while summing the task
 vectors unscaled (λ = 1) loses much of the gain (0.62 on validation problems, against 0.72 at λ = 0.6): the
 interference merge methods are made for is there, in a model built in under a minute of CPU.
+
+Which inputs are held out, and which of them are scored, follows from the world seed and the world secret
+(``llm2.tasks.world_secret``): a candidate that knows the code and the world seed cannot name the held-out
+problems. The seed model and the experts train on the other inputs, so they too are built per secret, in a folder
+named by its fingerprint.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from llm2.tasks import cache
+from llm2.tasks import cache, world_secret
 from llm2.tasks.merging_synthetic import skills as skillset
 from llm2.tasks.merging_synthetic.model import TinyLM, answer_loss
 from llm2.tasks.threads import single_thread
@@ -62,7 +67,14 @@ RECIPES = {
 
 
 def world_dir(world_seed: int, recipe: str = "default") -> Path:
-    return cache.cache_dir() / "merging-synthetic" / f"{VERSION}-{recipe}-world{world_seed}"
+    """Any process: named by the fingerprint a trusted ancestor published (a worker never reads the secret)."""
+    fingerprint = world_secret.published_fingerprint()
+    return cache.cache_dir() / "merging-synthetic" / f"{VERSION}-{recipe}-s{fingerprint}-world{world_seed}"
+
+
+def split_key(world_seed: int) -> int:
+    """The key of the train / held-out split of inputs (trusted processes only: it needs the secret)."""
+    return world_secret.derive_seed("merging-synthetic", "split", world_seed) % 2**31
 
 
 def seed_file(world_seed: int, recipe: str = "default") -> Path:
@@ -103,7 +115,8 @@ def build_seed(world_seed: int, recipe: Recipe = RECIPES["default"]) -> dict[str
         torch.manual_seed(world_seed)
         model = TinyLM(width=recipe.width)
         generator = torch.Generator().manual_seed(world_seed)
-        data = skillset.mixture(list(range(len(skillset.SKILLS))), recipe.seed_steps * BATCH, generator, world_seed)
+        data = skillset.mixture(list(range(len(skillset.SKILLS))), recipe.seed_steps * BATCH, generator,
+                                split_key(world_seed))
         _fit(model, data, recipe.seed_lr, recipe.seed_warmup)
         return _state(model)
 
@@ -116,16 +129,16 @@ def build_expert(seed_state: dict[str, torch.Tensor], world_seed: int, skill: st
         model.load_state_dict(seed_state)  # copies into the model's own tensors: seed_state stays as it is
         index = skillset.skill_index(skill)
         generator = torch.Generator().manual_seed(1_000_003 * (expert_seed + 1) + 7_919 * world_seed + index)
-        data = skillset.problems(index, recipe.expert_steps * BATCH, generator, world_seed, heldout=False)
+        data = skillset.problems(index, recipe.expert_steps * BATCH, generator, split_key(world_seed), heldout=False)
         _fit(model, data, recipe.expert_lr, warmup=0)
         return _state(model)
 
 
 def build_heldout(world_seed: int, recipe: Recipe = RECIPES["default"]) -> dict[str, dict[str, torch.Tensor]]:
-    generator = torch.Generator().manual_seed(2**31 - 1 - world_seed)
+    generator = torch.Generator().manual_seed(world_secret.derive_seed("merging-synthetic", "heldout", world_seed))
     found = {}
     for index, skill in enumerate(skillset.SKILL_NAMES):
-        problems = skillset.problems(index, recipe.heldout_problems, generator, world_seed, heldout=True)
+        problems = skillset.problems(index, recipe.heldout_problems, generator, split_key(world_seed), heldout=True)
         found[skill] = {"tokens": problems.tokens, "targets": problems.targets}
     return found
 
@@ -133,6 +146,7 @@ def build_heldout(world_seed: int, recipe: Recipe = RECIPES["default"]) -> dict[
 def prepare_world(world_seed: int, skills: tuple[str, ...], expert_seed: int, recipe: str = "default") -> None:
     """Build (once) the seed, the named experts and the held-out problems of ``world_seed``."""
     how = RECIPES[recipe]
+    world_secret.fingerprint()  # publishes it, for the files' names
     cache.build_once(problems_file(world_seed, recipe), lambda: build_heldout(world_seed, how))
     cache.build_once(seed_file(world_seed, recipe), lambda: build_seed(world_seed, how))
     seed_state: dict[str, torch.Tensor] | None = None
@@ -162,6 +176,7 @@ def load_inputs(world_seed: int, skills: tuple[str, ...], expert_seed: int, reci
 
 
 def load_heldout(world_seed: int, recipe: str = "default") -> dict[str, skillset.Problems]:
+    world_secret.fingerprint()  # trusted: the secret in use names the files
     stored = cache.load(problems_file(world_seed, recipe))
     return {skill: skillset.Problems(p["tokens"], p["targets"]) for skill, p in stored.items()}
 

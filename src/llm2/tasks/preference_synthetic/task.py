@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Callable
 
+from llm2.tasks import world_secret
 from llm2.tasks.base import EvalSetting, MetricColumn, Metrics, TaskTexts, TensorSpec, TrainOutput
 from llm2.tasks.defaults import spec_of
 from llm2.tasks.preference.common import EXPERTISE, PreferenceTask
@@ -81,7 +82,7 @@ class PreferenceSyntheticTask(PreferenceTask):
 
     # -- scoring side ------------------------------------------------------------------------------------------
     def scorer(self, settings: PreferenceSettings) -> "PreferenceScorer":
-        key = (settings.world_seed, settings.fitness)
+        key = (world_secret.fingerprint(), settings.world_seed, settings.fitness)  # another secret, another world
         if key not in self._scorers:
             self._scorers[key] = PreferenceScorer(load_world(self.world_config, settings.world_seed),
                                                   self.train_config, settings)
