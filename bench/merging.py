@@ -69,7 +69,6 @@ def section_lambda() -> float:
 
     from llm2.sandbox.loader import load_function
     from llm2.tasks.merging_synthetic import skills as skillset
-    from llm2.tasks.merging_synthetic import world
     from llm2.tasks.merging_synthetic.model import model_from_state, solved
     from llm2.tasks.merging_synthetic.task import MergingSyntheticSettings, MergingSyntheticTask, merge_models
 
@@ -77,8 +76,7 @@ def section_lambda() -> float:
     task.prepare(settings)
     data = task.training_data(settings)
     generator = torch.Generator().manual_seed(12345)
-    split = world.split_key(settings.world_seed)  # the training side of this world's split
-    validation = {s: skillset.problems(skillset.skill_index(s), 1024, generator, split, heldout=False)
+    validation = {s: skillset.problems(skillset.skill_index(s), 1024, generator, settings.world_seed, heldout=False)
                   for s in settings.experts}
     rows = []
     for lam in [round(0.1 * i, 1) for i in range(1, 11)]:

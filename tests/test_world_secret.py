@@ -17,8 +17,7 @@ from llm2.cli import main
 from llm2.discovery.config import DiscoveryConfig
 from llm2.discovery.run import create_run
 from llm2.tasks import load_task, world_secret
-from llm2.tasks.merging_synthetic import skills
-from llm2.tasks.merging_synthetic.world import split_key
+from llm2.tasks.merging_synthetic.world import RECIPES, build_heldout, problems_file, seed_file
 from llm2.tasks.preference_synthetic import world as world_module
 from llm2.tasks.preference_synthetic.config import WorldConfig
 from llm2.tasks.preference_synthetic.world import build_world, training_path, world_path
@@ -71,7 +70,6 @@ def test_same_secret_same_world_another_secret_another_hidden_world(secrets_dir)
     first_world_file, first_training_file = world_path(TINY, 0), training_path(TINY, 0, 0.2)
     assert torch.equal(build_world(TINY, 0).token_rewards, world.token_rewards)  # reproducible
     assert not torch.equal(world.token_rewards, public_seed_rewards(TINY, 0)), "rebuilt from the public seed"
-    heldout_split = split_key(0)
 
     world_secret.use_file(write_secret(secrets_dir / "second", "b" * 40))
     other = build_world(TINY, 0)
@@ -82,20 +80,21 @@ def test_same_secret_same_world_another_secret_another_hidden_world(secrets_dir)
     assert not torch.equal(other.pairs(0.2).chosen, world.pairs(0.2).chosen)
     # the caches are the secret's: the new secret can never reuse the old one's hidden data
     assert world_path(TINY, 0) != first_world_file and training_path(TINY, 0, 0.2) != first_training_file
-    assert split_key(0) != heldout_split
 
     world_secret.use_file(first)  # back to the first secret: the same numbers again
     assert torch.equal(build_world(TINY, 0).token_rewards, world.token_rewards)
     assert world_path(TINY, 0) == first_world_file
 
 
-def test_the_merging_split_follows_the_secret(secrets_dir):
+def test_the_merging_heldout_draw_follows_the_secret(secrets_dir):
     world_secret.use_file(write_secret(secrets_dir / "first", "a" * 40))
-    inputs = torch.randint(0, skills.ALPHABET, (4096, 6), generator=torch.Generator().manual_seed(0))
-    held = skills._reserved(0, inputs, split_key(0))
+    recipe = RECIPES["small"]
+    drawn, first_file = build_heldout(0, recipe), problems_file(0, "small")
+    assert torch.equal(build_heldout(0, recipe)["copy"]["tokens"], drawn["copy"]["tokens"])
     world_secret.use_file(write_secret(secrets_dir / "second", "b" * 40))
-    other = skills._reserved(0, inputs, split_key(0))
-    assert 0.08 < held.float().mean() < 0.17 and not torch.equal(held, other)
+    assert not torch.equal(build_heldout(0, recipe)["copy"]["tokens"], drawn["copy"]["tokens"])
+    assert problems_file(0, "small") != first_file
+    assert seed_file(0, "small").parent == first_file.parent  # the models stay: they are the training side
 
 
 @pytest.mark.parametrize(("text", "mode", "message"), [

@@ -5,7 +5,7 @@ of 3 to 10 symbols and y the answer. Every skill writes its symbols with its own
 mathematics and code use different tokens than chat), so that an expert's fine-tuning moves mostly its own rows of
 the embedding and output matrices and its task vector interferes less with the other experts'.
 
-Problems are split once and for all between training and scoring by a hash of (skill, input, split key): about
+Problems are split once and for all between training and scoring by a hash of (skill, input, world seed): about
 one input in HELDOUT_SHARE is reserved for scoring and never appears in any training batch, so exact-match on
 held-out problems measures the skill, not memory of the training set.
 """
@@ -61,10 +61,9 @@ def skill_index(name: str) -> int:
     return SKILL_NAMES.index(name)
 
 
-def _reserved(skill: int, x: torch.Tensor, split_key: int) -> torch.Tensor:
-    """Whether each input row is reserved for scoring: a multiplicative hash of (skill, length, symbols, key); the
-    key mixes the world seed with the world secret (``world.split_key``), so no candidate can recompute it."""
-    key = torch.full((x.shape[0],), (split_key * 1_000_003 + skill * 7_919 + x.shape[1]) % 2**31, dtype=torch.int64)
+def _reserved(skill: int, x: torch.Tensor, world_seed: int) -> torch.Tensor:
+    """Whether each input row is reserved for scoring: a multiplicative hash of (skill, length, symbols, seed)."""
+    key = torch.full((x.shape[0],), (world_seed * 1_000_003 + skill * 7_919 + x.shape[1]) % 2**31, dtype=torch.int64)
     for column in range(x.shape[1]):
         key = (key * 1_103_515_245 + x[:, column] + 12_345) % 2**31
     return (key >> 8) % HELDOUT_SHARE == 0
@@ -82,7 +81,7 @@ class Problems:
         return self.tokens.shape[0]
 
 
-def problems(skill: int, count: int, generator: torch.Generator, split_key: int, heldout: bool) -> Problems:
+def problems(skill: int, count: int, generator: torch.Generator, world_seed: int, heldout: bool) -> Problems:
     """``count`` problems of one skill, from the training side of the split or the held-out side."""
     lengths = torch.randint(MIN_LENGTH, MAX_LENGTH + 1, (count,), generator=generator)
     tokens = torch.full((count, SEQUENCE_LENGTH), PAD, dtype=torch.int64)
@@ -92,7 +91,7 @@ def problems(skill: int, count: int, generator: torch.Generator, split_key: int,
         rows = (lengths == length).nonzero().flatten()
         if rows.numel() == 0:
             continue
-        x = _sample_side(skill, length, rows.numel(), generator, split_key, heldout)
+        x = _sample_side(skill, length, rows.numel(), generator, world_seed, heldout)
         y = SKILLS[SKILL_NAMES[skill]].apply(x)
         answer = y.shape[1]
         tokens[rows, 0] = FIRST_SKILL_TOKEN + skill
@@ -105,7 +104,7 @@ def problems(skill: int, count: int, generator: torch.Generator, split_key: int,
     return Problems(tokens, targets)
 
 
-def _sample_side(skill: int, length: int, count: int, generator: torch.Generator, split_key: int,
+def _sample_side(skill: int, length: int, count: int, generator: torch.Generator, world_seed: int,
                  heldout: bool) -> torch.Tensor:
     """Uniform inputs of one length, rejection-sampled to the wanted side of the split."""
     kept: list[torch.Tensor] = []
@@ -113,15 +112,15 @@ def _sample_side(skill: int, length: int, count: int, generator: torch.Generator
     while found < count:
         draw = torch.randint(0, ALPHABET, (2 * count * (HELDOUT_SHARE if heldout else 1) + 16, length),
                              generator=generator)
-        draw = draw[_reserved(skill, draw, split_key) == heldout]
+        draw = draw[_reserved(skill, draw, world_seed) == heldout]
         kept.append(draw)
         found += draw.shape[0]
     return torch.cat(kept)[:count]
 
 
-def mixture(skills: list[int], count: int, generator: torch.Generator, split_key: int) -> Problems:
+def mixture(skills: list[int], count: int, generator: torch.Generator, world_seed: int) -> Problems:
     """Training problems from several skills in equal shares, shuffled."""
     share = [count // len(skills) + (1 if i < count % len(skills) else 0) for i in range(len(skills))]
-    parts = [problems(s, n, generator, split_key, heldout=False) for s, n in zip(skills, share) if n]
+    parts = [problems(s, n, generator, world_seed, heldout=False) for s, n in zip(skills, share) if n]
     order = torch.randperm(count, generator=generator)
     return Problems(torch.cat([p.tokens for p in parts])[order], torch.cat([p.targets for p in parts])[order])

@@ -97,7 +97,7 @@ class MergingSyntheticTask(MergingTask):
     )
 
     def __init__(self) -> None:
-        self._inputs: dict[tuple[str, MergingSyntheticSettings], world.MergeInputs] = {}
+        self._inputs: dict[MergingSyntheticSettings, world.MergeInputs] = {}
         self._scorers: dict[tuple[str, MergingSyntheticSettings], MergedModelScorer] = {}
 
     # -- trusted main process ----------------------------------------------------------------------------------
@@ -106,11 +106,10 @@ class MergingSyntheticTask(MergingTask):
 
     # -- training side -----------------------------------------------------------------------------------------
     def training_data(self, settings: MergingSyntheticSettings) -> world.MergeInputs:
-        key = (world_secret.published_fingerprint(), settings)  # another secret, other models
-        if key not in self._inputs:
-            self._inputs[key] = world.load_inputs(settings.world_seed, settings.experts, settings.expert_seed,
-                                                  settings.world)
-        return self._inputs[key]
+        if settings not in self._inputs:
+            self._inputs[settings] = world.load_inputs(settings.world_seed, settings.experts, settings.expert_seed,
+                                                       settings.world)
+        return self._inputs[settings]
 
     def output_spec(self, data: world.MergeInputs) -> dict[str, TensorSpec]:
         return spec_of(data.base)

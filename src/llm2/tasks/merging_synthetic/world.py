@@ -21,10 +21,11 @@ beats the seed (0.52) and every single expert (0.55-0.63) on the mean over their
 vectors unscaled (λ = 1) loses much of the gain (0.62 on validation problems, against 0.72 at λ = 0.6): the
 interference merge methods are made for is there, in a model built in under a minute of CPU.
 
-Which inputs are held out, and which of them are scored, follows from the world seed and the world secret
-(``llm2.tasks.world_secret``): a candidate that knows the code and the world seed cannot name the held-out
-problems. The seed model and the experts train on the other inputs, so they too are built per secret, in a folder
-named by its fingerprint.
+Which held-out problems are scored is drawn with a seed that mixes the world seed with the world secret
+(``llm2.tasks.world_secret``), and that file is named by the secret's fingerprint. The split itself (which inputs
+are reserved) stays with the world seed: it decides what the seed model and the experts were trained on, which a
+candidate is handed anyway, and a skill's answers are a public function of its input, so the split hides nothing a
+merge could use; the secret would only re-roll the models and the findings above (docs/security.md).
 """
 
 from __future__ import annotations
@@ -67,14 +68,7 @@ RECIPES = {
 
 
 def world_dir(world_seed: int, recipe: str = "default") -> Path:
-    """Any process: named by the fingerprint a trusted ancestor published (a worker never reads the secret)."""
-    fingerprint = world_secret.published_fingerprint()
-    return cache.cache_dir() / "merging-synthetic" / f"{VERSION}-{recipe}-s{fingerprint}-world{world_seed}"
-
-
-def split_key(world_seed: int) -> int:
-    """The key of the train / held-out split of inputs (trusted processes only: it needs the secret)."""
-    return world_secret.derive_seed("merging-synthetic", "split", world_seed) % 2**31
+    return cache.cache_dir() / "merging-synthetic" / f"{VERSION}-{recipe}-world{world_seed}"
 
 
 def seed_file(world_seed: int, recipe: str = "default") -> Path:
@@ -86,8 +80,9 @@ def expert_file(world_seed: int, skill: str, expert_seed: int, recipe: str = "de
 
 
 def problems_file(world_seed: int, recipe: str = "default") -> Path:
-    """Scoring data: the held-out problems of every skill (never loaded on the training side)."""
-    return world_dir(world_seed, recipe) / "heldout-problems.pt"
+    """Scoring data: the held-out problems of every skill (never loaded on the training side), drawn per world
+    secret (trusted processes only: naming it reads the secret)."""
+    return world_dir(world_seed, recipe) / f"heldout-problems-s{world_secret.fingerprint()}.pt"
 
 
 def _fit(model: TinyLM, problems: skillset.Problems, lr: float, warmup: int) -> None:
@@ -115,8 +110,7 @@ def build_seed(world_seed: int, recipe: Recipe = RECIPES["default"]) -> dict[str
         torch.manual_seed(world_seed)
         model = TinyLM(width=recipe.width)
         generator = torch.Generator().manual_seed(world_seed)
-        data = skillset.mixture(list(range(len(skillset.SKILLS))), recipe.seed_steps * BATCH, generator,
-                                split_key(world_seed))
+        data = skillset.mixture(list(range(len(skillset.SKILLS))), recipe.seed_steps * BATCH, generator, world_seed)
         _fit(model, data, recipe.seed_lr, recipe.seed_warmup)
         return _state(model)
 
@@ -129,7 +123,7 @@ def build_expert(seed_state: dict[str, torch.Tensor], world_seed: int, skill: st
         model.load_state_dict(seed_state)  # copies into the model's own tensors: seed_state stays as it is
         index = skillset.skill_index(skill)
         generator = torch.Generator().manual_seed(1_000_003 * (expert_seed + 1) + 7_919 * world_seed + index)
-        data = skillset.problems(index, recipe.expert_steps * BATCH, generator, split_key(world_seed), heldout=False)
+        data = skillset.problems(index, recipe.expert_steps * BATCH, generator, world_seed, heldout=False)
         _fit(model, data, recipe.expert_lr, warmup=0)
         return _state(model)
 
@@ -138,7 +132,7 @@ def build_heldout(world_seed: int, recipe: Recipe = RECIPES["default"]) -> dict[
     generator = torch.Generator().manual_seed(world_secret.derive_seed("merging-synthetic", "heldout", world_seed))
     found = {}
     for index, skill in enumerate(skillset.SKILL_NAMES):
-        problems = skillset.problems(index, recipe.heldout_problems, generator, split_key(world_seed), heldout=True)
+        problems = skillset.problems(index, recipe.heldout_problems, generator, world_seed, heldout=True)
         found[skill] = {"tokens": problems.tokens, "targets": problems.targets}
     return found
 
@@ -146,7 +140,6 @@ def build_heldout(world_seed: int, recipe: Recipe = RECIPES["default"]) -> dict[
 def prepare_world(world_seed: int, skills: tuple[str, ...], expert_seed: int, recipe: str = "default") -> None:
     """Build (once) the seed, the named experts and the held-out problems of ``world_seed``."""
     how = RECIPES[recipe]
-    world_secret.fingerprint()  # publishes it, for the files' names
     cache.build_once(problems_file(world_seed, recipe), lambda: build_heldout(world_seed, how))
     cache.build_once(seed_file(world_seed, recipe), lambda: build_seed(world_seed, how))
     seed_state: dict[str, torch.Tensor] | None = None
@@ -176,7 +169,6 @@ def load_inputs(world_seed: int, skills: tuple[str, ...], expert_seed: int, reci
 
 
 def load_heldout(world_seed: int, recipe: str = "default") -> dict[str, skillset.Problems]:
-    world_secret.fingerprint()  # trusted: the secret in use names the files
     stored = cache.load(problems_file(world_seed, recipe))
     return {skill: skillset.Problems(p["tokens"], p["targets"]) for skill, p in stored.items()}
 
