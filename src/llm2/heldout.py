@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from llm2 import progress
 from llm2.archive import Archive, CandidateRecord
 from llm2.discovery.evaluations import CandidateOutcome, SeedFanout
 from llm2.execution.base import Executor
@@ -67,8 +68,10 @@ class HeldoutVerdict:
 def run_heldout(task: Task, archive: Archive, executor: Executor, candidates: list[CandidateRecord],
                 reference: CandidateRecord, base: Any, seeds: int) -> list[HeldoutVerdict]:
     settings = task.heldout_settings(base)
-    for setting in settings:
-        task.prepare(setting)  # build other worlds here once, not in every worker
+    with progress.step(f"preparing {len(settings)} held-out settings", len(settings)) as advance:
+        for done, setting in enumerate(settings, start=1):
+            task.prepare(setting)  # build other worlds here once, not in every worker
+            advance(done)
     contenders = [reference, *candidates]
     # Submit every (setting, seed, contender) at once so all workers stay busy; each seed is its own fan-out
     # because the pairs are per seed, not averaged over seeds.
@@ -79,15 +82,20 @@ def run_heldout(task: Task, archive: Archive, executor: Executor, candidates: li
             fanout.submit(k, contender.code)
     # outcomes[name][(i_setting, seed)] = the outcome at that point
     outcomes: dict[str, dict[tuple[int, int], CandidateOutcome]] = {c.name: {} for c in contenders}
-    for (i, seed), fanout in fanouts.items():
-        def record(k: int, outcome: CandidateOutcome, i: int = i, seed: int = seed) -> None:
-            contender = contenders[k]
-            outcomes[contender.name][(i, seed)] = outcome
-            archive.add_evaluation(candidate_name=contender.name, code_hash=contender.code_hash, suite="heldout",
-                                   setting=EvalSetting(settings[i], seed).label(), fitness=outcome.fitness,
-                                   seconds=outcome.seconds, status=outcome.status, error=outcome.error,
-                                   metrics=outcome.metrics, sandbox=outcome.sandbox)
-        fanout.drain(record)
+    # fan-outs run setting by setting (seeds inner), so a setting is done once its last seed's fan-out drained
+    with progress.step(f"held-out settings done ({len(contenders)} objectives × {seeds} seeds each)",
+                       len(settings)) as advance:
+        for (i, seed), fanout in fanouts.items():
+            def record(k: int, outcome: CandidateOutcome, i: int = i, seed: int = seed) -> None:
+                contender = contenders[k]
+                outcomes[contender.name][(i, seed)] = outcome
+                archive.add_evaluation(candidate_name=contender.name, code_hash=contender.code_hash,
+                                       suite="heldout", setting=EvalSetting(settings[i], seed).label(),
+                                       fitness=outcome.fitness, seconds=outcome.seconds, status=outcome.status,
+                                       error=outcome.error, metrics=outcome.metrics, sandbox=outcome.sandbox)
+            fanout.drain(record)
+            if seed == seeds - 1:
+                advance(i + 1)
     labels = [task.setting_text(s) for s in settings]
     fitness_name = task.texts_for(base).fitness_name
     return [compare(task, c, outcomes[c.name], reference.name, outcomes[reference.name], labels, seeds, fitness_name)

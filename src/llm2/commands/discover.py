@@ -148,6 +148,7 @@ def _as_dict(settings) -> dict:
 
 
 def run(config: DiscoveryConfig, task, archive, run_dir: Path):
+    from llm2.commands.progress_display import progress_on_stderr
     from llm2.discovery.loop import Discovery
     from llm2.discovery.run import run_executor
     from llm2.proposers import make_proposer
@@ -159,7 +160,8 @@ def run(config: DiscoveryConfig, task, archive, run_dir: Path):
         settings = task.settings_from_dict(config.task_settings)
         click.echo(f"llm2 discover: task {config.task} ({task.setting_text(settings)}), proposer {config.proposer}, "
                    f"run {run_dir}", err=True)
-        task.prepare(settings)  # build the world here, once, before workers start and would each try to
+        with progress_on_stderr():
+            task.prepare(settings)  # build the world here, once, before workers start and would each try to
         proposer = make_proposer(config.proposer, **config.proposer_options)
     except (SandboxUnavailable, ProposerError, ValueError, KeyError) as exc:
         archive.set_run_status("failed")

@@ -116,6 +116,7 @@ def evaluate(task_spec, task_options, objectives, code_files, objective_files, s
 
     A setting given several times sweeps it: -o KEY=1 -o KEY=2 evaluates both.
     """
+    from llm2.commands.progress_display import progress_on_stderr
     from llm2.discovery.evaluations import evaluate_grid
     from llm2.execution import make_executor
     from llm2.sandbox.preflight import SandboxUnavailable, preflight
@@ -131,8 +132,9 @@ def evaluate(task_spec, task_options, objectives, code_files, objective_files, s
         _open_for_points(run_dir).close()  # fail now, not after the work
     try:
         preflight(allowed)
-        for settings in settings_list:
-            task.prepare(settings)
+        with progress_on_stderr():
+            for settings in settings_list:
+                task.prepare(settings)
         references = [(task.setting_text(s), task.scorer(s).reference_metrics()) for s in settings_list]
     except SandboxUnavailable as exc:
         raise click.ClickException(str(exc)) from None
@@ -155,7 +157,8 @@ def evaluate(task_spec, task_options, objectives, code_files, objective_files, s
     if json_path:
         from llm2.tasks import world_secret
 
-        payload = {"task": task.name, "fitness": fitness_name, "world_secret": world_secret.fingerprint(),
+        payload = {"task": task.name, "task_spec": task_spec, "fitness": fitness_name,
+                   "world_secret": world_secret.fingerprint(),
                    "references": [{"setting": text, "fitness_mean": m.fitness, "values": m.values}
                                   for text, m in references],
                    "results": [asdict(r) for r in rows]}

@@ -27,6 +27,7 @@ from llm2.commands.common import (allow_missing_option, check_layers, open_run_a
 def heldout(run_dir, top, seeds, workers, timeout, json_path, allow_missing) -> None:
     """Win rate against the reference with a 95 % interval and a paired test, off the discovery's setting."""
     from llm2.archive.ranking import baseline
+    from llm2.commands.progress_display import progress_on_stderr
     from llm2.execution import make_executor
     from llm2.heldout import run_heldout
     from llm2.sandbox.preflight import SandboxUnavailable, preflight
@@ -51,7 +52,8 @@ def heldout(run_dir, top, seeds, workers, timeout, json_path, allow_missing) -> 
             raise click.ClickException(str(exc)) from None
         with make_executor("local", task_spec=config.task, task=task, workers=workers, timeout_s=timeout,
                            allow_missing=allowed | frozenset(config.allow_missing)) as executor:
-            verdicts = run_heldout(task, archive, executor, candidates, reference, settings, seeds)
+            with progress_on_stderr():
+                verdicts = run_heldout(task, archive, executor, candidates, reference, settings, seeds)
     finally:
         archive.close()
     print_verdicts(verdicts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -53,15 +54,22 @@ def objectives(names: tuple[str, ...], task_spec: str, task_options: tuple[str, 
 
 @plot.command("results")
 @click.argument("eval_json", type=click.Path(dir_okay=False, path_type=Path))
-@task_option()
+@task_option(default=None)
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="PNG file to write.")
-def results(eval_json: Path, task_spec: str, out: Path) -> None:
+def results(eval_json: Path, task_spec: str | None, out: Path) -> None:
     """Draw an `llm2 evaluate --json` file, as the task pictures results (a setting swept over several values).
+    The task is the one the file records; --task is needed only for files that record none.
 
     Example: llm2 evaluate --objective A --objective B -o KEY=1 -o KEY=2 -o KEY=3 --json e.json
     """
-    task = load_task(task_spec)
+    recorded_name, recorded_spec = recorded_task(eval_json)
+    spec = task_spec or recorded_spec or recorded_name
+    if spec is None:
+        raise click.ClickException(f"{eval_json} records no task; give the one that wrote it with --task")
+    task = load_task(spec)
+    if recorded_name is not None and task.name != recorded_name:
+        raise click.ClickException(f"{eval_json} holds results of task {recorded_name}, not {task.name}")
     try:
         notes = task.plot_results(eval_json, out)
     except (ValueError, NotImplementedError) as exc:
@@ -69,3 +77,18 @@ def results(eval_json: Path, task_spec: str, out: Path) -> None:
     for note in notes:
         click.echo(f"note: {note}", err=True)
     click.echo(f"wrote {out}")
+
+
+def recorded_task(path: Path) -> tuple[str | None, str | None]:
+    """(the task's name, how it was given to `llm2 evaluate`) as the file records them; ClickException when the
+    file cannot be read as JSON."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise click.ClickException(f"file not found: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise click.ClickException(f"{path} is not a JSON file: {exc}") from None
+    if not isinstance(data, dict):
+        raise click.ClickException(f"{path} is not an `llm2 evaluate --json` file")
+    name, spec = data.get("task"), data.get("task_spec")
+    return (name if isinstance(name, str) else None), (spec if isinstance(spec, str) else None)

@@ -190,11 +190,10 @@ def leaderboard_section(candidates: Sequence[CandidateRecord], card: TaskCard) -
     if not candidates:
         return "<p>No candidate yet.</p>"
     names_by_id = {c.id: c.name for c in candidates}
-    # the first task column fills the slot of the grid; the others are named in the caption's numbers
-    column = card.metric_columns[0] if card.metric_columns else None
+    columns = card.metric_columns  # every number the terminal leaderboard shows, in the same order
     head = ("<div class=\"board-row board-head\"><span>#</span><span>name</span><span class=\"num\">fitness"
-            f" (mean ± std)</span><span class=\"num\">{esc(column.label if column else '')}</span><span>status"
-            "</span><span class=\"num\">gen.</span><span class=\"num\">seconds</span></div>")
+            " (mean ± std)</span>" + "".join(f"<span class=\"num\">{esc(c.label)}</span>" for c in columns)
+            + "<span>status</span><span class=\"num\">gen.</span><span class=\"num\">seconds</span></div>")
     rows, rank = [], 0
     for candidate in leaderboard_order(candidates):
         scored = candidate.status in SCORED and candidate.fitness is not None
@@ -208,9 +207,9 @@ def leaderboard_section(candidates: Sequence[CandidateRecord], card: TaskCard) -
             f"<details class=\"candidate\" data-candidate-id=\"{candidate.id}\" data-status=\"{esc(candidate.status)}\""
             f"{opened}>"
             f"<summary class=\"board-row\"><span>{label}</span><span class=\"name\">{esc(candidate.name)}</span>"
-            f"<span class=\"num\">{esc(fitness)}</span><span class=\"num\">"
-            f"{esc(number(candidate.value(column.key), column.digits) if column else '')}</span>"
-            f"<span class=\"status-{esc(candidate.status)}\">{esc(status_text(candidate))}</span>"
+            f"<span class=\"num\">{esc(fitness)}</span>"
+            + "".join(f"<span class=\"num\">{esc(number(candidate.value(c.key), c.digits))}</span>" for c in columns)
+            + f"<span class=\"status-{esc(candidate.status)}\">{esc(status_text(candidate))}</span>"
             f"<span class=\"num\">{esc(generation)}</span><span class=\"num\">{esc(seconds)}</span></summary>"
             f"<div class=\"body\">{candidate_body(candidate, names_by_id)}</div></details>")
     caption = ("<p>Every candidate of the run, baselines included (measured in this run, generation “base”). "
@@ -218,6 +217,14 @@ def leaderboard_section(candidates: Sequence[CandidateRecord], card: TaskCard) -
                f"{esc(card.fitness_name)}, mean over the training seeds. {esc(card.reference_baseline)} is the "
                "reference every candidate is compared with.</p>")
     return caption + f"<div class=\"board\">{head}{''.join(rows)}</div>"
+
+
+def board_css(card: TaskCard) -> str:
+    """The leaderboard grid's columns: one per task number (the CSP admits only the hashed stylesheet, so the
+    column count goes into the stylesheet rather than a style attribute)."""
+    numbers = " ".join("7rem" for _ in card.metric_columns)
+    return (f"\n.board-row {{ grid-template-columns: 2.5rem minmax(10rem, 2fr) 11rem {numbers} 11rem 3.5rem 4.5rem; "
+            "}\n")
 
 
 def figure_html(figure: Figure | MissingFigure | None, missing: str = "") -> str:
@@ -265,7 +272,7 @@ def failures_section(stats: FailureStats, figure: Figure | None) -> str:
 
 
 def render_page(content: PageContent) -> str:
-    css = read_asset("style.css")
+    css = read_asset("style.css") + board_css(content.card)
     csp = ("default-src 'none'; img-src data:; "
            f"style-src {csp_hash(css)}; script-src {csp_hash(CHECK_SCRIPT)}; base-uri 'none'; form-action 'none'")
     running_note = "" if content.run.status != "running" else (

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import torch
 
+from llm2 import progress
 from llm2.tasks import cache, world_secret
 from llm2.tasks.merging_synthetic import skills as skillset
 from llm2.tasks.merging_synthetic.model import TinyLM, answer_loss
@@ -85,19 +86,21 @@ def problems_file(world_seed: int, recipe: str = "default") -> Path:
     return world_dir(world_seed, recipe) / f"heldout-problems-s{world_secret.fingerprint()}.pt"
 
 
-def _fit(model: TinyLM, problems: skillset.Problems, lr: float, warmup: int) -> None:
+def _fit(model: TinyLM, problems: skillset.Problems, lr: float, warmup: int, what: str) -> None:
     """Adam over consecutive batches of ``problems`` (drawn in advance: one vectorised draw is much cheaper)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.0)
     steps = len(problems) // BATCH
-    for step in range(steps):
-        if warmup:
-            for group in optimizer.param_groups:
-                group["lr"] = lr * min(1.0, (step + 1) / warmup)
-        batch = slice(step * BATCH, (step + 1) * BATCH)
-        loss = answer_loss(model, problems.tokens[batch], problems.targets[batch])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+    with progress.step(f"merging world: {what} (steps)", steps) as advance:
+        for step in range(steps):
+            if warmup:
+                for group in optimizer.param_groups:
+                    group["lr"] = lr * min(1.0, (step + 1) / warmup)
+            batch = slice(step * BATCH, (step + 1) * BATCH)
+            loss = answer_loss(model, problems.tokens[batch], problems.targets[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            advance(step + 1)
 
 
 def _state(model: TinyLM) -> dict[str, torch.Tensor]:
@@ -111,7 +114,7 @@ def build_seed(world_seed: int, recipe: Recipe = RECIPES["default"]) -> dict[str
         model = TinyLM(width=recipe.width)
         generator = torch.Generator().manual_seed(world_seed)
         data = skillset.mixture(list(range(len(skillset.SKILLS))), recipe.seed_steps * BATCH, generator, world_seed)
-        _fit(model, data, recipe.seed_lr, recipe.seed_warmup)
+        _fit(model, data, recipe.seed_lr, recipe.seed_warmup, f"pre-training the seed model of world {world_seed}")
         return _state(model)
 
 
@@ -124,7 +127,7 @@ def build_expert(seed_state: dict[str, torch.Tensor], world_seed: int, skill: st
         index = skillset.skill_index(skill)
         generator = torch.Generator().manual_seed(1_000_003 * (expert_seed + 1) + 7_919 * world_seed + index)
         data = skillset.problems(index, recipe.expert_steps * BATCH, generator, world_seed, heldout=False)
-        _fit(model, data, recipe.expert_lr, warmup=0)
+        _fit(model, data, recipe.expert_lr, 0, f"fine-tuning the {skill} expert")
         return _state(model)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from llm2.report.figures import Figure, FigureContext, MissingFigure
 from llm2.tasks.preference.frontier import dominance, frontier_from_evaluations, has_frontier
-from llm2.tasks.preference.plots import plot_frontier, plot_loss_shapes
+from llm2.tasks.preference.plots import FrontierSeries, plot_frontier, plot_loss_shapes
 from llm2.tasks.preference.shapes import shapes_of
 
 TOP_FRONTIER = 6  # objectives drawn on the frontier besides the reference
@@ -49,6 +49,14 @@ def loss_shapes(task: Any, context: FigureContext) -> Figure:
                            note)
 
 
+def frontier_sentence(series: FrontierSeries, reference: FrontierSeries) -> str:
+    """What the figure shows for one objective, from the points it draws against the reference's drawn line."""
+    measured = dominance(series, reference)
+    outside = len(series.points) - measured.compared
+    beyond = f" ({outside} more outside {reference.name}'s KL range)" if outside and measured.compared else ""
+    return f"{series.name}: {measured.verdict} of {reference.name}{beyond}"
+
+
 def frontier(task: Any, context: FigureContext) -> Figure | MissingFigure:
     reference = task.reference_baseline
     title = f"Reward–KL frontier of the best candidates and {reference}"
@@ -62,18 +70,18 @@ def frontier(task: Any, context: FigureContext) -> Figure | MissingFigure:
     chosen = [s for s in series if s.name == reference or s.name in best_names]
     if len(chosen) <= 1:  # points for objectives outside the run's best (e.g. catalog losses): show them all
         chosen = series
-    path = plot_frontier(chosen, context.out_dir / "frontier.png")
+    path = plot_frontier(chosen, context.out_dir / "frontier.png", reference=reference)
     notes = []
     reference_series = next((s for s in chosen if s.name == reference), None)
     if reference_series is not None:
         for s in chosen:
             if s.name != reference:
-                notes.append(f"{s.name}: {dominance(s, reference_series).verdict} of {reference}")
+                notes.append(frontier_sentence(s, reference_series))
     dropped = len(series) - len(chosen)
     if dropped:
         notes.append(f"{dropped} more objective(s) with points are not drawn, to keep the figure readable")
     caption = ("Gold reward against KL(π‖π_ref) in nats, one line per objective through its β values "
                f"(mean ± std over seeds); upper left is better. A point is on or above {reference}'s frontier when "
-               f"its reward is at least {reference}'s reward at the same KL, interpolated between {reference}'s "
-               "own β values.")
+               f"its reward is at least the height of {reference}'s drawn line at the same KL ({reference}'s line "
+               "joins its own points in order of KL, so it is the frontier the sentences below compare with).")
     return Figure.from_png(path, title, caption, ". ".join(notes) + ("." if notes else ""))

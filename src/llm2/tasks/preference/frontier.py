@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from llm2.stats import mean_std
-from llm2.tasks.preference.plots import FrontierPoint, FrontierSeries
+from llm2.tasks.preference.plots import FrontierPoint, FrontierSeries, reference_line
 
 
 def finite(value: Any) -> bool:
@@ -116,8 +116,9 @@ class Dominance:
 
 
 def reward_at(reference: FrontierSeries, kl: float) -> float | None:
-    """The reference's reward at ``kl``, linearly interpolated between its points (by KL); None outside them."""
-    points = sorted(reference.points, key=lambda p: p.kl)
+    """The reference's reward at ``kl`` on the line the frontier figure draws for it (its points joined in order
+    of KL); None outside them."""
+    points = reference_line(reference)
     for low, high in zip(points, points[1:]):
         if low.kl <= kl <= high.kl:
             if high.kl == low.kl:

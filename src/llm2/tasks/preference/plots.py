@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -102,33 +102,38 @@ def loss_shapes_figure(shapes: Sequence[LossShape], beta: float, title: str = "L
 
 
 def plot_frontier(series: Sequence[FrontierSeries], path: Path, reference_point: FrontierPoint | None = None,
-                  title: str = "Reward–KL frontier") -> Path:
-    return save(frontier_figure(series, reference_point, title), path)
+                  title: str = "Reward–KL frontier", reference: str = REFERENCE) -> Path:
+    return save(frontier_figure(series, reference_point, title, reference), path)
+
+
+def reference_line(series: FrontierSeries) -> list[FrontierPoint]:
+    """The reference's frontier as drawn and as compared with: its points joined in order of KL (β usually orders
+    them the same way; when noise does not, a line in β order would double back and read differently from the
+    comparison)."""
+    return sorted(series.points, key=lambda p: (p.kl, p.beta))
 
 
 def frontier_figure(series: Sequence[FrontierSeries], reference_point: FrontierPoint | None = None,
-                    title: str = "Reward–KL frontier") -> Figure:
-    """Mean gold reward against KL(π‖π_ref), one line per objective through its β values."""
+                    title: str = "Reward–KL frontier", reference: str = REFERENCE) -> Figure:
+    """Mean gold reward against KL(π‖π_ref), one line per objective through its β values; the reference's line
+    is its frontier (its points in order of KL)."""
     fig = Figure(figsize=(8, 5.5))
     ax = fig.subplots()
     colors = iter(palette())
-    ordered = sorted(series, key=lambda s: s.name != REFERENCE)
-    label_offsets = [(4, 4), (4, -11), (-36, 4), (-36, -11)]  # per series, so coinciding points stay legible
-    for number, s in enumerate(ordered):
-        points = sorted(s.points, key=lambda p: p.beta)
+    ordered = sorted(series, key=lambda s: s.name != reference)
+    labels = []
+    for s in ordered:
+        points = reference_line(s) if s.name == reference else sorted(s.points, key=lambda p: p.beta)
         if not points:
             continue
-        style = dict(REFERENCE_STYLE) if s.name == REFERENCE else {"color": next(colors), "linewidth": 1.5}
+        style = dict(REFERENCE_STYLE) if s.name == reference else {"color": next(colors), "linewidth": 1.5}
         ax.errorbar([p.kl for p in points], [p.reward for p in points],
                     xerr=[p.kl_std or 0.0 for p in points], yerr=[p.reward_std or 0.0 for p in points],
-                    marker="o", markersize=5, capsize=2, label=plain(s.name), zorder=5 if s.name == REFERENCE else 3,
+                    marker="o", markersize=5, capsize=2, label=plain(s.name), zorder=5 if s.name == reference else 3,
                     **style)
-        for p in points:
-            ax.annotate(f"β={p.beta:g}", (p.kl, p.reward), textcoords="offset points",
-                        xytext=label_offsets[number % len(label_offsets)],
-                        fontsize=7, color=style["color"])
-    if not any(s.name == REFERENCE for s in series):
-        ax.plot([], [], label="dpo: no points in this data", **REFERENCE_STYLE)
+        labels += [(f"β={p.beta:g}", (p.kl, p.reward), style["color"]) for p in points]
+    if not any(s.name == reference for s in series):
+        ax.plot([], [], label=f"{plain(reference)}: no points in this data", **REFERENCE_STYLE)
     if reference_point is not None:
         ax.scatter([reference_point.kl], [reference_point.reward], marker="*", s=160, color="tab:gray",
                    label="reference policy π_ref", zorder=6)
@@ -136,7 +141,37 @@ def frontier_figure(series: Sequence[FrontierSeries], reference_point: FrontierP
     ax.set_ylabel("mean gold reward")
     ax.set_title(title + " (upper left is better)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    # the legend sits beside the axes, so that neither a point nor a β label is ever hidden behind it
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    place_labels(fig, ax, labels)
     return fig
 
 
+# Offsets in points tried for a β label, nearest first, so that each label sits by its point without covering
+# another label (points of several objectives often crowd at low KL).
+LABEL_OFFSETS = [(dx * r, dy * r) for r in (1, 2, 3, 4, 6) for dx, dy in
+                 ((4, 4), (4, -10), (-30, 4), (-30, -10), (-13, 9), (-13, -15), (8, -3), (-38, -3))]
+
+
+def place_labels(fig: Figure, ax, labels: list[tuple[str, tuple[float, float], Any]]) -> None:
+    """Annotate each point with its label at the first offset where it overlaps no label placed before; a label
+    with no free place is left out rather than drawn over another (its β can be read from the line's order)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from matplotlib.transforms import Bbox
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)  # fixes the axes' limits and layout, so the boxes measured below are the final ones
+    radius = 3 * fig.dpi / 72  # about a marker's radius in pixels: a label may not cover any point either
+    centres = [ax.transData.transform(xy) for _, xy, _ in labels]
+    taken = [Bbox.from_extents(x - radius, y - radius, x + radius, y + radius) for x, y in centres]
+    for text, xy, color in labels:
+        for offset in LABEL_OFFSETS:
+            note = ax.annotate(text, xy, textcoords="offset points", xytext=offset, fontsize=7, color=color,
+                               zorder=7, bbox={"facecolor": "white", "alpha": 0.75, "edgecolor": "none", "pad": 0.5})
+            box = note.get_window_extent(renderer).expanded(1.05, 1.1)
+            if not any(box.overlaps(other) for other in taken) and ax.bbox.contains(box.x0, box.y0) \
+                    and ax.bbox.contains(box.x1, box.y1):
+                taken.append(box)
+                break
+            note.remove()

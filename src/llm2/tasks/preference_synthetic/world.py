@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from llm2 import progress
 from llm2.tasks import cache, world_secret
 from llm2.tasks.preference_synthetic.config import WorldConfig
 from llm2.tasks.preference_synthetic.model import TinyGPT, completion_logps, sample
@@ -150,16 +151,19 @@ def train_reference(config: WorldConfig, sequences: torch.Tensor, generator: tor
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.reference_lr, pct_start=0.1,
                                                    total_steps=steps_per_epoch * config.reference_epochs)
     model.train()
-    for _ in range(config.reference_epochs):
-        order = torch.randperm(len(sequences), generator=generator)
-        for step in range(steps_per_epoch):
-            batch = sequences[order[step * config.reference_batch_size:(step + 1) * config.reference_batch_size]]
-            logits = model(batch[:, :-1])
-            loss = F.cross_entropy(logits.reshape(-1, config.vocab_size), batch[:, 1:].reshape(-1))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
+    total = steps_per_epoch * config.reference_epochs
+    with progress.step("preference world: training the reference policy (steps)", total) as advance:
+        for epoch in range(config.reference_epochs):
+            order = torch.randperm(len(sequences), generator=generator)
+            for step in range(steps_per_epoch):
+                batch = sequences[order[step * config.reference_batch_size:(step + 1) * config.reference_batch_size]]
+                logits = model(batch[:, :-1])
+                loss = F.cross_entropy(logits.reshape(-1, config.vocab_size), batch[:, 1:].reshape(-1))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                advance(epoch * steps_per_epoch + step + 1)
     return model.eval()
 
 
@@ -184,11 +188,13 @@ def build_world(config: WorldConfig, seed: int) -> World:
             config, sample_process(transitions, config.reference_sequences, config.sequence_length, generator),
             generator)
 
-        prompts = sample_process(transitions, config.pairs + config.heldout_prompts, config.prompt_length, generator)
-        pair_prompts, heldout = prompts[:config.pairs], prompts[config.pairs:]
-        both = sample(reference, pair_prompts.repeat(2, 1), config.completion_length, generator)
-        with torch.no_grad():
-            logps = completion_logps(reference, both, config.prompt_length).sum(dim=1)
+        with progress.step(f"preference world: sampling {config.pairs} pairs of completions from the reference"):
+            prompts = sample_process(transitions, config.pairs + config.heldout_prompts, config.prompt_length,
+                                     generator)
+            pair_prompts, heldout = prompts[:config.pairs], prompts[config.pairs:]
+            both = sample(reference, pair_prompts.repeat(2, 1), config.completion_length, generator)
+            with torch.no_grad():
+                logps = completion_logps(reference, both, config.prompt_length).sum(dim=1)
 
         token_rewards = torch.tensor(rng.standard_normal(config.vocab_size), dtype=torch.float32)
         totals = token_rewards[both[:, config.prompt_length:]].sum(dim=1)
@@ -252,7 +258,12 @@ def load_world(config: WorldConfig, seed: int) -> World:
     key = (config.key(), world_secret.fingerprint(), seed)
     if key not in _WORLDS:
         path = world_path(config, seed)
-        cache.build_once(path, lambda: build_world(config, seed).to_state())
+
+        def build() -> dict:
+            with progress.step(f"building preference world {seed} (once; cached in {path.parent})"):
+                return build_world(config, seed).to_state()
+
+        cache.build_once(path, build)
         _WORLDS[key] = World.from_state(config, cache.load(path))
     return _WORLDS[key]
 
