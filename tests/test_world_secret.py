@@ -136,3 +136,13 @@ def test_a_run_records_the_fingerprint_and_is_not_resumed_with_another_secret(se
                                        "--resume"])
     assert result.exit_code == 1 and "cannot resume" in result.output and config.world_secret in result.output
     assert "--world-secret" in result.output and "Traceback" not in result.output
+
+
+def test_resuming_a_run_made_before_world_secrets_says_its_numbers_change(secrets_dir, capsys):
+    from llm2.commands.common import reopen_for_resume
+
+    create_run(DiscoveryConfig(), secrets_dir / "old", load_task("preference-synthetic")).close()
+    world_secret.use_file(write_secret(secrets_dir / "first", "a" * 40))
+    config, archive = reopen_for_resume(secrets_dir / "old", {})
+    archive.close()
+    assert config.world_secret is None and "made before world secrets" in capsys.readouterr().err

@@ -153,4 +153,7 @@ def reopen_for_resume(run_dir: Path, changes: dict[str, Any]):
         raise click.ClickException(f"cannot resume {run_dir}: its recorded config is not usable: {exc}") from None
     for line in changed:
         click.echo(f"resume: changed {line} (recorded in the run's history)", err=True)
+    if config.world_secret is None:
+        click.echo("WARNING: this run was made before world secrets: a synthetic world is now drawn differently, so "
+                   "its numbers from here on are not comparable with its earlier ones.", err=True)
     return config, archive
