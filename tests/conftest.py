@@ -9,3 +9,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# A fixed world secret, so the worlds (and every number from them) are the same on every machine; git keeps no
+# file modes beyond the executable bit, and a secret others may read is refused, hence the chmod.
+os.chmod(REPO / "tests" / "world-secret", 0o600)
+os.environ["LLM2_WORLD_SECRET"] = str(REPO / "tests" / "world-secret")

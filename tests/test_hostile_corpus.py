@@ -23,7 +23,7 @@ import pytest
 from llm2.evaluation import EvalJob
 from llm2.execution import make_executor
 from llm2.sandbox.limits import GIB, SIMULATE_ENV, SandboxLimits
-from llm2.tasks import load_task
+from llm2.tasks import load_task, world_secret
 from llm2.tasks.base import EvalSetting
 from llm2.tasks.cache import cache_dir
 from llm2.tasks.preference.catalog import OBJECTIVES
@@ -134,7 +134,8 @@ def arena(tmp_path, world_file):
     (canary / "canary.txt").write_text("untouched")
     listener = Listener()
     canary_before, cache_before = snapshot(canary), snapshot(cache_dir())
-    substitutions = {"@CANARY@": str(canary), "@PORT@": str(listener.port), "@WORLD@": str(world_file)}
+    substitutions = {"@CANARY@": str(canary), "@PORT@": str(listener.port), "@WORLD@": str(world_file),
+                     "@SECRET@": str(world_secret.secret_path())}
     yield load_corpus(substitutions)
     listener.close()
     assert snapshot(canary) == canary_before, "a candidate changed the canary directory"

@@ -170,13 +170,17 @@ def test_kl_grows_as_beta_shrinks(results):
 
 
 def test_objectives_are_told_apart_at_beta_005(results):
-    stats = {name: seed_stats(results, name) for name in ("dpo", "hinge", "ipo", "discopop")}
-    names = sorted(stats)
+    """Every pair differs by more than three standard deviations of its per-seed difference, the same way at every
+    seed. A seed fixes the batch order and the dropout masks for every loss alike, so it moves all of them together:
+    with the tests' world secret, dpo's judge score spreads by 0.014 over seeds (hinge's by 0.011) while hinge beats
+    it by 0.017 to 0.022 at every seed (the world before the secret spread by 0.002: there each loss's own spread
+    was small enough)."""
+    names = ("discopop", "dpo", "hinge", "ipo")
     for i, first in enumerate(names):
         for second in names[i + 1:]:
-            gap = abs(stats[first][0] - stats[second][0])
-            spread = max(stats[first][1], stats[second][1])
-            assert gap > 3 * spread, f"{first} {stats[first]} vs {second} {stats[second]}"
+            gaps = [results(first, BETA, seed).fitness - results(second, BETA, seed).fitness for seed in SEEDS]
+            assert abs(statistics.mean(gaps)) > 3 * statistics.stdev(gaps), f"{first} - {second}: {gaps}"
+            assert len({gap > 0 for gap in gaps}) == 1, f"{first} - {second}: {gaps}"
 
 
 def _zero_loss(policy_chosen, policy_rejected, reference_chosen, reference_rejected, beta):

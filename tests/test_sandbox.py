@@ -213,11 +213,14 @@ def test_the_candidates_process_holds_no_scoring_data(handle):
     world's gold reward, held-out prompts or sampling seed: its worker never loaded them."""
     probe = (
         "def loss(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta):\n"
-        "    import sys\n"
+        "    import os, sys\n"
         "    world = sys.modules['llm2.tasks.preference_synthetic.world']\n"
-        "    raise ValueError(f'worlds={len(world._WORLDS)} training={len(world._TRAINING)}')\n")
+        "    secret = sys.modules['llm2.tasks.world_secret']\n"
+        "    raise ValueError(f'worlds={len(world._WORLDS)} training={len(world._TRAINING)} '\n"
+        "                     f'secret={secret._loaded} file={os.environ.get(secret.SECRET_ENV)}')\n")
     result = handle_for().run(EvalJob(probe, SETTING))
-    assert result.status == "invalid" and "worlds=0 training=1" in result.error, result.error
+    # nor the world secret: its worker named the training file by the published fingerprint, never reading it
+    assert result.status == "invalid" and "worlds=0 training=1 secret=None file=None" in result.error, result.error
 
 
 def test_each_candidate_gets_a_fresh_scratch_directory_that_is_removed():

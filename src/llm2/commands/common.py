@@ -33,6 +33,26 @@ def allow_missing_option(function: Callable) -> Callable:
              "By default a candidate is refused when any layer is missing.")(function)
 
 
+def world_secret_option(function: Callable) -> Callable:
+    """``--world-secret FILE``: whose secret the synthetic worlds' hidden parts are drawn with (default: the one
+    made at first use in the cache). Read, and its fingerprint published, before the command does anything."""
+    def use(context: click.Context, parameter: click.Parameter, value: str | None) -> None:
+        from llm2.tasks.world_secret import WorldSecretError, use_file
+
+        try:
+            use_file(value)
+        except WorldSecretError as exc:
+            raise click.BadParameter(str(exc), param_hint="--world-secret") from None
+        except OSError as exc:  # the default secret cannot be made (no writable cache directory)
+            raise click.BadParameter(f"cannot make the world secret: {exc}", param_hint="--world-secret") from None
+
+    return click.option(
+        "--world-secret", type=click.Path(dir_okay=False), default=None, expose_value=False, callback=use,
+        metavar="FILE", help="The secret the synthetic worlds' hidden parts (gold reward, held-out data) are drawn "
+        "with; share the file (mode 600) to get the same worlds on another machine [default: made at first use in "
+        "the cache].")(function)
+
+
 def load_task(spec: str):
     from llm2.tasks import TaskNotFound
     from llm2.tasks import load_task as load
@@ -123,16 +143,19 @@ def run_card(archive):
 def reopen_for_resume(run_dir: Path, changes: dict[str, Any]):
     """(config, archive) of a run to continue, with the CLI's allowed changes applied and each one announced."""
     from llm2.archive import ArchiveError
-    from llm2.discovery.run import reopen_run
+    from llm2.discovery.run import WorldSecretMismatch, reopen_run
 
     try:
         config, archive, changed = reopen_run(run_dir, changes)
-    except ArchiveError as exc:
+    except (ArchiveError, WorldSecretMismatch) as exc:
         raise NoArchive(f"cannot resume {run_dir}: {exc}") from None
     except (ValueError, TypeError) as exc:
         raise BadInput(f"cannot resume {run_dir}: its recorded config is not usable: {exc}") from None
     for line in changed:
         click.echo(f"resume: changed {line} (recorded in the run's history)", err=True)
+    if config.world_secret is None:
+        click.echo("WARNING: this run was made before world secrets: a synthetic world is now drawn differently, so "
+                   "its numbers from here on are not comparable with its earlier ones.", err=True)
     return config, archive
 
 

@@ -9,7 +9,7 @@ import click
 
 from llm2.commands.common import (NoArchive, allow_missing_option, check_layers, hold_run_dir, load_task,
                                   parse_settings, refuse_existing_run, reopen_for_resume, require_run,
-                                  start_new_run, task_option, task_settings_option)
+                                  start_new_run, task_option, task_settings_option, world_secret_option)
 from llm2.commands.exits import STOPPED, BadInput, Interrupted, WorkFailed
 from llm2.discovery.config import DiscoveryConfig
 
@@ -86,6 +86,7 @@ def proposer_options(proposer: str, *, model: str | None, base_url: str | None, 
 @click.option("--rungs", is_flag=True, help="Multi-fidelity: evaluate every candidate first on the task's lower "
               "rungs (a share of training, fewer seeds) and promote only the best third to the full evaluation.")
 @allow_missing_option
+@world_secret_option
 def discover(task_spec, task_options, proposer, model, base_url, api_key_env, replay, generations, population,
              history, top_k, context_tokens, temperature, seed, seeds, run_dir, resume, prompt_dir, executor, workers, ray_address,
              timeout, request_timeout, max_tokens, max_cost, price_prompt, price_completion, keep_checkpoints,
@@ -94,6 +95,7 @@ def discover(task_spec, task_options, proposer, model, base_url, api_key_env, re
     its offline proposer."""
     from llm2.archive import ArchiveError
     from llm2.discovery.run import default_run_dir
+    from llm2.tasks import world_secret
 
     allowed = check_layers(allow_missing)
     cli_proposer = dict(model=model, base_url=base_url, api_key_env=api_key_env, replay=replay, seed=seed,
@@ -133,7 +135,8 @@ def discover(task_spec, task_options, proposer, model, base_url, api_key_env, re
                 generations=generations or DEFAULTS.generations, population=population, history=history,
                 top_k=top_k, context_tokens=context_tokens, temperature=temperature, seed=seed, seeds=seeds, executor=executor,
                 workers=workers, ray_address=ray_address, timeout_s=timeout, prompt_dir=prompt_dir,
-                allow_missing=tuple(sorted(allowed)), keep_checkpoints=keep_checkpoints, rungs=rungs)
+                allow_missing=tuple(sorted(allowed)), keep_checkpoints=keep_checkpoints, rungs=rungs,
+                world_secret=world_secret.fingerprint())
         except ValueError as exc:
             raise BadInput(str(exc)) from None
         run_dir = run_dir or default_run_dir()

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from llm2.commands.common import (allow_missing_option, check_layers, check_output_file, hold_run_dir, load_task,
-                                  sweep_settings, task_option, task_settings_option)
+                                  sweep_settings, task_option, task_settings_option, world_secret_option)
 from llm2.commands.exits import WorkFailed
 from llm2.commands.terminal import add_name_column, console, fitness_header, spread_text
 from llm2.discovery.evaluations import CandidateOutcome
@@ -122,6 +122,7 @@ def print_table(task, fitness_name: str, references: list[tuple[str, Any]], rows
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Also store the points in this run's archive (for its report's figures).")
 @allow_missing_option
+@world_secret_option
 def evaluate(task_spec, task_options, objectives, code_files, objective_files, seeds, workers, timeout, json_path,
              run_dir, allow_missing) -> None:
     """Train and score each objective at each setting and seed; every function runs in the sandbox.
@@ -169,7 +170,10 @@ def evaluate(task_spec, task_options, objectives, code_files, objective_files, s
     fitness_name = task.texts_for(settings_list[0]).fitness_name
     print_table(task, fitness_name, references, rows)
     if json_path:
+        from llm2.tasks import world_secret
+
         payload = {"task": task.name, "task_spec": task_spec, "fitness": fitness_name,
+                   "world_secret": world_secret.fingerprint(),
                    "references": [{"setting": text, "fitness_mean": m.fitness, "values": m.values}
                                   for text, m in references],
                    "results": [asdict(r) for r in rows]}

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from llm2.commands.common import allow_missing_option, check_layers, check_output_file, open_run_archive, run_task
+from llm2.commands.common import (allow_missing_option, check_layers, check_output_file, open_run_archive, run_task,
+                                  world_secret_option)
 from llm2.commands.exits import BadInput
 from llm2.commands.terminal import add_name_column, console
 
@@ -24,6 +25,7 @@ from llm2.commands.terminal import add_name_column, console
               help="Seconds per evaluation.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the verdicts as JSON.")
 @allow_missing_option
+@world_secret_option
 def heldout(run_dir, top, seeds, workers, timeout, json_path, allow_missing) -> None:
     """The best candidates against the reference off the discovery's setting, the setting as the unit of evidence;
     on the reference's frontier for a task with a trade-off (docs/verdicts.md)."""
@@ -38,6 +40,7 @@ def heldout(run_dir, top, seeds, workers, timeout, json_path, allow_missing) -> 
     archive = open_run_archive(run_dir, readonly=False)
     try:
         task, settings, config = run_task(archive)
+        _warn_on_another_secret(config.world_secret)
         candidates = archive.best(top)
         reference = baseline(archive.candidates(), task.reference_baseline)
         if reference is None:
@@ -59,6 +62,15 @@ def heldout(run_dir, top, seeds, workers, timeout, json_path, allow_missing) -> 
     print_verdicts(verdicts)
     if json_path:
         Path(json_path).write_text(json.dumps([asdict(v) for v in verdicts], indent=2), encoding="utf-8")
+
+
+def _warn_on_another_secret(recorded: str | None) -> None:
+    from llm2.tasks import world_secret
+
+    if recorded is not None and recorded != world_secret.fingerprint():
+        click.echo(f"WARNING: the run was made with the world secret {recorded}, this check uses "
+                   f"{world_secret.fingerprint()}: its worlds differ, so the run's fitness column is not comparable "
+                   "(give the run's secret with --world-secret FILE).", err=True)
 
 
 def print_verdicts(verdicts) -> None:

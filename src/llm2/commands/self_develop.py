@@ -19,6 +19,7 @@ from llm2.commands.common import (
     start_new_run,
     task_option,
     task_settings_option,
+    world_secret_option,
 )
 from llm2.commands.exits import STOPPED, BadInput, Interrupted, WorkFailed
 
@@ -78,6 +79,7 @@ RESUMABLE_OPTIONS = ("run_dir", "resume", "workers", "timeout")
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
 @click.option("--resume", is_flag=True, help="Continue the self-develop run stored in --run-dir.")
 @allow_missing_option
+@world_secret_option
 @click.pass_context
 def self_develop(ctx, task_spec, task_options, factory, factory_options, iterations, samples, temperature,
                  chosen_top, rejected_bottom, rejected_pool, factory_objective, tuning, beta, epochs, learning_rate,
@@ -192,6 +194,7 @@ def _default_run_dir() -> Path:
 def _config(task_spec, settings, plan, seeds, workers, timeout, allowed):
     from llm2.discovery.config import DiscoveryConfig
     from llm2.selfdev.sampling import PROPOSER_NAME
+    from llm2.tasks import world_secret
 
     try:
         # What every other command reads: generation = iteration + 1, population = samples per iteration.
@@ -199,7 +202,7 @@ def _config(task_spec, settings, plan, seeds, workers, timeout, allowed):
             task=task_spec, task_settings=dataclasses.asdict(settings), proposer=PROPOSER_NAME,
             proposer_options={"model": plan.factory}, generations=plan.iterations + 1, population=plan.samples,
             temperature=plan.temperatures[0], seed=plan.seed, seeds=seeds, workers=workers, timeout_s=timeout,
-            allow_missing=tuple(sorted(allowed)))
+            allow_missing=tuple(sorted(allowed)), world_secret=world_secret.fingerprint())
     except ValueError as exc:
         raise BadInput(str(exc)) from None
 

@@ -36,6 +36,7 @@ class DiscoveryConfig:
     fingerprints: bool = True  # behavioural duplicates are not evaluated (where the task fingerprints candidates)
     rungs: bool = False  # successive halving over the task's fidelity rungs (discovery/rungs.py)
     keep_checkpoints: int = 0  # keep the trained weights of this many best candidates (their first seed's)
+    world_secret: str | None = None  # the fingerprint of the world secret the run's worlds were built with
 
     def __post_init__(self) -> None:
         problems = []

@@ -55,6 +55,7 @@ def reopen_run(run_dir: Path, changes: dict[str, Any]) -> tuple[DiscoveryConfig,
     archive = Archive.open(run_dir)
     try:
         recorded = DiscoveryConfig.from_dict(dict(archive.run.config))
+        check_world_secret(recorded)
         wanted = {k: v for k, v in changes.items() if k in RESUMABLE and v is not None}
         if "proposer_options" in wanted:
             wanted["proposer_options"] = {**recorded.proposer_options, **wanted["proposer_options"]}
@@ -69,6 +70,19 @@ def reopen_run(run_dir: Path, changes: dict[str, Any]) -> tuple[DiscoveryConfig,
     if changed:
         archive.set_run_config(config.to_dict(), str(config.proposer_options.get("model", "")))
     return config, archive, lines
+
+
+class WorldSecretMismatch(ValueError):
+    """The run was made with another world secret: its worlds, and so its scores, would not be the same."""
+
+
+def check_world_secret(config: DiscoveryConfig) -> None:
+    from llm2.tasks import world_secret
+
+    if config.world_secret is not None and config.world_secret != world_secret.fingerprint():
+        raise WorldSecretMismatch(
+            f"the run was made with the world secret whose fingerprint is {config.world_secret}, not with the one in "
+            f"use ({world_secret.fingerprint()}); give the run's secret with --world-secret FILE")
 
 
 def run_executor(config: DiscoveryConfig, task: Task, settings: Any, run_dir: Path):

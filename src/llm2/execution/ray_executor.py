@@ -48,7 +48,11 @@ def evaluate_in_ray_worker(encoded_config: str, job: dict) -> dict:
         shared = config.home if config.home and os.path.isdir(config.home) else None
         handle = _HANDLES[encoded_config] = WorkerHandle(config, Scoring(load_task(config.task_spec)),
                                                          parent_dir=shared)
-    return result_to_dict(handle.run(job_from_dict(job, handle.scoring.task)))
+    record = job_from_dict(job, handle.scoring.task)
+    # Trusted here: build what this node's cache lacks, and publish what the worker needs to find it (the world
+    # secret's fingerprint) before the worker starts; done once, later calls only find the files there.
+    handle.scoring.task.prepare(record.setting.task)
+    return result_to_dict(handle.run(record))
 
 
 class RayExecutor(ExecutorBase):

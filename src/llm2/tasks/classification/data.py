@@ -10,6 +10,10 @@ Four cache files per setting, in two groups:
 ``<base>`` names the source: ``digits-<data_seed>`` (the split comes from the data seed) or ``cifar10-<hash of the
 batch files>`` (CIFAR-10's own split). Noise is nested across rates: the examples corrupted at 0.2 are among those
 corrupted at 0.4 for the same data seed, each with the same wrong class.
+
+The digits split and the noise are drawn from seeds that mix the data seed with the world secret
+(``llm2.tasks.world_secret``): a candidate that knows the data seed still cannot tell which labels were corrupted,
+or to what. The cache folder is named by the secret's fingerprint.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from llm2.tasks import cache
+from llm2.tasks import cache, world_secret
 from llm2.tasks.classification.settings import CLASSES, ClassificationSettings
 
 DIGITS_TEST = 597  # of scikit-learn's 1,797 digits: 1,200 train, 597 test
@@ -79,7 +83,8 @@ def cache_files(settings: ClassificationSettings) -> CacheFiles:
         from llm2.tasks.classification.cifar import fingerprint
 
         base = "cifar10-" + hashlib.sha256(fingerprint(settings.data_dir).encode()).hexdigest()[:16]
-    folder = cache.cache_dir() / f"classification-v{CACHE_FORMAT}"
+    # any process: named by the published fingerprint (a worker never reads the secret)
+    folder = cache.cache_dir() / f"classification-v{CACHE_FORMAT}-s{world_secret.published_fingerprint()}"
     noise = f"seed{settings.data_seed}-noise{settings.label_noise:.6g}"
     return CacheFiles(folder / f"{base}.train-images.pt", folder / f"{base}.labels-{noise}.pt",
                       folder / f"{base}.test.pt", folder / f"{base}.train-truth.pt")
@@ -87,6 +92,7 @@ def cache_files(settings: ClassificationSettings) -> CacheFiles:
 
 def prepare_data(settings: ClassificationSettings) -> CacheFiles:
     """Build the setting's cache files once (trusted main process)."""
+    world_secret.fingerprint()  # publishes it, for the files' names
     files = cache_files(settings)
     cache.build_many_once([files.train_images, files.train_truth, files.test], lambda: _split(settings))
     cache.build_once(files.train_labels, lambda: {"labels": _noisy_labels(settings, files)})
@@ -104,6 +110,7 @@ def load_training(settings: ClassificationSettings) -> TrainingData:
 
 
 def load_scoring(settings: ClassificationSettings) -> ScoringData:
+    world_secret.fingerprint()  # trusted: the secret in use names the files
     files = cache_files(settings)
     test = cache.load(files.test)
     return ScoringData(settings.dataset, test["images"], test["labels"], cache.load(files.train_images)["images"],
@@ -141,7 +148,8 @@ def _split(settings: ClassificationSettings) -> list[dict]:
         digits = load_digits()
         images = torch.as_tensor(digits.images).to(torch.uint8)
         labels = torch.as_tensor(digits.target).long()
-        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(settings.data_seed))
+        split = world_secret.derive_seed("classification", "digits split", settings.data_seed)
+        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(split))
         test, train = order[:DIGITS_TEST], order[DIGITS_TEST:]
         train_images, train_labels = images[train], labels[train]
         test_images, test_labels = images[test], labels[test]
@@ -156,5 +164,5 @@ def _split(settings: ClassificationSettings) -> list[dict]:
 
 def _noisy_labels(settings: ClassificationSettings, files: CacheFiles) -> torch.Tensor:
     clean = cache.load(files.train_truth)["labels"]
-    generator = torch.Generator().manual_seed(1_000_003 + settings.data_seed)  # a stream apart from the split's
+    generator = torch.Generator().manual_seed(world_secret.derive_seed("classification", "noise", settings.data_seed))
     return corrupt(clean, settings.label_noise, CLASSES, generator)

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 import torch
 
+from llm2.tasks import world_secret
 from llm2.tasks.base import EvalSetting, MetricColumn, Runtime, TaskTexts, TensorSpec, TrainOutput
 from llm2.tasks.classification.contract import CONTRACT, check_classification_contract
 from llm2.tasks.classification.data import (DIGITS_TEST, DIGITS_TRAIN, TrainingData, digits_file, load_training,
@@ -75,7 +76,7 @@ class ClassificationTask(TaskBase):
     offline_proposer = "classification-offline"
 
     def __init__(self) -> None:
-        self._scorers: dict[ClassificationSettings, ClassificationScorer] = {}
+        self._scorers: dict[tuple[str, ClassificationSettings], ClassificationScorer] = {}
 
     def runtime(self, settings: ClassificationSettings) -> Runtime:
         if device_for(settings).type == "cuda":
@@ -107,9 +108,10 @@ class ClassificationTask(TaskBase):
     # -- scoring side ------------------------------------------------------------------------------------------
     def scorer(self, settings: ClassificationSettings) -> ClassificationScorer:
         key = replace(settings, epochs=None, lr=None)  # scoring does not depend on the training budget
-        if key not in self._scorers:
-            self._scorers[key] = ClassificationScorer(key)
-        return self._scorers[key]
+        secret = world_secret.fingerprint()  # another secret, another split and noise
+        if (secret, key) not in self._scorers:
+            self._scorers[(secret, key)] = ClassificationScorer(key)
+        return self._scorers[(secret, key)]
 
     # -- texts, held-out suite, figures, export ----------------------------------------------------------------
     def setting_text(self, settings: ClassificationSettings) -> str:

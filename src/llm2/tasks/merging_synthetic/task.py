@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from llm2.tasks import world_secret
 from llm2.tasks.base import EvalSetting, MetricColumn, TaskTexts, TensorSpec, TrainOutput
 from llm2.tasks.defaults import spec_of
 from llm2.tasks.merging.baselines import BASELINES
@@ -97,7 +98,7 @@ class MergingSyntheticTask(MergingTask):
 
     def __init__(self) -> None:
         self._inputs: dict[MergingSyntheticSettings, world.MergeInputs] = {}
-        self._scorers: dict[MergingSyntheticSettings, MergedModelScorer] = {}
+        self._scorers: dict[tuple[str, MergingSyntheticSettings], MergedModelScorer] = {}
 
     # -- trusted main process ----------------------------------------------------------------------------------
     def prepare(self, settings: MergingSyntheticSettings) -> None:
@@ -126,9 +127,10 @@ class MergingSyntheticTask(MergingTask):
     # -- scoring side ------------------------------------------------------------------------------------------
     def scorer(self, settings: MergingSyntheticSettings) -> MergedModelScorer:
         key = dataclasses.replace(settings, expert_seed=0)  # scoring does not depend on which experts were made
-        if key not in self._scorers:
-            self._scorers[key] = MergedModelScorer(settings.world_seed, settings.experts, settings.world)
-        return self._scorers[key]
+        secret = world_secret.fingerprint()  # another secret, other held-out problems
+        if (secret, key) not in self._scorers:
+            self._scorers[(secret, key)] = MergedModelScorer(settings.world_seed, settings.experts, settings.world)
+        return self._scorers[(secret, key)]
 
     # -- texts, held-out suite, export -------------------------------------------------------------------------
     def setting_text(self, settings: MergingSyntheticSettings) -> str:

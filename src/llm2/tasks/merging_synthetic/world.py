@@ -20,6 +20,12 @@ With these, merging the default three experts by task arithmetic (0.71 ± 0.02 o
 beats the seed (0.52) and every single expert (0.55-0.63) on the mean over their skills, while summing the task
 vectors unscaled (λ = 1) loses much of the gain (0.62 on validation problems, against 0.72 at λ = 0.6): the
 interference merge methods are made for is there, in a model built in under a minute of CPU.
+
+Which held-out problems are scored is drawn with a seed that mixes the world seed with the world secret
+(``llm2.tasks.world_secret``), and that file is named by the secret's fingerprint. The split itself (which inputs
+are reserved) stays with the world seed: it decides what the seed model and the experts were trained on, which a
+candidate is handed anyway, and a skill's answers are a public function of its input, so the split hides nothing a
+merge could use; the secret would only re-roll the models and the findings above (docs/security.md).
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from pathlib import Path
 import torch
 
 from llm2 import progress
-from llm2.tasks import cache
+from llm2.tasks import cache, world_secret
 from llm2.tasks.merging_synthetic import skills as skillset
 from llm2.tasks.merging_synthetic.model import TinyLM, answer_loss
 from llm2.tasks.threads import single_thread
@@ -75,8 +81,9 @@ def expert_file(world_seed: int, skill: str, expert_seed: int, recipe: str = "de
 
 
 def problems_file(world_seed: int, recipe: str = "default") -> Path:
-    """Scoring data: the held-out problems of every skill (never loaded on the training side)."""
-    return world_dir(world_seed, recipe) / "heldout-problems.pt"
+    """Scoring data: the held-out problems of every skill (never loaded on the training side), drawn per world
+    secret (trusted processes only: naming it reads the secret)."""
+    return world_dir(world_seed, recipe) / f"heldout-problems-s{world_secret.fingerprint()}.pt"
 
 
 def _fit(model: TinyLM, problems: skillset.Problems, lr: float, warmup: int, what: str) -> None:
@@ -125,7 +132,7 @@ def build_expert(seed_state: dict[str, torch.Tensor], world_seed: int, skill: st
 
 
 def build_heldout(world_seed: int, recipe: Recipe = RECIPES["default"]) -> dict[str, dict[str, torch.Tensor]]:
-    generator = torch.Generator().manual_seed(2**31 - 1 - world_seed)
+    generator = torch.Generator().manual_seed(world_secret.derive_seed("merging-synthetic", "heldout", world_seed))
     found = {}
     for index, skill in enumerate(skillset.SKILL_NAMES):
         problems = skillset.problems(index, recipe.heldout_problems, generator, world_seed, heldout=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Callable
 
+from llm2.tasks import world_secret
 from llm2.tasks.base import (EvalSetting, Knob, MetricColumn, Metrics, TaskTexts, TensorSpec, TradeOff,
                              TrainOutput)
 from llm2.tasks.defaults import spec_of
@@ -90,7 +91,7 @@ class PreferenceSyntheticTask(PreferenceTask):
 
     # -- scoring side ------------------------------------------------------------------------------------------
     def scorer(self, settings: PreferenceSettings) -> "PreferenceScorer":
-        key = (settings.world_seed, settings.fitness)
+        key = (world_secret.fingerprint(), settings.world_seed, settings.fitness)  # another secret, another world
         if key not in self._scorers:
             self._scorers[key] = PreferenceScorer(load_world(self.world_config, settings.world_seed),
                                                   self.train_config, settings)

@@ -1,7 +1,11 @@
 """One synthetic preference world: hidden generating process, reference policy, gold reward, labelled pairs.
 
-Everything follows from ``(WorldConfig, seed)``. The whole ``World`` (gold reward, held-out prompts, sampling seed:
-what only scoring may know) is built once by the trusted main process and cached; from it, per label-noise level,
+Everything follows from ``(WorldConfig, seed)`` and the world secret (``llm2.tasks.world_secret``): the hidden
+process, the gold reward, the held-out prompts and every sampling seed are drawn from a seed that mixes the world
+seed with the secret, so a candidate that knows the code and the world seed still cannot rebuild them (and with
+them the reference and the pairs, which a candidate is given anyway). The whole ``World`` (gold reward, held-out
+prompts, sampling seed: what only scoring may know) is built once by the trusted main process and cached, under
+the secret's fingerprint; from it, per label-noise level,
 a ``TrainingWorld`` file holds only what training needs (the reference's weights and the labelled pairs). Warm
 workers, and the candidates' processes they fork, load only that file. Both are kept in memory per process.
 """
@@ -18,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from llm2 import progress
-from llm2.tasks import cache
+from llm2.tasks import cache, world_secret
 from llm2.tasks.preference_synthetic.config import WorldConfig
 from llm2.tasks.preference_synthetic.model import TinyGPT, completion_logps, sample
 from llm2.tasks.threads import single_thread
@@ -172,10 +176,12 @@ def _bisect(function, low: float, high: float, target: float, iterations: int = 
 
 
 def build_world(config: WorldConfig, seed: int) -> World:
-    rng = np.random.default_rng([seed, 2024])
-    generator = torch.Generator().manual_seed(seed)
+    """Trusted processes only: every draw comes from the world seed mixed with the secret."""
+    hidden = world_secret.derive_seed("preference-synthetic", "world", seed)
+    rng = np.random.default_rng(hidden)
+    generator = torch.Generator().manual_seed(hidden)
     with single_thread(), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.manual_seed(hidden)
         alpha = np.full(config.vocab_size, config.dirichlet_alpha)
         transitions = torch.tensor(rng.dirichlet(alpha, size=(config.topics, config.vocab_size)), dtype=torch.float32)
         reference = train_reference(
@@ -214,7 +220,9 @@ def label_pairs(world: World, noise: float) -> PreferencePairs:
         # Expected disagreement mean(sigmoid(-|gap| / T)) grows with T; search T on a log scale.
         expected = lambda log_t: torch.sigmoid(-gap.abs() / math.exp(log_t)).mean().item()  # noqa: E731
         temperature = math.exp(_bisect(expected, -20.0, 10.0, noise))
-        generator = torch.Generator().manual_seed(world.seed * 1_000_003 + round(noise * 1e6))
+        # secret too: knowing each label's random draw would tell a candidate how close its gap is
+        generator = torch.Generator().manual_seed(
+            world_secret.derive_seed("preference-synthetic", "labels", world.seed, f"{noise:.6g}"))
         a_wins = torch.rand(len(gap), generator=generator) < torch.sigmoid(gap / temperature)
     pick = a_wins.unsqueeze(1)
     disagreement = ((gap > 0) != a_wins)[gap != 0].float().mean().item()
@@ -229,21 +237,25 @@ def label_pairs(world: World, noise: float) -> PreferencePairs:
 
 # --- caching -----------------------------------------------------------------------------------------------------
 
-_WORLDS: dict[tuple[str, int], World] = {}
-_TRAINING: dict[tuple[str, int, float], TrainingWorld] = {}
+# Keyed by the secret's fingerprint too: another secret is another world, in memory as on disk.
+_WORLDS: dict[tuple[str, str, int], World] = {}
+_TRAINING: dict[tuple[str, str, int, float], TrainingWorld] = {}
 
 
 def world_path(config: WorldConfig, seed: int) -> Path:
-    return cache.cache_dir() / f"preference-synthetic-{config.key()}-world{seed}.pt"
+    """Trusted processes only (it reads the secret to know its fingerprint)."""
+    return cache.cache_dir() / f"preference-synthetic-{config.key()}-s{world_secret.fingerprint()}-world{seed}.pt"
 
 
 def training_path(config: WorldConfig, seed: int, label_noise: float) -> Path:
-    return cache.cache_dir() / f"preference-synthetic-{config.key()}-world{seed}-train-noise{label_noise:g}.pt"
+    """Any process: named by the fingerprint a trusted ancestor published (never by reading the secret)."""
+    return cache.cache_dir() / (f"preference-synthetic-{config.key()}-s{world_secret.published_fingerprint()}"
+                                f"-world{seed}-train-noise{label_noise:g}.pt")
 
 
 def load_world(config: WorldConfig, seed: int) -> World:
     """The whole world for ``(config, seed)`` — trusted processes only: from memory, else disk, else built."""
-    key = (config.key(), seed)
+    key = (config.key(), world_secret.fingerprint(), seed)
     if key not in _WORLDS:
         path = world_path(config, seed)
 
@@ -259,6 +271,8 @@ def load_world(config: WorldConfig, seed: int) -> World:
 def prepare_training(config: WorldConfig, seed: int, label_noise: float) -> None:
     """Write the training file of ``(config, seed, label_noise)`` from the whole world (trusted: labels need the
     gold reward)."""
+    world_secret.fingerprint()  # publishes it, for the training files' names
+
     def build() -> dict:
         world = load_world(config, seed)
         pairs = world.pairs(label_noise)
@@ -273,7 +287,7 @@ def prepare_training(config: WorldConfig, seed: int, label_noise: float) -> None
 
 def load_training(config: WorldConfig, seed: int, label_noise: float) -> TrainingWorld:
     """The training file only (``prepare_training`` wrote it): what warm workers and candidates may hold."""
-    key = (config.key(), seed, float(label_noise))
+    key = (config.key(), world_secret.published_fingerprint(), seed, float(label_noise))
     if key not in _TRAINING:
         path = training_path(config, seed, label_noise)
         if not path.exists():
