@@ -69,17 +69,25 @@ def test_each_command_on_bad_input_exits_2_with_one_line(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no command made anything
 
 
-def test_evaluate_exits_1_when_a_candidate_is_broken_mismatched_or_rejected(tmp_path):
+def test_evaluate_exits_non_zero_when_a_candidate_is_broken_mismatched_or_rejected(tmp_path):
     files = {"broken": "def loss(prediction, target:\n    return 1\n",
              "mismatch": "def loss(prediction):\n    return prediction\n",
+             "wrong_shape": "def loss(prediction, target):\n    return (prediction - target).sum()\n",
              "rejected": "import os\ndef loss(prediction, target):\n    return os.getpid()\n"}
-    arguments = ["evaluate", "--task", TASK, "--seeds", "1", "--workers", "1"]
     for name, code in files.items():
         (tmp_path / f"{name}.py").write_text(code)
-        arguments += ["--code", str(tmp_path / f"{name}.py")]
-    done = subprocess.run([*LLM2, *arguments], capture_output=True, text=True, timeout=300, env=ENV)
+    arguments = ["evaluate", "--task", TASK, "--seeds", "1", "--workers", "1", "--code"]
+    # a file the static check refuses is bad input, refused before any work (2) ...
+    for name, reason in (("broken", "syntax error"), ("mismatch", "no function takes"), ("rejected", "'os'")):
+        done = subprocess.run([*LLM2, *arguments, str(tmp_path / f"{name}.py")], capture_output=True, text=True,
+                              timeout=300, env=ENV)
+        assert done.returncode == 2, done.stderr
+        assert "refused by the static checks" in done.stderr and reason in done.stderr, done.stderr
+    # ... one that passes it but breaks the contract when it runs is work that failed (1)
+    done = subprocess.run([*LLM2, *arguments, str(tmp_path / "wrong_shape.py")], capture_output=True, text=True,
+                          timeout=300, env=ENV)
     assert done.returncode == 1, done.stderr
-    assert "3 of 3 evaluations did not succeed" in one_line_error(done.stderr)
+    assert "1 of 1 evaluations did not succeed" in one_line_error(done.stderr)
     good = tmp_path / "good.py"
     good.write_text(GOOD)
     fine = subprocess.run([*LLM2, "evaluate", "--task", TASK, "--seeds", "1", "--workers", "1", "--code", str(good)],

@@ -18,6 +18,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from llm2.sandbox.loader import load_function
+from llm2.sandbox.limits import LAYERS
 from llm2.tasks.base import CandidateError, EvalSetting
 from llm2.tasks.merging.baselines import BASELINES, TASK_ARITHMETIC_LAMBDA
 from llm2.tasks.merging.contract import MERGE_CONTRACT
@@ -431,7 +432,7 @@ def test_llm2_evaluate_merges_in_the_sandbox_as_in_process(models, tmp_path):
          "task_arithmetic", "--seeds", "1", "--workers", "1", "--json", str(out))
     row = json.loads(out.read_text())["results"][0]
     assert row["status"] == "ok", row["error"]
-    assert len(row["sandbox"]) == 8
+    assert len(row["sandbox"]) == len(LAYERS)
     trusted = merged_in_process(MergingHFTask(), models, tmp_path, max_new_tokens="3")
     assert row["fitness_mean"] == trusted.fitness == trusted.metrics.values["exact_match"]
     assert row["metrics"]["loglik"]["mean"] == pytest.approx(trusted.metrics.values["loglik"], abs=1e-6)
@@ -466,26 +467,28 @@ def test_a_spawned_candidate_process_merges_as_a_forked_one(models, tmp_path):
     with make_executor("local", task_spec=spec, task=task, workers=1, timeout_s=60, warm_settings=settings) as ex:
         result = ex.submit(EvalJob(BASELINES["task_arithmetic"].code, EvalSetting(settings))).result()
     assert result.status == "ok", result.error
-    assert len(result.sandbox) == 8
+    assert len(result.sandbox) == len(LAYERS)
     assert result.fitness == merged_in_process(task, models, tmp_path, fitness="loglik").fitness
 
 
 # Candidates that leave something beside the merged weights (run with the static checks off: the sandbox's check
 # of the output directory must hold on its own). Each acts once, at the first parameter.
 TRICKS = {
-    "symlink": ("os.symlink('/etc/passwd', 'merged/notes.txt')", "holds a symbolic link, 'notes.txt'"),
-    "script": ("open('merged/run.sh', 'w').write('#!/bin/sh\\n'); os.chmod('merged/run.sh', 0o755)",
+    # the system-call filter refuses the link itself now; the output check would refuse one all the same
+    "symlink": ("os.symlink('/etc/passwd', 'merged/notes.txt')", "Operation not permitted: '/etc/passwd'"),
+    "script": ("open('merged/run.sh', 'w').write('#!/bin/sh\\n')",  # (chmod is refused by the system-call filter)
                "holds 'run.sh'; only files named *.safetensors, *.json"),
     "pickle": ("torch.save({'w': base}, 'merged/pytorch_model.bin')", "holds 'pytorch_model.bin'; only files"),
     "hard link": ("open('merged/a.txt', 'w').write('a'); os.link('merged/a.txt', 'merged/b.txt')",
-                  "'a.txt' is a hard link (2 names)"),
+                  "Operation not permitted: 'merged/a.txt' -> 'merged/b.txt'"),  # the filter refuses link()
     "subdirectory": ("os.makedirs('merged/sub'); open('merged/sub/a.json', 'w').write('{}')",
                      "holds 'sub', which is not a regular file"),
     "fake weights": ("open('merged/extra.safetensors', 'wb').write(b'not safetensors')",
                      "'extra.safetensors' is not a valid safetensors file"),
     "too large": ("[open(f'merged/notes{i}.txt', 'wb').write(bytes(LIMIT * 6 // 10)) for i in (1, 2)]",
                   "holds more than"),
-    "outside": ("open('/tmp/llm2-escape.txt', 'w').write('out')", "Permission denied"),
+    # outside its own root (read-only) where a mount namespace exists, else Landlock's refusal
+    "outside": ("open('/tmp/llm2-escape.txt', 'w').write('out')", "Read-only file system|Permission denied"),
 }
 
 
@@ -526,7 +529,8 @@ def test_sandbox_refuses_output_directories_with_anything_but_model_files(models
     assert honest.status == "ok", honest.error
     assert honest.fitness == honest.metrics.values["loglik"] < 0
     for name, result in results.items():
-        assert result.status == "failed" and TRICKS[name][1] in result.error, (name, result.error)
+        assert result.status == "failed" and any(reason in result.error for reason in TRICKS[name][1].split("|")), \
+            (name, result.error)
     assert not Path("/tmp/llm2-escape.txt").exists()
     assert [p.name for p in keep.iterdir()] == ["1-0"]  # the honest merge, kept as a directory
     assert sorted(p.name for p in (keep / "1-0").iterdir()) == sorted(
@@ -558,7 +562,7 @@ def test_discover_heldout_and_report_on_merging_hf(models, tmp_path):
     out = tmp_path / "heldout.json"
     llm2("heldout", str(run_dir), "--top", "1", "--seeds", "1", "--workers", "1", "--json", str(out))
     verdict = json.loads(out.read_text())[0]
-    assert verdict["reference"] == "task_arithmetic" and verdict["pairs"] == 1 and verdict["failures"] == 0
+    assert verdict["reference"] == "task_arithmetic" and verdict["settings"] == 1 and verdict["failures"] == 0
     llm2("report", str(run_dir))
     page = (run_dir / "report" / "index.html").read_text()
     assert best.name in page and "merging-hf" in page

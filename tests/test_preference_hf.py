@@ -21,6 +21,7 @@ from fake_openai_server import FakeOpenAIServer, completion  # noqa: E402
 from llm2.archive import Archive  # noqa: E402
 from llm2.evaluation import evaluate_trusted  # noqa: E402
 from llm2.tasks import load_task  # noqa: E402
+from llm2.sandbox.limits import LAYERS  # noqa: E402
 from llm2.tasks.base import EvalSetting  # noqa: E402
 from llm2.tasks.settings import SettingsError  # noqa: E402
 from testkit import invoke_llm2 as llm2  # noqa: E402
@@ -216,7 +217,7 @@ def test_evaluate_with_the_judge_forked_and_spawned(tiny, tmp_path):
     for row in rows.values():
         assert row["status"] == "ok", row["error"]
         assert row["fitness_mean"] == 7.0 and row["metrics"]["reference_score"]["mean"] == 7.0
-        assert len(row["sandbox"]) == 8
+        assert len(row["sandbox"]) == len(LAYERS)
     fork, spawn = rows["fork"]["metrics"], rows["spawn"]["metrics"]
     assert fork["pref_accuracy"]["mean"] > 0.5 and spawn["pref_accuracy"] == fork["pref_accuracy"]
     assert spawn["margin"]["mean"] == pytest.approx(fork["margin"]["mean"], abs=1e-9)

@@ -265,7 +265,7 @@ def test_self_develop_on_classification_then_leaderboard_heldout_and_report(tmp_
     assert held.exit_code == 0, held.output
     verdict = json.loads(verdicts.read_text())[0]
     assert verdict["name"].startswith("loss_i") and verdict["reference"] == "cross_entropy"
-    assert verdict["pairs"] > 0
+    assert verdict["settings"] > 0
 
     from llm2.report.build import build_report
 

@@ -134,7 +134,7 @@ def test_a_run_records_the_fingerprint_and_is_not_resumed_with_another_secret(se
     other = write_secret(secrets_dir / "second", "b" * 40)
     result = CliRunner().invoke(main, ["discover", "--world-secret", str(other), "--run-dir", str(run_dir),
                                        "--resume"])
-    assert result.exit_code == 1 and "cannot resume" in result.output and config.world_secret in result.output
+    assert result.exit_code == 2 and "cannot resume" in result.output and config.world_secret in result.output
     assert "--world-secret" in result.output and "Traceback" not in result.output
 
 
