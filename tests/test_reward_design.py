@@ -90,6 +90,30 @@ def test_heldout_settings_differ_in_one_knob():
         changed = [k for k in ("env", "steps", "envs", "dynamics", "episodes", "eval_seed")
                    if getattr(other, k) != getattr(base, k)]
         assert len(changed) == 1 and changed[0] in ("eval_seed", "dynamics")
+    assert len(TASK.heldout_settings(base)) == 6  # the fewest an exact sign-flip over settings can call at 0.05
+
+
+def test_the_scored_episodes_come_from_the_world_secret(tmp_path, monkeypatch):
+    """The scoring seed is unknowable from public code: another secret, other scored episodes."""
+    import os
+
+    from llm2.tasks import world_secret
+    from llm2.tasks.reward_design.score import scoring_seed
+
+    settings = RewardDesignSettings()
+    # loading a secret publishes its fingerprint in the environment: restore it afterwards, as it was
+    monkeypatch.setenv(world_secret.FINGERPRINT_ENV, os.environ.get(world_secret.FINGERPRINT_ENV, ""))
+    seeds = []
+    for text in ("a" * 40, "b" * 40):
+        path = tmp_path / text[0]
+        path.write_text(text)
+        os.chmod(path, 0o600)
+        monkeypatch.setenv(world_secret.SECRET_ENV, str(path))
+        monkeypatch.setattr(world_secret, "_loaded", None)
+        seeds.append((scoring_seed(settings, "heldout"), scoring_seed(settings, "heldout"),
+                      scoring_seed(settings, "nominal")))
+    assert seeds[0][0] == seeds[0][1] != seeds[0][2]  # reproducible under one secret, one per dynamics
+    assert seeds[0][0] != seeds[1][0]
 
 
 @pytest.mark.parametrize("env_name", ["mountain_car", "pendulum"])

@@ -11,12 +11,12 @@ failures ended up, and what training reported (each reward term's mean, success 
 from __future__ import annotations
 
 import math
-import zlib
 
 import torch
 
 from llm2.tasks.base import CandidateError, Metrics, TrainOutput
 from llm2.tasks.reward_design.contract import MAX_TERMS, TERM_NAME
+from llm2.tasks import world_secret
 from llm2.tasks.reward_design.envs import ENVS, MOUNTAIN_CAR, BatchEnv, EnvSpec, angle_normalize, dynamics_ranges
 from llm2.tasks.reward_design.policy import Actor, actor_state, load_actor
 from llm2.tasks.reward_design.ppo import PHASES
@@ -25,8 +25,9 @@ from llm2.tasks.threads import single_thread
 
 
 def scoring_seed(settings: RewardDesignSettings, dynamics: str) -> int:
-    """The scoring episodes' seed: from the eval seed and the dynamics, never the training seeds."""
-    return zlib.crc32(f"reward-design:{settings.env}:{dynamics}:{settings.eval_seed}".encode())
+    """The scoring episodes' seed: from the world secret, the eval seed and the dynamics (trusted side only), so a
+    candidate can neither rebuild the scored starts and dynamics from public code nor meet them in training."""
+    return world_secret.derive_seed("reward-design", settings.env, dynamics, settings.eval_seed) % 2**63
 
 
 def rollout(spec: EnvSpec, actor: Actor, episodes: int, seed: int, dynamics: str) -> dict[str, float]:

@@ -20,7 +20,7 @@ from llm2.tasks.reward_design.score import RewardDesignScorer
 from llm2.tasks.reward_design.settings import RewardDesignSettings
 from llm2.tasks.reward_design.train import TrainingData, output_spec, train_policy
 
-HELDOUT_EVAL_SEEDS = (1, 2)
+HELDOUT_EVAL_SEEDS = (1, 2, 3, 4)  # with the two other dynamics: six settings, the fewest a sign-flip can call
 
 
 def _parameters_text(env: str) -> str:
