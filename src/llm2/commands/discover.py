@@ -85,12 +85,18 @@ def proposer_options(proposer: str, *, model: str | None, base_url: str | None, 
               "RUN_DIR/checkpoints, for llm2 export --checkpoints (local executor).")
 @click.option("--rungs", is_flag=True, help="Multi-fidelity: evaluate every candidate first on the task's lower "
               "rungs (a share of training, fewer seeds) and promote only the best third to the full evaluation.")
+@click.option("--islands", type=click.IntRange(min=1), default=DEFAULTS.islands, show_default=True,
+              help="Sub-populations, each with its own conversation and parents; the proposals of a generation are "
+              "dealt round them.")
+@click.option("--migrate-every", type=click.IntRange(min=1), default=DEFAULTS.migrate_every, show_default=True,
+              metavar="M", help="With --islands: every M generations each island's best moves to the next island "
+              "and the weakest island is reset to the others' best.")
 @allow_missing_option
 @world_secret_option
 def discover(task_spec, task_options, proposer, model, base_url, api_key_env, replay, generations, population,
              history, top_k, context_tokens, temperature, seed, seeds, run_dir, resume, prompt_dir, executor, workers, ray_address,
              timeout, request_timeout, max_tokens, max_cost, price_prompt, price_completion, keep_checkpoints,
-             rungs, allow_missing) -> None:
+             rungs, islands, migrate_every, allow_missing) -> None:
     """Let a proposer invent algorithms for a task; with no options, a short offline run on the built-in task and
     its offline proposer."""
     from llm2.archive import ArchiveError
@@ -136,6 +142,7 @@ def discover(task_spec, task_options, proposer, model, base_url, api_key_env, re
                 top_k=top_k, context_tokens=context_tokens, temperature=temperature, seed=seed, seeds=seeds, executor=executor,
                 workers=workers, ray_address=ray_address, timeout_s=timeout, prompt_dir=prompt_dir,
                 allow_missing=tuple(sorted(allowed)), keep_checkpoints=keep_checkpoints, rungs=rungs,
+                islands=islands, migrate_every=migrate_every,
                 world_secret=world_secret.fingerprint())
         except ValueError as exc:
             raise BadInput(str(exc)) from None

@@ -37,12 +37,14 @@ class DiscoveryConfig:
     rungs: bool = False  # successive halving over the task's fidelity rungs (discovery/rungs.py)
     keep_checkpoints: int = 0  # keep the trained weights of this many best candidates (their first seed's)
     world_secret: str | None = None  # the fingerprint of the world secret the run's worlds were built with
+    islands: int = 1  # sub-populations, each with its own conversation and parents (discovery/islands.py)
+    migrate_every: int = 2  # generations between migrations (and resets of the weakest island)
 
     def __post_init__(self) -> None:
         problems = []
         if self.history not in ("full", "topk"):
             problems.append(f"history must be 'full' or 'topk', not {self.history!r}")
-        for name in ("generations", "population", "seeds", "top_k"):
+        for name in ("generations", "population", "seeds", "top_k", "islands", "migrate_every"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1, not {getattr(self, name)}")
         if self.context_tokens is not None and self.context_tokens < 64:
