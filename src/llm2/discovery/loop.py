@@ -54,6 +54,8 @@ class Discovery:
         task_rungs = getattr(task, "fidelity_rungs", ()) if config.rungs else ()
         self.rungs = rungs.ladder_of(task_rungs, config.seeds) if task_rungs else []
         self.evaluator = rungs.Ladder(self.fanout, config.training_seeds(), self.rungs) if self.rungs else self.fanout
+        if hasattr(proposer, "bind_evidence"):  # a bandit over several proposers learns from this run's results
+            proposer.bind_evidence(lambda: (archive.candidates(), getattr(self._reference(), "fitness", None)))
         if hasattr(proposer, "on_event"):
             proposer.on_event = self.progress.note
         self.prompt_budget: int | None = None  # set once a server refuses a prompt as too long

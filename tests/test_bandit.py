@@ -1,0 +1,48 @@
+"""Several proposers, one run: the bandit shifts its share to the proposer whose proposals earn more."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from llm2.discovery.bandit import ProposerBandit, choose
+from llm2.discovery.config import DiscoveryConfig
+from llm2.proposers import make_proposer
+from test_discovery import run_discovery
+
+EXAMPLE_TASK = f"{Path(__file__).parent / 'example_task.py'}:RobustRegression"
+
+
+def replies(path: Path, codes: list[tuple[str, str]]) -> str:
+    path.write_text("".join(json.dumps({"thought": "t", "name": name, "code": code}) + "\n" for name, code in codes))
+    return str(path)
+
+
+def test_the_bandit_gives_the_better_proposer_the_larger_share(tmp_path):
+    # robust (absolute-error) losses beat the squared reference on outliers; a loss that ignores the target earns 0
+    good = [(f"robust_{i}", f"def robust_{i}(prediction, target):\n    return {1 + i} * (prediction - target).abs()\n")
+            for i in range(10)]
+    bad = [(f"blind_{i}", f"def blind_{i}(prediction, target):\n    return {1 + i} * prediction.abs()\n")
+           for i in range(10)]
+    arms = {"replay:good": make_proposer("replay", path=replies(tmp_path / "good.jsonl", good)),
+            "replay:bad": make_proposer("replay", path=replies(tmp_path / "bad.jsonl", bad))}
+    config = DiscoveryConfig(task=EXAMPLE_TASK, proposer="replay", generations=10, population=1, seeds=1)
+    archive, summary = run_discovery(tmp_path, config, ProposerBandit(dict(reversed(list(arms.items())))))
+    assert summary.status == "finished"
+    by_arm = {}
+    for c in archive.candidates():
+        if c.generation > 0:
+            by_arm.setdefault(c.proposer, []).append(c)
+    assert {c.name[:6] for c in by_arm["replay:good"]} == {"robust"}  # each proposal is recorded with its writer
+    assert len(by_arm["replay:good"]) >= 7 and len(by_arm["replay:bad"]) <= 3, {k: len(v) for k, v in by_arm.items()}
+    assert {r.request["proposer"] for r in archive.requests()} == {"replay:good", "replay:bad"}
+    assert all(r.request["proposer"] == archive.candidate(r.candidate_id).proposer for r in archive.requests())
+    # the bad arm was tried first (its order) and lost the share once the rewards were in
+    assert archive.candidates()[-10].proposer == "replay:bad"
+
+
+def test_an_untried_arm_is_tried_and_ucb_explores_a_starved_arm():
+    labels = ("a", "b")
+    assert choose({"a": [1.0], "b": []}, labels) == "b"
+    assert choose({"a": [1.0] * 3, "b": [0.0]}, labels) == "a"
+    assert choose({"a": [1.0] * 40, "b": [0.0]}, labels) == "b"  # its bonus grows with the pulls it was denied
