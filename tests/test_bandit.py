@@ -46,3 +46,21 @@ def test_an_untried_arm_is_tried_and_ucb_explores_a_starved_arm():
     assert choose({"a": [1.0], "b": []}, labels) == "b"
     assert choose({"a": [1.0] * 3, "b": [0.0]}, labels) == "a"
     assert choose({"a": [1.0] * 40, "b": [0.0]}, labels) == "b"  # its bonus grows with the pulls it was denied
+
+
+def test_proposer_given_twice_on_the_command_line_runs_a_bandit(tmp_path):
+    from llm2.archive import Archive
+    from testkit import invoke_llm2
+
+    good = replies(tmp_path / "good.jsonl", [(f"robust_{i}", f"def robust_{i}(prediction, target):\n"
+                                              f"    return {1 + i} * (prediction - target).abs()\n") for i in range(4)])
+    bad = replies(tmp_path / "bad.jsonl", [(f"blind_{i}", f"def blind_{i}(prediction, target):\n"
+                                            f"    return {1 + i} * prediction.abs()\n") for i in range(4)])
+    run_dir = tmp_path / "run"
+    invoke_llm2("discover", "--task", EXAMPLE_TASK, "--proposer", "replay", "--replay", good,
+                "--proposer", f"replay:{bad}", "--generations", "3", "--population", "1", "--seeds", "1",
+                "--workers", "1", "--run-dir", str(run_dir))
+    with Archive.open(run_dir, readonly=True) as archive:
+        assert archive.run.config["more_proposers"] == [f"replay:{bad}"]
+        writers = [c.proposer for c in archive.candidates() if c.generation > 0]
+    assert writers[:2] == [f"replay:{good}", f"replay:{bad}"]  # each tried once, in the order given

@@ -44,8 +44,11 @@ def proposer_options(proposer: str, *, model: str | None, base_url: str | None, 
 @click.command()
 @task_option()
 @task_settings_option
-@click.option("--proposer", default=None,
-              help="symbolic, openai, hf, replay, or a task's own [default: the task's offline proposer].")
+@click.option("--proposer", "proposers", multiple=True,
+              help="symbolic, openai, hf, replay, or a task's own [default: the task's offline proposer]. Given "
+              "again (NAME, or NAME:FILE for replay, NAME:MODEL for openai and hf, sharing the other options), a "
+              "bandit picks which proposer writes each proposal from the improvement each earned per dollar "
+              "(per evaluation second without prices).")
 @click.option("--model", help="Model name (openai) or local path / hub id (hf).")
 @click.option("--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 for vLLM.")
 @click.option("--api-key-env", default=None, help="Environment variable holding the API key [default: "
@@ -93,7 +96,7 @@ def proposer_options(proposer: str, *, model: str | None, base_url: str | None, 
               "and the weakest island is reset to the others' best.")
 @allow_missing_option
 @world_secret_option
-def discover(task_spec, task_options, proposer, model, base_url, api_key_env, replay, generations, population,
+def discover(task_spec, task_options, proposers, model, base_url, api_key_env, replay, generations, population,
              history, top_k, context_tokens, temperature, seed, seeds, run_dir, resume, prompt_dir, executor, workers, ray_address,
              timeout, request_timeout, max_tokens, max_cost, price_prompt, price_completion, keep_checkpoints,
              rungs, islands, migrate_every, allow_missing) -> None:
@@ -104,6 +107,9 @@ def discover(task_spec, task_options, proposer, model, base_url, api_key_env, re
     from llm2.tasks import world_secret
 
     allowed = check_layers(allow_missing)
+    proposer, more_proposers = (proposers[0], tuple(proposers[1:])) if proposers else (None, ())
+    if resume and more_proposers:
+        raise click.UsageError("a resumed run keeps its proposers; give --proposer once at most")
     cli_proposer = dict(model=model, base_url=base_url, api_key_env=api_key_env, replay=replay, seed=seed,
                         max_cost=max_cost, price_prompt=price_prompt, price_completion=price_completion,
                         request_timeout=request_timeout, max_tokens=max_tokens)
@@ -142,7 +148,7 @@ def discover(task_spec, task_options, proposer, model, base_url, api_key_env, re
                 top_k=top_k, context_tokens=context_tokens, temperature=temperature, seed=seed, seeds=seeds, executor=executor,
                 workers=workers, ray_address=ray_address, timeout_s=timeout, prompt_dir=prompt_dir,
                 allow_missing=tuple(sorted(allowed)), keep_checkpoints=keep_checkpoints, rungs=rungs,
-                islands=islands, migrate_every=migrate_every,
+                islands=islands, migrate_every=migrate_every, more_proposers=more_proposers,
                 world_secret=world_secret.fingerprint())
         except ValueError as exc:
             raise BadInput(str(exc)) from None
@@ -184,6 +190,8 @@ def start(config: DiscoveryConfig, task, run_dir: Path):
     try:
         settings = task.settings_from_dict(config.task_settings)
         proposer = make_proposer(config.proposer, **config.proposer_options)
+        if config.more_proposers:
+            proposer = several_proposers(config, proposer)
     except (ProposerError, ValueError, KeyError, TypeError) as exc:
         raise BadInput(str(exc).strip("'\"")) from None
     click.echo(f"llm2 discover: task {config.task} ({task.setting_text(settings)}), proposer {config.proposer}, "
@@ -194,6 +202,29 @@ def start(config: DiscoveryConfig, task, run_dir: Path):
     except (ValueError, OSError) as exc:
         raise WorkFailed(f"task {task.name} cannot prepare {task.setting_text(settings)}: {exc}") from None
     return proposer
+
+
+def several_proposers(config: DiscoveryConfig, first):
+    """The bandit over the run's proposers; each of ``more_proposers`` shares the first one's options, with its
+    VALUE as the replay file (replay) or the model (others). Labels name each as recorded on its candidates."""
+    from llm2.discovery.bandit import ProposerBandit
+    from llm2.proposers import make_proposer
+
+    first_label = config.proposer + (f":{config.proposer_options['model']}" if "model" in config.proposer_options
+                                     else f":{config.proposer_options['path']}" if "path" in config.proposer_options
+                                     else "")
+    arms = {first_label: first}
+    for spec in config.more_proposers:
+        name, _, value = spec.partition(":")
+        options = {k: v for k, v in config.proposer_options.items() if k not in ("model", "path")}
+        if value:
+            options["path" if name == "replay" else "model"] = value
+        if name not in ("openai", "hf", "replay", "factory"):
+            options = {"seed": config.seed} if name != "replay" else options
+        if spec in arms:
+            raise ValueError(f"proposer {spec} is given twice")
+        arms[spec] = make_proposer(name, **options)
+    return ProposerBandit(arms)
 
 
 def run(config: DiscoveryConfig, task, archive, proposer, run_dir: Path):

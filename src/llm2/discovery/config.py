@@ -39,6 +39,7 @@ class DiscoveryConfig:
     world_secret: str | None = None  # the fingerprint of the world secret the run's worlds were built with
     islands: int = 1  # sub-populations, each with its own conversation and parents (discovery/islands.py)
     migrate_every: int = 2  # generations between migrations (and resets of the weakest island)
+    more_proposers: tuple[str, ...] = ()  # NAME or NAME:VALUE beside ``proposer``; a bandit picks (discovery/bandit.py)
 
     def __post_init__(self) -> None:
         problems = []
@@ -74,7 +75,7 @@ class DiscoveryConfig:
         if unknown:
             raise ValueError(f"unknown setting(s) in the recorded config: {', '.join(unknown)}")
         values = dict(data)
-        for name in ("baselines", "allow_missing"):
+        for name in ("baselines", "allow_missing", "more_proposers"):
             if values.get(name) is not None:
                 values[name] = tuple(values[name])
         return cls(**values)
