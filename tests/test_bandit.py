@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+
+import pytest
 from pathlib import Path
 
 from llm2.discovery.bandit import ProposerBandit, choose
@@ -64,3 +66,33 @@ def test_proposer_given_twice_on_the_command_line_runs_a_bandit(tmp_path):
         assert archive.run.config["more_proposers"] == [f"replay:{bad}"]
         writers = [c.proposer for c in archive.candidates() if c.generation > 0]
     assert writers[:2] == [f"replay:{good}", f"replay:{bad}"]  # each tried once, in the order given
+
+
+class PricedProposer:
+    """A proposer with a spending cap, as the openai one keeps it: refuses once what was spent reaches the cap."""
+
+    def __init__(self, name: str, cost: float, cap: float):
+        self.name, self.cost, self.cap, self.spent_usd = name, cost, cap, 0.0
+
+    def propose(self, request):
+        from llm2.proposers.base import BudgetExceeded, Reply
+
+        if self.spent_usd + self.cost > self.cap:
+            raise BudgetExceeded(f"{self.spent_usd:.2f} USD spent")
+        self.spent_usd += self.cost
+        return Reply('{"thought": "", "name": "x", "code": ""}', cost_usd=self.cost)
+
+
+def test_one_cap_counts_what_every_proposer_spent():
+    from llm2.proposers.base import BudgetExceeded, ProposalRequest
+
+    bandit = ProposerBandit({"a": PricedProposer("a", 0.4, 1.0), "b": PricedProposer("b", 0.4, 1.0)})
+    bandit.spent_usd = 0.1  # what an earlier session spent, as the loop sets it on resume
+    request = ProposalRequest(messages=(), history=(), temperature=0.0, seed=0)
+    bandit.propose(request)  # no evidence yet: the first arm
+    assert bandit.name == "a" and abs(bandit.spent_usd - 0.5) < 1e-9
+    bandit.arms, bandit.labels = {"b": bandit.arms["b"]}, ("b",)  # then the other (as if a were dropped)
+    bandit.propose(request)
+    assert abs(bandit.spent_usd - 0.9) < 1e-9
+    with pytest.raises(BudgetExceeded):  # b alone has spent 0.4, but the run 0.9: the next 0.4 is over the cap
+        bandit.propose(request)

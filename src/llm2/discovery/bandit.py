@@ -61,6 +61,7 @@ class ProposerBandit:
         self.evidence: Callable[[], tuple[list[CandidateRecord], float | None]] = lambda: ([], None)
         self.labels = tuple(arms)
         self.name = self.labels[0]
+        self.spent_usd = 0.0  # the run's spending in all (the loop sets what earlier sessions spent)
 
     def bind_evidence(self, evidence: Callable[[], tuple[list[CandidateRecord], float | None]]) -> None:
         self.evidence = evidence
@@ -68,7 +69,12 @@ class ProposerBandit:
     def propose(self, request: ProposalRequest) -> Reply:
         candidates, reference = self.evidence()
         self.name = choose(rewards(candidates, self.labels, reference), self.labels)
-        return self.arms[self.name].propose(request)
+        arm = self.arms[self.name]
+        if hasattr(arm, "spent_usd"):  # one --max-cost for the run: each arm's cap counts what all of them spent
+            arm.spent_usd = self.spent_usd
+        reply = arm.propose(request)
+        self.spent_usd += reply.cost_usd
+        return reply
 
     def records(self) -> list[ArmRecord]:
         candidates, reference = self.evidence()
