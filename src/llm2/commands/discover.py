@@ -94,12 +94,15 @@ def proposer_options(proposer: str, *, model: str | None, base_url: str | None, 
 @click.option("--migrate-every", type=click.IntRange(min=1), default=DEFAULTS.migrate_every, show_default=True,
               metavar="M", help="With --islands: every M generations each island's best moves to the next island "
               "and the weakest island is reset to the others' best.")
+@click.option("--advice-every", type=click.IntRange(min=0), default=DEFAULTS.advice_every, show_default=True,
+              metavar="G", help="Every G generations the proposer rewrites the advice part of its prompt; the new "
+              "advice is kept only if the proposals under it do at least as well (0: never).")
 @allow_missing_option
 @world_secret_option
 def discover(task_spec, task_options, proposers, model, base_url, api_key_env, replay, generations, population,
              history, top_k, context_tokens, temperature, seed, seeds, run_dir, resume, prompt_dir, executor, workers, ray_address,
              timeout, request_timeout, max_tokens, max_cost, price_prompt, price_completion, keep_checkpoints,
-             rungs, islands, migrate_every, allow_missing) -> None:
+             rungs, islands, migrate_every, advice_every, allow_missing) -> None:
     """Let a proposer invent algorithms for a task; with no options, a short offline run on the built-in task and
     its offline proposer."""
     from llm2.archive import ArchiveError
@@ -149,6 +152,7 @@ def discover(task_spec, task_options, proposers, model, base_url, api_key_env, r
                 workers=workers, ray_address=ray_address, timeout_s=timeout, prompt_dir=prompt_dir,
                 allow_missing=tuple(sorted(allowed)), keep_checkpoints=keep_checkpoints, rungs=rungs,
                 islands=islands, migrate_every=migrate_every, more_proposers=more_proposers,
+                advice_every=advice_every,
                 world_secret=world_secret.fingerprint())
         except ValueError as exc:
             raise BadInput(str(exc)) from None

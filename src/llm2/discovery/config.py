@@ -39,6 +39,7 @@ class DiscoveryConfig:
     world_secret: str | None = None  # the fingerprint of the world secret the run's worlds were built with
     islands: int = 1  # sub-populations, each with its own conversation and parents (discovery/islands.py)
     migrate_every: int = 2  # generations between migrations (and resets of the weakest island)
+    advice_every: int = 0  # every G generations the proposer rewrites its advice, kept if no worse (0: never)
     more_proposers: tuple[str, ...] = ()  # NAME or NAME:VALUE beside ``proposer``; a bandit picks (discovery/bandit.py)
 
     def __post_init__(self) -> None:
@@ -50,6 +51,8 @@ class DiscoveryConfig:
                 problems.append(f"{name} must be at least 1, not {getattr(self, name)}")
         if self.context_tokens is not None and self.context_tokens < 64:
             problems.append(f"context_tokens must be at least 64, not {self.context_tokens}")
+        if self.advice_every < 0:
+            problems.append(f"advice_every must be 0 or more, not {self.advice_every}")
         if self.keep_checkpoints < 0:
             problems.append(f"keep_checkpoints must be 0 or more, not {self.keep_checkpoints}")
         if self.keep_checkpoints and self.executor != "local":

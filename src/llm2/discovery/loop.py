@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from llm2.archive import Archive, CandidateRecord, normalized_code_hash
 from llm2.archive.ranking import baseline
 from llm2.archive.search_tables import record_curves
-from llm2.discovery import behaviour, context, feedback, islands, rungs
+from llm2.discovery import advice, behaviour, context, feedback, islands, rungs
 from llm2.discovery.ask import AskOutcome, ask_for_candidate
 from llm2.discovery.config import DiscoveryConfig
 from llm2.discovery.conversation import request_messages, scored_history, start_conversation, sync_messages
@@ -73,6 +73,7 @@ class Discovery:
             for generation in range(self._first_open_generation(), self.config.generations + 1):
                 self.progress.generation = generation
                 self._migrate(generation)
+                self._rewrite_advice(generation)
                 for _ in range(self.config.population - self._count(generation)):
                     self._propose(generation)
                     self.evaluator.drain(self._finish, block=False)
@@ -115,8 +116,12 @@ class Discovery:
             history = islands.history(view, parents)
         asked, refusal = None, None
         for _ in range(context.MAX_SHRINKS + 1):
+            messages = islands.with_parents_note(self._request_messages(view), self._parents_note(parents))
+            if self.config.advice_every:
+                messages = advice.with_advice(messages, self.book, advice.in_force(advice.state(self.archive,
+                                                                                                 self.book)))
             request = ProposalRequest(
-                messages=islands.with_parents_note(self._request_messages(view), self._parents_note(parents)),
+                messages=messages,
                 history=scored_history(self.archive) if history is None else history,
                 temperature=self.config.temperature, seed=self.config.seed * 1_000_003 + index)
             try:
@@ -170,6 +175,12 @@ class Discovery:
             return ""
         entries = "\n".join(f"- {c.name}: fitness {feedback.fmt(c.fitness, c.fitness_std)}" for c in parents)
         return self.book.render("parents", entries=entries)
+
+    def _rewrite_advice(self, generation: int) -> None:
+        said = advice.step(self.archive, self.book, self.proposer, generation, self.config.advice_every,
+                           getattr(self._reference(), "fitness", None), self.config.seed * 1_000_003 - generation)
+        if said:
+            self.progress.note(said)
 
     def _migrate(self, generation: int) -> None:
         step = islands.migrate_if_due(self.archive, generation, self.config.islands, self.config.migrate_every)
