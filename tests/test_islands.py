@@ -173,3 +173,16 @@ def test_sigkill_mid_migration_then_resume(tmp_path):
             roles = [m.role for m in islands.IslandView(archive, island).messages()]
             assert roles[0] == "system" and all(a != b for a, b in zip(roles[1:], roles[2:]))
     assert_untouched([c for c in before if c.status != "pending"], after)
+
+
+def test_a_schema_3_archive_gains_the_island_tables(tmp_path):
+    Archive.create(tmp_path, make_run()).close()
+    with sqlite3.connect(tmp_path / "archive.sqlite") as raw:  # as a schema-3 archive was
+        raw.execute("DROP TABLE island_members")
+        raw.execute("DROP TABLE migrations")
+        raw.execute("PRAGMA user_version=3")
+    with Archive.open(tmp_path, readonly=True) as old:
+        assert members(old) == [] and migrations(old) == {}  # read as it is
+    with Archive.open(tmp_path) as migrated:
+        plan_proposal(migrated, 1, 0, ())
+        assert [m.index for m in members(migrated)] == [1]
