@@ -59,13 +59,15 @@ def test_proposer_given_twice_on_the_command_line_runs_a_bandit(tmp_path):
     bad = replies(tmp_path / "bad.jsonl", [(f"blind_{i}", f"def blind_{i}(prediction, target):\n"
                                             f"    return {1 + i} * prediction.abs()\n") for i in range(4)])
     run_dir = tmp_path / "run"
-    invoke_llm2("discover", "--task", EXAMPLE_TASK, "--proposer", "replay", "--replay", good,
+    result = invoke_llm2("discover", "--task", EXAMPLE_TASK, "--proposer", "replay", "--replay", good,
                 "--proposer", f"replay:{bad}", "--generations", "3", "--population", "1", "--seeds", "1",
                 "--workers", "1", "--run-dir", str(run_dir))
     with Archive.open(run_dir, readonly=True) as archive:
         assert archive.run.config["more_proposers"] == [f"replay:{bad}"]
         writers = [c.proposer for c in archive.candidates() if c.generation > 0]
     assert writers[:2] == [f"replay:{good}", f"replay:{bad}"]  # each tried once, in the order given
+    shares = [line for line in result.output.splitlines() if line.startswith("Proposer replay:")]
+    assert len(shares) == 2 and f"{writers.count(f'replay:{good}')} proposals" in shares[0]
 
 
 class PricedProposer:

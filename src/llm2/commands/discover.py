@@ -162,6 +162,8 @@ def discover(task_spec, task_options, proposers, model, base_url, api_key_env, r
         archive = start_new_run(config, run_dir, task)
     summary = run(config, task, archive, proposer, run_dir)
     print_summary(summary, run_dir, task)
+    if hasattr(proposer, "labels"):
+        print_shares(run_dir, proposer.labels, task.reference_baseline)
     if summary.status != "finished":
         sys.exit(STOPPED)
 
@@ -244,6 +246,23 @@ def run(config: DiscoveryConfig, task, archive, proposer, run_dir: Path):
             raise Interrupted(f"interrupted; continue with: llm2 discover --run-dir {run_dir} --resume") from None
         finally:
             archive.close()
+
+
+def print_shares(run_dir: Path, labels: tuple[str, ...], reference_name: str) -> None:
+    """Each proposer's share of the proposals and the reward it earned (the bandit's evidence)."""
+    from llm2.archive import Archive
+    from llm2.archive.ranking import baseline
+    from llm2.discovery.bandit import rewards
+
+    with Archive.open(run_dir, readonly=True) as archive:
+        candidates = archive.candidates()
+    reference = baseline(candidates, reference_name)
+    earned = rewards(candidates, labels, reference.fitness if reference else None)
+    total = sum(len(v) for v in earned.values()) or 1
+    for label in labels:
+        mean = sum(earned[label]) / len(earned[label]) if earned[label] else 0.0
+        click.echo(f"Proposer {label}: {len(earned[label])} proposals ({len(earned[label]) / total:.0%}), mean reward "
+                   f"{mean:.4g} (fitness above the reference per dollar, else per evaluation second)")
 
 
 def print_summary(summary, run_dir: Path, task) -> None:
