@@ -15,6 +15,11 @@ duplicates are not trained; with ``--rungs`` also successive halving). Figures, 
 - (b) ``to_target_s``: evaluation core-seconds until the best proposal first reaches the fitness that the *before*
   run ends with at that seed (the unit: summed evaluation seconds, in the order candidates finished). The peer is
   the before run of the same seed, measured in the same process: the ratio after / before is the figure to keep.
+- (d) with ``--compare-islands N``: instead, a single conversation against N islands (``--islands N``, migration
+  every ``--migrate-every`` generations) at equal evaluation core-seconds (the smaller of the two runs' totals, per
+  seed): the best fitness reached within it (median over seeds), and the number of distinct behavioural clusters
+  among the top 20 proposals (fingerprints within ``--cluster-radius`` of a cluster's first member, in fitness order).
+  Islands + MAP-Elites is not measured: MAP-Elites is not built.
 - (c) with ``--rungs``: the Spearman correlation between each lower rung and the full evaluation, over the
   candidates that reached the full evaluation (the run's ``rung_correlations`` event); with ``--catalog`` also over
   the task's whole catalog of known losses, each evaluated on the lowest rung and in full.
@@ -45,10 +50,11 @@ TASK = "preference-synthetic"
 ENTRY = "llm2.tasks.preference.fingerprint:confined_fingerprint"
 
 
-def run_once(root: Path, label: str, seed: int, generations: int, after: bool, rungs: bool) -> Path:
+def run_once(root: Path, label: str, seed: int, generations: int, after: bool, rungs: bool, islands: int = 1,
+             migrate_every: int = 2) -> Path:
     task = load_task(TASK)
     config = DiscoveryConfig(task=TASK, generations=generations, seed=seed, fingerprints=after,
-                             rungs=after and rungs)
+                             rungs=after and rungs, islands=islands, migrate_every=migrate_every)
     settings = task.settings_from_dict(config.task_settings)
     task.prepare(settings)
     run_dir = root / f"{label}-{seed}"
@@ -107,6 +113,58 @@ def rung_event(run_dir: Path) -> list[dict]:
     return events[-1].detail["correlations"] if events else []
 
 
+def best_within(run_dir: Path, budget_s: float) -> float:
+    """The best proposal's fitness among those finished within ``budget_s`` evaluation core-seconds."""
+    best, spent = -math.inf, 0.0
+    with Archive.open(run_dir, readonly=True) as archive:
+        for candidate in evaluated(archive.candidates()):
+            spent += candidate.seconds
+            if spent > budget_s:
+                break
+            if candidate.generation > 0 and candidate.fitness is not None:
+                best = max(best, candidate.fitness)
+    return best
+
+
+def total_seconds(run_dir: Path) -> float:
+    with Archive.open(run_dir, readonly=True) as archive:
+        return sum(c.seconds for c in evaluated(archive.candidates()))
+
+
+def top_clusters(run_dir: Path, radius: float, top: int = 20) -> int:
+    """Distinct behavioural clusters among the ``top`` proposals by fitness (leader clustering on fingerprints)."""
+    from llm2.archive.search_tables import fingerprints
+
+    with Archive.open(run_dir, readonly=True) as archive:
+        vectors = {f.candidate_id: f.vector for f in fingerprints(archive)}
+        best = [c for c in archive.best(top) if c.id in vectors]
+    leaders: list[tuple[float, ...]] = []
+    for candidate in best:
+        vector = vectors[candidate.id]
+        if not any(len(vector) == len(lead) and math.dist(vector, lead) <= radius for lead in leaders):
+            leaders.append(vector)
+    return len(leaders)
+
+
+def compare_islands(args) -> None:
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="llm2-bench-islands-") as tmp:
+        for seed in range(args.search_seeds):
+            single = run_once(Path(tmp), "single", seed, args.generations, after=True, rungs=False)
+            several = run_once(Path(tmp), "islands", seed, args.generations, after=True, rungs=False,
+                               islands=args.compare_islands, migrate_every=args.migrate_every)
+            budget = min(total_seconds(single), total_seconds(several))
+            row = {"seed": seed, "budget_s": budget, "best_single": best_within(single, budget),
+                   "best_islands": best_within(several, budget),
+                   "clusters_single": top_clusters(single, args.cluster_radius),
+                   "clusters_islands": top_clusters(several, args.cluster_radius)}
+            rows.append(row)
+            print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
+                  flush=True)
+    for key in ("best_single", "best_islands", "clusters_single", "clusters_islands"):
+        print(f"median_{key}={statistics.median(r[key] for r in rows):.4f}")
+
+
 def catalog_correlation(workers: int) -> None:
     """Every catalog loss on the lowest rung and in full: the Spearman correlation of the two rankings."""
     from scipy.stats import spearmanr
@@ -139,7 +197,15 @@ def main() -> None:
     parser.add_argument("--generations", type=int, default=DiscoveryConfig().generations)
     parser.add_argument("--rungs", action="store_true", help="after: also successive halving over the task's rungs")
     parser.add_argument("--catalog", action="store_true", help="also the catalog's rung-to-full correlation")
+    parser.add_argument("--compare-islands", type=int, default=0, metavar="N",
+                        help="instead: a single conversation against N islands at equal evaluation core-seconds")
+    parser.add_argument("--migrate-every", type=int, default=DiscoveryConfig().migrate_every)
+    parser.add_argument("--cluster-radius", type=float, default=0.1,
+                        help="fingerprint distance within which two of the top 20 count as one cluster")
     args = parser.parse_args()
+    if args.compare_islands:
+        compare_islands(args)
+        return
     task = load_task(TASK)
     beta = task.settings_from_dict({}).beta
     rows = []

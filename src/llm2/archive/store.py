@@ -28,7 +28,7 @@ from llm2.archive.text import clean_optional, clean_text, clean_value
 
 ARCHIVE_FILENAME = "archive.sqlite"
 APPLICATION_ID = 0x6C6C6D32  # "llm2" in the SQLite header: tells our files from any other SQLite file
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BUSY_TIMEOUT_MS = 30_000
 
 # Tables schema 2 added to schema 1 (also run by the migration of a schema-1 archive).
@@ -52,6 +52,17 @@ CREATE TABLE fingerprints (
 CREATE TABLE curves (
     candidate_id INTEGER NOT NULL REFERENCES candidates(id), seed INTEGER NOT NULL, curves TEXT NOT NULL,
     PRIMARY KEY (candidate_id, seed));
+"""
+
+# Schema 4: the population (llm2.archive.population_tables): the island of each proposal (by index), its parents,
+# and the migrations and resets between islands.
+_SCHEMA_4_ADDITIONS = """;
+CREATE TABLE island_members (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, island INTEGER NOT NULL, idx INTEGER NOT NULL, via TEXT NOT NULL,
+    parents TEXT NOT NULL DEFAULT '[]', migration INTEGER, active INTEGER NOT NULL DEFAULT 1);
+CREATE INDEX island_members_by_island ON island_members (island, id);
+CREATE TABLE migrations (
+    generation INTEGER PRIMARY KEY, at REAL NOT NULL, detail TEXT NOT NULL);
 """
 
 _SCHEMA = """
@@ -79,7 +90,7 @@ CREATE TABLE evaluations (
     suite TEXT NOT NULL, setting TEXT NOT NULL, fitness REAL, seconds REAL, status TEXT NOT NULL,
     error TEXT, metrics TEXT NOT NULL DEFAULT '{}', created_at REAL NOT NULL, sandbox TEXT NOT NULL DEFAULT '[]');
 CREATE INDEX evaluations_by_suite ON evaluations (suite, id);
-""" + _SCHEMA_2_ADDITIONS + _SCHEMA_3_ADDITIONS
+""" + _SCHEMA_2_ADDITIONS + _SCHEMA_3_ADDITIONS + _SCHEMA_4_ADDITIONS
 
 
 
@@ -177,11 +188,12 @@ class Archive:
 
     def _migrate(self) -> None:
         """Schema 1 -> 2: KL moves into the metrics, requests and run events get their tables, sandbox columns.
-        Schema 2 -> 3: the fingerprints and curves tables."""
+        Schema 2 -> 3: the fingerprints and curves tables. Schema 3 -> 4: the island tables."""
         with self._write() as db:
-            if db.execute("PRAGMA user_version").fetchone()[0] < 2:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version < 2:
                 self._migrate_1_to_2(db)
-            for statement in _SCHEMA_3_ADDITIONS.split(";"):
+            for statement in ((_SCHEMA_3_ADDITIONS if version < 3 else "") + _SCHEMA_4_ADDITIONS).split(";"):
                 if statement.strip():
                     db.execute(statement)
             db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))

@@ -44,8 +44,11 @@ def proposer_options(proposer: str, *, model: str | None, base_url: str | None, 
 @click.command()
 @task_option()
 @task_settings_option
-@click.option("--proposer", default=None,
-              help="symbolic, openai, hf, replay, or a task's own [default: the task's offline proposer].")
+@click.option("--proposer", "proposers", multiple=True,
+              help="symbolic, openai, hf, replay, or a task's own [default: the task's offline proposer]. Given "
+              "again (NAME, or NAME:FILE for replay, NAME:MODEL for openai and hf, sharing the other options), a "
+              "bandit picks which proposer writes each proposal from the improvement each earned per dollar "
+              "(per evaluation second without prices).")
 @click.option("--model", help="Model name (openai) or local path / hub id (hf).")
 @click.option("--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 for vLLM.")
 @click.option("--api-key-env", default=None, help="Environment variable holding the API key [default: "
@@ -85,12 +88,21 @@ def proposer_options(proposer: str, *, model: str | None, base_url: str | None, 
               "RUN_DIR/checkpoints, for llm2 export --checkpoints (local executor).")
 @click.option("--rungs", is_flag=True, help="Multi-fidelity: evaluate every candidate first on the task's lower "
               "rungs (a share of training, fewer seeds) and promote only the best third to the full evaluation.")
+@click.option("--islands", type=click.IntRange(min=1), default=DEFAULTS.islands, show_default=True,
+              help="Sub-populations, each with its own conversation and parents; the proposals of a generation are "
+              "dealt round them.")
+@click.option("--migrate-every", type=click.IntRange(min=1), default=DEFAULTS.migrate_every, show_default=True,
+              metavar="M", help="With --islands: every M generations each island's best moves to the next island "
+              "and the weakest island is reset to the others' best.")
+@click.option("--advice-every", type=click.IntRange(min=0), default=DEFAULTS.advice_every, show_default=True,
+              metavar="G", help="Every G generations the proposer rewrites the advice part of its prompt; the new "
+              "advice is kept only if the proposals under it do at least as well (0: never).")
 @allow_missing_option
 @world_secret_option
-def discover(task_spec, task_options, proposer, model, base_url, api_key_env, replay, generations, population,
+def discover(task_spec, task_options, proposers, model, base_url, api_key_env, replay, generations, population,
              history, top_k, context_tokens, temperature, seed, seeds, run_dir, resume, prompt_dir, executor, workers, ray_address,
              timeout, request_timeout, max_tokens, max_cost, price_prompt, price_completion, keep_checkpoints,
-             rungs, allow_missing) -> None:
+             rungs, islands, migrate_every, advice_every, allow_missing) -> None:
     """Let a proposer invent algorithms for a task; with no options, a short offline run on the built-in task and
     its offline proposer."""
     from llm2.archive import ArchiveError
@@ -98,6 +110,9 @@ def discover(task_spec, task_options, proposer, model, base_url, api_key_env, re
     from llm2.tasks import world_secret
 
     allowed = check_layers(allow_missing)
+    proposer, more_proposers = (proposers[0], tuple(proposers[1:])) if proposers else (None, ())
+    if resume and more_proposers:
+        raise click.UsageError("a resumed run keeps its proposers; give --proposer once at most")
     cli_proposer = dict(model=model, base_url=base_url, api_key_env=api_key_env, replay=replay, seed=seed,
                         max_cost=max_cost, price_prompt=price_prompt, price_completion=price_completion,
                         request_timeout=request_timeout, max_tokens=max_tokens)
@@ -136,6 +151,8 @@ def discover(task_spec, task_options, proposer, model, base_url, api_key_env, re
                 top_k=top_k, context_tokens=context_tokens, temperature=temperature, seed=seed, seeds=seeds, executor=executor,
                 workers=workers, ray_address=ray_address, timeout_s=timeout, prompt_dir=prompt_dir,
                 allow_missing=tuple(sorted(allowed)), keep_checkpoints=keep_checkpoints, rungs=rungs,
+                islands=islands, migrate_every=migrate_every, more_proposers=more_proposers,
+                advice_every=advice_every,
                 world_secret=world_secret.fingerprint())
         except ValueError as exc:
             raise BadInput(str(exc)) from None
@@ -145,6 +162,8 @@ def discover(task_spec, task_options, proposer, model, base_url, api_key_env, re
         archive = start_new_run(config, run_dir, task)
     summary = run(config, task, archive, proposer, run_dir)
     print_summary(summary, run_dir, task)
+    if hasattr(proposer, "labels"):
+        print_shares(run_dir, proposer.labels, task.reference_baseline)
     if summary.status != "finished":
         sys.exit(STOPPED)
 
@@ -177,6 +196,8 @@ def start(config: DiscoveryConfig, task, run_dir: Path):
     try:
         settings = task.settings_from_dict(config.task_settings)
         proposer = make_proposer(config.proposer, **config.proposer_options)
+        if config.more_proposers:
+            proposer = several_proposers(config, proposer)
     except (ProposerError, ValueError, KeyError, TypeError) as exc:
         raise BadInput(str(exc).strip("'\"")) from None
     click.echo(f"llm2 discover: task {config.task} ({task.setting_text(settings)}), proposer {config.proposer}, "
@@ -187,6 +208,29 @@ def start(config: DiscoveryConfig, task, run_dir: Path):
     except (ValueError, OSError) as exc:
         raise WorkFailed(f"task {task.name} cannot prepare {task.setting_text(settings)}: {exc}") from None
     return proposer
+
+
+def several_proposers(config: DiscoveryConfig, first):
+    """The bandit over the run's proposers; each of ``more_proposers`` shares the first one's options, with its
+    VALUE as the replay file (replay) or the model (others). Labels name each as recorded on its candidates."""
+    from llm2.discovery.bandit import ProposerBandit
+    from llm2.proposers import make_proposer
+
+    first_label = config.proposer + (f":{config.proposer_options['model']}" if "model" in config.proposer_options
+                                     else f":{config.proposer_options['path']}" if "path" in config.proposer_options
+                                     else "")
+    arms = {first_label: first}
+    for spec in config.more_proposers:
+        name, _, value = spec.partition(":")
+        options = {k: v for k, v in config.proposer_options.items() if k not in ("model", "path")}
+        if value:
+            options["path" if name == "replay" else "model"] = value
+        if name not in ("openai", "hf", "replay", "factory"):
+            options = {"seed": config.seed} if name != "replay" else options
+        if spec in arms:
+            raise ValueError(f"proposer {spec} is given twice")
+        arms[spec] = make_proposer(name, **options)
+    return ProposerBandit(arms)
 
 
 def run(config: DiscoveryConfig, task, archive, proposer, run_dir: Path):
@@ -202,6 +246,23 @@ def run(config: DiscoveryConfig, task, archive, proposer, run_dir: Path):
             raise Interrupted(f"interrupted; continue with: llm2 discover --run-dir {run_dir} --resume") from None
         finally:
             archive.close()
+
+
+def print_shares(run_dir: Path, labels: tuple[str, ...], reference_name: str) -> None:
+    """Each proposer's share of the proposals and the reward it earned (the bandit's evidence)."""
+    from llm2.archive import Archive
+    from llm2.archive.ranking import baseline
+    from llm2.discovery.bandit import rewards
+
+    with Archive.open(run_dir, readonly=True) as archive:
+        candidates = archive.candidates()
+    reference = baseline(candidates, reference_name)
+    earned = rewards(candidates, labels, reference.fitness if reference else None)
+    total = sum(len(v) for v in earned.values()) or 1
+    for label in labels:
+        mean = sum(earned[label]) / len(earned[label]) if earned[label] else 0.0
+        click.echo(f"Proposer {label}: {len(earned[label])} proposals ({len(earned[label]) / total:.0%}), mean reward "
+                   f"{mean:.4g} (fitness above the reference per dollar, else per evaluation second)")
 
 
 def print_summary(summary, run_dir: Path, task) -> None:

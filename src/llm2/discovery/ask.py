@@ -61,6 +61,7 @@ def ask_for_candidate(proposer: Proposer, request: ProposalRequest, *, reask: Ca
             payload = request_payload(proposer, current)
             try:
                 reply = proposer.propose(current)
+                payload["proposer"] = proposer.name  # a bandit over proposers names the one it chose
             except ProposerError as exc:
                 record(attempt, payload, None, str(exc))
                 raise

@@ -37,16 +37,22 @@ class DiscoveryConfig:
     rungs: bool = False  # successive halving over the task's fidelity rungs (discovery/rungs.py)
     keep_checkpoints: int = 0  # keep the trained weights of this many best candidates (their first seed's)
     world_secret: str | None = None  # the fingerprint of the world secret the run's worlds were built with
+    islands: int = 1  # sub-populations, each with its own conversation and parents (discovery/islands.py)
+    migrate_every: int = 2  # generations between migrations (and resets of the weakest island)
+    advice_every: int = 0  # every G generations the proposer rewrites its advice, kept if no worse (0: never)
+    more_proposers: tuple[str, ...] = ()  # NAME or NAME:VALUE beside ``proposer``; a bandit picks (discovery/bandit.py)
 
     def __post_init__(self) -> None:
         problems = []
         if self.history not in ("full", "topk"):
             problems.append(f"history must be 'full' or 'topk', not {self.history!r}")
-        for name in ("generations", "population", "seeds", "top_k"):
+        for name in ("generations", "population", "seeds", "top_k", "islands", "migrate_every"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1, not {getattr(self, name)}")
         if self.context_tokens is not None and self.context_tokens < 64:
             problems.append(f"context_tokens must be at least 64, not {self.context_tokens}")
+        if self.advice_every < 0:
+            problems.append(f"advice_every must be 0 or more, not {self.advice_every}")
         if self.keep_checkpoints < 0:
             problems.append(f"keep_checkpoints must be 0 or more, not {self.keep_checkpoints}")
         if self.keep_checkpoints and self.executor != "local":
@@ -72,7 +78,7 @@ class DiscoveryConfig:
         if unknown:
             raise ValueError(f"unknown setting(s) in the recorded config: {', '.join(unknown)}")
         values = dict(data)
-        for name in ("baselines", "allow_missing"):
+        for name in ("baselines", "allow_missing", "more_proposers"):
             if values.get(name) is not None:
                 values[name] = tuple(values[name])
         return cls(**values)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from llm2.archive import Archive, CandidateRecord, normalized_code_hash
 from llm2.archive.ranking import baseline
 from llm2.archive.search_tables import record_curves
-from llm2.discovery import behaviour, context, feedback, rungs
+from llm2.discovery import advice, behaviour, context, feedback, islands, rungs
 from llm2.discovery.ask import AskOutcome, ask_for_candidate
 from llm2.discovery.config import DiscoveryConfig
 from llm2.discovery.conversation import request_messages, scored_history, start_conversation, sync_messages
@@ -54,6 +54,8 @@ class Discovery:
         task_rungs = getattr(task, "fidelity_rungs", ()) if config.rungs else ()
         self.rungs = rungs.ladder_of(task_rungs, config.seeds) if task_rungs else []
         self.evaluator = rungs.Ladder(self.fanout, config.training_seeds(), self.rungs) if self.rungs else self.fanout
+        if hasattr(proposer, "bind_evidence"):  # a bandit over several proposers learns from this run's results
+            proposer.bind_evidence(lambda: (archive.candidates(), getattr(self._reference(), "fitness", None)))
         if hasattr(proposer, "on_event"):
             proposer.on_event = self.progress.note
         self.prompt_budget: int | None = None  # set once a server refuses a prompt as too long
@@ -70,6 +72,8 @@ class Discovery:
             self._evaluate_pending()  # left by a run that was killed
             for generation in range(self._first_open_generation(), self.config.generations + 1):
                 self.progress.generation = generation
+                self._migrate(generation)
+                self._rewrite_advice(generation)
                 for _ in range(self.config.population - self._count(generation)):
                     self._propose(generation)
                     self.evaluator.drain(self._finish, block=False)
@@ -105,10 +109,20 @@ class Discovery:
                 completion_tokens=0 if reply is None else reply.completion_tokens,
                 cost_usd=0.0 if reply is None else reply.cost_usd).id
 
+        view, parents, history = self.archive, (), None
+        if self.config.islands > 1:  # the island's own conversation and parents
+            planned = islands.plan(self.archive, index, self._count(generation), self.config.islands)
+            view, parents = islands.IslandView(self.archive, planned.island), planned.parents
+            history = islands.history(view, parents)
         asked, refusal = None, None
         for _ in range(context.MAX_SHRINKS + 1):
+            messages = islands.with_parents_note(self._request_messages(view), self._parents_note(parents))
+            if self.config.advice_every:
+                messages = advice.with_advice(messages, self.book, advice.in_force(advice.state(self.archive,
+                                                                                                 self.book)))
             request = ProposalRequest(
-                messages=self._request_messages(), history=scored_history(self.archive),
+                messages=messages,
+                history=scored_history(self.archive) if history is None else history,
                 temperature=self.config.temperature, seed=self.config.seed * 1_000_003 + index)
             try:
                 asked = ask_for_candidate(self.proposer, request, max_reasks=self.config.max_reasks, record=record,
@@ -150,11 +164,30 @@ class Discovery:
         else:
             self.evaluator.submit(candidate.id, candidate.code)
 
-    def _request_messages(self) -> tuple[Message, ...]:
+    def _request_messages(self, view) -> tuple[Message, ...]:
         budget = self._prompt_budget()
         if budget is None:
-            return request_messages(self.archive, self.config, self.book, self.task.metrics_text)
-        return context.bounded_messages(self.archive, self.config, self.book, self.task.metrics_text, budget)
+            return request_messages(view, self.config, self.book, self.task.metrics_text)
+        return context.bounded_messages(view, self.config, self.book, self.task.metrics_text, budget)
+
+    def _parents_note(self, parents: tuple[CandidateRecord, ...]) -> str:
+        if not parents:
+            return ""
+        entries = "\n".join(f"- {c.name}: fitness {feedback.fmt(c.fitness, c.fitness_std)}" for c in parents)
+        return self.book.render("parents", entries=entries)
+
+    def _rewrite_advice(self, generation: int) -> None:
+        said = advice.step(self.archive, self.book, self.proposer, generation, self.config.advice_every,
+                           getattr(self._reference(), "fitness", None), self.config.seed * 1_000_003 - generation)
+        if said:
+            self.progress.note(said)
+
+    def _migrate(self, generation: int) -> None:
+        step = islands.migrate_if_due(self.archive, generation, self.config.islands, self.config.migrate_every)
+        if step is not None:
+            self.progress.note(f"islands: {len(step['moves'])} candidates moved"
+                               + (f", island {step['reset']} reset to the others' best" if step["reset"] is not None
+                                  else ""))
 
     def _prompt_budget(self) -> int | None:
         """Tokens the prompt may take: a budget learnt from a refusal, else the configured (or the server's

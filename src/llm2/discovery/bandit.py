@@ -1,0 +1,83 @@
+"""Several proposers, one run: a UCB1 bandit picks which one writes each proposal from what each has earned.
+
+An arm's reward for one proposal is the improvement it earned — its fitness above the run's reference baseline,
+floored at 0 (an invalid or worse proposal earns 0) — per unit of cost: the dollars its replies cost where it has a
+price, else the evaluation seconds it took (per core-second, for local and offline proposers). The evidence is read
+from the archive (each candidate records the arm that wrote it), so a resumed run chooses as the killed one would
+have. Arms never tried are tried first, in order; ties go to the earlier arm.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+from llm2.archive import CandidateRecord
+from llm2.proposers.base import ProposalRequest, Reply
+
+EXPLORATION = 1.0  # UCB1's constant, on rewards scaled by the best arm's mean
+
+
+@dataclass(frozen=True)
+class ArmRecord:
+    label: str  # as recorded on each candidate it wrote
+    pulls: int
+    mean_reward: float  # improvement per dollar (or per evaluation second)
+
+
+def rewards(candidates: list[CandidateRecord], labels: tuple[str, ...], reference: float | None
+            ) -> dict[str, list[float]]:
+    """Each arm's reward per finished proposal, in proposal order."""
+    earned: dict[str, list[float]] = {label: [] for label in labels}
+    for c in candidates:
+        if c.generation == 0 or c.proposer not in earned or c.status in ("pending", "duplicate"):
+            continue
+        gain = max(0.0, (c.fitness or 0.0) - (reference or 0.0)) if c.fitness is not None else 0.0
+        cost = c.cost_usd if c.cost_usd > 0 else max(c.seconds or 0.0, 1e-3)
+        earned[c.proposer].append(gain / cost)
+    return earned
+
+
+def choose(earned: dict[str, list[float]], labels: tuple[str, ...]) -> str:
+    for label in labels:
+        if not earned[label]:
+            return label
+    total = sum(len(v) for v in earned.values())
+    means = {label: sum(earned[label]) / len(earned[label]) for label in labels}
+    scale = max(means.values()) or 1.0
+    return max(labels, key=lambda label: (means[label] / scale
+                                          + EXPLORATION * math.sqrt(2 * math.log(total) / len(earned[label])),
+                                          -labels.index(label)))
+
+
+class ProposerBandit:
+    """A proposer made of several (``arms``: label -> proposer); ``name`` is the label of the one that wrote the
+    latest reply, which the loop records on the candidate."""
+
+    def __init__(self, arms: dict[str, object]):
+        self.arms = arms
+        # the run's candidates and its reference fitness; the loop binds it to its archive (bind_evidence)
+        self.evidence: Callable[[], tuple[list[CandidateRecord], float | None]] = lambda: ([], None)
+        self.labels = tuple(arms)
+        self.name = self.labels[0]
+        self.spent_usd = 0.0  # the run's spending in all (the loop sets what earlier sessions spent)
+
+    def bind_evidence(self, evidence: Callable[[], tuple[list[CandidateRecord], float | None]]) -> None:
+        self.evidence = evidence
+
+    def propose(self, request: ProposalRequest) -> Reply:
+        candidates, reference = self.evidence()
+        self.name = choose(rewards(candidates, self.labels, reference), self.labels)
+        arm = self.arms[self.name]
+        if hasattr(arm, "spent_usd"):  # one --max-cost for the run: each arm's cap counts what all of them spent
+            arm.spent_usd = self.spent_usd
+        reply = arm.propose(request)
+        self.spent_usd += reply.cost_usd
+        return reply
+
+    def records(self) -> list[ArmRecord]:
+        candidates, reference = self.evidence()
+        earned = rewards(candidates, self.labels, reference)
+        return [ArmRecord(label, len(earned[label]), sum(earned[label]) / len(earned[label]) if earned[label] else 0.0)
+                for label in self.labels]
