@@ -28,7 +28,7 @@ import time
 
 
 def _setting(settings, seed=0):
-    from llm2.tasks.base import EvalSetting
+    from llm2.task_api.base import EvalSetting
 
     return EvalSetting(settings, seed=seed)
 
@@ -93,7 +93,7 @@ def section_lambda() -> float:
 
 def section_table(worlds: list[int]) -> None:
     from llm2.stats import mean_std
-    from llm2.tasks.base import TrainOutput
+    from llm2.task_api.base import TrainOutput
     from llm2.tasks.merging.baselines import BASELINES
     from llm2.tasks.merging_synthetic.task import MergingSyntheticSettings, MergingSyntheticTask
 

@@ -18,7 +18,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from llm2.sandbox.loader import load_function
-from llm2.tasks.base import CandidateError, EvalSetting
+from llm2.task_api.base import CandidateError, EvalSetting
 from llm2.tasks.merging.baselines import BASELINES, TASK_ARITHMETIC_LAMBDA
 from llm2.tasks.merging.contract import MERGE_CONTRACT
 from llm2.tasks.merging.export import portable_source
@@ -27,7 +27,7 @@ from llm2.tasks.merging_hf.answers import QuestionFileError, extract_answer, is_
 from llm2.tasks.merging_hf.score import QuestionScorer
 from llm2.tasks.merging_hf.streaming import INDEX_FILE, MergeInputError, OpenModel, merge_streaming, small_files
 from llm2.tasks.merging_hf.task import MergingHFSettings, MergingHFTask
-from llm2.tasks.settings import SettingsError
+from llm2.task_api.settings import SettingsError
 from testkit import invoke_llm2 as llm2
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from llm2.tasks.base import CandidateError, EvalSetting, Metrics, Task
+from llm2.task_api.base import CandidateError, EvalSetting, Metrics, Task
 
 # The statuses a candidate can end in, and the stages at which it can stop (the cascade's order).
 STATUSES = ("ok", "invalid", "failed", "timeout", "duplicate")

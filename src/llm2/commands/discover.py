@@ -95,7 +95,7 @@ def discover(task_spec, task_options, proposer, model, base_url, api_key_env, re
     its offline proposer."""
     from llm2.archive import ArchiveError
     from llm2.discovery.run import default_run_dir
-    from llm2.tasks import world_secret
+    from llm2.task_api import world_secret
 
     allowed = check_layers(allow_missing)
     cli_proposer = dict(model=model, base_url=base_url, api_key_env=api_key_env, replay=replay, seed=seed,

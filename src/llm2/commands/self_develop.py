@@ -136,8 +136,8 @@ def _plan(task, factory, factory_options, iterations, samples, temperature, chos
     from llm2.selfdev.default_factory import TinyFactoryConfig
     from llm2.selfdev.factory import DEFAULT
     from llm2.selfdev.plan import SelfDevPlan, TrainingRecipe, temperature_schedule
-    from llm2.tasks.settings import SettingsError, single_options
-    from llm2.tasks.settings import parse_settings as parse_dataclass
+    from llm2.task_api.settings import SettingsError, single_options
+    from llm2.task_api.settings import parse_settings as parse_dataclass
 
     if factory != DEFAULT and Path(factory).exists():
         factory = str(Path(factory).resolve())  # a resumed run may start elsewhere
@@ -194,7 +194,7 @@ def _default_run_dir() -> Path:
 def _config(task_spec, settings, plan, seeds, workers, timeout, allowed):
     from llm2.discovery.config import DiscoveryConfig
     from llm2.selfdev.sampling import PROPOSER_NAME
-    from llm2.tasks import world_secret
+    from llm2.task_api import world_secret
 
     try:
         # What every other command reads: generation = iteration + 1, population = samples per iteration.

@@ -15,7 +15,7 @@ def tasks(task_spec: str | None) -> None:
     from rich.table import Table
 
     from llm2.tasks import known_tasks
-    from llm2.tasks.settings import option_help
+    from llm2.task_api.settings import option_help
 
     output = console()
     if task_spec is None:

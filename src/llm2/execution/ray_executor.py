@@ -18,7 +18,7 @@ import tempfile
 from llm2.evaluation import EvalJob, EvalResult, job_from_dict, job_to_dict, result_from_dict, result_to_dict
 from llm2.execution.base import ExecutorBase
 from llm2.sandbox.worker import WorkerConfig
-from llm2.tasks.base import Task
+from llm2.task_api.base import Task
 
 DEFAULT_RESOURCES = {"num_cpus": 1}
 

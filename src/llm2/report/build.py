@@ -69,7 +69,7 @@ def build_report(run_dir: str | os.PathLike, top: int = TOP_FIGURES, figure_time
 def _task_of(run) -> tuple[Any, Any, str]:
     """(task, the run's settings, "") — or (None, None, why the task's figures cannot be drawn)."""
     from llm2.tasks import TaskNotFound, load_task
-    from llm2.tasks.settings import SettingsError
+    from llm2.task_api.settings import SettingsError
 
     spec = run.config.get("task", run.task)
     try:

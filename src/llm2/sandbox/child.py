@@ -27,7 +27,7 @@ import torch
 from llm2.sandbox import channel
 from llm2.sandbox.limits import SandboxLimits, SandboxUnavailable, confine
 from llm2.sandbox.loader import load_function
-from llm2.tasks.base import CandidateError, EvalSetting, Task, TrainOutput
+from llm2.task_api.base import CandidateError, EvalSetting, Task, TrainOutput
 
 CONTINUE = b"c"  # the worker's probe verdict; any other byte, or none, stops training
 OUTPUT_FILE = "output.safetensors"

@@ -67,7 +67,7 @@ def warm_up(task: Any, settings: Any, data: Any) -> None:
 def train_reference_briefly(task: Any, settings: Any, data: Any) -> None:
     """Train the task's reference baseline (trusted code) for a sliver of the budget."""
     from llm2.sandbox.loader import load_function
-    from llm2.tasks.base import EvalSetting
+    from llm2.task_api.base import EvalSetting
 
     baseline = task.baselines.get(task.reference_baseline)
     if baseline is None:

@@ -32,7 +32,7 @@ from llm2.selfdev.outcomes import IterationStats, build_pairs, iteration_outcome
 from llm2.selfdev.plan import SelfDevPlan
 from llm2.selfdev.prompting import FactoryPrompt, discovery_messages
 from llm2.selfdev.sampling import generation_of, sample_iteration
-from llm2.tasks.base import EvalSetting
+from llm2.task_api.base import EvalSetting
 
 EVENT = "selfdev"  # the kind of the run events this loop records
 

@@ -56,7 +56,7 @@ def train_factory(source: Path, prompt: FactoryPrompt, pairs: list[tuple[str, st
     adapter to ``adapter_target``). FactoryError with one line when training cannot run."""
     import contextlib
 
-    from llm2.tasks.threads import single_thread
+    from llm2.task_api.threads import single_thread
 
     quiet_hf()
     started = time.perf_counter()

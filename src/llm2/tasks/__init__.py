@@ -13,7 +13,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from llm2.tasks.base import Task
+from llm2.task_api.base import Task
 
 # name -> "module:Class"; imported lazily so listing tasks stays cheap.
 TASKS: dict[str, str] = {

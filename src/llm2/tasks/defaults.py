@@ -6,12 +6,12 @@ import dataclasses
 import math
 from typing import Any, Mapping, Sequence
 
-from llm2.tasks import settings as settings_module
-from llm2.tasks.base import Metrics, MetricColumn, Runtime, TensorSpec, TradeOff
+from llm2.task_api import settings as settings_module
+from llm2.task_api.base import Metrics, MetricColumn, Runtime, TensorSpec, TradeOff
 
 
 class TaskBase:
-    """Defaults for the Task protocol (llm2.tasks.base.Task). Subclasses set the class attributes and write
+    """Defaults for the Task protocol (llm2.task_api.base.Task). Subclasses set the class attributes and write
     ``prepare``, ``training_data``, ``output_spec``, ``check_contract``, ``train`` and ``scorer``."""
 
     name: str = "task"

@@ -8,8 +8,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from llm2.tasks.base import Baseline
-from llm2.tasks.checks import backpropagate, check_gradient, per_example_losses
+from llm2.task_api.base import Baseline
+from llm2.task_api.checks import backpropagate, check_gradient, per_example_losses
 from llm2.tasks.defaults import TaskBase
 from llm2.tasks.preference.catalog import OBJECTIVES
 from llm2.tasks.preference.contract import PREFERENCE_CONTRACT
