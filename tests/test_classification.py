@@ -19,7 +19,7 @@ import torch
 
 from llm2.archive.records import EvaluationRecord, RunInfo
 from llm2.discovery.parse import parse_reply
-from llm2.evaluation import evaluate_trusted
+from llm2.trusted import evaluate_trusted
 from llm2.proposers.base import Message, ProposalRequest, ScoredCandidate
 from llm2.report.figures import Figure, FigureContext, MissingFigure
 from llm2.sandbox.loader import load_function

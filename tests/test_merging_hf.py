@@ -405,7 +405,7 @@ def settings_options(models, **extra: str) -> list[str]:
 
 def merged_in_process(task, models, tmp_path: Path, **options: str):
     """task_arithmetic's result on both experts, merged and scored in this process (trusted code)."""
-    from llm2.evaluation import evaluate_trusted
+    from llm2.trusted import evaluate_trusted
 
     root = models["root"]
     settings = task.parse_settings({"base": str(root / "base"), "eval": str(models["questions"]),

@@ -19,7 +19,7 @@ pytest.importorskip("trl")
 
 from fake_openai_server import FakeOpenAIServer, completion  # noqa: E402
 from llm2.archive import Archive  # noqa: E402
-from llm2.evaluation import evaluate_trusted  # noqa: E402
+from llm2.trusted import evaluate_trusted  # noqa: E402
 from llm2.tasks import load_task  # noqa: E402
 from llm2.task_api.base import EvalSetting  # noqa: E402
 from llm2.task_api.settings import SettingsError  # noqa: E402

@@ -14,7 +14,7 @@ import torch
 from llm2.archive.export import export_entries
 from llm2.archive.records import CandidateRecord, RunInfo
 from llm2.discovery.parse import parse_reply
-from llm2.evaluation import evaluate_trusted
+from llm2.trusted import evaluate_trusted
 from llm2.proposers.base import Message, ProposalRequest, ScoredCandidate
 from llm2.sandbox.loader import load_function
 from llm2.sandbox.static_checks import static_check

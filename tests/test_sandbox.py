@@ -16,7 +16,8 @@ import psutil
 import pytest
 import torch
 
-from llm2.evaluation import EvalJob, evaluate_trusted
+from llm2.evaluation import EvalJob
+from llm2.trusted import evaluate_trusted
 from llm2.execution import make_executor
 from llm2.execution.handle import WorkerHandle
 from llm2.execution.scoring import Scoring

@@ -54,8 +54,8 @@ def world_secret_option(function: Callable) -> Callable:
 
 
 def load_task(spec: str):
-    from llm2.tasks import TaskNotFound
-    from llm2.tasks import load_task as load
+    from llm2.task_api.registry import TaskNotFound
+    from llm2.task_api.registry import load_task as load
 
     try:
         return load(spec)
@@ -129,7 +129,7 @@ def run_task(archive) -> tuple[Any, Any, Any]:
 
 def run_card(archive):
     """The run's task card; for a run recorded before cards existed, the card of its task as installed now."""
-    from llm2.tasks.card import TaskCard
+    from llm2.task_api.card import TaskCard
 
     if archive.task_card:
         return TaskCard.from_dict(archive.task_card)

@@ -87,7 +87,8 @@ def self_develop(ctx, task_spec, task_options, factory, factory_options, iterati
                  allow_missing) -> None:
     """Refine an algorithm factory on its own algorithms: per iteration it writes --samples algorithms, they are
     evaluated, and it is trained with DPO on (best, worst) pairs of its own output."""
-    from llm2.selfdev.files import RunFiles, write_json
+    from llm2.files import write_json
+    from llm2.selfdev_files import RunFiles
     from llm2.selfdev.quiet import quiet_hf
 
     allowed = check_layers(allow_missing)
@@ -177,7 +178,7 @@ def _plan(task, factory, factory_options, iterations, samples, temperature, chos
 
 def _check_objective(objective: str, beta: float | None) -> None:
     """The objective is loaded and called once now, so a typo fails before any evaluation is spent."""
-    from llm2.integrations.trl import check_objective, resolve_objective
+    from llm2.tasks.preference.trl import check_objective, resolve_objective
 
     try:
         check_objective(resolve_objective(objective), beta or 0.1, 4)
@@ -208,7 +209,8 @@ def _config(task_spec, settings, plan, seeds, workers, timeout, allowed):
 
 
 def _reopen(run_dir: Path, workers, timeout):
-    from llm2.selfdev.files import RunFiles, read_json
+    from llm2.files import read_json
+    from llm2.selfdev_files import RunFiles
     from llm2.selfdev.plan import SelfDevPlan
 
     files = RunFiles(run_dir)
@@ -251,7 +253,7 @@ def _run(plan, config, task, archive, run_dir: Path):
     from llm2.discovery.run import run_executor
     from llm2.selfdev.develop import SelfDevelopment
     from llm2.selfdev.factory import FactoryError
-    from llm2.selfdev.files import RunFiles
+    from llm2.selfdev_files import RunFiles
 
     settings = task.settings_from_dict(config.task_settings)
     with run_executor(config, task, settings, run_dir) as executor:

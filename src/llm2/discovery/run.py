@@ -14,7 +14,7 @@ from typing import Any
 from llm2.archive import Archive, RunInfo
 from llm2.discovery.config import DiscoveryConfig
 from llm2.task_api.base import Task
-from llm2.tasks.card import TaskCard
+from llm2.task_api.card import TaskCard
 
 VERSIONED_PACKAGES = ("llm2", "torch", "numpy", "transformers", "trl", "ray", "openai", "scikit-learn")
 # What a resumed run may change: how it asks (the proposer's endpoint, model, limits) and how long it goes on.

@@ -15,7 +15,7 @@ from llm2.report.figures import Figure, FigureContext, MissingFigure
 from llm2.report.html import PageContent, render_page
 from llm2.report.plots import CandidatePoint, plot_discovery_curve, plot_failures
 from llm2.report.selfdev import selfdev_figures
-from llm2.tasks.card import TaskCard
+from llm2.task_api.card import TaskCard
 
 REPORT_DIRNAME = "report"
 TOP_FIGURES = 4  # best candidates the task's figures show beside the reference
@@ -68,7 +68,7 @@ def build_report(run_dir: str | os.PathLike, top: int = TOP_FIGURES, figure_time
 
 def _task_of(run) -> tuple[Any, Any, str]:
     """(task, the run's settings, "") — or (None, None, why the task's figures cannot be drawn)."""
-    from llm2.tasks import TaskNotFound, load_task
+    from llm2.task_api.registry import TaskNotFound, load_task
     from llm2.task_api.settings import SettingsError
 
     spec = run.config.get("task", run.task)

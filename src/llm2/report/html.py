@@ -23,7 +23,7 @@ from llm2.archive.ranking import SCORED, ranked
 from llm2.discovery.feedback import fmt
 from llm2.report.failures import FailureStats
 from llm2.report.figures import Figure, MissingFigure
-from llm2.tasks.card import TaskCard
+from llm2.task_api.card import TaskCard
 
 # Marks each image as loaded or not once the page has loaded: the headless-browser test and a curious reader can
 # both see whether every figure rendered (body[data-images-broken]).

@@ -188,8 +188,8 @@ def main() -> None:
     import ctypes
 
     from llm2.evaluation import job_from_dict
-    from llm2.sandbox.worker import warm_up
-    from llm2.tasks import load_task
+    from llm2.sandbox.warm_up import warm_up
+    from llm2.task_api.registry import load_task
 
     request = json.load(sys.stdin)
     ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: die with the worker

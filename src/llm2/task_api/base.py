@@ -23,6 +23,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence
 
+from llm2.task_api.vocabulary import TENSOR_VOCABULARY, Vocabulary  # noqa: F401 - Vocabulary is part of this API
+
 if TYPE_CHECKING:  # torch only for annotations: the records stay importable without paying for torch
     import torch
 
@@ -35,42 +37,6 @@ class CandidateError(Exception):
         self.stage = stage
 
 
-@dataclass(frozen=True, eq=False)
-class Vocabulary:
-    """Everything a candidate's code may name: an allow-list the static check enforces (docs/security.md).
-
-    A name or attribute not listed here is refused, so what a module re-exports (``torch.<module>...``) is out of
-    reach unless listed. The standard vocabularies are in ``llm2.task_api.vocabulary``.
-    """
-
-    # importable module -> the attributes a candidate may reach on it; "linalg.norm" reaches a submodule's function
-    modules: Mapping[str, frozenset[str]]
-    # names bound before the code runs -> their module ("F": "torch.nn.functional"); each module is in ``modules``
-    preloaded: Mapping[str, str]
-    builtins: frozenset[str]  # builtins a candidate may name (pure ones: abs, len, range, ...)
-    methods: frozenset[str]  # attributes of values (tensors, lists, strings, numbers) it may read or call
-
-    def __post_init__(self) -> None:
-        missing = sorted(set(self.preloaded.values()) - set(self.modules))
-        if missing:
-            raise ValueError(f"preloaded modules not in the vocabulary's modules: {', '.join(missing)}")
-
-    def extended(self, modules: Mapping[str, frozenset[str]] | None = None, preloaded: Mapping[str, str] | None = None,
-                 builtins: frozenset[str] = frozenset(), methods: frozenset[str] = frozenset()) -> "Vocabulary":
-        """This vocabulary and more (a module's attributes are joined with those already listed)."""
-        joined = dict(self.modules)
-        for module, attributes in (modules or {}).items():
-            joined[module] = joined.get(module, frozenset()) | frozenset(attributes)
-        return Vocabulary(joined, {**self.preloaded, **(preloaded or {})}, self.builtins | builtins,
-                          self.methods | methods)
-
-
-def _tensor_vocabulary() -> Vocabulary:
-    from llm2.task_api.vocabulary import TENSOR_VOCABULARY
-
-    return TENSOR_VOCABULARY
-
-
 @dataclass(frozen=True)
 class Contract:
     """The function a candidate must define: exactly one top-level function taking ``arguments``, any name."""
@@ -79,7 +45,7 @@ class Contract:
     example_name: str  # the name the texts use for it ("loss", "merge"); any name is accepted
     description: str  # signature, shapes and meaning, shown verbatim to the proposer
     # what the code may import and name; torch, F and math are bound before it runs (Vocabulary.preloaded)
-    vocabulary: Vocabulary = field(default_factory=_tensor_vocabulary)
+    vocabulary: Vocabulary = TENSOR_VOCABULARY
 
     @property
     def signature(self) -> str:

@@ -9,7 +9,38 @@ vocabulary (``Vocabulary.extended``); tests/test_hostile_allow_list.py checks ev
 
 from __future__ import annotations
 
-from llm2.task_api.base import Vocabulary
+from dataclasses import dataclass
+from typing import Mapping
+
+
+@dataclass(frozen=True, eq=False)
+class Vocabulary:
+    """Everything a candidate's code may name: an allow-list the static check enforces (docs/security.md).
+
+    A name or attribute not listed here is refused, so what a module re-exports (``torch.<module>...``) is out of
+    reach unless listed. The standard vocabularies are in ``llm2.task_api.vocabulary``.
+    """
+
+    # importable module -> the attributes a candidate may reach on it; "linalg.norm" reaches a submodule's function
+    modules: Mapping[str, frozenset[str]]
+    # names bound before the code runs -> their module ("F": "torch.nn.functional"); each module is in ``modules``
+    preloaded: Mapping[str, str]
+    builtins: frozenset[str]  # builtins a candidate may name (pure ones: abs, len, range, ...)
+    methods: frozenset[str]  # attributes of values (tensors, lists, strings, numbers) it may read or call
+
+    def __post_init__(self) -> None:
+        missing = sorted(set(self.preloaded.values()) - set(self.modules))
+        if missing:
+            raise ValueError(f"preloaded modules not in the vocabulary's modules: {', '.join(missing)}")
+
+    def extended(self, modules: Mapping[str, frozenset[str]] | None = None, preloaded: Mapping[str, str] | None = None,
+                 builtins: frozenset[str] = frozenset(), methods: frozenset[str] = frozenset()) -> "Vocabulary":
+        """This vocabulary and more (a module's attributes are joined with those already listed)."""
+        joined = dict(self.modules)
+        for module, attributes in (modules or {}).items():
+            joined[module] = joined.get(module, frozenset()) | frozenset(attributes)
+        return Vocabulary(joined, {**self.preloaded, **(preloaded or {})}, self.builtins | builtins,
+                          self.methods | methods)
 
 
 def _names(text: str) -> frozenset[str]:

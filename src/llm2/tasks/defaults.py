@@ -39,7 +39,7 @@ class TaskBase:
     def warm_up(self, settings: Any, data: Any) -> None:
         """Before any candidate runs, in a warm worker (and in a spawned child, before it confines itself): import
         whatever training imports lazily. By default: train the reference baseline for a sliver of the budget."""
-        from llm2.sandbox.worker import train_reference_briefly
+        from llm2.sandbox.warm_up import train_reference_briefly
 
         train_reference_briefly(self, settings, data)
 

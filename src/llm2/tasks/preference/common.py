@@ -86,7 +86,7 @@ class PreferenceTask(TaskBase):
     {example}(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta)
 
 With TRL (pip install 'llm2[hf]'):
-    from llm2.integrations.trl import ObjectiveDPOTrainer
+    from llm2.tasks.preference.trl import ObjectiveDPOTrainer
     from {module} import {example}
     trainer = ObjectiveDPOTrainer(objective={example}, model=..., ref_model=..., args=DPOConfig(...),
                                   train_dataset=..., processing_class=...)'''

@@ -94,7 +94,7 @@ def snapshot(model: Any, lora: bool) -> dict[str, torch.Tensor]:
 
 
 def _trainer_class():
-    from llm2.integrations.trl import ObjectiveDPOTrainer
+    from llm2.tasks.preference.trl import ObjectiveDPOTrainer
 
     class PreparedDPOTrainer(ObjectiveDPOTrainer):
         """The dataset arrives tokenized, with the reference's log-probs (``data.py`` ran TRL's preparation once,
