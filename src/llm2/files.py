@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 
 def partial_dir(path: Path) -> Path:
@@ -31,8 +32,31 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+def read_jsonl(path: Path) -> list:
+    """Every value of a JSON-lines file (blank lines skipped); a bad line raises ``JsonLineError``."""
+    return [value for _, value in json_lines(path)]
+
+
+class JsonLineError(ValueError):
+    """A line of a JSON-lines file that is not JSON: ``number`` (from 1) and the decoder's ``error``."""
+
+    def __init__(self, path: Path, number: int, error: json.JSONDecodeError):
+        super().__init__(f"{path}:{number}: not a JSON line ({error.msg})")
+        self.number = number
+        self.error = error
+
+
+def json_lines(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, value) for each non-blank line of a JSON-lines file, read as it goes (a caller may stop early);
+    opening it raises ``OSError``, a bad line ``JsonLineError``."""
+    with open(path, encoding="utf-8") as file:
+        for number, line in enumerate(file, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise JsonLineError(path, number, exc) from None
 
 
 def replace_dir(built: Path, final: Path) -> None:
@@ -51,8 +75,19 @@ def fresh_dir(path: Path) -> Path:
 
 
 def write_text(path: Path, text: str) -> None:
-    """``text`` in ``path``, atomically (written beside, then renamed)."""
+    """``text`` in ``path`` (UTF-8), atomically."""
+    write_atomically(path, lambda file: file.write(text.encode("utf-8")))
+
+
+def write_atomically(path: Path, write: Callable[[BinaryIO], Any], *, private: bool = False) -> None:
+    """``write(file)`` fills a new file beside ``path`` that is then renamed to it, so ``path`` is either as before
+    or complete; on any error the partial file goes. ``private``: mode 0600 (else as the umask allows)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o666)
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            write(file)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)

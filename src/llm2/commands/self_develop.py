@@ -22,6 +22,7 @@ from llm2.commands.common import (
     world_secret_option,
 )
 from llm2.commands.exits import STOPPED, BadInput, Interrupted, WorkFailed
+from llm2.numbers import decimal_text
 
 # Options a resumed run may be given (how it runs, not what it does); any other one would change the plan.
 RESUMABLE_OPTIONS = ("run_dir", "resume", "workers", "timeout")
@@ -296,4 +297,4 @@ def _print_summary(summary, run_dir: Path, task) -> None:
 
 
 def _n(value) -> str:
-    return "-" if value is None else f"{value:.4f}"
+    return decimal_text(value, missing="-")

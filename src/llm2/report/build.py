@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 from llm2.archive import Archive, CandidateRecord
 from llm2.archive.ranking import baseline, ranked
+from llm2.files import write_text
 from llm2.report.curves import training_curves_figure
 from llm2.report.failures import failure_stats
 from llm2.report.figures import Figure, FigureContext, MissingFigure
@@ -60,9 +61,7 @@ def build_report(run_dir: str | os.PathLike, top: int = TOP_FIGURES, figure_time
                                    events=events, curve=curve, task_figures=task_figures, failures=stats,
                                    failures_figure=failures, generated_at=time.time()))
     index = out / "index.html"
-    partial = out / f".index.html.{os.getpid()}.tmp"
-    partial.write_text(page, encoding="utf-8")
-    os.replace(partial, index)  # a reader never sees half a page
+    write_text(index, page)  # atomically: a reader never sees half a page
     return index
 
 

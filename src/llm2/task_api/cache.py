@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import fcntl
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
+
+from llm2.files import write_atomically
 
 
 def cache_dir() -> Path:
@@ -40,13 +41,7 @@ def build_many_once(paths: list[Path], build: Callable[[], list[Any]]) -> None:
 
 
 def save_atomically(path: Path, value: Any) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")  # mkstemp: mode 0600
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(value, file)
-        os.replace(temporary, path)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
+    write_atomically(path, lambda file: torch.save(value, file), private=True)  # 0600: scoring data may be in it
 
 
 def load(path: Path) -> Any:
