@@ -109,7 +109,8 @@ def test_no_package_level_import_cycle():
     for source, targets in graph.items():
         for target in targets:
             arrow = (_package(source), _package(target))
-            if arrow[0] != arrow[1] and arrow[0] != "llm2" and arrow[1] != "llm2" and arrow not in ALLOWED_PACKAGE_ARROWS:
+            # "llm2" itself (its __init__) is no package of its own here
+            if arrow[0] != arrow[1] and "llm2" not in arrow and arrow not in ALLOWED_PACKAGE_ARROWS:
                 edges[arrow[0]].add(arrow[1])
     for arrow, why in ALLOWED_PACKAGE_ARROWS.items():
         print(f"allowed package arrow {arrow[0]} -> {arrow[1]}: {why}")
