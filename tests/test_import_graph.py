@@ -139,3 +139,8 @@ def test_the_graph_sees_function_level_imports():
     upper = ("llm2.tasks.", "llm2.sandbox", "llm2.archive")
     assert all(not target.startswith(upper)
                for module, targets in graph.items() if module.startswith("llm2.task_api") for target in targets)
+
+
+def test_the_cycle_finder_finds_a_cycle_and_only_one():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set(), "c": {"a"}}) == []
