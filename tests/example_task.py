@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from llm2.task_api.base import Baseline, Contract, EvalSetting, Metrics, MetricColumn, TaskTexts, TensorSpec, TrainOutput
+from llm2.task_api.base import (Baseline, Contract, EvalSetting, Metrics, MetricColumn, TaskTexts, TensorSpec,
+                                 TrainOutput)
 from llm2.task_api.checks import per_example_losses
 from llm2.tasks.defaults import TaskBase
 

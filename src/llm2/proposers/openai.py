@@ -23,8 +23,9 @@ import openai
 
 from llm2.proposers.base import (BudgetExceeded, ContextTooLong, Message, ProposalRequest, ProposerError, Reply,
                                  context_error)
-# retry_after_seconds and server_message are imported from here by callers and tests
-from llm2.proposers.http_failures import Failure, RequestFailed, judge, retry_after_seconds, server_message  # noqa: F401
+# retry_after_seconds is imported from here by tests
+from llm2.proposers.http_failures import (Failure, RequestFailed, judge, retry_after_seconds,  # noqa: F401
+                                          server_message)
 from llm2.proposers.http_transport import BoundedTransport
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"

@@ -1,4 +1,5 @@
-"""Moved to ``llm2.task_api.base``; this name stays for outside tasks written before the move (the same module)."""
+"""Moved to ``llm2.task_api.base``; this name stays for outside tasks written before the move: the same
+module object."""
 
 import sys
 
