@@ -25,7 +25,7 @@ import time
 from llm2.evaluation import EvalJob
 from llm2.execution import make_executor
 from llm2.tasks import load_task
-from llm2.tasks.base import EvalSetting
+from llm2.task_api.base import EvalSetting
 from llm2.tasks.preference.catalog import OBJECTIVES
 
 HEAD = ("def loss(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps,"

@@ -28,7 +28,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # TRL's reference log-prob pass has 
 import torch  # noqa: E402
 
 from llm2.tasks import load_task  # noqa: E402
-from llm2.tasks.base import EvalSetting  # noqa: E402
+from llm2.task_api.base import EvalSetting  # noqa: E402
 from llm2.tasks.preference.catalog import OBJECTIVES  # noqa: E402
 from llm2.tasks.preference_synthetic.train import total_steps  # noqa: E402
 

@@ -28,13 +28,13 @@ import time
 
 
 def _setting(settings, seed=0):
-    from llm2.tasks.base import EvalSetting
+    from llm2.task_api.base import EvalSetting
 
     return EvalSetting(settings, seed=seed)
 
 
 def _fitness(task, code, settings, seed=0) -> float:
-    from llm2.evaluation import evaluate_trusted
+    from llm2.trusted import evaluate_trusted
 
     result = evaluate_trusted(task, code, _setting(settings, seed))
     if result.status != "ok":
@@ -93,7 +93,7 @@ def section_lambda() -> float:
 
 def section_table(worlds: list[int]) -> None:
     from llm2.stats import mean_std
-    from llm2.tasks.base import TrainOutput
+    from llm2.task_api.base import TrainOutput
     from llm2.tasks.merging.baselines import BASELINES
     from llm2.tasks.merging_synthetic.task import MergingSyntheticSettings, MergingSyntheticTask
 
@@ -137,7 +137,7 @@ def section_table(worlds: list[int]) -> None:
 
 
 def section_timing(repeats: int = 15) -> None:
-    from llm2.evaluation import evaluate_trusted
+    from llm2.trusted import evaluate_trusted
     from llm2.tasks.merging.baselines import BASELINES
     from llm2.tasks.merging_synthetic.task import MergingSyntheticSettings, MergingSyntheticTask
 
@@ -156,7 +156,7 @@ def section_timing(repeats: int = 15) -> None:
 
 
 def section_search(candidates: int, worlds: list[int]) -> None:
-    from llm2.evaluation import evaluate_trusted
+    from llm2.trusted import evaluate_trusted
     from llm2.proposers.base import ProposalRequest, ScoredCandidate
     from llm2.stats import count_wins, paired_test, win_rate_ci
     from llm2.tasks.merging.baselines import BASELINES

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from llm2.stats import mean_std
 from llm2.tasks import load_task
-from llm2.tasks.base import EvalSetting
+from llm2.task_api.base import EvalSetting
 from llm2.tasks.preference.catalog import OBJECTIVES
 from llm2.tasks.preference.frontier import dominance
 from llm2.tasks.preference.plots import FrontierPoint, FrontierSeries, plot_frontier

@@ -37,20 +37,21 @@ from pathlib import Path
 
 import torch
 
-from llm2.evaluation import EvalJob, evaluate_trusted
+from llm2.evaluation import EvalJob
+from llm2.trusted import evaluate_trusted
 from llm2.execution import make_executor
 from llm2.sandbox.limits import SIMULATE_ENV, SandboxLimits, confine, end_child, read_roots
 from llm2.sandbox.loader import load_function
 from llm2.tasks import load_task
-from llm2.tasks.base import EvalSetting
+from llm2.task_api.base import EvalSetting
 from llm2.tasks.preference.catalog import OBJECTIVES
 
 FRESH = """
 import torch
 torch.set_num_threads(1)
-from llm2.evaluation import evaluate_trusted
+from llm2.trusted import evaluate_trusted
 from llm2.tasks import load_task
-from llm2.tasks.base import EvalSetting
+from llm2.task_api.base import EvalSetting
 from llm2.tasks.preference.catalog import OBJECTIVES
 task = load_task("preference-synthetic")
 print(evaluate_trusted(task, OBJECTIVES["dpo"].code, EvalSetting(task.default_settings(), 0, {budget})).fitness)

@@ -44,7 +44,7 @@ from llm2.discovery.run import create_run
 from llm2.execution import make_executor
 from llm2.proposers import make_proposer
 from llm2.tasks import load_task
-from llm2.tasks.base import EvalSetting
+from llm2.task_api.base import EvalSetting
 
 TASK = "preference-synthetic"
 ENTRY = "llm2.tasks.preference.fingerprint:confined_fingerprint"

@@ -31,7 +31,9 @@ import sys
 import time
 from pathlib import Path
 
-from llm2.selfdev.files import RunFiles, read_json
+from llm2.files import read_json
+
+from llm2.selfdev_files import RunFiles
 from llm2.stats import mean_std as _mean_std
 
 LLM2 = [sys.executable, "-m", "llm2.cli"]

@@ -32,7 +32,7 @@ def evaluate_many(start: str, base: dict[str, str], candidates: int) -> list[flo
     from llm2.evaluation import EvalJob
     from llm2.execution import make_executor
     from llm2.tasks import load_task
-    from llm2.tasks.base import EvalSetting
+    from llm2.task_api.base import EvalSetting
 
     task = load_task("preference-hf")
     settings = task.parse_settings({**base, "start": start, "weights": "file"})

@@ -33,7 +33,7 @@ def main() -> None:
         import torch
 
         from llm2.tasks import load_task
-        from llm2.tasks.base import EvalSetting
+        from llm2.task_api.base import EvalSetting
         from llm2.tasks.preference.catalog import OBJECTIVES
         from llm2.tasks.preference_synthetic.world import training_path, world_path
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from llm2.tasks import cache
-from llm2.tasks.base import (Baseline, CandidateError, Contract, EvalSetting, MetricColumn, Metrics, TaskTexts,
+from llm2.task_api import cache
+from llm2.task_api.base import (Baseline, CandidateError, Contract, EvalSetting, MetricColumn, Metrics, TaskTexts,
                              TensorSpec, TrainOutput)
 from llm2.tasks.defaults import TaskBase
 

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from llm2.tasks.base import Baseline, Contract, EvalSetting, Metrics, MetricColumn, TaskTexts, TensorSpec, TrainOutput
-from llm2.tasks.checks import per_example_losses
+from llm2.task_api.base import (Baseline, Contract, EvalSetting, Metrics, MetricColumn, TaskTexts, TensorSpec,
+                                 TrainOutput)
+from llm2.task_api.checks import per_example_losses
 from llm2.tasks.defaults import TaskBase
 
 

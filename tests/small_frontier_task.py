@@ -3,7 +3,7 @@ frontier grid: the frontier verdict's end-to-end test, kept to a couple of minut
 
 from dataclasses import replace
 
-from llm2.tasks.base import Knob, TradeOff
+from llm2.task_api.base import Knob, TradeOff
 from llm2.tasks.preference_synthetic.task import PreferenceSyntheticTask
 
 

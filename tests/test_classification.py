@@ -19,20 +19,20 @@ import torch
 
 from llm2.archive.records import EvaluationRecord, RunInfo
 from llm2.discovery.parse import parse_reply
-from llm2.evaluation import evaluate_trusted
+from llm2.trusted import evaluate_trusted
 from llm2.proposers.base import Message, ProposalRequest, ScoredCandidate
 from llm2.report.figures import Figure, FigureContext, MissingFigure
 from llm2.sandbox.loader import load_function
 from llm2.sandbox.static_checks import static_check
-from llm2.tasks.base import CandidateError, EvalSetting
-from llm2.tasks.cache import load
+from llm2.task_api.base import CandidateError, EvalSetting
+from llm2.task_api.cache import load
 from llm2.tasks.classification import cifar, data
 from llm2.tasks.classification.figures import accuracy_against_noise, curve
 from llm2.tasks.classification.losses import BASELINES, FUNCTIONS
 from llm2.tasks.classification.proposer import ClassificationOfflineProposer, read_spec
 from llm2.tasks.classification.settings import ClassificationSettings
 from llm2.tasks.classification.task import ClassificationTask
-from llm2.tasks.settings import SettingsError
+from llm2.task_api.settings import SettingsError
 
 TASK = ClassificationTask()
 

@@ -15,7 +15,7 @@ from llm2.evaluation import EvalJob
 from llm2.execution import make_executor
 from llm2.sandbox.limits import GIB, SandboxLimits
 from llm2.tasks import load_task
-from llm2.tasks.base import EvalSetting
+from llm2.task_api.base import EvalSetting
 from llm2.tasks.preference.catalog import OBJECTIVES
 from llm2.tasks.preference_synthetic.world import load_world
 

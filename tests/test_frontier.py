@@ -15,8 +15,8 @@ from llm2.frontier import Envelope, Point, frontier_grid, frontier_verdict
 from llm2.heldout import run_heldout
 from llm2.points import PointIndex
 from llm2.tasks import load_task
-from llm2.tasks.base import EvalSetting, Knob, TradeOff
-from llm2.tasks.card import TaskCard
+from llm2.task_api.base import EvalSetting, Knob, TradeOff
+from llm2.task_api.card import TaskCard
 
 TRADE_OFF = TradeOff(cost="kl", cost_label="KL", gains=("fitness", "gold_reward"),
                      knobs=(Knob("beta", (0.5, 1.0, 2.0), relative=True), Knob("budget", (0.5, 1.0))))

@@ -19,7 +19,7 @@ from llm2.execution import make_executor
 from llm2.heldout import compare, run_heldout
 from llm2.points import PointIndex
 from llm2.tasks import load_task
-from llm2.tasks.card import TaskCard
+from llm2.task_api.card import TaskCard
 from testkit import LLM2
 
 

@@ -25,10 +25,10 @@ from llm2.archive import Archive
 from llm2.cli import main
 from llm2.sandbox.static_checks import static_check, static_error, verify_module
 from llm2.tasks import load_task
-from llm2.tasks.base import Contract
-from llm2.tasks.card import TaskCard
+from llm2.task_api.base import Contract
+from llm2.task_api.card import TaskCard
 from llm2.tasks.preference.contract import PREFERENCE_CONTRACT
-from llm2.tasks.vocabulary import NUMPY_VOCABULARY, TENSOR_VOCABULARY
+from llm2.task_api.vocabulary import NUMPY_VOCABULARY, TENSOR_VOCABULARY
 from test_hostile_corpus import load_corpus
 from testkit import LLM2, import_file, make_run
 

@@ -23,9 +23,10 @@ import pytest
 from llm2.evaluation import EvalJob
 from llm2.execution import make_executor
 from llm2.sandbox.limits import GIB, SIMULATE_ENV, SandboxLimits
-from llm2.tasks import load_task, world_secret
-from llm2.tasks.base import EvalSetting
-from llm2.tasks.cache import cache_dir
+from llm2.tasks import load_task
+from llm2.task_api import world_secret
+from llm2.task_api.base import EvalSetting
+from llm2.task_api.cache import cache_dir
 from llm2.tasks.preference.catalog import OBJECTIVES
 from llm2.tasks.preference_synthetic.world import world_path
 from testkit import descendants

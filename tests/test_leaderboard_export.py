@@ -11,7 +11,7 @@ from llm2.archive.function_files import read_function
 from llm2.cli import main
 from llm2.sandbox.loader import load_function
 from llm2.tasks import load_task
-from llm2.tasks.card import TaskCard
+from llm2.task_api.card import TaskCard
 from llm2.tasks.preference.catalog import OBJECTIVES
 from llm2.tasks.preference.contract import PREFERENCE_CONTRACT
 from testkit import import_file, make_run

@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 
 from llm2.sandbox.loader import load_function
 from llm2.sandbox.limits import LAYERS
-from llm2.tasks.base import CandidateError, EvalSetting
+from llm2.task_api.base import CandidateError, EvalSetting
 from llm2.tasks.merging.baselines import BASELINES, TASK_ARITHMETIC_LAMBDA
 from llm2.tasks.merging.contract import MERGE_CONTRACT
 from llm2.tasks.merging.export import portable_source
@@ -28,7 +28,7 @@ from llm2.tasks.merging_hf.answers import QuestionFileError, extract_answer, is_
 from llm2.tasks.merging_hf.score import QuestionScorer
 from llm2.tasks.merging_hf.streaming import INDEX_FILE, MergeInputError, OpenModel, merge_streaming, small_files
 from llm2.tasks.merging_hf.task import MergingHFSettings, MergingHFTask
-from llm2.tasks.settings import SettingsError
+from llm2.task_api.settings import SettingsError
 from testkit import invoke_llm2 as llm2
 
 REPO = Path(__file__).resolve().parents[1]
@@ -406,7 +406,7 @@ def settings_options(models, **extra: str) -> list[str]:
 
 def merged_in_process(task, models, tmp_path: Path, **options: str):
     """task_arithmetic's result on both experts, merged and scored in this process (trusted code)."""
-    from llm2.evaluation import evaluate_trusted
+    from llm2.trusted import evaluate_trusted
 
     root = models["root"]
     settings = task.parse_settings({"base": str(root / "base"), "eval": str(models["questions"]),

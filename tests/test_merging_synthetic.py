@@ -12,12 +12,12 @@ import pytest
 import torch
 
 from llm2.discovery.parse import parse_reply
-from llm2.evaluation import evaluate_trusted
+from llm2.trusted import evaluate_trusted
 from llm2.proposers.base import ProposalRequest, ScoredCandidate
 from llm2.sandbox.loader import load_function
 from llm2.sandbox.static_checks import static_check
-from llm2.tasks import cache
-from llm2.tasks.base import CandidateError, EvalSetting, TrainOutput
+from llm2.task_api import cache
+from llm2.task_api.base import CandidateError, EvalSetting, TrainOutput
 from llm2.tasks.merging.baselines import BASELINES
 from llm2.tasks.merging.contract import MERGE_CONTRACT
 from llm2.tasks.merging.portable import merge_state_dicts
@@ -25,7 +25,7 @@ from llm2.tasks.merging.proposer import MergingOfflineProposer
 from llm2.tasks.merging.rules import read_rule
 from llm2.tasks.merging_synthetic import world
 from llm2.tasks.merging_synthetic.task import MergingSyntheticSettings, MergingSyntheticTask
-from llm2.tasks.settings import SettingsError
+from llm2.task_api.settings import SettingsError
 from testkit import import_file
 
 SMALL = MergingSyntheticSettings(world="small")

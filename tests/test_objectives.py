@@ -277,7 +277,8 @@ def test_catalog_needs_only_torch():
     script = ("import sys, llm2.tasks.preference.catalog; "
               "print(sorted(m for m in sys.modules if m.startswith(('llm2', 'transformers', 'trl', 'ray'))))")
     loaded = eval(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout)
-    allowed = {"llm2", "llm2.tasks", "llm2.tasks.base", "llm2.tasks.preference", "llm2.tasks.preference.catalog",
+    allowed = {"llm2", "llm2.tasks", "llm2.task_api", "llm2.task_api.base", "llm2.task_api.registry",
+               "llm2.task_api.vocabulary", "llm2.tasks.preference", "llm2.tasks.preference.catalog",
                "llm2.tasks.preference.losses"}
     assert [m for m in loaded if m not in allowed] == []
 

@@ -19,11 +19,11 @@ pytest.importorskip("trl")
 
 from fake_openai_server import FakeOpenAIServer, completion  # noqa: E402
 from llm2.archive import Archive  # noqa: E402
-from llm2.evaluation import evaluate_trusted  # noqa: E402
+from llm2.trusted import evaluate_trusted  # noqa: E402
 from llm2.tasks import load_task  # noqa: E402
 from llm2.sandbox.limits import LAYERS  # noqa: E402
-from llm2.tasks.base import EvalSetting  # noqa: E402
-from llm2.tasks.settings import SettingsError  # noqa: E402
+from llm2.task_api.base import EvalSetting  # noqa: E402
+from llm2.task_api.settings import SettingsError  # noqa: E402
 from testkit import invoke_llm2 as llm2  # noqa: E402
 
 DPO = load_task("preference-hf").baselines["dpo"].code

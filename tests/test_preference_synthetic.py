@@ -16,7 +16,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from llm2.tasks import load_task
-from llm2.tasks.base import CandidateError, EvalSetting, Metrics, TrainOutput
+from llm2.task_api.base import CandidateError, EvalSetting, Metrics, TrainOutput
 from llm2.tasks.preference.catalog import OBJECTIVES
 from llm2.tasks.preference_synthetic.score import implausible_counts, judge_scores
 from llm2.tasks.preference_synthetic.world import load_world, training_path
@@ -144,7 +144,7 @@ def test_the_other_fitnesses_are_options_and_the_proposer_is_told_which(task, fi
 
 
 def test_an_unknown_fitness_is_a_clear_error(task):
-    from llm2.tasks.settings import SettingsError
+    from llm2.task_api.settings import SettingsError
 
     with pytest.raises(SettingsError, match="fitness must be one of judge, gold-reward, kl-penalised"):
         task.task.parse_settings({"fitness": "win-rate"})
@@ -373,7 +373,7 @@ def test_training_data_holds_nothing_only_scoring_may_know(task):
 
 
 def test_settings_come_from_task_options_with_clear_errors(task):
-    from llm2.tasks.settings import SettingsError
+    from llm2.task_api.settings import SettingsError
 
     parsed = task.task.parse_settings({"beta": "0.1", "world_seed": "2"})
     assert (parsed.beta, parsed.world_seed, parsed.label_noise) == (0.1, 2, 0.2)

@@ -21,7 +21,7 @@ from llm2.archive import Archive, RunInfo
 from llm2.cli import main
 from llm2.report.build import build_report
 from llm2.tasks import load_task
-from llm2.tasks.card import TaskCard
+from llm2.task_api.card import TaskCard
 from llm2.tasks.preference.catalog import OBJECTIVES
 from testkit import make_run as run_info  # this file's own make_run builds a whole archive
 

@@ -15,7 +15,7 @@ from llm2.archive import Archive
 from llm2.cli import main
 from llm2.report.html import leaderboard_section
 from llm2.tasks import load_task
-from llm2.tasks.card import TaskCard
+from llm2.task_api.card import TaskCard
 from llm2.tasks.preference.figures import frontier_sentence
 from llm2.tasks.preference.frontier import dominance
 from llm2.tasks.preference.plots import FrontierPoint, FrontierSeries, frontier_figure

@@ -14,18 +14,18 @@ import torch
 from llm2.archive.export import export_entries
 from llm2.archive.records import CandidateRecord, RunInfo
 from llm2.discovery.parse import parse_reply
-from llm2.evaluation import evaluate_trusted
+from llm2.trusted import evaluate_trusted
 from llm2.proposers.base import Message, ProposalRequest, ScoredCandidate
 from llm2.sandbox.loader import load_function
 from llm2.sandbox.static_checks import static_check
 from llm2.tasks import load_task
-from llm2.tasks.base import CandidateError, EvalSetting, TrainOutput
+from llm2.task_api.base import CandidateError, EvalSetting, TrainOutput
 from llm2.tasks.reward_design.envs import ENVS, BatchEnv, dynamics_ranges
 from llm2.tasks.reward_design.proposer import RewardDesignOfflineProposer, read_spec
 from llm2.tasks.reward_design.rewards import BASELINES, FUNCTIONS
 from llm2.tasks.reward_design.score import reflection_values
 from llm2.tasks.reward_design.settings import RewardDesignSettings
-from llm2.tasks.settings import SettingsError
+from llm2.task_api.settings import SettingsError
 from testkit import import_file, invoke_llm2
 
 TASK = load_task("reward-design")

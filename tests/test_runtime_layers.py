@@ -26,7 +26,7 @@ from llm2.sandbox.environment import worker_environment
 from llm2.sandbox.filesystem import carve_out, read_roots
 from llm2.sandbox.limits import GIB, MIB, SIMULATE_ENV, SandboxLimits
 from llm2.tasks import load_task
-from llm2.tasks.base import EvalSetting
+from llm2.task_api.base import EvalSetting
 
 HOSTILE = Path(__file__).parent / "hostile"
 TASK = load_task("preference-synthetic")

@@ -16,7 +16,8 @@ import psutil
 import pytest
 import torch
 
-from llm2.evaluation import EvalJob, evaluate_trusted
+from llm2.evaluation import EvalJob
+from llm2.trusted import evaluate_trusted
 from llm2.execution import make_executor
 from llm2.execution.handle import WorkerHandle
 from llm2.execution.scoring import Scoring
@@ -25,7 +26,7 @@ from llm2.sandbox.limits import LAYERS, SIMULATE_ENV, SandboxLimits, kill_group
 from llm2.sandbox.preflight import SandboxUnavailable, preflight
 from llm2.sandbox.worker import WorkerConfig
 from llm2.tasks import load_task
-from llm2.tasks.base import EvalSetting, TensorSpec
+from llm2.task_api.base import EvalSetting, TensorSpec
 from llm2.tasks.preference.catalog import OBJECTIVES
 from llm2.tasks.preference_synthetic.task import PreferenceSyntheticTask
 from testkit import descendants
@@ -215,7 +216,7 @@ def test_the_candidates_process_holds_no_scoring_data(handle):
         "def loss(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta):\n"
         "    import os, sys\n"
         "    world = sys.modules['llm2.tasks.preference_synthetic.world']\n"
-        "    secret = sys.modules['llm2.tasks.world_secret']\n"
+        "    secret = sys.modules['llm2.task_api.world_secret']\n"
         "    raise ValueError(f'worlds={len(world._WORLDS)} training={len(world._TRAINING)} '\n"
         "                     f'secret={secret._loaded} file={os.environ.get(secret.SECRET_ENV)}')\n")
     result = handle_for().run(EvalJob(probe, SETTING))

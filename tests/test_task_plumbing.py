@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from llm2.cli import main
 from llm2.tasks import TASKS, TaskNotFound, known_tasks, load_task
-from llm2.tasks.card import TaskCard
-from llm2.tasks.settings import SettingsError, option_help, parse_option_pairs, parse_settings, settings_from_dict
+from llm2.task_api.card import TaskCard
+from llm2.task_api.settings import SettingsError, option_help, parse_option_pairs, parse_settings, settings_from_dict
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ from llm2.commands.evaluate import Row, print_table
 from llm2.discovery.progress import Progress
 from llm2.heldout import HeldoutVerdict, SettingRow
 from llm2.tasks import load_task
-from llm2.tasks.base import Metrics
-from llm2.tasks.card import TaskCard
+from llm2.task_api.base import Metrics
+from llm2.task_api.card import TaskCard
 from llm2.tasks.preference.catalog import OBJECTIVES
 from testkit import LLM2, make_run
 

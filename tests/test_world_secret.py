@@ -16,7 +16,8 @@ from click.testing import CliRunner
 from llm2.cli import main
 from llm2.discovery.config import DiscoveryConfig
 from llm2.discovery.run import create_run
-from llm2.tasks import load_task, world_secret
+from llm2.tasks import load_task
+from llm2.task_api import world_secret
 from llm2.tasks.merging_synthetic.world import RECIPES, build_heldout, problems_file, seed_file
 from llm2.tasks.preference_synthetic import world as world_module
 from llm2.tasks.preference_synthetic.config import WorldConfig

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from llm2.tasks.base import Baseline, Contract, EvalSetting, Metrics, TaskTexts, TensorSpec, TrainOutput
-from llm2.tasks.checks import per_example_losses
+from llm2.task_api.base import Baseline, Contract, EvalSetting, Metrics, TaskTexts, TensorSpec, TrainOutput
+from llm2.task_api.checks import per_example_losses
 from llm2.tasks.defaults import TaskBase
 
 

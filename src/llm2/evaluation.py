@@ -1,22 +1,17 @@
-"""The result of one evaluation, and ``evaluate_trusted`` for code llm2 or the user ships (never candidates).
+"""One evaluation's job and result, and their plain-data forms for the pipes between an executor and its workers.
 
-Candidate code is evaluated by ``llm2.execution`` (a confined child trains, a trusted supervisor scores), which
-produces the same ``EvalResult``. ``evaluate_trusted`` runs training and scoring in the calling process: for the
-catalog's own baselines in benchmarks and tests of a task, where no untrusted code is involved.
+Candidate code is evaluated by ``llm2.execution`` (a confined child trains, a trusted supervisor scores);
+``llm2.trusted.evaluate_trusted`` gives the same ``EvalResult`` for code llm2 or the user ships (never candidates).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
 
-from llm2.tasks.base import CandidateError, EvalSetting, Metrics, Task
+from llm2.task_api.base import EvalSetting, Metrics, Task
 
-# The statuses a candidate can end in, and the stages at which it can stop (the cascade's order).
-STATUSES = ("ok", "invalid", "failed", "timeout", "duplicate")
+# The stages at which a candidate can stop (the cascade's order).
 STAGES = ("static", "contract", "probe", "rung", "train", "score", "done")  # rung: stopped on a lower rung
 
 
@@ -37,33 +32,6 @@ class EvalResult:
     @property
     def fitness(self) -> float | None:
         return None if self.metrics is None else self.metrics.fitness
-
-
-def evaluate_trusted(task: Task, function: Callable[..., Any] | str, setting: EvalSetting) -> EvalResult:
-    """Contract checks, training and scoring in this process, for trusted code (a function, or code text)."""
-    from llm2.sandbox.loader import load_function
-
-    start = time.perf_counter()
-    stage = "contract"
-    try:
-        task.prepare(setting.task)
-        data = task.training_data(setting.task)
-        fn = load_function(function, task.contract) if isinstance(function, str) else function
-        task.check_contract(fn, data)
-        stage = "train"
-        output = task.train(fn, data, setting)
-        if output.stop_reason:
-            return EvalResult("failed", "train", output.stop_reason, seconds=time.perf_counter() - start)
-        stage = "score"
-        metrics = task.scorer(setting.task).score(output)
-    except CandidateError as exc:
-        return EvalResult("failed" if exc.stage in ("probe", "train") else "invalid", exc.stage, str(exc),
-                          seconds=time.perf_counter() - start)
-    except Exception as exc:  # noqa: BLE001 - report, never crash the caller
-        return EvalResult("failed", stage, f"{type(exc).__name__}: {exc}", seconds=time.perf_counter() - start)
-    if not math.isfinite(metrics.fitness):
-        return EvalResult("failed", "score", "the score is not finite", seconds=time.perf_counter() - start)
-    return EvalResult("ok", "done", None, metrics, time.perf_counter() - start, tuple(output.loss_trace))
 
 
 @dataclass(frozen=True)

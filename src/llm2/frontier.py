@@ -18,7 +18,7 @@ from typing import Any, Sequence
 from llm2.points import FRONTIER_SUITE, HELDOUT_SUITE, PointIndex, point_value, settings_key
 from llm2.stats import SettingsEvidence, evidence_phrase, seeds_phrase, settings_evidence, settings_needed, \
     significant_direction
-from llm2.tasks.base import EvalSetting, TradeOff
+from llm2.task_api.base import EvalSetting, TradeOff
 
 
 def frontier_grid(setting: EvalSetting, trade_off: TradeOff) -> list[EvalSetting]:

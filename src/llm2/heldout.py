@@ -25,7 +25,7 @@ from llm2.frontier import FrontierVerdict, frontier_grid, frontier_verdicts, sta
 from llm2.points import FRONTIER_SUITE, HELDOUT_SUITE, PointIndex, point_value, settings_key
 from llm2.stats import (SettingsEvidence, evidence_phrase, mean_std, seeds_phrase, settings_evidence, settings_needed,
                         significant_direction)
-from llm2.tasks.base import EvalSetting, MetricColumn, Task, TradeOff
+from llm2.task_api.base import EvalSetting, MetricColumn, Task, TradeOff
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,11 @@ from sklearn.datasets import make_regression
 from sklearn.metrics import mean_squared_error
 
 from llm2 import progress
-from llm2.tasks import cache
-from llm2.tasks.base import (Baseline, CandidateError, Contract, EvalSetting, MetricColumn, Metrics, TaskTexts,
+from llm2.task_api import cache
+from llm2.task_api.base import (Baseline, CandidateError, Contract, EvalSetting, MetricColumn, Metrics, TaskTexts,
                              TensorSpec, TrainOutput)
 from llm2.tasks.defaults import TaskBase
-from llm2.tasks.vocabulary import NUMPY_VOCABULARY
+from llm2.task_api.vocabulary import NUMPY_VOCABULARY
 
 FEATURES = 8
 TEST_SAMPLES = 2000

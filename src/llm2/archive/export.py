@@ -24,7 +24,7 @@ from typing import Any
 import llm2
 from llm2.archive.records import ArchiveError, CandidateRecord, RunInfo
 from llm2.sandbox.static_checks import find_entry_function, static_check, verify_module
-from llm2.tasks.base import Contract
+from llm2.task_api.base import Contract
 
 DOC_WIDTH = 100
 _RESERVED = {"torch", "F", "math", "OBJECTIVES", "SOURCES"} | set(dir(builtins))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llm2.sandbox.static_checks import static_check
-from llm2.tasks.base import Contract
+from llm2.task_api.base import Contract
 
 
 @dataclass(frozen=True)

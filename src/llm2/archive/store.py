@@ -266,7 +266,7 @@ class Archive:
 
     @property
     def task_card(self) -> dict:
-        """The run's task card (llm2.tasks.card.TaskCard as a dict); {} for runs that did not record one."""
+        """The run's task card (llm2.task_api.card.TaskCard as a dict); {} for runs that did not record one."""
         rows = self._query("SELECT value FROM meta WHERE key = 'task_card'")
         return json.loads(rows[0][0]) if rows else {}
 

@@ -37,7 +37,7 @@ def world_secret_option(function: Callable) -> Callable:
     """``--world-secret FILE``: whose secret the synthetic worlds' hidden parts are drawn with (default: the one
     made at first use in the cache). Read, and its fingerprint published, before the command does anything."""
     def use(context: click.Context, parameter: click.Parameter, value: str | None) -> None:
-        from llm2.tasks.world_secret import WorldSecretError, use_file
+        from llm2.task_api.world_secret import WorldSecretError, use_file
 
         try:
             use_file(value)
@@ -54,8 +54,8 @@ def world_secret_option(function: Callable) -> Callable:
 
 
 def load_task(spec: str):
-    from llm2.tasks import TaskNotFound
-    from llm2.tasks import load_task as load
+    from llm2.task_api.registry import TaskNotFound
+    from llm2.task_api.registry import load_task as load
 
     try:
         return load(spec)
@@ -65,7 +65,7 @@ def load_task(spec: str):
 
 def parse_settings(task: Any, pairs: tuple[str, ...]) -> Any:
     """The task's settings from ``--task-option`` pairs (each key once)."""
-    from llm2.tasks.settings import SettingsError, single_options
+    from llm2.task_api.settings import SettingsError, single_options
 
     try:
         return task.parse_settings(single_options(pairs))
@@ -75,7 +75,7 @@ def parse_settings(task: Any, pairs: tuple[str, ...]) -> Any:
 
 def sweep_settings(task: Any, pairs: tuple[str, ...]) -> list[Any]:
     """One settings record per combination of repeated keys (``-o seed=1 -o seed=2`` gives two)."""
-    from llm2.tasks.settings import SettingsError, parse_option_pairs
+    from llm2.task_api.settings import SettingsError, parse_option_pairs
 
     try:
         options = parse_option_pairs(pairs)
@@ -113,7 +113,7 @@ def open_run_archive(run_dir: Path, readonly: bool = True):
 def run_task(archive) -> tuple[Any, Any, Any]:
     """(task, its settings, the recorded DiscoveryConfig) of an opened run; a clear error when unreadable."""
     from llm2.discovery.config import DiscoveryConfig
-    from llm2.tasks.settings import SettingsError
+    from llm2.task_api.settings import SettingsError
 
     try:
         config = DiscoveryConfig.from_dict(archive.run.config)
@@ -129,7 +129,7 @@ def run_task(archive) -> tuple[Any, Any, Any]:
 
 def run_card(archive):
     """The run's task card; for a run recorded before cards existed, the card of its task as installed now."""
-    from llm2.tasks.card import TaskCard
+    from llm2.task_api.card import TaskCard
 
     if archive.task_card:
         return TaskCard.from_dict(archive.task_card)

@@ -107,7 +107,7 @@ def discover(task_spec, task_options, proposers, model, base_url, api_key_env, r
     its offline proposer."""
     from llm2.archive import ArchiveError
     from llm2.discovery.run import default_run_dir
-    from llm2.tasks import world_secret
+    from llm2.task_api import world_secret
 
     allowed = check_layers(allow_missing)
     proposer, more_proposers = (proposers[0], tuple(proposers[1:])) if proposers else (None, ())

@@ -133,7 +133,7 @@ def evaluate(task_spec, task_options, objectives, code_files, objective_files, s
     from llm2.discovery.evaluations import evaluate_grid
     from llm2.execution import make_executor
     from llm2.sandbox.preflight import SandboxUnavailable, preflight
-    from llm2.tasks.base import EvalSetting
+    from llm2.task_api.base import EvalSetting
 
     allowed = check_layers(allow_missing)
     task = load_task(task_spec)
@@ -170,7 +170,7 @@ def evaluate(task_spec, task_options, objectives, code_files, objective_files, s
     fitness_name = task.texts_for(settings_list[0]).fitness_name
     print_table(task, fitness_name, references, rows)
     if json_path:
-        from llm2.tasks import world_secret
+        from llm2.task_api import world_secret
 
         payload = {"task": task.name, "task_spec": task_spec, "fitness": fitness_name,
                    "world_secret": world_secret.fingerprint(),

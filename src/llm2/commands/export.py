@@ -12,6 +12,7 @@ import click
 from llm2.commands.common import NoArchive, first_missing, open_run_archive, run_task
 from llm2.commands.exits import BadInput, WorkFailed
 from llm2.discovery import checkpoints
+from llm2.files import write_text
 
 
 @click.command()
@@ -58,16 +59,12 @@ def export(run_dir: Path, top: int, out_path: Path, checkpoints_too: bool) -> No
                        "--keep-checkpoints N to keep them")
     # Everything is checked: only now are folders made, and all of them go again if a write fails.
     made = {first_missing(out_path.parent), first_missing(folder) if checkpoints_too else None} - {None}
-    temporary = out_path.with_name(out_path.name + ".tmp")
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         written = export_checkpoints(folder, entries, kept, task, settings, run, seed, reference, out_path.name) \
             if checkpoints_too else []
-        temporary.write_text(text, encoding="utf-8")
-        temporary.replace(out_path)
+        write_text(out_path, text)  # atomically
     except BaseException as exc:
-        if temporary.is_file():
-            temporary.unlink()
         for path in made:
             shutil.rmtree(path, ignore_errors=True)
         if isinstance(exc, OSError):

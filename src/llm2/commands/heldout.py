@@ -65,7 +65,7 @@ def heldout(run_dir, top, seeds, workers, timeout, json_path, allow_missing) -> 
 
 
 def _warn_on_another_secret(recorded: str | None) -> None:
-    from llm2.tasks import world_secret
+    from llm2.task_api import world_secret
 
     if recorded is not None and recorded != world_secret.fingerprint():
         click.echo(f"WARNING: the run was made with the world secret {recorded}, this check uses "

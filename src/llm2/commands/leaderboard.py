@@ -9,11 +9,12 @@ import click
 
 from llm2.commands.common import open_run_archive, run_card
 from llm2.commands.exits import BadInput
+from llm2.numbers import decimal_text
 from llm2.commands.terminal import add_name_column, console, fitness_header, spread_text
 
 
 def _number(value: float | None, digits: int) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
+    return decimal_text(value, digits=digits, missing="-")
 
 
 def render_table(rows, run, counts, card, show_errors: bool):

@@ -22,6 +22,7 @@ from llm2.commands.common import (
     world_secret_option,
 )
 from llm2.commands.exits import STOPPED, BadInput, Interrupted, WorkFailed
+from llm2.numbers import decimal_text
 
 # Options a resumed run may be given (how it runs, not what it does); any other one would change the plan.
 RESUMABLE_OPTIONS = ("run_dir", "resume", "workers", "timeout")
@@ -87,7 +88,8 @@ def self_develop(ctx, task_spec, task_options, factory, factory_options, iterati
                  allow_missing) -> None:
     """Refine an algorithm factory on its own algorithms: per iteration it writes --samples algorithms, they are
     evaluated, and it is trained with DPO on (best, worst) pairs of its own output."""
-    from llm2.selfdev.files import RunFiles, write_json
+    from llm2.files import write_json
+    from llm2.selfdev_files import RunFiles
     from llm2.selfdev.quiet import quiet_hf
 
     allowed = check_layers(allow_missing)
@@ -136,8 +138,8 @@ def _plan(task, factory, factory_options, iterations, samples, temperature, chos
     from llm2.selfdev.default_factory import TinyFactoryConfig
     from llm2.selfdev.factory import DEFAULT
     from llm2.selfdev.plan import SelfDevPlan, TrainingRecipe, temperature_schedule
-    from llm2.tasks.settings import SettingsError, single_options
-    from llm2.tasks.settings import parse_settings as parse_dataclass
+    from llm2.task_api.settings import SettingsError, single_options
+    from llm2.task_api.settings import parse_settings as parse_dataclass
 
     if factory != DEFAULT and Path(factory).exists():
         factory = str(Path(factory).resolve())  # a resumed run may start elsewhere
@@ -177,7 +179,7 @@ def _plan(task, factory, factory_options, iterations, samples, temperature, chos
 
 def _check_objective(objective: str, beta: float | None) -> None:
     """The objective is loaded and called once now, so a typo fails before any evaluation is spent."""
-    from llm2.integrations.trl import check_objective, resolve_objective
+    from llm2.tasks.preference.trl import check_objective, resolve_objective
 
     try:
         check_objective(resolve_objective(objective), beta or 0.1, 4)
@@ -194,7 +196,7 @@ def _default_run_dir() -> Path:
 def _config(task_spec, settings, plan, seeds, workers, timeout, allowed):
     from llm2.discovery.config import DiscoveryConfig
     from llm2.selfdev.sampling import PROPOSER_NAME
-    from llm2.tasks import world_secret
+    from llm2.task_api import world_secret
 
     try:
         # What every other command reads: generation = iteration + 1, population = samples per iteration.
@@ -208,7 +210,8 @@ def _config(task_spec, settings, plan, seeds, workers, timeout, allowed):
 
 
 def _reopen(run_dir: Path, workers, timeout):
-    from llm2.selfdev.files import RunFiles, read_json
+    from llm2.files import read_json
+    from llm2.selfdev_files import RunFiles
     from llm2.selfdev.plan import SelfDevPlan
 
     files = RunFiles(run_dir)
@@ -251,7 +254,7 @@ def _run(plan, config, task, archive, run_dir: Path):
     from llm2.discovery.run import run_executor
     from llm2.selfdev.develop import SelfDevelopment
     from llm2.selfdev.factory import FactoryError
-    from llm2.selfdev.files import RunFiles
+    from llm2.selfdev_files import RunFiles
 
     settings = task.settings_from_dict(config.task_settings)
     with run_executor(config, task, settings, run_dir) as executor:
@@ -294,4 +297,4 @@ def _print_summary(summary, run_dir: Path, task) -> None:
 
 
 def _n(value) -> str:
-    return "-" if value is None else f"{value:.4f}"
+    return decimal_text(value, missing="-")

@@ -14,8 +14,8 @@ def tasks(task_spec: str | None) -> None:
     """List the registered tasks; with --task, the settings it takes as --task-option KEY=VALUE."""
     from rich.table import Table
 
-    from llm2.tasks import known_tasks
-    from llm2.tasks.settings import option_help
+    from llm2.task_api.registry import known_tasks
+    from llm2.task_api.settings import option_help
 
     output = console()
     if task_spec is None:

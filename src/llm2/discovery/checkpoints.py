@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Iterable
 
 from llm2.execution.handle import checkpoint_file_name, remove_path
-from llm2.tasks.base import TrainOutput
+from llm2.task_api.base import TrainOutput
 
 CHECKPOINTS = "checkpoints"  # the folder of a run directory that holds kept weights
 SUFFIX = ".safetensors"

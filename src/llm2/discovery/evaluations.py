@@ -11,7 +11,7 @@ from llm2.archive.records import CandidateRecord, metric_value
 from llm2.evaluation import EvalJob, EvalResult
 from llm2.execution.base import Executor
 from llm2.stats import mean_std
-from llm2.tasks.base import EvalSetting
+from llm2.task_api.base import EvalSetting
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 from llm2.discovery.prompts import PromptBook
-
-
-def fmt(value: float | None, std: float | None = None) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:.4f}" if std is None else f"{value:.4f} ± {std:.4f}"
+from llm2.numbers import decimal_text as fmt  # noqa: F401 - the name this package's modules use
 
 
 def details(text: str, lead: str = "", trail: str = "") -> str:

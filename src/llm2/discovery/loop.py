@@ -25,7 +25,7 @@ from llm2.execution.base import Executor
 from llm2.discovery import checkpoints, opening
 from llm2.proposers.base import (BudgetExceeded, ContextTooLong, Message, ProposalRequest, Proposer, ProposerError,
                                  Reply, check_before_run)
-from llm2.tasks.base import EvalSetting, Task
+from llm2.task_api.base import EvalSetting, Task
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from typing import Any
 
 from llm2.archive import Archive, RunInfo
 from llm2.discovery.config import DiscoveryConfig
-from llm2.tasks.base import Task
-from llm2.tasks.card import TaskCard
+from llm2.task_api.base import Task
+from llm2.task_api.card import TaskCard
 
 VERSIONED_PACKAGES = ("llm2", "torch", "numpy", "transformers", "trl", "ray", "openai", "scikit-learn")
 # What a resumed run may change: how it asks (the proposer's endpoint, model, limits) and how long it goes on.
@@ -77,7 +77,7 @@ class WorldSecretMismatch(ValueError):
 
 
 def check_world_secret(config: DiscoveryConfig) -> None:
-    from llm2.tasks import world_secret
+    from llm2.task_api import world_secret
 
     if config.world_secret is not None and config.world_secret != world_secret.fingerprint():
         raise WorldSecretMismatch(

@@ -31,7 +31,7 @@ def make_executor(kind: str = "local", *, task_spec: str, task: Any = None, work
     (at most ``workers``), each seeing only its own through CUDA_VISIBLE_DEVICES. ``keep_weights_dir``: keep the
     weights of every scored job there, named by its key (local executor only). ``static_checks`` and ``limits``
     are for tests and benchmarks."""
-    from llm2.tasks import load_task
+    from llm2.task_api.registry import load_task
 
     if kind not in EXECUTORS:
         raise ValueError(f"unknown executor {kind!r}; choose one of: {', '.join(EXECUTORS)}")

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from llm2.evaluation import EvalJob, EvalResult
 from llm2.sandbox.static_checks import static_check, static_error
-from llm2.tasks.base import Contract
+from llm2.task_api.base import Contract
 
 
 class Executor(Protocol):

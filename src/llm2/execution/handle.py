@@ -29,7 +29,7 @@ from llm2.execution.scoring import Scoring
 from llm2.sandbox.environment import stripped_environment
 from llm2.sandbox.limits import SPAWN_STARTUP_S
 from llm2.sandbox.worker import WorkerConfig
-from llm2.tasks.base import TrainOutput
+from llm2.task_api.base import TrainOutput
 
 STARTUP_TIMEOUT_S = 900.0  # a first world build takes about half a minute on two busy cores; be generous
 

@@ -14,7 +14,7 @@ from llm2.execution.base import ExecutorBase
 from llm2.execution.handle import WorkerGone, WorkerHandle
 from llm2.execution.scoring import Scoring
 from llm2.sandbox.worker import WorkerConfig
-from llm2.tasks.base import Task
+from llm2.task_api.base import Task
 
 _STOP = object()
 

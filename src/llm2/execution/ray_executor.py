@@ -18,7 +18,7 @@ import tempfile
 from llm2.evaluation import EvalJob, EvalResult, job_from_dict, job_to_dict, result_from_dict, result_to_dict
 from llm2.execution.base import ExecutorBase
 from llm2.sandbox.worker import WorkerConfig
-from llm2.tasks.base import Task
+from llm2.task_api.base import Task
 
 DEFAULT_RESOURCES = {"num_cpus": 1}
 
@@ -38,7 +38,7 @@ def evaluate_in_ray_worker(encoded_config: str, job: dict) -> dict:
     """The body of the Ray task (runs in a Ray worker process)."""
     from llm2.execution.handle import WorkerHandle
     from llm2.execution.scoring import Scoring
-    from llm2.tasks import load_task
+    from llm2.task_api.registry import load_task
 
     handle = _HANDLES.get(encoded_config)
     if handle is None:

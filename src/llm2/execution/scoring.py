@@ -12,7 +12,7 @@ import threading
 from typing import Any
 
 from llm2.evaluation import EvalJob
-from llm2.tasks.base import Metrics, Task, TrainOutput
+from llm2.task_api.base import Metrics, Task, TrainOutput
 
 
 class Scoring:

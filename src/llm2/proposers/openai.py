@@ -11,13 +11,11 @@ request whose estimated cost would pass the cap.
 
 from __future__ import annotations
 
-import email.utils
 import math
 import os
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
@@ -25,6 +23,10 @@ import openai
 
 from llm2.proposers.base import (BudgetExceeded, ContextTooLong, Message, ProposalRequest, ProposerError, Reply,
                                  context_error)
+# retry_after_seconds is imported from here by tests
+from llm2.proposers.http_failures import (Failure, RequestFailed, judge, retry_after_seconds,  # noqa: F401
+                                          server_message)
+from llm2.proposers.http_transport import BoundedTransport
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_REQUEST_TIMEOUT_S = 300.0  # a reasoning model may think for minutes before a non-streamed reply
@@ -36,173 +38,6 @@ COMPLETION_TOKENS_GUESS = 1024  # the completion estimate before any reply was s
 CHECK_ATTEMPTS = 2  # check() tries once and retries at most once: it must fail fast
 NO_KEY = "no-key"  # given to the openai client when the key's variable is unset; never sent (see _make_client)
 
-
-# --- the transport: one overall deadline per exchange, and a cap on the reply's size -------------------------------
-
-class DeadlinePassed(httpx.ReadTimeout):
-    """The exchange ran past its overall deadline (a timeout, so the openai client reports APITimeoutError)."""
-
-
-class ReplyTooLarge(Exception):
-    """The reply's body passed max_reply_bytes; the exchange was cut off."""
-
-
-class _BoundedStream(httpx.SyncByteStream):
-    def __init__(self, inner: httpx.SyncByteStream, deadline: float, timeouts: dict, max_bytes: int):
-        self._inner = inner
-        self._deadline = deadline
-        self._timeouts = timeouts
-        self._max_bytes = max_bytes
-
-    def __iter__(self) -> Iterator[bytes]:
-        # httpcore reads the read timeout when the body starts: make a stall after the headers end at the deadline.
-        self._timeouts["read"] = max(self._deadline - time.monotonic(), 0.001)
-        received = 0
-        for chunk in self._inner:
-            received += len(chunk)
-            if received > self._max_bytes:
-                raise ReplyTooLarge(f"the reply passed {self._max_bytes} bytes (max_reply_bytes) and was cut off")
-            if time.monotonic() > self._deadline:
-                raise DeadlinePassed("the reply was still arriving at the deadline")
-            yield chunk
-
-    def close(self) -> None:
-        self._inner.close()
-
-
-class BoundedTransport(httpx.BaseTransport):
-    """Wraps a real transport. A server that trickles bytes keeps each socket wait short, so socket timeouts alone
-    never end the exchange: the deadline is checked between chunks as well, and the bytes are counted."""
-
-    def __init__(self, timeout_s: float, max_bytes: int, inner: httpx.BaseTransport | None = None):
-        self.timeout_s = timeout_s
-        self.max_bytes = max_bytes
-        self._inner = inner or httpx.HTTPTransport()
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        deadline = time.monotonic() + self.timeout_s
-        timeouts = {"connect": self.timeout_s, "read": self.timeout_s, "write": self.timeout_s,
-                    "pool": self.timeout_s}
-        request.extensions = {**request.extensions, "timeout": timeouts}
-        # Bytes on the wire are the bytes decoded: a compressed body could not be capped by counting.
-        request.headers["Accept-Encoding"] = "identity"
-        response = self._inner.handle_request(request)
-        declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            response.close()
-            raise ReplyTooLarge(f"the server announced a reply of {int(declared)} bytes, over the {self.max_bytes} "
-                                f"allowed (max_reply_bytes)")
-        if time.monotonic() > deadline:
-            response.close()
-            raise DeadlinePassed("the reply's headers came after the deadline")
-        assert isinstance(response.stream, httpx.SyncByteStream)
-        return httpx.Response(response.status_code, headers=response.headers, extensions=response.extensions,
-                              stream=_BoundedStream(response.stream, deadline, timeouts, self.max_bytes))
-
-    def close(self) -> None:
-        self._inner.close()
-
-
-# --- how a failed exchange is judged ------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class _Failure:
-    brief: str  # a few words for the progress line: "HTTP 503", "connection failed"
-    message: str  # the full one-line reason: "HTTP 503: <the server's message>"
-    retryable: bool
-    retry_after: float | None = None  # the server's wish, in seconds
-    status: int | None = None  # the HTTP status, when the server answered
-    detail: str = ""  # the server's own message, when it answered
-
-
-class RequestFailed(ProposerError):
-    """An exchange failed for good; ``failure`` says how (check() tells a missing listing from a dead server)."""
-
-    def __init__(self, message: str, failure: _Failure):
-        super().__init__(message)
-        self.failure = failure
-
-
-def _judge(exc: Exception, timeout_s: float) -> _Failure:
-    too_large = _cause_of_type(exc, ReplyTooLarge)
-    if too_large is not None:
-        return _Failure("reply too large", str(too_large), retryable=False)
-    if isinstance(exc, openai.APITimeoutError):
-        brief = f"no complete answer within {timeout_s:g} s"
-        return _Failure(brief, brief, retryable=True)
-    if isinstance(exc, openai.APIConnectionError):
-        return _Failure("connection failed", f"connection failed: {_root_cause_text(exc)}", retryable=True)
-    if isinstance(exc, openai.APIStatusError):
-        status, detail = exc.status_code, server_message(exc)
-        quota_spent = status == 429 and exc.code == "insufficient_quota"  # waiting does not refill an account
-        retryable = (status in (408, 429) or status >= 500) and not quota_spent
-        retry_after = retry_after_seconds(exc.response.headers) if status in (429, 503) else None
-        return _Failure(f"HTTP {status}", f"HTTP {status}: {detail}", retryable, retry_after, status, detail)
-    return _Failure("unexpected answer", f"unexpected answer: {_one_line(str(exc))}", retryable=False)
-
-
-def _cause_of_type(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
-    seen = 0
-    current: BaseException | None = exc
-    while current is not None and seen < 10:
-        if isinstance(current, kind):
-            return current
-        current, seen = current.__cause__ or current.__context__, seen + 1
-    return None
-
-
-def _root_cause_text(exc: BaseException) -> str:
-    current = exc
-    for _ in range(10):
-        if current.__cause__ is None:
-            break
-        current = current.__cause__
-    return str(current) or type(current).__name__
-
-
-def server_message(exc: openai.APIStatusError) -> str:
-    """The human part of an error answer: OpenAI's ``error.message``, vLLM's ``message``, FastAPI's ``detail``."""
-    body = exc.body
-    if isinstance(body, dict):
-        for key in ("message", "detail", "error"):
-            value = body.get(key)
-            if isinstance(value, dict) and value.get("message"):
-                value = value["message"]
-            if value:
-                return _one_line(str(value))
-    if isinstance(body, str) and body.strip():
-        return _one_line(body)
-    return f"(no message; reason {exc.response.reason_phrase or 'unknown'})"
-
-
-def _one_line(text: str, limit: int = 500) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[:limit] + "..."
-
-
-def retry_after_seconds(headers: httpx.Headers) -> float | None:
-    """The server's Retry-After (or OpenAI's retry-after-ms) in seconds; HTTP dates are read too."""
-    milliseconds = headers.get("retry-after-ms")
-    if milliseconds:
-        try:
-            return max(0.0, float(milliseconds) / 1000.0)
-        except ValueError:
-            pass
-    value = (headers.get("retry-after") or "").strip()
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-# --- the proposer -------------------------------------------------------------------------------------------------
 
 class OpenAIProposer:
     name = "openai"
@@ -345,7 +180,7 @@ class OpenAIProposer:
             except openai.APIError as exc:
                 if isinstance(exc, openai.APIStatusError) and self._adapt_to_rejection(exc, params()):
                     continue
-                failure = _judge(exc, self.request_timeout_s)
+                failure = judge(exc, self.request_timeout_s)
                 too_long = context_error(failure.status, failure.detail)
                 if too_long is not None:  # the same prompt would fail again: the caller shrinks it
                     raise ContextTooLong(f"{endpoint}: {failure.message}", too_long.limit_tokens) from None
@@ -390,7 +225,7 @@ class OpenAIProposer:
             self._say("the server rejected response_format (JSON mode): asking without it for the rest of the run")
         return True
 
-    def _fatal_message(self, endpoint: str, failure: _Failure) -> str:
+    def _fatal_message(self, endpoint: str, failure: Failure) -> str:
         if failure.status in (401, 403):
             state = "is set" if os.environ.get(self.api_key_env) else "is not set"
             label = "unauthorised" if failure.status == 401 else "forbidden"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from llm2.files import JsonLineError, json_lines
 from llm2.proposers.base import ProposalRequest, ProposerError, Reply
 
 _REPLY_FIELDS = {"prompt_tokens": int, "completion_tokens": int, "cost_usd": float, "model": str}
@@ -36,19 +37,14 @@ class ReplayProposer:
 
 
 def _read_replies(path: Path) -> list[Reply]:
+    replies = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        for number, record in json_lines(path):
+            replies.append(_to_reply(record, f"{path}:{number}"))
     except OSError as exc:
         raise ProposerError(f"cannot read the replay file {path}: {exc.strerror or exc}") from None
-    replies = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ProposerError(f"{path}:{number}: not a JSON line ({exc.msg})") from None
-        replies.append(_to_reply(record, f"{path}:{number}"))
+    except JsonLineError as exc:
+        raise ProposerError(str(exc)) from None  # "FILE:LINE: not a JSON line (why)"
     return replies
 
 

@@ -9,13 +9,14 @@ from typing import Any, Sequence
 
 from llm2.archive import Archive, CandidateRecord
 from llm2.archive.ranking import baseline, ranked
+from llm2.files import write_text
 from llm2.report.curves import training_curves_figure
 from llm2.report.failures import failure_stats
 from llm2.report.figures import Figure, FigureContext, MissingFigure
 from llm2.report.html import PageContent, render_page
 from llm2.report.plots import CandidatePoint, plot_discovery_curve, plot_failures
 from llm2.report.selfdev import selfdev_figures
-from llm2.tasks.card import TaskCard
+from llm2.task_api.card import TaskCard
 
 REPORT_DIRNAME = "report"
 TOP_FIGURES = 4  # best candidates the task's figures show beside the reference
@@ -60,16 +61,14 @@ def build_report(run_dir: str | os.PathLike, top: int = TOP_FIGURES, figure_time
                                    events=events, curve=curve, task_figures=task_figures, failures=stats,
                                    failures_figure=failures, generated_at=time.time()))
     index = out / "index.html"
-    partial = out / f".index.html.{os.getpid()}.tmp"
-    partial.write_text(page, encoding="utf-8")
-    os.replace(partial, index)  # a reader never sees half a page
+    write_text(index, page)  # atomically: a reader never sees half a page
     return index
 
 
 def _task_of(run) -> tuple[Any, Any, str]:
     """(task, the run's settings, "") — or (None, None, why the task's figures cannot be drawn)."""
-    from llm2.tasks import TaskNotFound, load_task
-    from llm2.tasks.settings import SettingsError
+    from llm2.task_api.registry import TaskNotFound, load_task
+    from llm2.task_api.settings import SettingsError
 
     spec = run.config.get("task", run.task)
     try:

@@ -20,10 +20,10 @@ from typing import Any, Sequence
 
 from llm2.archive import CandidateRecord, RunEvent, RunInfo
 from llm2.archive.ranking import SCORED, ranked
-from llm2.discovery.feedback import fmt
+from llm2.numbers import decimal_text
 from llm2.report.failures import FailureStats
 from llm2.report.figures import Figure, MissingFigure
-from llm2.tasks.card import TaskCard
+from llm2.task_api.card import TaskCard
 
 # Marks each image as loaded or not once the page has loaded: the headless-browser test and a curious reader can
 # both see whether every figure rendered (body[data-images-broken]).
@@ -80,7 +80,7 @@ def duration(seconds: float) -> str:
 
 
 def number(value: float | None, digits: int = 4) -> str:
-    return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+    return decimal_text(value if value is not None and math.isfinite(value) else None, digits=digits)
 
 
 def key_value_table(rows: Sequence[tuple[str, Any]]) -> str:
@@ -199,7 +199,7 @@ def leaderboard_section(candidates: Sequence[CandidateRecord], card: TaskCard) -
         scored = candidate.status in SCORED and candidate.fitness is not None
         rank += scored
         label = esc(f"{rank}" if scored else "—")
-        fitness = fmt(candidate.fitness, candidate.fitness_std) if candidate.fitness is not None else "—"
+        fitness = decimal_text(candidate.fitness, candidate.fitness_std) if candidate.fitness is not None else "—"
         seconds = "—" if candidate.seconds is None else f"{candidate.seconds:.1f}"
         generation = "base" if candidate.is_baseline else candidate.generation
         opened = " open" if not rows else ""  # the top row starts open, to show what a row holds

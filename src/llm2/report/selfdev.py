@@ -16,7 +16,8 @@ from matplotlib.figure import Figure as MplFigure
 from llm2.archive.records import CandidateRecord
 from llm2.report.figures import Figure, MissingFigure
 from llm2.report.plots import REFERENCE_STYLE, plain, save
-from llm2.selfdev.files import RunFiles, read_json, read_jsonl
+from llm2.files import read_json, read_jsonl
+from llm2.selfdev_files import RunFiles
 
 
 @dataclass(frozen=True)

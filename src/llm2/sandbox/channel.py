@@ -30,7 +30,7 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from llm2.tasks.base import TensorSpec
+from llm2.task_api.base import TensorSpec
 
 _FRAME = struct.Struct("!II")
 MAX_HEADER_BYTES = 1 << 20

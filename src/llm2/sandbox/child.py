@@ -27,7 +27,7 @@ import torch
 from llm2.sandbox import channel
 from llm2.sandbox.limits import SandboxLimits, SandboxUnavailable, confine
 from llm2.sandbox.loader import load_function
-from llm2.tasks.base import CandidateError, EvalSetting, Task, TrainOutput
+from llm2.task_api.base import CandidateError, EvalSetting, Task, TrainOutput
 
 CONTINUE = b"c"  # the worker's probe verdict; any other byte, or none, stops training
 OUTPUT_FILE = "output.safetensors"
@@ -188,8 +188,8 @@ def main() -> None:
     import ctypes
 
     from llm2.evaluation import job_from_dict
-    from llm2.sandbox.worker import warm_up
-    from llm2.tasks import load_task
+    from llm2.sandbox.warm_up import warm_up
+    from llm2.task_api.registry import load_task
 
     request = json.load(sys.stdin)
     ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: die with the worker

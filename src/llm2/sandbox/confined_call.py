@@ -65,7 +65,7 @@ def main() -> None:
     from llm2.sandbox.limits import SandboxLimits, confine, read_roots
     from llm2.sandbox.loader import load_function
     from llm2.sandbox.static_checks import static_check, static_error
-    from llm2.tasks import load_task
+    from llm2.task_api.registry import load_task
 
     torch.set_num_threads(1)
     request = json.load(sys.stdin)

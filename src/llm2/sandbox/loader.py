@@ -13,7 +13,7 @@ import types
 from typing import Any, Callable
 
 from llm2.sandbox.static_checks import find_entry_function
-from llm2.tasks.base import CandidateError, Contract
+from llm2.task_api.base import CandidateError, Contract
 
 def load_function(code: str, contract: Contract, filename: str = "<candidate>") -> Callable[..., Any]:
     """Execute ``code`` in a fresh module namespace and return its entry function."""

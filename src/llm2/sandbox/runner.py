@@ -30,7 +30,7 @@ from llm2.sandbox.child import CONTINUE, OUTPUT_FILE, ChildJob, run_child
 from llm2.sandbox.environment import worker_environment
 from llm2.sandbox.limits import (SPAWN_STARTUP_S, SandboxLimits, bytes_text, cuda_limits, end_child, kill_group,
                                  signal_reason)
-from llm2.tasks.base import EvalSetting, Runtime, Task, TrainOutput
+from llm2.task_api.base import EvalSetting, Runtime, Task, TrainOutput
 
 _CHILD_STAGES = ("static", "contract", "probe", "train")
 

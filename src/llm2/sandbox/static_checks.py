@@ -17,7 +17,7 @@ from typing import Sequence
 
 from llm2.sandbox.import_time import describe, import_time_problems
 from llm2.sandbox.scopes import SCOPE_NODES, Scope, build_scopes, inner_parts, outer_parts
-from llm2.tasks.base import Contract, Vocabulary
+from llm2.task_api.base import Contract, Vocabulary
 
 MAX_CODE_BYTES = 100_000
 

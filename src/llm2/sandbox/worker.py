@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from llm2.sandbox.limits import SandboxLimits
+from llm2.sandbox.warm_up import warm_up
 
 
 @dataclass(frozen=True)
@@ -52,35 +53,10 @@ class WorkerConfig:
         return config
 
 
-def warm_up(task: Any, settings: Any, data: Any) -> None:
-    """Before any candidate runs (in a worker, before it forks; in a spawned child, before it confines itself):
-    the task's own ``warm_up`` hook when it has one, else a sliver of training of its reference baseline. Whatever
-    training imports lazily (an optimiser pulls in torch._dynamo) is then already imported: a confined child runs
-    as another user, who may not be able to read the interpreter's files at all."""
-    hook = getattr(task, "warm_up", None)
-    if hook is not None:
-        hook(settings, data)
-    else:
-        train_reference_briefly(task, settings, data)
-
-
-def train_reference_briefly(task: Any, settings: Any, data: Any) -> None:
-    """Train the task's reference baseline (trusted code) for a sliver of the budget."""
-    from llm2.sandbox.loader import load_function
-    from llm2.tasks.base import EvalSetting
-
-    baseline = task.baselines.get(task.reference_baseline)
-    if baseline is None:
-        return
-    fn = load_function(baseline.code, task.contract, filename=f"<baseline {baseline.name}>")
-    task.check_contract(fn, data)
-    task.train(fn, data, EvalSetting(settings, 0, budget=1e-6))
-
-
 class _Worker:
     def __init__(self, config: WorkerConfig, requests: TextIO, replies_fd: int):
         from llm2.sandbox.runner import SandboxOptions, SandboxRunner
-        from llm2.tasks import load_task
+        from llm2.task_api.registry import load_task
 
         self.config, self.requests, self.replies_fd = config, requests, replies_fd
         self.task = load_task(config.task_spec)

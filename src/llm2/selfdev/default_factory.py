@@ -60,14 +60,14 @@ def cache_key(task, config: TinyFactoryConfig) -> str:
 
 
 def cache_path(task, config: TinyFactoryConfig) -> Path:
-    from llm2.tasks.cache import cache_dir
+    from llm2.task_api.cache import cache_dir
 
     return cache_dir() / "factories" / f"{task.name}-{cache_key(task, config)}.pt"
 
 
 def ensure_default_factory(task, config: TinyFactoryConfig) -> Path:
     """Build (once, under the cache's lock) and return the cached file of the task's default factory."""
-    from llm2.tasks.cache import build_once
+    from llm2.task_api.cache import build_once
 
     path = cache_path(task, config)
     build_once(path, lambda: build(task, config))
@@ -79,7 +79,7 @@ def materialize(task, config: TinyFactoryConfig, directory: Path) -> None:
     from tokenizers import Tokenizer
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-    from llm2.tasks.cache import load
+    from llm2.task_api.cache import load
 
     stored = load(ensure_default_factory(task, config))
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(stored["tokenizer"]), pad_token=PAD,
@@ -95,7 +95,7 @@ def build(task, config: TinyFactoryConfig) -> dict:
     import torch
 
     from llm2.selfdev.corpus import build_corpus
-    from llm2.tasks.threads import single_thread
+    from llm2.task_api.threads import single_thread
 
     started = time.perf_counter()
     prompt = short_prompt(task)

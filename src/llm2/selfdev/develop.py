@@ -27,12 +27,14 @@ from llm2.discovery.config import DiscoveryConfig
 from llm2.discovery.opening import add_missing_baselines, reference_probes
 from llm2.discovery.evaluations import CandidateOutcome, SeedFanout, record_outcome
 from llm2.selfdev.factory import DEFAULT, Factory, seed_checkpoint
-from llm2.selfdev.files import RunFiles, partial_dir, read_json, read_jsonl, replace_dir, write_json, write_jsonl
+from llm2.numbers import decimal_text
+from llm2.files import partial_dir, read_json, read_jsonl, replace_dir, write_json, write_jsonl
+from llm2.selfdev_files import RunFiles
 from llm2.selfdev.outcomes import IterationStats, build_pairs, iteration_outcomes, iteration_stats
 from llm2.selfdev.plan import SelfDevPlan
 from llm2.selfdev.prompting import FactoryPrompt, discovery_messages
 from llm2.selfdev.sampling import generation_of, sample_iteration
-from llm2.tasks.base import EvalSetting
+from llm2.task_api.base import EvalSetting
 
 EVENT = "selfdev"  # the kind of the run events this loop records
 
@@ -200,4 +202,4 @@ def describe(stats: IterationStats) -> str:
 
 
 def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
+    return decimal_text(value, missing="-")

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from llm2.errors import first_line
-from llm2.selfdev.files import write_text
+from llm2.files import write_text
 from llm2.selfdev.prompting import FactoryPrompt
 
 MANIFEST = "factory.json"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from llm2.errors import first_line
 from llm2.selfdev.factory import Factory, FactoryError, base_location, relative_base, write_manifest
-from llm2.selfdev.files import fresh_dir, partial_dir, replace_dir, write_json
+from llm2.files import fresh_dir, partial_dir, replace_dir, write_json
 from llm2.selfdev.plan import TrainingRecipe
 from llm2.selfdev.prompting import FactoryPrompt
 from llm2.selfdev.quiet import quiet_hf, without_printer
@@ -56,7 +56,7 @@ def train_factory(source: Path, prompt: FactoryPrompt, pairs: list[tuple[str, st
     adapter to ``adapter_target``). FactoryError with one line when training cannot run."""
     import contextlib
 
-    from llm2.tasks.threads import single_thread
+    from llm2.task_api.threads import single_thread
 
     quiet_hf()
     started = time.perf_counter()
@@ -126,7 +126,7 @@ def _trainer(factory: Factory, prompt: FactoryPrompt, pairs: list[tuple[str, str
     if recipe.objective is None:
         trainer = DPOTrainer(**kwargs)
     else:
-        from llm2.integrations.trl import ObjectiveDPOTrainer
+        from llm2.tasks.preference.trl import ObjectiveDPOTrainer
 
         trainer = ObjectiveDPOTrainer(objective=recipe.objective, **kwargs)
     without_printer(trainer)

@@ -6,12 +6,12 @@ import dataclasses
 import math
 from typing import Any, Mapping, Sequence
 
-from llm2.tasks import settings as settings_module
-from llm2.tasks.base import Metrics, MetricColumn, Runtime, TensorSpec, TradeOff
+from llm2.task_api import settings as settings_module
+from llm2.task_api.base import Metrics, MetricColumn, Runtime, TensorSpec, TradeOff
 
 
 class TaskBase:
-    """Defaults for the Task protocol (llm2.tasks.base.Task). Subclasses set the class attributes and write
+    """Defaults for the Task protocol (llm2.task_api.base.Task). Subclasses set the class attributes and write
     ``prepare``, ``training_data``, ``output_spec``, ``check_contract``, ``train`` and ``scorer``."""
 
     name: str = "task"
@@ -39,7 +39,7 @@ class TaskBase:
     def warm_up(self, settings: Any, data: Any) -> None:
         """Before any candidate runs, in a warm worker (and in a spawned child, before it confines itself): import
         whatever training imports lazily. By default: train the reference baseline for a sliver of the budget."""
-        from llm2.sandbox.worker import train_reference_briefly
+        from llm2.sandbox.warm_up import train_reference_briefly
 
         train_reference_briefly(self, settings, data)
 

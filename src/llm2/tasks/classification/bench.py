@@ -12,8 +12,8 @@ import argparse
 import statistics
 import time
 
-from llm2.evaluation import evaluate_trusted
-from llm2.tasks.base import EvalSetting
+from llm2.trusted import evaluate_trusted
+from llm2.task_api.base import EvalSetting
 from llm2.tasks.classification.settings import ClassificationSettings
 from llm2.tasks.classification.task import ClassificationTask
 

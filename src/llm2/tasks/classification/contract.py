@@ -1,5 +1,5 @@
 """The classification contract and its unit checks: the same per-batch check serves the contract stage and every
-training step (llm2.tasks.checks)."""
+training step (llm2.task_api.checks)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Any, Callable
 
 import torch
 
-from llm2.tasks.base import CandidateError, Contract
-from llm2.tasks.checks import backpropagate, check_gradient, per_example_losses
-from llm2.tasks.vocabulary import TENSOR_VOCABULARY
+from llm2.task_api.base import CandidateError, Contract
+from llm2.task_api.checks import backpropagate, check_gradient, per_example_losses
+from llm2.task_api.vocabulary import TENSOR_VOCABULARY
 
 CONTRACT = Contract(
     arguments=("logits", "targets"),

@@ -12,7 +12,7 @@ batch files>`` (CIFAR-10's own split). Noise is nested across rates: the example
 corrupted at 0.4 for the same data seed, each with the same wrong class.
 
 The digits split and the noise are drawn from seeds that mix the data seed with the world secret
-(``llm2.tasks.world_secret``): a candidate that knows the data seed still cannot tell which labels were corrupted,
+(``llm2.task_api.world_secret``): a candidate that knows the data seed still cannot tell which labels were corrupted,
 or to what. The cache folder is named by the secret's fingerprint.
 """
 
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from llm2.tasks import cache, world_secret
+from llm2.task_api import cache, world_secret
 from llm2.tasks.classification.settings import CLASSES, ClassificationSettings
 
 DIGITS_TEST = 597  # of scikit-learn's 1,797 digits: 1,200 train, 597 test

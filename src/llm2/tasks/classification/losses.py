@@ -14,7 +14,7 @@ import textwrap
 import torch  # noqa: F401 - part of the contract's namespace
 import torch.nn.functional as F
 
-from llm2.tasks.base import Baseline
+from llm2.task_api.base import Baseline
 
 
 def cross_entropy(logits, targets):

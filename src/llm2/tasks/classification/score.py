@@ -8,12 +8,12 @@ import math
 import torch
 import torch.nn.functional as F
 
-from llm2.tasks.base import CandidateError, Metrics, TrainOutput
+from llm2.task_api.base import CandidateError, Metrics, TrainOutput
 from llm2.tasks.classification.data import ScoringData, load_scoring, to_inputs
 from llm2.tasks.classification.model import build_model, float_state, load_float_state
 from llm2.tasks.classification.settings import ClassificationSettings
 from llm2.tasks.classification.train import device_for
-from llm2.tasks.threads import single_thread
+from llm2.task_api.threads import single_thread
 
 ECE_BINS = 15
 EVAL_BATCH = 1000

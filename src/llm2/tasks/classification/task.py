@@ -10,8 +10,8 @@ from typing import Any, Callable
 
 import torch
 
-from llm2.tasks import world_secret
-from llm2.tasks.base import EvalSetting, MetricColumn, Runtime, TaskTexts, TensorSpec, TrainOutput
+from llm2.task_api import world_secret
+from llm2.task_api.base import EvalSetting, MetricColumn, Runtime, TaskTexts, TensorSpec, TrainOutput
 from llm2.tasks.classification.contract import CONTRACT, check_classification_contract
 from llm2.tasks.classification.data import (DIGITS_TEST, DIGITS_TRAIN, TrainingData, digits_file, load_training,
                                             prepare_data)

@@ -14,12 +14,12 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from llm2.tasks.base import CandidateError, EvalSetting, TrainOutput
-from llm2.tasks.checks import backpropagate, per_example_losses
+from llm2.task_api.base import CandidateError, EvalSetting, TrainOutput
+from llm2.task_api.checks import backpropagate, per_example_losses
 from llm2.tasks.classification.data import TrainingData, to_inputs
 from llm2.tasks.classification.model import build_model, float_state
 from llm2.tasks.classification.settings import ClassificationSettings, Recipe
-from llm2.tasks.threads import single_thread
+from llm2.task_api.threads import single_thread
 
 CROP_PADDING = 4
 

@@ -7,7 +7,7 @@ Hyper-parameters are the papers' own; task arithmetic's λ is the one value tune
 
 from __future__ import annotations
 
-from llm2.tasks.base import Baseline
+from llm2.task_api.base import Baseline
 
 # Ilharco et al. choose λ from the grid 0.1, 0.2, ..., 1.0 on validation data. On the synthetic world (world 0, the
 # default three experts, 1,024 validation problems per skill from the training side of the split, never the scored

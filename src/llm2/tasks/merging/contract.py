@@ -9,9 +9,9 @@ from typing import Any
 
 import torch
 
-from llm2.tasks.base import CandidateError, Contract
-from llm2.tasks.checks import call_candidate
-from llm2.tasks.vocabulary import IN_PLACE_METHODS, TENSOR_VOCABULARY
+from llm2.task_api.base import CandidateError, Contract
+from llm2.task_api.checks import call_candidate
+from llm2.task_api.vocabulary import IN_PLACE_METHODS, TENSOR_VOCABULARY
 
 MERGE_CONTRACT = Contract(
     arguments=("name", "base", "experts"),

@@ -3,11 +3,12 @@ else the last number in the text; numbers compare as numbers ("1,000" = "1000" =
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+
+from llm2.files import JsonLineError, json_lines
 
 NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
 
@@ -27,19 +28,15 @@ def load_questions(path: str | Path, limit: int | None = None) -> list[Question]
     if not path.is_file():
         raise QuestionFileError(f"evaluation file not found: {path}")
     found = []
-    with open(path, encoding="utf-8") as file:
-        for number, line in enumerate(file, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError as exc:
-                raise QuestionFileError(f"{path}, line {number}: not JSON ({exc.args[0]})") from None
+    try:
+        for number, record in json_lines(path):
             if not isinstance(record, dict) or "question" not in record or "answer" not in record:
                 raise QuestionFileError(f"{path}, line {number}: needs an object with 'question' and 'answer'")
             found.append(Question(str(record["question"]), str(record["answer"])))
             if limit is not None and len(found) == limit:
                 break
+    except JsonLineError as exc:
+        raise QuestionFileError(f"{path}, line {exc.number}: not JSON ({exc.error.args[0]})") from None
     if not found:
         raise QuestionFileError(f"{path}: no questions")
     return found

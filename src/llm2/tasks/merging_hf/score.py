@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from llm2.tasks.base import Metrics, TrainOutput
+from llm2.task_api.base import Metrics, TrainOutput
 from llm2.tasks.hf_generation import greedy_answers
 from llm2.tasks.merging_hf.answers import Question, is_correct, load_questions
 from llm2.tasks.merging_hf.streaming import INDEX_FILE

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llm2.tasks.base import EvalSetting, MetricColumn, Runtime, TaskTexts, TensorSpec, TrainOutput
+from llm2.task_api.base import EvalSetting, MetricColumn, Runtime, TaskTexts, TensorSpec, TrainOutput
 from llm2.tasks.merging.baselines import BASELINES
 from llm2.tasks.merging.contract import checked_merge
 from llm2.tasks.merging.task_base import MergingTask

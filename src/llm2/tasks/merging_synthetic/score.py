@@ -10,10 +10,10 @@ import math
 
 import torch
 
-from llm2.tasks.base import Metrics, TrainOutput
+from llm2.task_api.base import Metrics, TrainOutput
 from llm2.tasks.merging_synthetic import world
 from llm2.tasks.merging_synthetic.model import model_from_state, solved
-from llm2.tasks.threads import single_thread
+from llm2.task_api.threads import single_thread
 
 
 def accuracy_key(skill: str) -> str:

@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from llm2.tasks import world_secret
-from llm2.tasks.base import EvalSetting, MetricColumn, TaskTexts, TensorSpec, TrainOutput
+from llm2.task_api import world_secret
+from llm2.task_api.base import EvalSetting, MetricColumn, TaskTexts, TensorSpec, TrainOutput
 from llm2.tasks.defaults import spec_of
 from llm2.tasks.merging.baselines import BASELINES
 from llm2.tasks.merging.contract import checked_merge
@@ -22,7 +22,7 @@ from llm2.tasks.merging.task_base import MergingTask
 from llm2.tasks.merging_synthetic import world
 from llm2.tasks.merging_synthetic.score import MergedModelScorer
 from llm2.tasks.merging_synthetic.skills import MAX_LENGTH, MIN_LENGTH, SKILL_NAMES, SKILLS
-from llm2.tasks.threads import single_thread
+from llm2.task_api.threads import single_thread
 
 DEFAULT_EXPERTS = ("copy", "reverse", "sort")
 

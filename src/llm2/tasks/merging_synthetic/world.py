@@ -22,7 +22,7 @@ vectors unscaled (λ = 1) loses much of the gain (0.62 on validation problems, a
 interference merge methods are made for is there, in a model built in under a minute of CPU.
 
 Which held-out problems are scored is drawn with a seed that mixes the world seed with the world secret
-(``llm2.tasks.world_secret``), and that file is named by the secret's fingerprint. The split itself (which inputs
+(``llm2.task_api.world_secret``), and that file is named by the secret's fingerprint. The split itself (which inputs
 are reserved) stays with the world seed: it decides what the seed model and the experts were trained on, which a
 candidate is handed anyway, and a skill's answers are a public function of its input, so the split hides nothing a
 merge could use; the secret would only re-roll the models and the findings above (docs/security.md).
@@ -36,10 +36,10 @@ from pathlib import Path
 import torch
 
 from llm2 import progress
-from llm2.tasks import cache, world_secret
+from llm2.task_api import cache, world_secret
 from llm2.tasks.merging_synthetic import skills as skillset
 from llm2.tasks.merging_synthetic.model import TinyLM, answer_loss
-from llm2.tasks.threads import single_thread
+from llm2.task_api.threads import single_thread
 
 VERSION = "v1"  # bump when a recipe changes: cached worlds are then rebuilt
 BATCH = 64

@@ -17,7 +17,7 @@ from typing import Callable
 
 import torch
 
-from llm2.tasks.base import Baseline
+from llm2.task_api.base import Baseline
 from llm2.tasks.preference import losses
 
 

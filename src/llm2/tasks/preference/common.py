@@ -8,8 +8,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from llm2.tasks.base import Baseline
-from llm2.tasks.checks import backpropagate, check_gradient, per_example_losses
+from llm2.task_api.base import Baseline
+from llm2.task_api.checks import backpropagate, check_gradient, per_example_losses
 from llm2.tasks.defaults import TaskBase
 from llm2.tasks.preference.catalog import OBJECTIVES
 from llm2.tasks.preference.contract import PREFERENCE_CONTRACT
@@ -86,7 +86,7 @@ class PreferenceTask(TaskBase):
     {example}(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta)
 
 With TRL (pip install 'llm2[hf]'):
-    from llm2.integrations.trl import ObjectiveDPOTrainer
+    from llm2.tasks.preference.trl import ObjectiveDPOTrainer
     from {module} import {example}
     trainer = ObjectiveDPOTrainer(objective={example}, model=..., ref_model=..., args=DPOConfig(...),
                                   train_dataset=..., processing_class=...)'''

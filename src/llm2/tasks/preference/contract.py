@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from llm2.tasks.base import Contract
-from llm2.tasks.vocabulary import TENSOR_VOCABULARY
+from llm2.task_api.base import Contract
+from llm2.task_api.vocabulary import TENSOR_VOCABULARY
 
 PREFERENCE_ARGUMENTS: tuple[str, ...] = (
     "policy_chosen_logps",

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llm2.tasks import cache
+from llm2.task_api import cache
 from llm2.tasks.preference_hf.models import (
     device_for,
     dtype_name,

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from llm2.tasks.base import CandidateError, Metrics, TrainOutput
+from llm2.task_api.base import CandidateError, Metrics, TrainOutput
 from llm2.tasks.hf_generation import greedy_answers
 from llm2.tasks.preference_hf.data import TokenizedPairs, load_scoring_file, pair_logps, pairs_from
 from llm2.tasks.preference_hf.models import (

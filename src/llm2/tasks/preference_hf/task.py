@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from llm2.tasks.base import EvalSetting, MetricColumn, Runtime, TaskTexts, TensorSpec, TrainOutput
+from llm2.task_api.base import EvalSetting, MetricColumn, Runtime, TaskTexts, TensorSpec, TrainOutput
 from llm2.tasks.preference.common import EXPERTISE, PreferenceTask
 from llm2.tasks.preference_hf.settings import PreferenceHFSettings
 

@@ -20,13 +20,13 @@ from typing import Any, Callable
 
 import torch
 
-from llm2.tasks.base import CandidateError, EvalSetting, TensorSpec, TrainOutput
-from llm2.tasks.checks import per_example_losses
+from llm2.task_api.base import CandidateError, EvalSetting, TensorSpec, TrainOutput
+from llm2.task_api.checks import per_example_losses
 from llm2.tasks.defaults import spec_of
 from llm2.tasks.preference_hf.data import TokenizedPairs, load_training_file, pairs_from
 from llm2.tasks.preference_hf.models import device_for, dtype_name, load_causal_lm, load_tokenizer, lora_config
 from llm2.tasks.preference_hf.settings import PreferenceHFSettings
-from llm2.tasks.threads import single_thread
+from llm2.task_api.threads import single_thread
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def snapshot(model: Any, lora: bool) -> dict[str, torch.Tensor]:
 
 
 def _trainer_class():
-    from llm2.integrations.trl import ObjectiveDPOTrainer
+    from llm2.tasks.preference.trl import ObjectiveDPOTrainer
 
     class PreparedDPOTrainer(ObjectiveDPOTrainer):
         """The dataset arrives tokenized, with the reference's log-probs (``data.py`` ran TRL's preparation once,

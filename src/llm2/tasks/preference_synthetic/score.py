@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 import torch
 
-from llm2.tasks.base import CandidateError
+from llm2.task_api.base import CandidateError
 from llm2.tasks.preference_synthetic.config import TrainConfig
 from llm2.tasks.preference_synthetic.model import TinyGPT, completion_logps, sample
 from llm2.tasks.preference_synthetic.world import World
-from llm2.tasks.threads import single_thread
+from llm2.task_api.threads import single_thread
 
 
 @dataclass(frozen=True)

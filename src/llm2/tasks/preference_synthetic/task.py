@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Callable
 
-from llm2.tasks import world_secret
-from llm2.tasks.base import (EvalSetting, Knob, MetricColumn, Metrics, TaskTexts, TensorSpec, TradeOff,
+from llm2.task_api import world_secret
+from llm2.task_api.base import (EvalSetting, Knob, MetricColumn, Metrics, TaskTexts, TensorSpec, TradeOff,
                              TrainOutput)
 from llm2.tasks.defaults import spec_of
 from llm2.tasks.preference.common import EXPERTISE, PreferenceTask

@@ -15,12 +15,12 @@ from typing import Callable
 import torch
 
 from llm2.curves import subsample
-from llm2.tasks.base import CandidateError, EvalSetting, TrainOutput
-from llm2.tasks.checks import backpropagate, per_example_losses
+from llm2.task_api.base import CandidateError, EvalSetting, TrainOutput
+from llm2.task_api.checks import backpropagate, per_example_losses
 from llm2.tasks.preference_synthetic.config import TrainConfig
 from llm2.tasks.preference_synthetic.model import completion_logps
 from llm2.tasks.preference_synthetic.world import TrainingWorld
-from llm2.tasks.threads import single_thread
+from llm2.task_api.threads import single_thread
 
 
 CURVE_POINTS = 48

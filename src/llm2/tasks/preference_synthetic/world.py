@@ -1,6 +1,6 @@
 """One synthetic preference world: hidden generating process, reference policy, gold reward, labelled pairs.
 
-Everything follows from ``(WorldConfig, seed)`` and the world secret (``llm2.tasks.world_secret``): the hidden
+Everything follows from ``(WorldConfig, seed)`` and the world secret (``llm2.task_api.world_secret``): the hidden
 process, the gold reward, the held-out prompts and every sampling seed are drawn from a seed that mixes the world
 seed with the secret, so a candidate that knows the code and the world seed still cannot rebuild them (and with
 them the reference and the pairs, which a candidate is given anyway). The whole ``World`` (gold reward, held-out
@@ -22,10 +22,10 @@ import torch
 import torch.nn.functional as F
 
 from llm2 import progress
-from llm2.tasks import cache, world_secret
+from llm2.task_api import cache, world_secret
 from llm2.tasks.preference_synthetic.config import WorldConfig
 from llm2.tasks.preference_synthetic.model import TinyGPT, completion_logps, sample
-from llm2.tasks.threads import single_thread
+from llm2.task_api.threads import single_thread
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import torch
 
-from llm2.tasks.base import CandidateError, Contract
+from llm2.task_api.base import CandidateError, Contract
 from llm2.tasks.reward_design.envs import MOUNTAIN_CAR, EnvSpec
 
 MAX_TERMS = 8

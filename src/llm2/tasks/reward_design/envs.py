@@ -155,16 +155,6 @@ class BatchEnv:
         return ended & (self.upright_run >= PENDULUM_HOLD)
 
 
-def environment_reward(spec: EnvSpec, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor,
-                       terminated: torch.Tensor) -> torch.Tensor:
-    """Gymnasium's own reward for a batch of transitions (the clipped action, as gymnasium sees it)."""
-    a = action[:, 0].clamp(-spec.action_bound, spec.action_bound)
-    if spec is MOUNTAIN_CAR:
-        return 100.0 * terminated.float() - 0.1 * a ** 2
-    theta = torch.atan2(obs[:, 1], obs[:, 0])
-    return -(theta ** 2 + 0.1 * obs[:, 2] ** 2 + 0.001 * a ** 2)
-
-
 DYNAMICS = ("nominal", "heldout", "far")
 
 

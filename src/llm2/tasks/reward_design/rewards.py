@@ -15,7 +15,7 @@ import textwrap
 
 import torch  # noqa: F401 - part of the contract's namespace
 
-from llm2.tasks.base import Baseline
+from llm2.task_api.base import Baseline
 
 
 def environment(obs, action, next_obs, terminated):

@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from llm2.tasks.base import EvalSetting, MetricColumn, TaskTexts, TensorSpec, TrainOutput
+from llm2.task_api.base import EvalSetting, MetricColumn, TaskTexts, TensorSpec, TrainOutput
 from llm2.tasks.defaults import TaskBase
 from llm2.tasks.reward_design.contract import CONTRACT, RANDOMIZATION_NAME, check_reward_contract
 from llm2.tasks.reward_design.envs import ENVS, MOUNTAIN_CAR

@@ -10,13 +10,13 @@ from typing import Any, Callable
 
 import torch
 
-from llm2.tasks.base import CandidateError, EvalSetting, TensorSpec, TrainOutput
+from llm2.task_api.base import CandidateError, EvalSetting, TensorSpec, TrainOutput
 from llm2.tasks.reward_design.contract import MAX_TERMS, NAME_LENGTH, call_reward, randomization
 from llm2.tasks.reward_design.envs import ENVS, BatchEnv, EnvSpec
 from llm2.tasks.reward_design.policy import Actor, actor_state
 from llm2.tasks.reward_design.ppo import PHASES, PPO_CONFIGS, Reflection, train_ppo
 from llm2.tasks.reward_design.settings import RewardDesignSettings
-from llm2.tasks.threads import single_thread
+from llm2.task_api.threads import single_thread
 
 
 @dataclass(frozen=True)

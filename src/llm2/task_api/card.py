@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from llm2.tasks.base import MetricColumn, Task
+from llm2.task_api.base import MetricColumn, Task
 
 
 @dataclass(frozen=True)
