@@ -97,7 +97,7 @@ def test_the_scored_episodes_come_from_the_world_secret(tmp_path, monkeypatch):
     """The scoring seed is unknowable from public code: another secret, other scored episodes."""
     import os
 
-    from llm2.tasks import world_secret
+    from llm2.task_api import world_secret
     from llm2.tasks.reward_design.score import scoring_seed
 
     settings = RewardDesignSettings()

@@ -16,7 +16,7 @@ import torch
 
 from llm2.task_api.base import CandidateError, Metrics, TrainOutput
 from llm2.tasks.reward_design.contract import MAX_TERMS, TERM_NAME
-from llm2.tasks import world_secret
+from llm2.task_api import world_secret
 from llm2.tasks.reward_design.envs import ENVS, MOUNTAIN_CAR, BatchEnv, EnvSpec, angle_normalize, dynamics_ranges
 from llm2.tasks.reward_design.policy import Actor, actor_state, load_actor
 from llm2.tasks.reward_design.ppo import PHASES
