@@ -126,7 +126,7 @@ def discover(task_spec, task_options, proposer, model, base_url, api_key_env, re
         except (FileExistsError, ArchiveError, OSError) as exc:
             raise click.ClickException(str(exc)) from None
     summary = run(config, task, archive, run_dir)
-    print_summary(summary, run_dir, task)
+    print_summary(summary, run_dir, task, task.settings_from_dict(config.task_settings))
     if summary.status != "finished":
         sys.exit(3)
 
@@ -172,7 +172,7 @@ def run(config: DiscoveryConfig, task, archive, run_dir: Path):
             archive.close()
 
 
-def print_summary(summary, run_dir: Path, task) -> None:
+def print_summary(summary, run_dir: Path, task, settings) -> None:
     from llm2.commands.leaderboard import print_leaderboard
 
     print_leaderboard(run_dir, top=10)
@@ -181,10 +181,15 @@ def print_summary(summary, run_dir: Path, task) -> None:
         click.echo(summary.message)
     click.echo(f"{summary.candidates} candidates proposed, {summary.evaluated} evaluated.")
     if best is not None and reference is not None and reference.fitness is not None:
-        verdict = "beats" if best.fitness > reference.fitness else "does not beat"
+        # the task says how large a difference its fitness can tell, and where the best sits (its words)
+        noise = getattr(task, "fitness_noise", lambda values: 0.0)(best.metrics)  # a task without TaskBase: 0
+        difference = best.fitness - reference.fitness
+        verdict = ("beats" if difference > noise else "does not beat" if difference < -noise or not noise
+                   else f"is within the noise (±{noise:.4f}) of")
         details = task.metrics_text(best.metrics)
         click.echo(f"Best: {best.name} {best.fitness:.4f}{f' ({details})' if details else ''} {verdict} "
                    f"{reference.name} {reference.fitness:.4f} on this run's fitness, {summary.fitness_name}, at "
-                   f"this one setting (check it off this setting with: llm2 heldout {run_dir}).")
+                   f"this one setting, {task.setting_text(settings)} "
+                   f"(check it off this setting with: llm2 heldout {run_dir}).")
     click.echo(f"Run stored in {run_dir}/archive.sqlite")
     click.echo(f"Report: llm2 report {run_dir}    Export: llm2 export {run_dir} --top 3 --out best.py")
