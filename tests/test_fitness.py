@@ -11,6 +11,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from llm2.archive.records import CandidateRecord
+from llm2.commands.discover import best_sentence
+from llm2.discovery.loop import RunSummary
 from llm2.frontier import Envelope, Point
 from llm2.tasks import load_task
 from llm2.tasks.base import EvalSetting, Metrics
@@ -121,13 +124,20 @@ def _three_dpo(*args):
     return 3.0 * dpo(*args)
 
 
+def _dpo_at_beta(multiple):
+    def loss(policy_chosen, policy_rejected, reference_chosen, reference_rejected, beta):
+        return dpo(policy_chosen, policy_rejected, reference_chosen, reference_rejected, beta * multiple)
+    return loss
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", ["beta x0.7", "beta x1.5", "budget 0.9", "budget 1.4", "3 x dpo"])
 def test_dpos_own_variants_are_never_better_than_dpo_on_the_gap(gap_task, dpo_gap, variant):
     task, settings = gap_task
     reference = dpo_gap
-    fn, setting = {"beta x0.7": (dpo, EvalSetting(settings).replace(beta=BETA * 0.7)),
-                   "beta x1.5": (dpo, EvalSetting(settings).replace(beta=BETA * 1.5)),
+    # a candidate is trained at the setting's beta: "dpo at another beta" is dpo that scales the beta it is given
+    fn, setting = {"beta x0.7": (_dpo_at_beta(0.7), EvalSetting(settings)),
+                   "beta x1.5": (_dpo_at_beta(1.5), EvalSetting(settings)),
                    "budget 0.9": (dpo, EvalSetting(settings, budget=0.9)),
                    "budget 1.4": (dpo, EvalSetting(settings, budget=1.4)),
                    "3 x dpo": (_three_dpo, EvalSetting(settings))}[variant]
@@ -145,3 +155,27 @@ def test_hinge_scores_within_noise_of_dpo_on_the_gap(gap_task, dpo_gap):
     # on the judge alone hinge is above dpo (0.754 @ KL 3.55 vs 0.737 @ 3.09): it only moved further
     assert scored.values["judge"] > reference.values["judge"] and scored.values["kl"] > reference.values["kl"]
     assert abs(scored.fitness - reference.fitness) <= task.fitness_noise(scored.values) + 0.01, (scored, reference)
+
+
+def _record(name, fitness, metrics):
+    return CandidateRecord(id=1, generation=0, index=0, proposer="symbolic", thought="", name=name, code="",
+                           code_hash="", status="ok", stage=None, error=None, duplicate_of=None, fitness=fitness,
+                           fitness_std=None, metrics=metrics, seconds=None, prompt_tokens=0, completion_tokens=0,
+                           cost_usd=0.0, reply_events=(), feedback=None, created_at=0.0, finished_at=None)
+
+
+def test_the_end_of_run_sentence_names_fitness_setting_noise_and_place_against_the_frontier(tmp_path):
+    task = PreferenceSyntheticTask()
+    settings = PreferenceSettings(fitness="frontier-gap")
+    best = _record("gated_hinge", -0.011, {"judge": 0.790, "kl": 5.35, "frontier_judge": 0.801,
+                                           "frontier_noise": 0.004})
+    reference = _record("dpo", 0.003, {"judge": 0.7385, "kl": 3.03, "frontier_judge": 0.735,
+                                       "frontier_noise": 0.005})
+    summary = RunSummary("finished", 10, 10, best, reference, "judge gap to dpo's frontier")
+    sentence = best_sentence(summary, tmp_path, task, settings)
+    assert "does not beat dpo 0.0030 on this run's fitness, judge gap to dpo's frontier" in sentence
+    assert "judge 0.790 @ KL 5.35: 0.011 below dpo's frontier at that KL" in sentence
+    assert "β = 0.05, world 0, label noise 0.2" in sentence
+    close = _record("gated_hinge", 0.006, {**best.metrics, "judge": 0.807})
+    assert "is within the noise (±0.0040) of dpo" in best_sentence(
+        RunSummary("finished", 10, 10, close, reference, "judge gap"), tmp_path, task, settings)

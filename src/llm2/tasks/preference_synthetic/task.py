@@ -88,6 +88,8 @@ class PreferenceSyntheticTask(PreferenceTask):
     # -- trusted main process ----------------------------------------------------------------------------------
     def prepare(self, settings: PreferenceSettings) -> None:
         prepare_training(self.world_config, settings.world_seed, settings.label_noise)
+        if settings.fitness == "frontier-gap":  # trace dpo's frontier here, once, before any candidate is scored
+            self.scorer(settings).frontier()
 
     # -- training side -----------------------------------------------------------------------------------------
     def training_data(self, settings: PreferenceSettings) -> TrainingWorld | PeakTraining:
