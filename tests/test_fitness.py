@@ -179,3 +179,11 @@ def test_the_end_of_run_sentence_names_fitness_setting_noise_and_place_against_t
     close = _record("gated_hinge", 0.006, {**best.metrics, "judge": 0.807})
     assert "is within the noise (±0.0040) of dpo" in best_sentence(
         RunSummary("finished", 10, 10, close, reference, "judge gap"), tmp_path, task, settings)
+
+
+def test_off_the_search_setting_a_search_fitness_is_judged_on_the_judge():
+    task = PreferenceSyntheticTask()
+    for fitness in ("frontier-gap", "judge-peak"):
+        heldout = task.heldout_settings(PreferenceSettings(fitness=fitness))
+        assert len(heldout) == 8 and {s.fitness for s in heldout} == {"judge"}
+    assert {s.fitness for s in task.heldout_settings(PreferenceSettings(fitness="gold-reward"))} == {"gold-reward"}

@@ -21,6 +21,7 @@ from llm2.tasks.preference_synthetic.world import (TrainingWorld, World, load_tr
 HELDOUT_BETAS = (0.01, 0.025, 0.1, 0.5)
 HELDOUT_WORLD_SEEDS = (1, 2)
 HELDOUT_LABEL_NOISE = (0.1, 0.3)
+SEARCH_FITNESSES = ("frontier-gap", "judge-peak")
 
 DESCRIPTION = (
     "The task: offline preference optimization, as in RLHF from human preference pairs. A small language model\n"
@@ -152,7 +153,12 @@ class PreferenceSyntheticTask(PreferenceTask):
         return f"β = {settings.beta:g}, world {settings.world_seed}, label noise {settings.label_noise:g}"
 
     def heldout_settings(self, settings: PreferenceSettings) -> list[PreferenceSettings]:
-        """Settings that differ from ``settings`` in one knob each: β, then world seed, then label noise."""
+        """Settings that differ from ``settings`` in one knob each: β, then world seed, then label noise.
+
+        The search fitnesses (frontier-gap, judge-peak) are devices for the search; off its setting a candidate is
+        judged on the judge itself, placed against the frontier the held-out check traces (docs/fitness.md)."""
+        if settings.fitness in SEARCH_FITNESSES:
+            settings = replace(settings, fitness="judge")
         return ([replace(settings, beta=b) for b in HELDOUT_BETAS if b != settings.beta]
                 + [replace(settings, world_seed=s) for s in HELDOUT_WORLD_SEEDS if s != settings.world_seed]
                 + [replace(settings, label_noise=n) for n in HELDOUT_LABEL_NOISE if n != settings.label_noise])
