@@ -187,3 +187,25 @@ def test_off_the_search_setting_a_search_fitness_is_judged_on_the_judge():
         heldout = task.heldout_settings(PreferenceSettings(fitness=fitness))
         assert len(heldout) == 8 and {s.fitness for s in heldout} == {"judge"}
     assert {s.fitness for s in task.heldout_settings(PreferenceSettings(fitness="gold-reward"))} == {"gold-reward"}
+
+
+def test_a_judge_peak_run_hands_back_every_checkpoint_under_the_spec_and_is_scored_on_its_best():
+    task = load_task("preference-synthetic")
+    settings = PreferenceSettings(fitness="judge-peak")
+    task.prepare(settings)
+    data = task.training_data(settings)
+    spec = task.output_spec(data)
+    probes = []
+
+    def probe(output):
+        probes.append(set(output.weights))
+        return True
+
+    output = task.train(dpo, data, EvalSetting(settings, 0, budget=0.02), probe)  # a few steps per checkpoint
+    assert set(output.weights) == set(spec) and probes == [set(spec)]  # the probe too: one spec for both
+    checkpoints = unpack(output.weights, len(task.train_config.peak_budgets))
+    assert not torch.equal(checkpoints[0]["head.weight"], checkpoints[-1]["head.weight"])  # weights of one run
+    metrics = task.scorer(settings).score(output)
+    assert metrics.fitness == metrics.values["judge"] and metrics.values["peak_share"] in (0.5, 1.0, 1.5, 2.0, 2.5,
+                                                                                          3.0)
+    assert task.scorer(settings).score(output, quick=True).fitness > 0
