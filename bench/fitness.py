@@ -9,10 +9,10 @@ losses as the held-out frontier verdict does.
 Training and scoring run in this process (trusted catalog code, as the task's tests do). judge and frontier-gap
 score the same trained weights (the gap only reads dpo's frontier at the weights' KL); judge-peak trains one run
 three times as long and scores its checkpoints. dpo's frontier is traced first (or read from the cache) and its
-cost printed apart: it is paid once per setting. ``--verdicts``: an ``llm2 heldout`` JSON (bench/catalog_frontier.py
-writes one); each loss found there (``name`` or ``catalog_name``) is paired with its held-out mean gap to dpo's
-frontier, and the Spearman rank correlation of each fitness (minus dpo's) with that gap is printed. Writes
-``fitness.json`` to --out.
+cost printed apart: it is paid once per setting. ``--verdicts`` (repeatable): an ``llm2 heldout`` JSON
+(bench/catalog_frontier.py writes one) or a plain {name: mean gap} file; each loss found there is paired with its
+held-out mean gap to dpo's frontier, and the Spearman rank correlation of each fitness with that gap is printed.
+Writes ``fitness.json`` to --out.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from llm2.tasks.preference_synthetic.config import PreferenceSettings
 from llm2.tasks.preference_synthetic.task import PreferenceSyntheticTask
 
 FITNESSES = ("judge", "frontier-gap", "judge-peak")
-LOSSES = "dpo,hinge,ipo,kto_pair,discopop,aql,bco_pair,cell"
+LOSSES = "dpo,hinge,ipo,kto_pair,discopop,aql,aqfl,padll,dbaql,pfl,bco_pair,cell"
 # dpo itself, moved along its own frontier: every honest fitness must score these as dpo
 VARIANTS = {"dpo budget 1.25": ("dpo", {"budget": 1.25}), "dpo budget 1.5": ("dpo", {"budget": 1.5}),
             "dpo beta x0.5": ("dpo", {"beta": 0.5}), "dpo beta x2": ("dpo", {"beta": 2.0})}
@@ -69,15 +69,19 @@ def evaluate(task: PreferenceSyntheticTask, fn, settings: PreferenceSettings, se
     return row
 
 
-def held_out_gaps(path: Path | None) -> dict[str, float]:
-    if path is None or not path.exists():
-        return {}
+def held_out_gaps(paths: list[Path]) -> dict[str, float]:
+    """name -> the held-out frontier verdict's mean gap, from ``llm2 heldout --json`` files (a list of verdicts) or
+    plain {name: gap} files."""
     gaps = {}
-    for verdict in json.loads(path.read_text(encoding="utf-8")):
-        frontier = (verdict.get("frontier") or [{}])[0]
-        evidence = frontier.get("evidence") or {}
-        if "mean_diff" in evidence:
-            gaps[verdict["name"].removeprefix("catalog_")] = evidence["mean_diff"]
+    for path in paths:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(data, dict):
+            gaps.update({k: float(v) for k, v in data.items() if not k.startswith("_")})
+            continue
+        for verdict in data:
+            evidence = ((verdict.get("frontier") or [{}])[0]).get("evidence") or {}
+            if "mean_diff" in evidence:
+                gaps[verdict["name"].removeprefix("catalog_")] = evidence["mean_diff"]
     return gaps
 
 
@@ -89,7 +93,7 @@ def main() -> None:
     parser.add_argument("--world-seed", type=int, default=0)
     parser.add_argument("--label-noise", type=float, default=0.2)
     parser.add_argument("--no-variants", action="store_true")
-    parser.add_argument("--verdicts", type=Path, default=None)
+    parser.add_argument("--verdicts", type=Path, action="append", default=[])
     parser.add_argument("--out", type=Path, default=Path("bench-results/fitness"))
     args = parser.parse_args()
     task = PreferenceSyntheticTask()

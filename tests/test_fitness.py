@@ -142,9 +142,12 @@ def test_dpos_own_variants_are_never_better_than_dpo_on_the_gap(gap_task, dpo_ga
                    "budget 1.4": (dpo, EvalSetting(settings, budget=1.4)),
                    "3 x dpo": (_three_dpo, EvalSetting(settings))}[variant]
     scored = _gap(task, setting.task, fn, setting)
-    # the same judgement the end-of-run sentence makes: "beats" only past the task's noise
-    assert scored.fitness - reference.fitness <= task.fitness_noise(scored.values), (scored, reference)
-    assert abs(scored.fitness) <= max(task.fitness_noise(scored.values), 0.01)  # on dpo's frontier
+    # never above dpo's frontier past the task's noise (the end-of-run words: "within the noise of dpo's frontier")
+    assert scored.fitness <= task.fitness_noise(scored.values), (scored, reference)
+    assert "above" not in task.placement_text(scored.values)
+    # and close to dpo at the setting's own beta, which may itself sit a little below the frontier over beta
+    assert abs(scored.fitness - reference.fitness) <= 0.015
+    assert reference.fitness <= task.fitness_noise(reference.values)
 
 
 @pytest.mark.slow
@@ -154,7 +157,9 @@ def test_hinge_scores_within_noise_of_dpo_on_the_gap(gap_task, dpo_gap):
     scored = _gap(task, settings, hinge, EvalSetting(settings))
     # on the judge alone hinge is above dpo (0.754 @ KL 3.55 vs 0.737 @ 3.09): it only moved further
     assert scored.values["judge"] > reference.values["judge"] and scored.values["kl"] > reference.values["kl"]
-    assert abs(scored.fitness - reference.fitness) <= task.fitness_noise(scored.values) + 0.01, (scored, reference)
+    # on the gap it is no better than dpo: within the task's noise of dpo's gap, and not above dpo's frontier
+    assert scored.fitness - reference.fitness <= task.fitness_noise(scored.values), (scored, reference)
+    assert scored.fitness <= task.fitness_noise(scored.values)
 
 
 def _record(name, fitness, metrics):
