@@ -91,7 +91,7 @@ def run_heldout(task: Task, archive: Archive, executor: Executor, candidates: li
         jobs += _frontier_jobs(task, trade_off, archive, reference, points)
     _evaluate(archive, executor, jobs)
     index = PointIndex(archive.evaluations())
-    texts = task.texts_for(base)
+    texts = task.texts_for(settings[0] if settings else base)  # what the held-out points were scored on
     return [compare(task, index, candidate, reference.name, texts.fitness_name, _describer(task))
             for candidate in candidates]
 

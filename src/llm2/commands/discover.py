@@ -161,11 +161,27 @@ def discover(task_spec, task_options, proposers, model, base_url, api_key_env, r
         proposer = start(config, task, run_dir)  # every check before the run directory exists
         archive = start_new_run(config, run_dir, task)
     summary = run(config, task, archive, proposer, run_dir)
-    print_summary(summary, run_dir, task)
+    print_summary(summary, run_dir, task, task.settings_from_dict(config.task_settings))
     if hasattr(proposer, "labels"):
         print_shares(run_dir, proposer.labels, task.reference_baseline)
     if summary.status != "finished":
         sys.exit(STOPPED)
+
+
+def best_sentence(summary, run_dir: Path, task, settings) -> str:
+    """The best candidate against the reference: the fitness, the setting, and, in the task's words, whether the
+    difference is within its fitness's noise and where the best sits (e.g. against the reference's frontier)."""
+    best, reference = summary.best, summary.reference
+    if best is None or reference is None or reference.fitness is None:
+        return ""
+    noise = getattr(task, "fitness_noise", lambda values: 0.0)(best.metrics)  # a task without TaskBase: 0
+    difference = best.fitness - reference.fitness
+    verdict = ("beats" if difference > noise else "does not beat" if difference < -noise or not noise
+               else f"is within the noise (±{noise:.4f}) of")
+    details = task.metrics_text(best.metrics)
+    return (f"Best: {best.name} {best.fitness:.4f}{f' ({details})' if details else ''} {verdict} "
+            f"{reference.name} {reference.fitness:.4f} on this run's fitness, {summary.fitness_name}, at this one "
+            f"setting, {task.setting_text(settings)} (check it off this setting with: llm2 heldout {run_dir}).")
 
 
 def _recorded_proposer(run_dir: Path) -> str:
@@ -265,19 +281,15 @@ def print_shares(run_dir: Path, labels: tuple[str, ...], reference_name: str) ->
                    f"{mean:.4g} (fitness above the reference per dollar, else per evaluation second)")
 
 
-def print_summary(summary, run_dir: Path, task) -> None:
+def print_summary(summary, run_dir: Path, task, settings) -> None:
     from llm2.commands.leaderboard import print_leaderboard
 
     print_leaderboard(run_dir, top=10)
-    best, reference = summary.best, summary.reference
     if summary.message:
         click.echo(summary.message)
     click.echo(f"{summary.candidates} proposals, {summary.evaluated} of them evaluated (the baselines not counted).")
-    if best is not None and reference is not None and reference.fitness is not None:
-        verdict = "beats" if best.fitness > reference.fitness else "does not beat"
-        details = task.metrics_text(best.metrics)
-        click.echo(f"Best: {best.name} {best.fitness:.4f}{f' ({details})' if details else ''} {verdict} "
-                   f"{reference.name} {reference.fitness:.4f} on this run's fitness, {summary.fitness_name}, at "
-                   f"this one setting (check it off this setting with: llm2 heldout {run_dir}).")
+    sentence = best_sentence(summary, run_dir, task, settings)
+    if sentence:
+        click.echo(sentence)
     click.echo(f"Run stored in {run_dir}/archive.sqlite")
     click.echo(f"Report: llm2 report {run_dir}    Export: llm2 export {run_dir} --top 3 --out best.py")

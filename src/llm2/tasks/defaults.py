@@ -92,6 +92,15 @@ class TaskBase:
                     f"below the untrained start's {start:.3f}")
         return None
 
+    # -- the end-of-run sentence -----------------------------------------------------------------------------------
+    def fitness_noise(self, values: Mapping[str, float]) -> float:
+        """How far apart two results' fitnesses may be and still be no difference (0: any difference counts)."""
+        return 0.0
+
+    def placement_text(self, values: Mapping[str, float]) -> str:
+        """Where a result sits, in the task's words (e.g. against the reference's frontier); "" for nothing."""
+        return ""
+
     # -- held-out suite, figures, export ---------------------------------------------------------------------------
     def heldout_settings(self, settings: Any) -> list[Any]:
         return []

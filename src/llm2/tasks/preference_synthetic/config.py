@@ -69,9 +69,24 @@ class TrainConfig:
     implausible_probability: float = 1e-3
     judge_quantile: float = 0.95
     kl_coefficient: float = 0.01  # the kl-penalised fitness: gold reward minus this much per nat of KL
+    # frontier-gap: dpo's frontier, traced once per setting by training dpo this many seeds at each beta multiple
+    # to the largest budget and scoring its weights at every budget on the way (one run per beta and seed, not one
+    # per budget: a run stopped at budget b is the first b of a longer one, same batches and dropout masks). The
+    # betas reach 8x: in this world a larger beta trades better at low KL (dpo at 4x and 8x lies up to 0.014 above
+    # the frontier of 0.5-2x at KL 1-2.7, measured), and without them slow losses (ipo, bco_pair) looked 0.01 above
+    # dpo at the search setting while on its frontier held-out.
+    frontier_seeds: int = 3
+    frontier_betas: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
+    frontier_budgets: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
+    # judge-peak: the run is this many times the setting's budget; its weights at these shares of it are handed
+    # back, the best on the selection prompts (the first ``selection_prompts`` held-out prompts) is reported on
+    # the others, so the maximum over checkpoints is not scored on the prompts that chose it
+    peak_budgets: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
+    selection_prompts: int = 256
 
 
-FITNESSES = ("judge", "gold-reward", "kl-penalised")
+# judge-peak and frontier-gap cannot be won by leaving the reference faster (docs/fitness.md)
+FITNESSES = ("judge", "gold-reward", "kl-penalised", "frontier-gap", "judge-peak")
 
 
 @dataclass(frozen=True)

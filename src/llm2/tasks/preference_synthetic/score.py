@@ -64,9 +64,11 @@ def judge_scores(rewards: torch.Tensor, counts: torch.Tensor, tolerance: int) ->
 
 @torch.no_grad()
 def score_weights(world: World, weights: dict[str, torch.Tensor], config: TrainConfig, tolerance: int,
-                  quick: bool = False) -> PolicyScores:
-    """The policy's scores on the held-out prompts (the first ``quick_prompts`` of them when ``quick``)."""
-    prompts = world.heldout_prompts[:config.quick_prompts] if quick else world.heldout_prompts
+                  quick: bool = False, prompts: torch.Tensor | None = None) -> PolicyScores:
+    """The policy's scores on the held-out prompts (the first ``quick_prompts`` of them when ``quick``), or on
+    ``prompts`` when given (a subset of them)."""
+    if prompts is None:
+        prompts = world.heldout_prompts[:config.quick_prompts] if quick else world.heldout_prompts
     with single_thread():
         policy = policy_from_weights(world, weights)
         generator = torch.Generator().manual_seed(world.sampling_seed)

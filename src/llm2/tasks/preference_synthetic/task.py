@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from llm2.task_api import world_secret
 from llm2.task_api.base import (EvalSetting, Knob, MetricColumn, Metrics, TaskTexts, TensorSpec, TradeOff,
@@ -11,6 +12,8 @@ from llm2.task_api.base import (EvalSetting, Knob, MetricColumn, Metrics, TaskTe
 from llm2.tasks.defaults import spec_of
 from llm2.tasks.preference.common import EXPERTISE, PreferenceTask
 from llm2.tasks.preference_synthetic.config import PreferenceSettings, TrainConfig, WorldConfig
+from llm2.tasks.preference_synthetic.peak import PeakTraining, peak_spec, score_peak, train_peak, unpack
+from llm2.tasks.preference_synthetic.reference_frontier import ReferenceFrontier, load_frontier
 from llm2.tasks.preference_synthetic.score import PolicyScores, judge_tolerance, score_weights
 from llm2.tasks.preference_synthetic.train import train_policy
 from llm2.tasks.preference_synthetic.world import (TrainingWorld, World, load_training, load_world,
@@ -19,6 +22,7 @@ from llm2.tasks.preference_synthetic.world import (TrainingWorld, World, load_tr
 HELDOUT_BETAS = (0.01, 0.025, 0.1, 0.5)
 HELDOUT_WORLD_SEEDS = (1, 2)
 HELDOUT_LABEL_NOISE = (0.1, 0.3)
+SEARCH_FITNESSES = ("frontier-gap", "judge-peak")
 
 DESCRIPTION = (
     "The task: offline preference optimization, as in RLHF from human preference pairs. A small language model\n"
@@ -43,6 +47,17 @@ FITNESS_TEXTS = {
         "the mean reward of completions sampled from the trained policy on held-out prompts, scored by a hidden\n"
         "gold reward model (0 to 1), minus {kl_coefficient} per nat of KL divergence from the reference model\n"
         "(higher is better)")),
+    "frontier-gap": ("judge gap to dpo's frontier", (
+        "a judge's mean rating of completions sampled from the trained policy on held-out prompts (0 to 1), minus\n"
+        "the best rating dpo reaches at the same KL divergence from the reference when trained for any length\n"
+        "(up to three times as long) at any of several β (higher is better; 0 is on dpo's frontier). Moving away\n"
+        "from the reference faster earns nothing by itself: only a better rating at the same KL does. The judge\n"
+        "rates sentiment only as far as a completion reads as natural text; the KL is reported beside it")),
+    "judge-peak": ("peak judge score", (
+        "the best judge rating along a run three times as long: the policy's weights at six points of that run\n"
+        "are rated on some held-out prompts, and the best of them is reported on other held-out prompts (0 to 1;\n"
+        "higher is better). How fast the loss leaves the reference does not matter, only how good the policy\n"
+        "gets. The judge rates sentiment only as far as a completion reads as natural text")),
 }
 
 
@@ -77,21 +92,32 @@ class PreferenceSyntheticTask(PreferenceTask):
     # -- trusted main process ----------------------------------------------------------------------------------
     def prepare(self, settings: PreferenceSettings) -> None:
         prepare_training(self.world_config, settings.world_seed, settings.label_noise)
+        if settings.fitness == "frontier-gap":  # trace dpo's frontier here, once, before any candidate is scored
+            self.scorer(settings).frontier()
 
     # -- training side -----------------------------------------------------------------------------------------
-    def training_data(self, settings: PreferenceSettings) -> TrainingWorld:
-        return load_training(self.world_config, settings.world_seed, settings.label_noise)
+    def training_data(self, settings: PreferenceSettings) -> TrainingWorld | PeakTraining:
+        world = load_training(self.world_config, settings.world_seed, settings.label_noise)
+        if settings.fitness == "judge-peak":  # the run hands back its weights at every checkpoint
+            return PeakTraining(world, len(self.train_config.peak_budgets))
+        return world
 
-    def output_spec(self, data: TrainingWorld) -> dict[str, TensorSpec]:
+    def output_spec(self, data: TrainingWorld | PeakTraining) -> dict[str, TensorSpec]:
+        if isinstance(data, PeakTraining):
+            return peak_spec(spec_of(data.world.reference_weights), data.checkpoints)
         return spec_of(data.reference_weights)
 
-    def train(self, fn: Callable[..., Any], data: TrainingWorld, setting: EvalSetting,
+    def train(self, fn: Callable[..., Any], data: TrainingWorld | PeakTraining, setting: EvalSetting,
               checkpoint: Callable[[TrainOutput], bool] | None = None) -> TrainOutput:
+        if isinstance(data, PeakTraining):
+            return train_peak(fn, data, setting, self.train_config, self.probe_fraction, checkpoint)
         return train_policy(fn, data, setting, self.train_config, self.probe_fraction, checkpoint)
 
     # -- scoring side ------------------------------------------------------------------------------------------
     def scorer(self, settings: PreferenceSettings) -> "PreferenceScorer":
         key = (world_secret.fingerprint(), settings.world_seed, settings.fitness)  # another secret, another world
+        if settings.fitness == "frontier-gap":  # dpo's frontier is the setting's own
+            key += (settings.beta, settings.label_noise)
         if key not in self._scorers:
             self._scorers[key] = PreferenceScorer(load_world(self.world_config, settings.world_seed),
                                                   self.train_config, settings)
@@ -103,11 +129,39 @@ class PreferenceSyntheticTask(PreferenceTask):
         return replace(self.texts, fitness=text.format(kl_coefficient=self.train_config.kl_coefficient),
                        fitness_name=name)
 
+    def collapse_reason(self, probe: Metrics, reference: Metrics, baseline_probe: float | None) -> str | None:
+        if "frontier_judge" in probe.values:  # a gap to dpo's frontier: dpo's own probe sits at about 0 by
+            baseline_probe = None  # construction, so only the margin rule (0.15 below the frontier) applies
+        return super().collapse_reason(probe, reference, baseline_probe)
+
+    def metrics_text(self, values: Mapping[str, float]) -> str:
+        placement = self.placement_text(values)
+        return super().metrics_text(values) + (f"; {placement}" if placement else "")
+
+    def fitness_noise(self, values: Mapping[str, float]) -> float:
+        noise = values.get("frontier_noise")
+        return float(noise) if isinstance(noise, (int, float)) and math.isfinite(noise) else 0.0
+
+    def placement_text(self, values: Mapping[str, float]) -> str:
+        """'judge 0.790 @ KL 5.35: 0.011 below dpo's frontier at that KL (0.801 ± 0.004)', for frontier-gap."""
+        judge, kl, frontier = (values.get(k) for k in ("judge", "kl", "frontier_judge"))
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (judge, kl, frontier)):
+            return ""
+        gap, noise = judge - frontier, self.fitness_noise(values)
+        where = (f"within the noise of dpo's frontier at that KL" if abs(gap) <= noise
+                 else f"{abs(gap):.3f} {'above' if gap > 0 else 'below'} dpo's frontier at that KL")
+        return f"judge {judge:.3f} @ KL {kl:.2f}: {where} ({frontier:.3f} ± {noise:.3f})"
+
     def setting_text(self, settings: PreferenceSettings) -> str:
         return f"β = {settings.beta:g}, world {settings.world_seed}, label noise {settings.label_noise:g}"
 
     def heldout_settings(self, settings: PreferenceSettings) -> list[PreferenceSettings]:
-        """Settings that differ from ``settings`` in one knob each: β, then world seed, then label noise."""
+        """Settings that differ from ``settings`` in one knob each: β, then world seed, then label noise.
+
+        The search fitnesses (frontier-gap, judge-peak) are devices for the search; off its setting a candidate is
+        judged on the judge itself, placed against the frontier the held-out check traces (docs/fitness.md)."""
+        if settings.fitness in SEARCH_FITNESSES:
+            settings = replace(settings, fitness="judge")
         return ([replace(settings, beta=b) for b in HELDOUT_BETAS if b != settings.beta]
                 + [replace(settings, world_seed=s) for s in HELDOUT_WORLD_SEEDS if s != settings.world_seed]
                 + [replace(settings, label_noise=n) for n in HELDOUT_LABEL_NOISE if n != settings.label_noise])
@@ -115,29 +169,56 @@ class PreferenceSyntheticTask(PreferenceTask):
 
 class PreferenceScorer:
     """Samples the trained policy on the world's held-out prompts and judges the samples (trusted: holds the hidden
-    process, the gold reward and the held-out prompts)."""
+    process, the gold reward and the held-out prompts; for ``frontier-gap``, dpo's frontier, traced here)."""
 
     def __init__(self, world: World, config: TrainConfig, settings: PreferenceSettings):
         self.world, self.config, self.settings = world, config, settings
         self.tolerance = judge_tolerance(world, config)
         self._reference: Metrics | None = None
+        self._frontier: ReferenceFrontier | None = None
+
+    def frontier(self) -> ReferenceFrontier:
+        """dpo's frontier at this setting: from the cache, else traced (minutes, once per setting)."""
+        if self._frontier is None:
+            self._frontier = load_frontier(self.world, self.settings, self.config, self.tolerance)
+        return self._frontier
 
     def score(self, output: TrainOutput, quick: bool = False) -> Metrics:
-        metrics = self._metrics(score_weights(self.world, output.weights, self.config, self.tolerance, quick))
+        if self.settings.fitness == "judge-peak":
+            metrics = self._peak(output.weights, quick)
+        else:
+            metrics = self._metrics(score_weights(self.world, output.weights, self.config, self.tolerance, quick),
+                                    quick)
         if output.loss_trace:
             metrics.values["loss_final"] = output.loss_trace[-1]
         return metrics
 
     def reference_metrics(self) -> Metrics:
         if self._reference is None:
+            # judge-peak reports on the evaluation prompts only, so its start is scored there too
+            prompts = (self.world.heldout_prompts[self.config.selection_prompts:]
+                       if self.settings.fitness == "judge-peak" else None)
             self._reference = self._metrics(score_weights(self.world, self.world.reference_weights, self.config,
-                                                          self.tolerance))
+                                                          self.tolerance, prompts=prompts))
         return self._reference
 
-    def _metrics(self, scores: PolicyScores) -> Metrics:
-        fitness = {"judge": scores.judge, "gold-reward": scores.gold_reward,
-                   "kl-penalised": scores.gold_reward - self.config.kl_coefficient * scores.kl}[self.settings.fitness]
-        return Metrics(fitness=fitness, values={"gold_reward": scores.gold_reward, "naturalness": scores.naturalness,
-                                                "judge": scores.judge, "kl": scores.kl,
-                                                "reward_std": scores.reward_std})
+    def _peak(self, weights: dict, quick: bool) -> Metrics:
+        checkpoints = unpack(weights, len(self.config.peak_budgets))
+        if quick:  # the cascade's probe: the weights so far
+            return self._metrics(score_weights(self.world, checkpoints[-1], self.config, self.tolerance, quick=True))
+        peak = score_peak(self.world, checkpoints, self.config, self.tolerance)
+        metrics = self._metrics(peak.scores)
+        metrics.values.update(peak_share=self.config.peak_budgets[peak.chosen], selection_judge=peak.selection_judge)
+        return metrics
 
+    def _metrics(self, scores: PolicyScores, quick: bool = False) -> Metrics:
+        values = {"gold_reward": scores.gold_reward, "naturalness": scores.naturalness, "judge": scores.judge,
+                  "kl": scores.kl, "reward_std": scores.reward_std}
+        fitness = {"gold-reward": scores.gold_reward,
+                   "kl-penalised": scores.gold_reward - self.config.kl_coefficient * scores.kl,
+                   }.get(self.settings.fitness, scores.judge)
+        if self.settings.fitness == "frontier-gap":
+            gap = self.frontier().gap(scores.kl, scores.judge, quick)
+            fitness = gap.gap
+            values.update(frontier_judge=gap.frontier, frontier_noise=gap.noise)
+        return Metrics(fitness=fitness, values=values)

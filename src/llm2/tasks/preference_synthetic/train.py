@@ -39,7 +39,10 @@ def batch_indices(pairs: int, steps: int, batch_size: int, generator: torch.Gene
 
 
 def train_policy(fn: Callable, world: TrainingWorld, setting: EvalSetting, config: TrainConfig,
-                 probe_fraction: float, checkpoint: Callable[[TrainOutput], bool] | None = None) -> TrainOutput:
+                 probe_fraction: float, checkpoint: Callable[[TrainOutput], bool] | None = None,
+                 kept: dict[int, dict[str, torch.Tensor]] | None = None) -> TrainOutput:
+    """Train for ``setting.budget``; with ``kept`` (step -> None), the weights after each of those steps are put
+    there (the checkpoints of one run)."""
     pairs = world.pairs
     steps = total_steps(len(pairs), setting.budget, config)
     probe_step = max(1, math.ceil(probe_fraction * steps))
@@ -79,6 +82,8 @@ def train_policy(fn: Callable, world: TrainingWorld, setting: EvalSetting, confi
             optimizer.step()
             trace.append(loss.item())
             watched.loss.append(trace[-1])
+            if kept is not None and step + 1 in kept:
+                kept[step + 1] = snapshot(policy)
             if checkpoint is not None and step + 1 == probe_step:
                 if not checkpoint(TrainOutput(snapshot(policy), list(trace), step + 1)):
                     stop_reason = f"stopped by the probe checkpoint after {step + 1} of {steps} steps"
