@@ -80,6 +80,9 @@ def test_the_html_leaderboard_shows_every_number_the_terminal_one_does(tmp_path)
         assert f">{column.label}</span>" in head
     for text in ("0.8765", "0.654", "3.210"):
         assert f">{text}</span>" in row
+    assert ">0.9100 ± 0.0100</span>" in row
+    one_seed = leaderboard_section(candidates, card, seeds=1)  # one seed: no spread to show, as in the terminal
+    assert "±" not in one_seed and "fitness (1 seed)" in one_seed and ">0.9100</span>" in one_seed
 
 
 def eval_json(path: Path, task: str, spec: str | None = None) -> Path:

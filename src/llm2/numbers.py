@@ -11,3 +11,14 @@ def decimal_text(value: float | None, std: float | None = None, *, digits: int =
     if value is None:
         return missing
     return f"{value:.{digits}f}" if std is None else f"{value:.{digits}f} ± {std:.{digits}f}"
+
+
+def spread_text(mean: float | None, std: float | None, seeds: int | None, digits: int = 4) -> str:
+    """'mean ± std'; the mean alone when there is no spread to show (one seed, or none measured)."""
+    if mean is None:
+        return "-"
+    return decimal_text(mean, None if seeds == 1 else std, digits=digits)
+
+
+def fitness_header(seeds: int | None) -> str:
+    return "fitness (1 seed)" if seeds == 1 else "fitness (mean ± std)"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from llm2.numbers import fitness_header, spread_text  # noqa: F401 - the commands' tables use them
+
 PIPED_WIDTH = 200  # output to a file or a pipe, where there is no terminal to ask
 
 
@@ -20,14 +22,3 @@ def add_name_column(table, header: str, **options) -> None:
     table.add_column(header, overflow="fold", **options)
 
 
-def spread_text(mean: float | None, std: float | None, seeds: int | None, digits: int = 4) -> str:
-    """'mean ± std'; the mean alone when there is no spread to show (one seed, or none measured)."""
-    if mean is None:
-        return "-"
-    if std is None or seeds == 1:
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
-def fitness_header(seeds: int | None) -> str:
-    return "fitness (1 seed)" if seeds == 1 else "fitness (mean ± std)"

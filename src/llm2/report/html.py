@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 from llm2.archive import CandidateRecord, RunEvent, RunInfo
 from llm2.archive.ranking import SCORED, ranked
-from llm2.numbers import decimal_text
+from llm2.numbers import decimal_text, fitness_header, spread_text
 from llm2.report.failures import FailureStats
 from llm2.report.figures import Figure, MissingFigure
 from llm2.task_api.card import TaskCard
@@ -186,20 +186,20 @@ def candidate_body(candidate: CandidateRecord, names_by_id: dict[int, str]) -> s
     return "".join(parts)
 
 
-def leaderboard_section(candidates: Sequence[CandidateRecord], card: TaskCard) -> str:
+def leaderboard_section(candidates: Sequence[CandidateRecord], card: TaskCard, seeds: int | None = None) -> str:
     if not candidates:
         return "<p>No candidate yet.</p>"
     names_by_id = {c.id: c.name for c in candidates}
     columns = card.metric_columns  # every number the terminal leaderboard shows, in the same order
-    head = ("<div class=\"board-row board-head\"><span>#</span><span>name</span><span class=\"num\">fitness"
-            " (mean ± std)</span>" + "".join(f"<span class=\"num\">{esc(c.label)}</span>" for c in columns)
+    head = ("<div class=\"board-row board-head\"><span>#</span><span>name</span><span class=\"num\">"
+            f"{esc(fitness_header(seeds))}</span>" + "".join(f"<span class=\"num\">{esc(c.label)}</span>" for c in columns)
             + "<span>status</span><span class=\"num\">gen.</span><span class=\"num\">seconds</span></div>")
     rows, rank = [], 0
     for candidate in leaderboard_order(candidates):
         scored = candidate.status in SCORED and candidate.fitness is not None
         rank += scored
         label = esc(f"{rank}" if scored else "—")
-        fitness = decimal_text(candidate.fitness, candidate.fitness_std) if candidate.fitness is not None else "—"
+        fitness = spread_text(candidate.fitness, candidate.fitness_std, seeds) if candidate.fitness is not None else "—"
         seconds = "—" if candidate.seconds is None else f"{candidate.seconds:.1f}"
         generation = "base" if candidate.is_baseline else candidate.generation
         opened = " open" if not rows else ""  # the top row starts open, to show what a row holds
@@ -284,7 +284,7 @@ def render_page(content: PageContent) -> str:
         csp=csp, css=css, script=CHECK_SCRIPT, title=esc(f"{content.run.task} · {content.run.run_id}"),
         generated_at=esc(when(content.generated_at)), running_note=running_note,
         run_section=run_section(content),
-        leaderboard_section=leaderboard_section(content.candidates, content.card),
+        leaderboard_section=leaderboard_section(content.candidates, content.card, content.run.config.get("seeds")),
         curve_section=figure_html(content.curve, "No candidate yet."),
         task_links=task_links, task_sections=task_figure_sections,
         failures_section=failures_section(content.failures, content.failures_figure),
