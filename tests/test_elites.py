@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
+
 from llm2.archive import Archive
 from llm2.archive.elites import elites
 from llm2.discovery import elites as map_elites
+from llm2.discovery.config import DiscoveryConfig
+from llm2.proposers import make_proposer
 from llm2.task_api.base import Descriptor
 from llm2.tasks import load_task
 from testkit import LLM2, make_run
 
+DESCRIPTORS = load_task("preference-synthetic").descriptors
 AXES = (Descriptor("kl", "KL", (1.0, 3.0)), Descriptor("naturalness", "naturalness", (0.8,)))
 
 
@@ -74,3 +79,19 @@ def test_tasks_name_their_axes_and_map_elites_refuses_a_task_without():
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "names no behaviour descriptors" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_a_discovery_with_map_elites_fills_the_grid_and_records_the_choice(tmp_path):
+    from test_discovery import run_discovery
+
+    config = DiscoveryConfig(generations=2, population=2, seeds=1, baselines=("dpo",), islands=2, map_elites=True)
+    archive, summary = run_discovery(tmp_path, config, make_proposer("symbolic", seed=0))
+    assert summary.status == "finished" and archive.run.config["map_elites"] is True
+    grid = elites(archive)
+    ok = [c for c in archive.candidates() if c.generation > 0 and c.status == "ok"]
+    assert grid and {e.candidate_id for e in grid} <= {c.id for c in ok}
+    for elite in grid:  # each cell's elite is the best of the evaluated proposals in that cell
+        rivals = [c.fitness for c in ok if map_elites.cell_of(c.metrics, DESCRIPTORS) == elite.cell]
+        assert elite.fitness == max(rivals)
+    archive.close()
