@@ -95,3 +95,20 @@ def test_a_discovery_with_map_elites_fills_the_grid_and_records_the_choice(tmp_p
         rivals = [c.fitness for c in ok if map_elites.cell_of(c.metrics, DESCRIPTORS) == elite.cell]
         assert elite.fitness == max(rivals)
     archive.close()
+    from llm2.report.build import build_report
+
+    page = build_report(tmp_path / "run").read_text(encoding="utf-8")
+    assert "The MAP-Elites grid" in page and (tmp_path / "run" / "report" / "elites_grid.png").stat().st_size > 1000
+
+
+def test_the_grid_figure_colours_the_occupied_cells(tmp_path):
+    from llm2.archive.elites import Elite
+    from llm2.report.grid import elites_grid_figure
+
+    grid = [Elite((0, 1), 1, 0.7), Elite((2, 0), 2, 0.2)]
+    figure = elites_grid_figure(grid, AXES, "judge score", tmp_path)
+    assert figure.file == "elites_grid.png" and (tmp_path / "elites_grid.png").stat().st_size > 1000
+    assert "judge score" in figure.caption
+    assert elites_grid_figure([], AXES, "judge score", tmp_path) is None
+    one_axis = elites_grid_figure([Elite((1,), 1, 0.5)], AXES[:1], "fitness", tmp_path / "one")
+    assert one_axis is not None
