@@ -32,12 +32,17 @@ def cell_of(metrics: dict, descriptors: Sequence[Descriptor]) -> tuple[int, ...]
 
 def update(archive: Archive, candidates: Sequence[CandidateRecord], descriptors: Sequence[Descriptor]
            ) -> list[Elite]:
-    """Offer every evaluated proposal to its cell; the grid after."""
+    """Offer every evaluated proposal to its cell; the grid after. Only a cell's best newcomer that beats the
+    resident is written (one small transaction each), so a long run does not rewrite the grid per proposal."""
+    best = {e.cell: (e.fitness, -e.candidate_id) for e in elites(archive)}
+    newcomers: dict[tuple[int, ...], CandidateRecord] = {}
     for c in candidates:
         if c.generation > 0 and c.status == "ok" and c.fitness is not None:
             cell = cell_of(c.metrics, descriptors)
-            if cell is not None:
-                offer(archive, cell, c.id, c.fitness)
+            if cell is not None and (c.fitness, -c.id) > best.get(cell, (-math.inf, 0)):
+                best[cell], newcomers[cell] = (c.fitness, -c.id), c
+    for cell, c in newcomers.items():
+        offer(archive, cell, c.id, c.fitness)
     return elites(archive)
 
 
