@@ -18,8 +18,9 @@ duplicates are not trained; with ``--rungs`` also successive halving). Figures, 
 - (d) with ``--compare-islands N``: instead, a single conversation against N islands (``--islands N``, migration
   every ``--migrate-every`` generations) at equal evaluation core-seconds (the smaller of the two runs' totals, per
   seed): the best fitness reached within it (median over seeds), and the number of distinct behavioural clusters
-  among the top 20 proposals (fingerprints within ``--cluster-radius`` of a cluster's first member, in fitness order).
-  Islands + MAP-Elites is not measured: MAP-Elites is not built.
+  among the top 20 proposals (fingerprints within ``--cluster-radius`` of a cluster's first member, in fitness order);
+  a third arm runs the same islands with ``--map-elites`` (parents drawn across the task's behaviour cells), its
+  figures beside the other two at the budget all three reached.
 - (c) with ``--rungs``: the Spearman correlation between each lower rung and the full evaluation, over the
   candidates that reached the full evaluation (the run's ``rung_correlations`` event); with ``--catalog`` also over
   the task's whole catalog of known losses, each evaluated on the lowest rung and in full.
@@ -51,10 +52,11 @@ ENTRY = "llm2.tasks.preference.fingerprint:confined_fingerprint"
 
 
 def run_once(root: Path, label: str, seed: int, generations: int, after: bool, rungs: bool, islands: int = 1,
-             migrate_every: int = 2) -> Path:
+             migrate_every: int = 2, map_elites: bool = False) -> Path:
     task = load_task(TASK)
     config = DiscoveryConfig(task=TASK, generations=generations, seed=seed, fingerprints=after,
-                             rungs=after and rungs, islands=islands, migrate_every=migrate_every)
+                             rungs=after and rungs, islands=islands, migrate_every=migrate_every,
+                             map_elites=map_elites)
     settings = task.settings_from_dict(config.task_settings)
     task.prepare(settings)
     run_dir = root / f"{label}-{seed}"
@@ -147,21 +149,23 @@ def top_clusters(run_dir: Path, radius: float, top: int = 20) -> int:
 
 
 def compare_islands(args) -> None:
-    rows = []
+    rows, arms = [], ("single", "islands", "elites")
     with tempfile.TemporaryDirectory(prefix="llm2-bench-islands-") as tmp:
         for seed in range(args.search_seeds):
-            single = run_once(Path(tmp), "single", seed, args.generations, after=True, rungs=False)
-            several = run_once(Path(tmp), "islands", seed, args.generations, after=True, rungs=False,
-                               islands=args.compare_islands, migrate_every=args.migrate_every)
-            budget = min(total_seconds(single), total_seconds(several))
-            row = {"seed": seed, "budget_s": budget, "best_single": best_within(single, budget),
-                   "best_islands": best_within(several, budget),
-                   "clusters_single": top_clusters(single, args.cluster_radius),
-                   "clusters_islands": top_clusters(several, args.cluster_radius)}
+            runs = {"single": run_once(Path(tmp), "single", seed, args.generations, after=True, rungs=False),
+                    "islands": run_once(Path(tmp), "islands", seed, args.generations, after=True, rungs=False,
+                                        islands=args.compare_islands, migrate_every=args.migrate_every),
+                    "elites": run_once(Path(tmp), "elites", seed, args.generations, after=True, rungs=False,
+                                       islands=args.compare_islands, migrate_every=args.migrate_every,
+                                       map_elites=True)}
+            budget = min(total_seconds(run) for run in runs.values())
+            row = {"seed": seed, "budget_s": budget,
+                   **{f"best_{arm}": best_within(runs[arm], budget) for arm in arms},
+                   **{f"clusters_{arm}": top_clusters(runs[arm], args.cluster_radius) for arm in arms}}
             rows.append(row)
             print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
                   flush=True)
-    for key in ("best_single", "best_islands", "clusters_single", "clusters_islands"):
+    for key in [f"{kind}_{arm}" for kind in ("best", "clusters") for arm in arms]:
         print(f"median_{key}={statistics.median(r[key] for r in rows):.4f}")
 
 
@@ -198,7 +202,8 @@ def main() -> None:
     parser.add_argument("--rungs", action="store_true", help="after: also successive halving over the task's rungs")
     parser.add_argument("--catalog", action="store_true", help="also the catalog's rung-to-full correlation")
     parser.add_argument("--compare-islands", type=int, default=0, metavar="N",
-                        help="instead: a single conversation against N islands at equal evaluation core-seconds")
+                        help="instead: a single conversation against N islands, and N islands with MAP-Elites, "
+                        "at equal evaluation core-seconds")
     parser.add_argument("--migrate-every", type=int, default=DiscoveryConfig().migrate_every)
     parser.add_argument("--cluster-radius", type=float, default=0.1,
                         help="fingerprint distance within which two of the top 20 count as one cluster")

@@ -413,7 +413,7 @@ def test_a_schema_1_archive_is_read_and_migrated(tmp_path):
     assert migrated.spent_usd() == 0.5
     migrated.close()
     raw = sqlite3.connect(path)
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == 4
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == 5
     tables = {row[0] for row in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert {"fingerprints", "curves", "island_members", "migrations"} <= tables  # schemas 3 and 4, same migration
+    assert {"fingerprints", "curves", "island_members", "migrations", "elites"} <= tables  # schemas 3-5, one migration
     assert "kl" not in [row[1] for row in raw.execute("PRAGMA table_info(candidates)")]

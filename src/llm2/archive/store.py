@@ -28,7 +28,7 @@ from llm2.archive.text import clean_optional, clean_text, clean_value
 
 ARCHIVE_FILENAME = "archive.sqlite"
 APPLICATION_ID = 0x6C6C6D32  # "llm2" in the SQLite header: tells our files from any other SQLite file
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 BUSY_TIMEOUT_MS = 30_000
 
 # Tables schema 2 added to schema 1 (also run by the migration of a schema-1 archive).
@@ -65,6 +65,12 @@ CREATE TABLE migrations (
     generation INTEGER PRIMARY KEY, at REAL NOT NULL, detail TEXT NOT NULL);
 """
 
+# Schema 5: the MAP-Elites grid (llm2.archive.elites): the best candidate of each behaviour cell.
+_SCHEMA_5_ADDITIONS = """;
+CREATE TABLE elites (
+    cell TEXT PRIMARY KEY, candidate_id INTEGER NOT NULL REFERENCES candidates(id), fitness REAL NOT NULL);
+"""
+
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE run (
@@ -90,7 +96,7 @@ CREATE TABLE evaluations (
     suite TEXT NOT NULL, setting TEXT NOT NULL, fitness REAL, seconds REAL, status TEXT NOT NULL,
     error TEXT, metrics TEXT NOT NULL DEFAULT '{}', created_at REAL NOT NULL, sandbox TEXT NOT NULL DEFAULT '[]');
 CREATE INDEX evaluations_by_suite ON evaluations (suite, id);
-""" + _SCHEMA_2_ADDITIONS + _SCHEMA_3_ADDITIONS + _SCHEMA_4_ADDITIONS
+""" + _SCHEMA_2_ADDITIONS + _SCHEMA_3_ADDITIONS + _SCHEMA_4_ADDITIONS + _SCHEMA_5_ADDITIONS
 
 
 
@@ -188,12 +194,15 @@ class Archive:
 
     def _migrate(self) -> None:
         """Schema 1 -> 2: KL moves into the metrics, requests and run events get their tables, sandbox columns.
-        Schema 2 -> 3: the fingerprints and curves tables. Schema 3 -> 4: the island tables."""
+        Schema 2 -> 3: the fingerprints and curves tables. Schema 3 -> 4: the island tables.
+        Schema 4 -> 5: the elites table."""
         with self._write() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version < 2:
                 self._migrate_1_to_2(db)
-            for statement in ((_SCHEMA_3_ADDITIONS if version < 3 else "") + _SCHEMA_4_ADDITIONS).split(";"):
+            additions = ((_SCHEMA_3_ADDITIONS if version < 3 else "") + (_SCHEMA_4_ADDITIONS if version < 4 else "")
+                         + _SCHEMA_5_ADDITIONS)
+            for statement in additions.split(";"):
                 if statement.strip():
                     db.execute(statement)
             db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))

@@ -97,12 +97,14 @@ def proposer_options(proposer: str, *, model: str | None, base_url: str | None, 
 @click.option("--advice-every", type=click.IntRange(min=0), default=DEFAULTS.advice_every, show_default=True,
               metavar="G", help="Every G generations the proposer rewrites the advice part of its prompt; the new "
               "advice is kept only if the proposals under it do at least as well (0: never).")
+@click.option("--map-elites", is_flag=True, help="Parents are drawn across the cells of the task's behaviour "
+              "grid (the best candidate of each cell), not only by fitness; the report draws the grid.")
 @allow_missing_option
 @world_secret_option
 def discover(task_spec, task_options, proposers, model, base_url, api_key_env, replay, generations, population,
              history, top_k, context_tokens, temperature, seed, seeds, run_dir, resume, prompt_dir, executor, workers, ray_address,
              timeout, request_timeout, max_tokens, max_cost, price_prompt, price_completion, keep_checkpoints,
-             rungs, islands, migrate_every, advice_every, allow_missing) -> None:
+             rungs, islands, migrate_every, advice_every, map_elites, allow_missing) -> None:
     """Let a proposer invent algorithms for a task; with no options, a short offline run on the built-in task and
     its offline proposer."""
     from llm2.archive import ArchiveError
@@ -141,6 +143,8 @@ def discover(task_spec, task_options, proposers, model, base_url, api_key_env, r
         task = load_task(task_spec)
         settings = parse_settings(task, task_options)
         proposer = proposer or task.offline_proposer
+        if map_elites and not task.descriptors:
+            raise BadInput(f"task {task.name} names no behaviour descriptors, so --map-elites has no grid")
         if proposer is None:
             raise click.UsageError(f"task {task.name} has no offline proposer; choose one with --proposer")
         try:
@@ -152,7 +156,7 @@ def discover(task_spec, task_options, proposers, model, base_url, api_key_env, r
                 workers=workers, ray_address=ray_address, timeout_s=timeout, prompt_dir=prompt_dir,
                 allow_missing=tuple(sorted(allowed)), keep_checkpoints=keep_checkpoints, rungs=rungs,
                 islands=islands, migrate_every=migrate_every, more_proposers=more_proposers,
-                advice_every=advice_every,
+                advice_every=advice_every, map_elites=map_elites,
                 world_secret=world_secret.fingerprint())
         except ValueError as exc:
             raise BadInput(str(exc)) from None

@@ -40,6 +40,7 @@ class DiscoveryConfig:
     islands: int = 1  # sub-populations, each with its own conversation and parents (discovery/islands.py)
     migrate_every: int = 2  # generations between migrations (and resets of the weakest island)
     advice_every: int = 0  # every G generations the proposer rewrites its advice, kept if no worse (0: never)
+    map_elites: bool = False  # parents drawn across the task's behaviour cells (discovery/elites.py)
     more_proposers: tuple[str, ...] = ()  # NAME or NAME:VALUE beside ``proposer``; a bandit picks (discovery/bandit.py)
 
     def __post_init__(self) -> None:

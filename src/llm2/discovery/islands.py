@@ -64,10 +64,12 @@ def island_of(position: int, islands: int) -> int:
     return position % islands
 
 
-def plan(archive: Archive, index: int, position: int, islands: int) -> Plan:
-    """The island and parents of proposal ``index`` (the ``position``-th of its generation), recorded once."""
+def plan(archive: Archive, index: int, position: int, islands: int, chooser=None) -> Plan:
+    """The island and parents of proposal ``index`` (the ``position``-th of its generation), recorded once;
+    ``chooser`` (the island's candidates -> parents) replaces fitness-and-novelty choice (MAP-Elites)."""
     island = island_of(position, islands)
-    chosen = choose_parents(archive, IslandView(archive, island).candidates())
+    own = IslandView(archive, island).candidates()
+    chosen = choose_parents(archive, own) if chooser is None else chooser(own)
     member = plan_proposal(archive, index, island, tuple(c.id for c in chosen))
     by_id = {c.id: c for c in archive.candidates()}
     return Plan(member.island, tuple(by_id[i] for i in member.parents if i in by_id))

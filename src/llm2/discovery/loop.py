@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from llm2.archive import Archive, CandidateRecord, normalized_code_hash
 from llm2.archive.ranking import baseline
 from llm2.archive.search_tables import record_curves
-from llm2.discovery import advice, behaviour, context, feedback, islands, rungs
+from llm2.discovery import advice, behaviour, context, elites, feedback, islands, rungs
 from llm2.discovery.ask import AskOutcome, ask_for_candidate
 from llm2.discovery.config import DiscoveryConfig
 from llm2.discovery.conversation import request_messages, scored_history, start_conversation, sync_messages
@@ -110,10 +110,14 @@ class Discovery:
                 cost_usd=0.0 if reply is None else reply.cost_usd).id
 
         view, parents, history = self.archive, (), None
+        chooser = self._elite_chooser(index) if self.config.map_elites else None
         if self.config.islands > 1:  # the island's own conversation and parents
-            planned = islands.plan(self.archive, index, self._count(generation), self.config.islands)
+            planned = islands.plan(self.archive, index, self._count(generation), self.config.islands, chooser)
             view, parents = islands.IslandView(self.archive, planned.island), planned.parents
             history = islands.history(view, parents)
+        elif chooser is not None:  # one conversation; its parents come from the grid's cells
+            parents = chooser(self.archive.candidates())
+            history = islands.history(self.archive, parents) if parents else None
         asked, refusal = None, None
         for _ in range(context.MAX_SHRINKS + 1):
             messages = islands.with_parents_note(self._request_messages(view), self._parents_note(parents))
@@ -169,6 +173,12 @@ class Discovery:
         if budget is None:
             return request_messages(view, self.config, self.book, self.task.metrics_text)
         return context.bounded_messages(view, self.config, self.book, self.task.metrics_text, budget)
+
+    def _elite_chooser(self, index: int):
+        """Parents for proposal ``index``: elites of distinct occupied cells (discovery/elites.py)."""
+        grid = elites.update(self.archive, self.archive.candidates(), self.task.descriptors)
+        return lambda candidates: elites.choose_parents(grid, candidates, islands.PARENTS,
+                                                        seed=self.config.seed * 1_000_003 + index)
 
     def _parents_note(self, parents: tuple[CandidateRecord, ...]) -> str:
         if not parents:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from llm2.archive import Archive, CandidateRecord
+from llm2.archive.elites import elites
 from llm2.archive.ranking import baseline, ranked
 from llm2.files import write_text
 from llm2.report.curves import training_curves_figure
@@ -31,6 +32,7 @@ def build_report(run_dir: str | os.PathLike, top: int = TOP_FIGURES, figure_time
     with Archive.open(run_dir, readonly=True) as archive:
         run, candidates, evaluations = archive.run, archive.candidates(), archive.evaluations()
         events, card_data = archive.run_events(), archive.task_card
+        grid = elites(archive) if run.config.get("map_elites") else []
     out = run_dir / REPORT_DIRNAME
     out.mkdir(parents=True, exist_ok=True)
     task, settings, task_problem = _task_of(run)
@@ -54,6 +56,11 @@ def build_report(run_dir: str | os.PathLike, top: int = TOP_FIGURES, figure_time
         task_figures = _task_figures(task, context)
     training = training_curves_figure(run_dir, ranked(candidates, include_baselines=False)[:top], reference, out)
     task_figures = [*([training] if training else []), *task_figures]
+    if grid and task is not None:  # a --map-elites run: its grid, on the task's axes
+        from llm2.report.grid import elites_grid_figure
+
+        drawn = elites_grid_figure(grid, task.descriptors, card.fitness_name, out)
+        task_figures = [*([drawn] if drawn else []), *task_figures]
     task_figures = [*selfdev_figures(run_dir, candidates, reference, card.reference_baseline, card.fitness_name,
                                      out), *task_figures]  # [] unless the run is a self-develop run
     page = render_page(PageContent(run=run, run_dir=str(run_dir), card=card,

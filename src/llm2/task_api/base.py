@@ -82,6 +82,16 @@ class MetricColumn:
 
 
 @dataclass(frozen=True)
+class Descriptor:
+    """One axis of the MAP-Elites grid (``llm2 discover --map-elites``): a recorded metric (``Metrics.values[key]``)
+    cut at ``edges`` (ascending), so len(edges) + 1 bins; a value below edges[0] falls in bin 0."""
+
+    key: str
+    label: str  # as shown on the report's grid
+    edges: tuple[float, ...]
+
+
+@dataclass(frozen=True)
 class Knob:
     """A setting the reference baseline is swept over to trace its frontier (``EvalSetting.replace`` applies it:
     ``budget`` is the training budget's share, any other name a field of the task's settings)."""
@@ -209,6 +219,7 @@ class Task(Protocol):
     offline_proposer: str | None  # the proposer ``llm2 discover`` uses when none is named
     trade_off: TradeOff | None  # when set, ``llm2 heldout`` judges candidates on the reference's frontier
     probe_fraction: float  # share of the budget after which ``train`` calls its checkpoint
+    descriptors: tuple[Descriptor, ...]  # MAP-Elites axes over recorded metrics; () for none (TaskBase's default)
 
     def runtime(self, settings: Any) -> Runtime: ...
 

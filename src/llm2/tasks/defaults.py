@@ -7,7 +7,7 @@ import math
 from typing import Any, Mapping, Sequence
 
 from llm2.task_api import settings as settings_module
-from llm2.task_api.base import Metrics, MetricColumn, Runtime, TensorSpec, TradeOff
+from llm2.task_api.base import Descriptor, Metrics, MetricColumn, Runtime, TensorSpec, TradeOff
 
 
 class TaskBase:
@@ -19,6 +19,7 @@ class TaskBase:
     offline_proposer: str | None = None
     trade_off: TradeOff | None = None  # no trade-off: held-out verdicts compare single points
     probe_fraction: float = 0.25
+    descriptors: tuple[Descriptor, ...] = ()  # no behaviour axes: ``discover --map-elites`` refuses the task
     # multi-fidelity rungs below the full evaluation, (share of the training budget, training seeds), lowest first;
     # () for none (``llm2 discover --rungs`` then evaluates at full fidelity)
     fidelity_rungs: tuple[tuple[float, int], ...] = ()

@@ -11,7 +11,7 @@ from typing import Any, Callable
 import torch
 
 from llm2.task_api import world_secret
-from llm2.task_api.base import EvalSetting, MetricColumn, Runtime, TaskTexts, TensorSpec, TrainOutput
+from llm2.task_api.base import Descriptor, EvalSetting, MetricColumn, Runtime, TaskTexts, TensorSpec, TrainOutput
 from llm2.tasks.classification.contract import CONTRACT, check_classification_contract
 from llm2.tasks.classification.data import (DIGITS_TEST, DIGITS_TRAIN, TrainingData, digits_file, load_training,
                                             prepare_data)
@@ -74,6 +74,9 @@ class ClassificationTask(TaskBase):
         MetricColumn("memorised", "wrong labels memorised", 3),
     )
     offline_proposer = "classification-offline"
+    # MAP-Elites axes: calibration (ECE) and how much of the label noise the network memorised
+    descriptors = (Descriptor("ece", "ECE", (0.02, 0.05, 0.1, 0.2)),
+                   Descriptor("memorised", "wrong labels memorised", (0.1, 0.25, 0.5, 0.75)))
 
     def __init__(self) -> None:
         self._scorers: dict[tuple[str, ClassificationSettings], ClassificationScorer] = {}

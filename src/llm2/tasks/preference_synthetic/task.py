@@ -7,8 +7,8 @@ from dataclasses import replace
 from typing import Any, Callable, Mapping
 
 from llm2.task_api import world_secret
-from llm2.task_api.base import (EvalSetting, Knob, MetricColumn, Metrics, TaskTexts, TensorSpec, TradeOff,
-                             TrainOutput)
+from llm2.task_api.base import (Descriptor, EvalSetting, Knob, MetricColumn, Metrics, TaskTexts, TensorSpec,
+                             TradeOff, TrainOutput)
 from llm2.tasks.defaults import spec_of
 from llm2.tasks.preference.common import EXPERTISE, PreferenceTask
 from llm2.tasks.preference_synthetic.config import PreferenceSettings, TrainConfig, WorldConfig
@@ -72,6 +72,10 @@ class PreferenceSyntheticTask(PreferenceTask):
     # The judge and the gold reward rise as the policy moves from the reference, and dpo itself trades one for the
     # other through beta and training length: a candidate is judged against dpo's frontier at its own KL. The grid
     # (beta from a quarter to four times the setting's, half and full budget) spans dpo's KL at every held-out beta.
+    # MAP-Elites axes: KL spent (the catalog spans about 2.8 to 3.7 nats; collapses go far past) and naturalness
+    # (the catalog keeps 0.88-0.89; a loss that trades it away for reward drops below)
+    descriptors = (Descriptor("kl", "KL to the reference", (1.0, 2.0, 3.0, 3.5, 4.0, 6.0)),
+                   Descriptor("naturalness", "naturalness", (0.6, 0.8, 0.87, 0.88, 0.89)))
     trade_off = TradeOff(cost="kl", cost_label="KL to the reference", gains=("fitness", "gold_reward"),
                          knobs=(Knob("beta", (0.25, 0.5, 1.0, 2.0, 4.0), relative=True),
                                 Knob("budget", (0.5, 1.0))))
