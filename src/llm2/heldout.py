@@ -26,6 +26,7 @@ from llm2.points import FRONTIER_SUITE, HELDOUT_SUITE, PointIndex, point_value, 
 from llm2.stats import (SettingsEvidence, evidence_phrase, mean_std, seeds_phrase, settings_evidence, settings_needed,
                         significant_direction)
 from llm2.task_api.base import EvalSetting, MetricColumn, Task, TradeOff
+from llm2.task_api.optional import optional
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def run_heldout(task: Task, archive: Archive, executor: Executor, candidates: li
             advance(done)
     points = [EvalSetting(setting, seed) for setting in settings for seed in range(seeds)]
     jobs = [_Job(HELDOUT_SUITE, contender, point) for point in points for contender in (reference, *candidates)]
-    trade_off = getattr(task, "trade_off", None)  # an outside task may implement the protocol without TaskBase
+    trade_off = optional(task, "trade_off")
     if trade_off is not None:
         jobs += _frontier_jobs(task, trade_off, archive, reference, points)
     _evaluate(archive, executor, jobs)
@@ -187,7 +188,7 @@ def compare(task: Task, index: PointIndex, candidate: CandidateRecord, reference
     rows = tuple(SettingRow(describe(s.label), _means(index, candidate.name, s, keys),
                             _means(index, reference, s, keys)) for s in index.heldout_settings(candidate.name))
     frontier: tuple[FrontierVerdict, ...] = ()
-    trade_off = getattr(task, "trade_off", None)
+    trade_off = optional(task, "trade_off")
     if trade_off is not None:
         labels = {"fitness": fitness_name, **{c.key: c.label for c in task.metric_columns}}
         frontier = frontier_verdicts(index, trade_off, candidate.name, reference, labels)
