@@ -23,8 +23,8 @@ from llm2.discovery.evaluations import CandidateOutcome, SeedFanout
 from llm2.execution.base import Executor
 from llm2.frontier import FrontierVerdict, frontier_grid, frontier_verdicts, start_setting
 from llm2.points import FRONTIER_SUITE, HELDOUT_SUITE, PointIndex, point_value, settings_key
-from llm2.stats import (SettingsEvidence, evidence_phrase, mean_std, seeds_phrase, settings_evidence, settings_needed,
-                        significant_direction)
+from llm2.stats import (SettingsEvidence, evidence_phrase, mean_std, seeds_phrase, settings_evidence,
+                        significant_direction, verdict_words)
 from llm2.task_api.base import EvalSetting, MetricColumn, Task, TradeOff
 from llm2.task_api.optional import optional
 
@@ -225,13 +225,7 @@ def single_point_words(evidence: SettingsEvidence | None, failed: int, reference
         return "not enough data", f"not enough data: no held-out setting where both ran{note}"
     counts = (f"on {evidence.wins} of {evidence.settings} held-out settings ({seeds_phrase(evidence)}), "
               f"{evidence_phrase(evidence)}{note}")
-    if not evidence.can_be_significant:
-        return "cannot tell", (f"cannot tell against {reference} on {fitness_name}: only {evidence.settings} "
-                               f"held-out settings, and an exact sign-flip over settings needs at least "
-                               f"{settings_needed()} to reach p < 0.05; higher {counts}")
-    direction = significant_direction(evidence)
-    if direction == "higher" and not failed:
-        return "better", f"better than {reference} on {fitness_name} {counts}"
-    if direction == "lower":
-        return "worse", f"worse than {reference} on {fitness_name}: higher {counts}"
-    return "no significant difference", f"no significant difference from {reference} on {fitness_name}: higher {counts}"
+    against = f"{reference} on {fitness_name}"
+    return verdict_words(evidence, failed, against, f"higher {counts}", (
+        ("better", f"better than {against} {counts}"), ("worse", f"worse than {against}: higher {counts}"),
+        ("no significant difference", f"no significant difference from {against}: higher {counts}")))
