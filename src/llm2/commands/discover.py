@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from llm2.commands.common import (NoArchive, allow_missing_option, check_layers, hold_run_dir, load_task,
-                                  parse_settings, refuse_existing_run, reopen_for_resume, require_run,
+from llm2.commands.common import (NoArchive, allow_missing_option, check_layers, check_sandbox, failed_if_refused,
+                                  hold_run_dir, load_task, parse_settings, refuse_existing_run, reopen_for_resume, require_run,
                                   start_new_run, task_option, task_settings_option, world_secret_option)
 from llm2.commands.exits import STOPPED, BadInput, Interrupted, WorkFailed
 from llm2.discovery.config import DiscoveryConfig
@@ -131,12 +131,8 @@ def discover(task_spec, task_options, proposers, model, base_url, api_key_env, r
                    proposer_options(recorded_proposer, **cli_proposer, resuming=True)}
         config, archive = reopen_for_resume(run_dir, changes)
         task = load_task(config.task)
-        try:
+        with failed_if_refused(archive):
             proposer = start(config, task, run_dir)
-        except click.ClickException:
-            archive.set_run_status("failed")
-            archive.close()
-            raise
     else:
         task = load_task(task_spec)
         settings = parse_settings(task, task_options)
@@ -187,12 +183,8 @@ def start(config: DiscoveryConfig, task, run_dir: Path):
     from llm2.commands.progress_display import progress_on_stderr
     from llm2.proposers import make_proposer
     from llm2.proposers.base import ProposerError
-    from llm2.sandbox.preflight import SandboxUnavailable, preflight
 
-    try:
-        preflight(frozenset(config.allow_missing))
-    except SandboxUnavailable as exc:
-        raise WorkFailed(str(exc)) from None
+    check_sandbox(config.allow_missing)
     try:
         settings = task.settings_from_dict(config.task_settings)
         proposer = make_proposer(config.proposer, **config.proposer_options)
