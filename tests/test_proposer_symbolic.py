@@ -15,9 +15,9 @@ from llm2.proposers import make_proposer
 from llm2.proposers.base import Message, ProposalRequest, ScoredCandidate
 from llm2.tasks.preference.symbolic import SymbolicProposer
 from llm2.tasks.preference.symbolic_grammar import (
-    KNOWN_TREES, Blend, Gate, Hinge, Logistic, Saturating, SignWeighted, Sum, canonical, formula, parse_formula,
-    render, tree_from_code,
+    KNOWN_TREES, Blend, Gate, Hinge, Logistic, Saturating, SignWeighted, Sum, canonical,
 )
+from llm2.tasks.preference.symbolic_text import formula, parse_formula, render, tree_from_code
 from llm2.sandbox.static_checks import static_check
 from llm2.tasks.preference.common import check_preference_contract
 

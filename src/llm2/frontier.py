@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from llm2.points import FRONTIER_SUITE, HELDOUT_SUITE, PointIndex, point_value, settings_key
-from llm2.stats import SettingsEvidence, evidence_phrase, seeds_phrase, settings_evidence, settings_needed, \
-    significant_direction
+from llm2.stats import SettingsEvidence, evidence_phrase, seeds_phrase, settings_evidence, verdict_words
 from llm2.task_api.base import EvalSetting, TradeOff
 
 
@@ -156,16 +155,9 @@ def _words(evidence: SettingsEvidence | None, failed: int, unplaced: int, refere
         return "not enough data", f"cannot place against {where}: no held-out setting with a frontier{notes}"
     counts = (f"above it on {evidence.wins} of {evidence.settings} held-out settings ({seeds_phrase(evidence)}), "
               f"{evidence_phrase(evidence, what='mean gap')}{notes}")
-    if not evidence.can_be_significant:
-        return "cannot tell", (f"cannot tell against {where}: only {evidence.settings} held-out settings, and an "
-                               f"exact sign-flip over settings needs at least {settings_needed()} to reach "
-                               f"p < 0.05; {counts}")
-    direction = significant_direction(evidence)
-    if direction == "higher" and not failed:
-        return "above", f"above {where}: {counts}"
-    if direction == "lower":
-        return "below", f"below {where}: {counts}"
-    return "on", f"on {where}: {counts}"
+    return verdict_words(evidence, failed, where, counts, (("above", f"above {where}: {counts}"),
+                                                          ("below", f"below {where}: {counts}"),
+                                                          ("on", f"on {where}: {counts}")))
 
 
 def frontier_verdicts(index: PointIndex, trade_off: TradeOff, candidate: str, reference: str,

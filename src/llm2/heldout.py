@@ -23,9 +23,10 @@ from llm2.discovery.evaluations import CandidateOutcome, SeedFanout
 from llm2.execution.base import Executor
 from llm2.frontier import FrontierVerdict, frontier_grid, frontier_verdicts, start_setting
 from llm2.points import FRONTIER_SUITE, HELDOUT_SUITE, PointIndex, point_value, settings_key
-from llm2.stats import (SettingsEvidence, evidence_phrase, mean_std, seeds_phrase, settings_evidence, settings_needed,
-                        significant_direction)
+from llm2.stats import (SettingsEvidence, evidence_phrase, mean_std, seeds_phrase, settings_evidence,
+                        significant_direction, verdict_words)
 from llm2.task_api.base import EvalSetting, MetricColumn, Task, TradeOff
+from llm2.task_api.optional import optional
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def run_heldout(task: Task, archive: Archive, executor: Executor, candidates: li
             advance(done)
     points = [EvalSetting(setting, seed) for setting in settings for seed in range(seeds)]
     jobs = [_Job(HELDOUT_SUITE, contender, point) for point in points for contender in (reference, *candidates)]
-    trade_off = getattr(task, "trade_off", None)  # an outside task may implement the protocol without TaskBase
+    trade_off = optional(task, "trade_off")
     if trade_off is not None:
         jobs += _frontier_jobs(task, trade_off, archive, reference, points)
     _evaluate(archive, executor, jobs)
@@ -187,7 +188,7 @@ def compare(task: Task, index: PointIndex, candidate: CandidateRecord, reference
     rows = tuple(SettingRow(describe(s.label), _means(index, candidate.name, s, keys),
                             _means(index, reference, s, keys)) for s in index.heldout_settings(candidate.name))
     frontier: tuple[FrontierVerdict, ...] = ()
-    trade_off = getattr(task, "trade_off", None)
+    trade_off = optional(task, "trade_off")
     if trade_off is not None:
         labels = {"fitness": fitness_name, **{c.key: c.label for c in task.metric_columns}}
         frontier = frontier_verdicts(index, trade_off, candidate.name, reference, labels)
@@ -224,13 +225,7 @@ def single_point_words(evidence: SettingsEvidence | None, failed: int, reference
         return "not enough data", f"not enough data: no held-out setting where both ran{note}"
     counts = (f"on {evidence.wins} of {evidence.settings} held-out settings ({seeds_phrase(evidence)}), "
               f"{evidence_phrase(evidence)}{note}")
-    if not evidence.can_be_significant:
-        return "cannot tell", (f"cannot tell against {reference} on {fitness_name}: only {evidence.settings} "
-                               f"held-out settings, and an exact sign-flip over settings needs at least "
-                               f"{settings_needed()} to reach p < 0.05; higher {counts}")
-    direction = significant_direction(evidence)
-    if direction == "higher" and not failed:
-        return "better", f"better than {reference} on {fitness_name} {counts}"
-    if direction == "lower":
-        return "worse", f"worse than {reference} on {fitness_name}: higher {counts}"
-    return "no significant difference", f"no significant difference from {reference} on {fitness_name}: higher {counts}"
+    against = f"{reference} on {fitness_name}"
+    return verdict_words(evidence, failed, against, f"higher {counts}", (
+        ("better", f"better than {against} {counts}"), ("worse", f"worse than {against}: higher {counts}"),
+        ("no significant difference", f"no significant difference from {against}: higher {counts}")))

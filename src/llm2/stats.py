@@ -203,6 +203,21 @@ def significant_direction(evidence: SettingsEvidence, alpha: float = SIGNIFICANC
     return None
 
 
+def verdict_words(evidence: SettingsEvidence, failed: int, against: str, shown: str,
+                  words: tuple[tuple[str, str], tuple[str, str], tuple[str, str]]) -> tuple[str, str]:
+    """(word, sentence) of a held-out verdict: "cannot tell" when there are too few settings for the sign-flip to be
+    significant, else ``words``' entry for a significant gain (none failed), a significant loss, or neither.
+    ``against``: what the candidate is compared with; ``shown``: the evidence in words."""
+    if not evidence.can_be_significant:
+        return "cannot tell", (f"cannot tell against {against}: only {evidence.settings} held-out settings, and an "
+                               f"exact sign-flip over settings needs at least {settings_needed()} to reach "
+                               f"p < 0.05; {shown}")
+    direction = significant_direction(evidence)
+    if direction == "higher" and not failed:
+        return words[0]
+    return words[1] if direction == "lower" else words[2]
+
+
 def evidence_phrase(evidence: SettingsEvidence, digits: int = 3, what: str = "mean") -> str:
     """'mean +0.021 [0.008, 0.034], exact sign-flip over settings p = 0.031'."""
     test = "exact sign-flip over settings" if evidence.method.startswith("exact") else \

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import itertools
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import click
 
-from llm2.commands.exits import BadInput
+from llm2.commands.exits import BadInput, WorkFailed
 
 TASK_HELP = "The task: a registered name (see `llm2 tasks`), or path/to/task.py:ClassName."
 
@@ -220,3 +221,24 @@ def check_output_file(path: str | Path | None, option: str) -> None:
     """Exit code 2 now, before any work, when the file an option names could not be written (no such folder)."""
     if path is not None and not Path(path).parent.is_dir():
         raise click.BadParameter(f"no folder {Path(path).parent} to write {Path(path).name} in", param_hint=option)
+
+
+@contextmanager
+def failed_if_refused(archive: Any) -> Iterator[None]:
+    """Resuming: a run whose restart is refused (a ClickException) is recorded as failed, and its archive closed."""
+    try:
+        yield
+    except click.ClickException:
+        archive.set_run_status("failed")
+        archive.close()
+        raise
+
+
+def check_sandbox(allow_missing: Any) -> None:
+    """The sandbox's preflight; exit code 1 with its reason when a protection the run needs is missing."""
+    from llm2.sandbox.preflight import SandboxUnavailable, preflight
+
+    try:
+        preflight(frozenset(allow_missing))
+    except SandboxUnavailable as exc:
+        raise WorkFailed(str(exc)) from None

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from llm2.commands.common import (NoArchive, allow_missing_option, check_layers, hold_run_dir, load_task,
-                                  parse_settings, refuse_existing_run, reopen_for_resume, require_run,
+from llm2.commands.common import (NoArchive, allow_missing_option, check_layers, check_sandbox, failed_if_refused,
+                                  hold_run_dir, load_task, parse_settings, refuse_existing_run, reopen_for_resume, require_run,
                                   start_new_run, task_option, task_settings_option, world_secret_option)
 from llm2.commands.exits import STOPPED, BadInput, Interrupted, WorkFailed
 from llm2.discovery.config import DiscoveryConfig
@@ -110,6 +110,7 @@ def discover(task_spec, task_options, proposers, model, base_url, api_key_env, r
     from llm2.archive import ArchiveError
     from llm2.discovery.run import default_run_dir
     from llm2.task_api import world_secret
+    from llm2.task_api.optional import optional
 
     allowed = check_layers(allow_missing)
     proposer, more_proposers = (proposers[0], tuple(proposers[1:])) if proposers else (None, ())
@@ -133,17 +134,13 @@ def discover(task_spec, task_options, proposers, model, base_url, api_key_env, r
                    proposer_options(recorded_proposer, **cli_proposer, resuming=True)}
         config, archive = reopen_for_resume(run_dir, changes)
         task = load_task(config.task)
-        try:
+        with failed_if_refused(archive):
             proposer = start(config, task, run_dir)
-        except click.ClickException:
-            archive.set_run_status("failed")
-            archive.close()
-            raise
     else:
         task = load_task(task_spec)
         settings = parse_settings(task, task_options)
         proposer = proposer or task.offline_proposer
-        if map_elites and not task.descriptors:
+        if map_elites and not optional(task, "descriptors"):
             raise BadInput(f"task {task.name} names no behaviour descriptors, so --map-elites has no grid")
         if proposer is None:
             raise click.UsageError(f"task {task.name} has no offline proposer; choose one with --proposer")
@@ -207,12 +204,8 @@ def start(config: DiscoveryConfig, task, run_dir: Path):
     from llm2.commands.progress_display import progress_on_stderr
     from llm2.proposers import make_proposer
     from llm2.proposers.base import ProposerError
-    from llm2.sandbox.preflight import SandboxUnavailable, preflight
 
-    try:
-        preflight(frozenset(config.allow_missing))
-    except SandboxUnavailable as exc:
-        raise WorkFailed(str(exc)) from None
+    check_sandbox(config.allow_missing)
     try:
         settings = task.settings_from_dict(config.task_settings)
         proposer = make_proposer(config.proposer, **config.proposer_options)

@@ -13,6 +13,7 @@ from llm2.commands.common import NoArchive, first_missing, open_run_archive, run
 from llm2.commands.exits import BadInput, WorkFailed
 from llm2.discovery import checkpoints
 from llm2.files import write_text
+from llm2.task_api.optional import optional
 
 
 @click.command()
@@ -91,7 +92,7 @@ def export_checkpoints(folder: Path, entries, kept: dict, task, settings, run, s
         target = folder / entry.function_name
         target.mkdir(parents=True, exist_ok=True)
         try:
-            facts = task.export_checkpoint(checkpoints.load(kept[entry.function_name]), settings, target)
+            facts = optional(task, "export_checkpoint")(checkpoints.load(kept[entry.function_name]), settings, target)
         except NotImplementedError as exc:
             raise BadInput(f"cannot export checkpoints: {exc}") from None
         except (OSError, ValueError) as exc:

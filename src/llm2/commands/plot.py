@@ -9,6 +9,7 @@ import click
 
 from llm2.commands.common import load_task, parse_settings, task_option, task_settings_option
 from llm2.commands.exits import BadInput
+from llm2.task_api.optional import optional
 
 
 @click.group("plot")
@@ -45,7 +46,7 @@ def objectives(names: tuple[str, ...], task_spec: str, task_options: tuple[str, 
                 from None
         items.append((function.name, function.code))
     try:
-        warnings = task.plot_objectives(task_spec, items, settings, out)
+        warnings = optional(task, "plot_objectives")(task_spec, items, settings, out)
     except NotImplementedError as exc:
         raise BadInput(str(exc)) from None
     for warning in warnings:
@@ -72,7 +73,7 @@ def results(eval_json: Path, task_spec: str | None, out: Path) -> None:
     if recorded_name is not None and task.name != recorded_name:
         raise BadInput(f"{eval_json} holds results of task {recorded_name}, not {task.name}")
     try:
-        notes = task.plot_results(eval_json, out)
+        notes = optional(task, "plot_results")(eval_json, out)
     except (ValueError, NotImplementedError) as exc:
         raise BadInput(str(exc)) from None
     for note in notes:

@@ -12,6 +12,8 @@ import click
 from llm2.commands.common import (
     allow_missing_option,
     check_layers,
+    check_sandbox,
+    failed_if_refused,
     hold_run_dir,
     load_task,
     parse_settings,
@@ -103,12 +105,8 @@ def self_develop(ctx, task_spec, task_options, factory, factory_options, iterati
         if refused:
             raise click.UsageError(f"a resumed run keeps its plan; drop --{_option_name(ctx, refused[0])}")
         plan, config, task, archive = _reopen(run_dir, workers, timeout if "timeout" in given else None)
-        try:
+        with failed_if_refused(archive):
             _start(plan, config, task, run_dir)
-        except click.ClickException:
-            archive.set_run_status("failed")
-            archive.close()
-            raise
     else:
         task = load_task(task_spec)
         settings = parse_settings(task, task_options)
@@ -228,12 +226,7 @@ def _reopen(run_dir: Path, workers, timeout):
 
 def _start(plan, config, task, run_dir: Path) -> None:
     """Check the sandbox and the settings and build the task's world; exit code 2 for bad settings, 1 otherwise."""
-    from llm2.sandbox.preflight import SandboxUnavailable, preflight
-
-    try:
-        preflight(frozenset(config.allow_missing))
-    except SandboxUnavailable as exc:
-        raise WorkFailed(str(exc)) from None
+    check_sandbox(config.allow_missing)
     try:
         settings = task.settings_from_dict(config.task_settings)
     except (ValueError, KeyError) as exc:

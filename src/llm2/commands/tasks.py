@@ -6,6 +6,7 @@ import click
 
 from llm2.commands.common import TASK_HELP, load_task
 from llm2.commands.terminal import add_name_column, console
+from llm2.task_api.optional import optional
 
 
 @click.command("tasks")
@@ -27,7 +28,7 @@ def tasks(task_spec: str | None) -> None:
         output.print(table)
         return
     task = load_task(task_spec)
-    texts = task.texts_for(task.default_settings())
+    texts = task.texts_for(optional(task, "default_settings")())
     table = Table(title=f"{task.name}: {texts.kind}; fitness (by default): {texts.fitness_name}; reference: "
                         f"{task.reference_baseline}; offline proposer: {task.offline_proposer or 'none'}")
     add_name_column(table, "option")

@@ -9,8 +9,6 @@ from __future__ import annotations
 from llm2.archive import Archive, CandidateRecord
 from llm2.archive.search_tables import behaviour_duplicates, fingerprints, record_fingerprint
 
-DEFAULT_TOLERANCE = 1e-4
-
 
 def same_behaviour(a: tuple[float, ...], b: tuple[float, ...], tolerance: float) -> bool:
     """Equal within ``tolerance`` in every entry (fingerprints of unequal length never match)."""

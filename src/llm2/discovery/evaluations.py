@@ -107,10 +107,6 @@ class SeedFanout:
                           baseline_probe=self.baseline_probe.get(seed) if budget in (None, 1.0) else None)
             self._futures[self._executor.submit(job)] = (key, seed)
 
-    @property
-    def outstanding(self) -> int:
-        return len(self._results)
-
     def __contains__(self, key: int) -> bool:
         """Submitted and not yet handed to ``on_done``."""
         return key in self._results

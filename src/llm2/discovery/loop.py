@@ -26,6 +26,7 @@ from llm2.discovery import checkpoints, opening
 from llm2.proposers.base import (BudgetExceeded, ContextTooLong, Message, ProposalRequest, Proposer, ProposerError,
                                  Reply, check_before_run)
 from llm2.task_api.base import EvalSetting, Task
+from llm2.task_api.optional import optional
 
 
 @dataclass(frozen=True)
@@ -44,14 +45,14 @@ class Discovery:
                  executor: Executor, progress: Progress | None = None):
         self.config, self.task, self.archive = config, task, archive
         self.proposer, self.executor = proposer, executor
-        self.book = PromptBook(config.prompt_dir, getattr(task, "prompt_dir", None))
+        self.book = PromptBook(config.prompt_dir, optional(task, "prompt_dir"))
         self.progress = progress or Progress(config.generations)
         self.setting = EvalSetting(task.settings_from_dict(config.task_settings))
         self.texts = task.texts_for(self.setting.task)
+        fingerprints = config.fingerprints and optional(task, "fingerprint") is not None
         self.fanout = SeedFanout(executor, self.setting, config.training_seeds(),
-                                 on_fingerprint=self._on_fingerprint if config.fingerprints and hasattr(task, "fingerprint")
-                                 else None)
-        task_rungs = getattr(task, "fidelity_rungs", ()) if config.rungs else ()
+                                 on_fingerprint=self._on_fingerprint if fingerprints else None)
+        task_rungs = optional(task, "fidelity_rungs") if config.rungs else ()
         self.rungs = rungs.ladder_of(task_rungs, config.seeds) if task_rungs else []
         self.evaluator = rungs.Ladder(self.fanout, config.training_seeds(), self.rungs) if self.rungs else self.fanout
         if hasattr(proposer, "bind_evidence"):  # a bandit over several proposers learns from this run's results
@@ -176,7 +177,7 @@ class Discovery:
 
     def _elite_chooser(self, index: int):
         """Parents for proposal ``index``: elites of distinct occupied cells (discovery/elites.py)."""
-        grid = elites.update(self.archive, self.archive.candidates(), self.task.descriptors)
+        grid = elites.update(self.archive, self.archive.candidates(), optional(self.task, "descriptors"))
         return lambda candidates: elites.choose_parents(grid, candidates, islands.PARENTS,
                                                         seed=self.config.seed * 1_000_003 + index)
 
@@ -241,7 +242,7 @@ class Discovery:
 
     def _curves_text(self, outcome: CandidateOutcome) -> str:
         """What the first seed's training curves show, in the task's own words ("" when it has none)."""
-        describe = getattr(self.task, "curves_text", None)
+        describe = optional(self.task, "curves_text")
         first = outcome.curves[0] if outcome.curves else {}
         return describe(first) if describe is not None and first else ""
 
@@ -257,7 +258,7 @@ class Discovery:
     def _on_fingerprint(self, candidate_id: int, vector: tuple[float, ...]) -> bool:
         """True: evaluate the candidate; False: it behaves like an earlier one and is recorded as its duplicate."""
         candidate = self.archive.candidate(candidate_id)
-        tolerance = getattr(self.task, "fingerprint_tolerance", behaviour.DEFAULT_TOLERANCE)
+        tolerance = optional(self.task, "fingerprint_tolerance")
         if behaviour.settle_fingerprint(self.archive, candidate, tuple(vector), tolerance) is None:
             return True
         self.progress.record(status="duplicate", name=candidate.name, fitness=None, seconds=0.0, evals=0,
@@ -275,7 +276,7 @@ class Discovery:
                                         fitness_std=original.fitness_std, metrics=original.metrics)
             self.archive.set_feedback(duplicate.id, feedback.feedback_behaviour(
                 self.book, original_name=original.name, original_fitness=original.fitness,
-                why=getattr(self.task, "fingerprint_note", "it behaves the same on the task's probe")))
+                why=optional(self.task, "fingerprint_note")))
         else:
             self.archive.set_feedback(duplicate.id, feedback.feedback_duplicate(
                 self.book, original_name=original.name, original_fitness=original.fitness))

@@ -11,6 +11,7 @@ from llm2.archive import Archive, CandidateRecord
 from llm2.archive.elites import elites
 from llm2.archive.ranking import baseline, ranked
 from llm2.files import write_text
+from llm2.task_api.optional import optional
 from llm2.report.curves import training_curves_figure
 from llm2.report.failures import failure_stats
 from llm2.report.figures import Figure, FigureContext, MissingFigure
@@ -59,7 +60,7 @@ def build_report(run_dir: str | os.PathLike, top: int = TOP_FIGURES, figure_time
     if grid and task is not None:  # a --map-elites run: its grid, on the task's axes
         from llm2.report.grid import elites_grid_figure
 
-        drawn = elites_grid_figure(grid, task.descriptors, card.fitness_name, out)
+        drawn = elites_grid_figure(grid, optional(task, "descriptors"), card.fitness_name, out)
         task_figures = [*([drawn] if drawn else []), *task_figures]
     task_figures = [*selfdev_figures(run_dir, candidates, reference, card.reference_baseline, card.fitness_name,
                                      out), *task_figures]  # [] unless the run is a self-develop run

@@ -28,6 +28,7 @@ from llm2.sandbox import channel
 from llm2.sandbox.limits import SandboxLimits, SandboxUnavailable, confine
 from llm2.sandbox.loader import load_function
 from llm2.task_api.base import CandidateError, EvalSetting, Task, TrainOutput
+from llm2.task_api.optional import optional
 
 CONTINUE = b"c"  # the worker's probe verdict; any other byte, or none, stops training
 OUTPUT_FILE = "output.safetensors"
@@ -96,7 +97,7 @@ MAX_FINGERPRINT = 4096
 def fingerprint_of(task: Task, fn: Any, data: Any, setting: EvalSetting) -> list[float]:
     """The task's fingerprint of the candidate's behaviour; empty when the task has none or the candidate's
     behaviour cannot be fingerprinted (it then is simply evaluated)."""
-    hook = getattr(task, "fingerprint", None)
+    hook = optional(task, "fingerprint")
     if hook is None:
         return []
     try:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from llm2.task_api.optional import optional
+
 MAX_ANSWER_BYTES = 16 << 20
 
 
@@ -79,7 +81,7 @@ def main() -> None:
     # not for the answer (a pipe, bounded by the parent): a cap on files that stays where the user opts out of the
     # rlimits layer; where that layer applies, confine lowers it to limits.output_bytes
     resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_ANSWER_BYTES, MAX_ANSWER_BYTES))
-    hidden = task.hidden_paths()
+    hidden = optional(task, "hidden_paths")()
     confine(Path.cwd(), limits, read_roots(exclude=hidden), frozenset(request["allow_missing"]), hidden)
     answers = []
     for name, code in request["items"]:

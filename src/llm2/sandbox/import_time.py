@@ -18,7 +18,8 @@ _NUMERIC_OPERATORS = (ast.Add, ast.Sub, ast.Mult, ast.Div)  # no ** or str * n: 
 def import_time_problems(tree: ast.Module) -> Iterator[Problem]:
     """(node, message) for each statement or part of a definition that would run code at import or definition."""
     for node in tree.body:
-        if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef)) or _is_text(node):
+        if (isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef))
+                or is_string_statement(node)):
             continue
         if isinstance(node, (ast.Assign, ast.AnnAssign)):
             yield from _constant_assignment(node)
@@ -104,7 +105,8 @@ def _is_name_target(node: ast.AST) -> bool:
     return isinstance(node, ast.Name)
 
 
-def _is_text(node: ast.AST) -> bool:
+def is_string_statement(node: ast.AST) -> bool:
+    """A bare string on a line of its own (a docstring, say)."""
     return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
 
 

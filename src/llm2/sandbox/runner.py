@@ -31,6 +31,7 @@ from llm2.sandbox.environment import worker_environment
 from llm2.sandbox.limits import (SPAWN_STARTUP_S, SandboxLimits, bytes_text, cuda_limits, end_child, kill_group,
                                  signal_reason)
 from llm2.task_api.base import EvalSetting, Runtime, Task, TrainOutput
+from llm2.task_api.optional import optional
 
 _CHILD_STAGES = ("static", "contract", "probe", "train")
 
@@ -91,7 +92,7 @@ class SandboxRunner:
 
         self.task, self.task_spec = task, task_spec
         self.scratch_root = Path(tempfile.mkdtemp(prefix="llm2-sandbox-", dir=scratch_root))
-        self.hidden = tuple(task.hidden_paths())
+        self.hidden = tuple(optional(task, "hidden_paths")())
         self.readable = tuple(read_roots(exclude=self.hidden))
         self._outputs = 0
         self._refusal: tuple[str | None] | None = None  # the hidden-path self-test's verdict, once made

@@ -15,7 +15,7 @@ import ast
 import re
 from typing import Sequence
 
-from llm2.sandbox.import_time import describe, import_time_problems
+from llm2.sandbox.import_time import describe, import_time_problems, is_string_statement
 from llm2.sandbox.scopes import SCOPE_NODES, Scope, build_scopes, inner_parts, outer_parts
 from llm2.task_api.base import Contract, Vocabulary
 
@@ -147,7 +147,7 @@ class _Checker(ast.NodeVisitor):
     def run(self, tree: ast.Module) -> list[str]:
         for node in ast.walk(tree):
             if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body \
-                    and _is_docstring(node.body[0]):
+                    and is_string_statement(node.body[0]):
                 self.docstrings.add(id(node.body[0].value))
             if isinstance(node, ast.Attribute):
                 self.chained.add(id(node.value))
@@ -336,10 +336,6 @@ class _Checker(ast.NodeVisitor):
 def _formats_literal(node: ast.Attribute) -> bool:
     """``"...".format``: the fields of a literal format string are checked like any string."""
     return node.attr == "format" and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
-
-
-def _is_docstring(node: ast.AST) -> bool:
-    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
 
 
 def _dotted(node: ast.AST) -> str:

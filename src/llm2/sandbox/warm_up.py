@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from llm2.task_api.optional import optional
+
 
 def warm_up(task: Any, settings: Any, data: Any) -> None:
     """Before any candidate runs (in a worker, before it forks; in a spawned child, before it confines itself):
     the task's own ``warm_up`` hook when it has one, else a sliver of training of its reference baseline. Whatever
     training imports lazily (an optimiser pulls in torch._dynamo) is then already imported: a confined child runs
     as another user, who may not be able to read the interpreter's files at all."""
-    hook = getattr(task, "warm_up", None)
+    hook = optional(task, "warm_up")
     if hook is not None:
         hook(settings, data)
     else:

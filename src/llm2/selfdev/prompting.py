@@ -14,6 +14,7 @@ from llm2.archive import CandidateRecord
 from llm2.discovery import opening
 from llm2.discovery.prompts import PromptBook
 from llm2.proposers.base import Message
+from llm2.task_api.optional import optional
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,6 @@ def transcript(messages: Sequence[Message]) -> str:
 def discovery_messages(task, settings, baselines: Sequence[CandidateRecord], seeds: int,
                        book: PromptBook | None = None) -> tuple[Message, Message]:
     """The system prompt and the intro ``llm2 discover`` opens its conversation with, for this run's baselines."""
-    book = book or PromptBook(None, getattr(task, "prompt_dir", None))
+    book = book or PromptBook(None, optional(task, "prompt_dir"))
     return (Message("system", opening.system_prompt(book, task, settings)),
             Message("user", opening.intro(book, task, settings, baselines, seeds)))

@@ -208,6 +208,13 @@ class Scorer(Protocol):
 
 
 class Task(Protocol):
+    """What the core calls on every task. The optional parts, which a task may leave out, are declared with their
+    defaults in ``llm2.task_api.optional.OptionalParts`` and read through ``optional(task, name)``: ``trade_off``
+    (when set, ``llm2 heldout`` judges candidates on the reference's frontier), ``descriptors`` (MAP-Elites axes),
+    ``fidelity_rungs``, ``prompt_dir``,
+    ``fingerprint`` with ``fingerprint_tolerance`` and ``fingerprint_note``, ``curves_text``, ``warm_up``,
+    ``hidden_paths``, ``default_settings``, ``export_checkpoint``, ``plot_objectives`` and ``plot_results``."""
+
     name: str
     settings_type: type  # a frozen dataclass; every field has a default; values are JSON-able
     contract: Contract
@@ -217,9 +224,7 @@ class Task(Protocol):
     discovery_baselines: tuple[str, ...]  # measured at the start of every discovery
     metric_columns: tuple[MetricColumn, ...]
     offline_proposer: str | None  # the proposer ``llm2 discover`` uses when none is named
-    trade_off: TradeOff | None  # when set, ``llm2 heldout`` judges candidates on the reference's frontier
     probe_fraction: float  # share of the budget after which ``train`` calls its checkpoint
-    descriptors: tuple[Descriptor, ...]  # MAP-Elites axes over recorded metrics; () for none (TaskBase's default)
 
     def runtime(self, settings: Any) -> Runtime: ...
 

@@ -7,22 +7,19 @@ import math
 from typing import Any, Mapping, Sequence
 
 from llm2.task_api import settings as settings_module
-from llm2.task_api.base import Descriptor, Metrics, MetricColumn, Runtime, TensorSpec, TradeOff
+from llm2.task_api.base import Metrics, MetricColumn, Runtime, TensorSpec
+from llm2.task_api.optional import OptionalParts
 
 
-class TaskBase:
-    """Defaults for the Task protocol (llm2.task_api.base.Task). Subclasses set the class attributes and write
-    ``prepare``, ``training_data``, ``output_spec``, ``check_contract``, ``train`` and ``scorer``."""
+class TaskBase(OptionalParts):
+    """Defaults for the Task protocol (llm2.task_api.base.Task), its optional parts included (OptionalParts).
+    Subclasses set the class attributes and write ``prepare``, ``training_data``, ``output_spec``,
+    ``check_contract``, ``train`` and ``scorer``."""
 
     name: str = "task"
     metric_columns: tuple[MetricColumn, ...] = ()
     offline_proposer: str | None = None
-    trade_off: TradeOff | None = None  # no trade-off: held-out verdicts compare single points
     probe_fraction: float = 0.25
-    descriptors: tuple[Descriptor, ...] = ()  # no behaviour axes: ``discover --map-elites`` refuses the task
-    # multi-fidelity rungs below the full evaluation, (share of the training budget, training seeds), lowest first;
-    # () for none (``llm2 discover --rungs`` then evaluates at full fidelity)
-    fidelity_rungs: tuple[tuple[float, int], ...] = ()
     # The probe has collapsed when its fitness fell below the untrained start by more than this share of what the
     # reference baseline gained by the same point (see collapse_reason); None turns that rule off.
     collapse_share: float | None = 0.5
@@ -37,29 +34,7 @@ class TaskBase:
         """The texts as they hold for ``settings`` (a task whose fitness is a setting says which one)."""
         return self.texts
 
-    def warm_up(self, settings: Any, data: Any) -> None:
-        """Before any candidate runs, in a warm worker (and in a spawned child, before it confines itself): import
-        whatever training imports lazily. By default: train the reference baseline for a sliver of the budget."""
-        from llm2.sandbox.warm_up import train_reference_briefly
-
-        train_reference_briefly(self, settings, data)
-
-    def export_checkpoint(self, output: Any, settings: Any, out_dir: Any) -> dict[str, Any]:
-        """``llm2 export --checkpoints``: write a kept candidate's ``output`` (a TrainOutput as the scorer saw it:
-        its tensors, or its ``output_dir``) into the directory ``out_dir`` in the task's usual format; return facts
-        for the model card's header (e.g. ``{"base_model": ..., "library_name": ...}``). Tasks whose weights have no
-        such format keep this."""
-        raise NotImplementedError(f"task {self.name} has no format for trained weights")
-
-    def hidden_paths(self) -> list[str]:
-        """Files beneath the child's read roots (inside an installed package, say) that hold scoring data: the
-        candidate's process is denied them."""
-        return []
-
     # -- settings --------------------------------------------------------------------------------------------------
-    def default_settings(self) -> Any:
-        return self.settings_type()
-
     def parse_settings(self, options: Mapping[str, str]) -> Any:
         return settings_module.parse_settings(self.name, self.settings_type, options)
 
@@ -113,15 +88,6 @@ class TaskBase:
         from llm2.archive.export import module_text
 
         return module_text(list(entries), run, self, file_name)
-
-    def plot_objectives(self, task_spec: str, items: Sequence[tuple[str, str]], settings: Any,
-                        out: Any) -> list[str]:
-        """``llm2 plot objectives``: draw (name, code) items into the PNG ``out``; warnings back."""
-        raise NotImplementedError(f"task {self.name} draws no picture of its objectives")
-
-    def plot_results(self, path: Any, out: Any) -> list[str]:
-        """``llm2 plot results``: draw an ``llm2 evaluate --json`` file into the PNG ``out``; notes back."""
-        raise NotImplementedError(f"task {self.name} draws no picture of evaluation results")
 
     def export_usage(self, example: str, file_name: str) -> str:
         """Lines for the exported module's docstring on how to use a function (tasks add their own)."""

@@ -21,9 +21,10 @@ from dataclasses import dataclass, replace
 from llm2.proposers.base import ProposalRequest, Reply, ScoredCandidate
 from llm2.tasks.preference.symbolic_grammar import (
     KNOWN_TREES, LEAVES, Blend, Exponential, Gate, Hinge, Logistic, Node, Saturating, SignWeighted, Squared, Sum,
-    canonical, children, constant_range, constants, fmt, formula, kind_of, leaves, node_at, render, replace_at,
-    rounded, size, subtrees, tree_from_code,
+    canonical, children, constant_range, constants, fmt, kind_of, leaves, node_at, replace_at, rounded, size,
+    subtrees,
 )
+from llm2.tasks.preference.symbolic_text import formula, render, tree_from_code
 
 # How often each mutation is tried; tuning the best (hinge-like early on) is the most fertile move.
 MUTATION_WEIGHTS: dict[str, float] = {
