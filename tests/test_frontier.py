@@ -28,6 +28,8 @@ def test_the_envelope_keeps_what_no_cheaper_point_beats_and_interpolates_between
     assert envelope.gain_at(1.0) == pytest.approx(0.5)  # halfway from 0.4 to 0.6
     assert envelope.gain_at(3.0) == pytest.approx(0.65)
     assert envelope.gain_at(9.0) == 0.7  # past its dearest point the reference's best still stands
+    assert envelope.gain_within(3.0) == pytest.approx(0.65)
+    assert envelope.gain_within(9.0) is None  # but the frontier verdict does not place a point there
     assert envelope.gain_at(-0.1) is None and Envelope.of([]).gain_at(1.0) is None
 
 

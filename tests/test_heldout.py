@@ -60,11 +60,12 @@ def test_the_verdict_names_the_fitness_the_unit_of_evidence_and_the_price_paid_o
     assert words == {"gold reward": "higher", "naturalness": "no significant difference", "KL": "higher"}
     assert verdict.rows[0].candidate == pytest.approx({"fitness": 0.801, "gold_reward": 0.9, "naturalness": 0.879,
                                                        "kl": 12.5})
-    # A trade-off task: the headline places it against dpo's frontier. All eight settings differ only in beta, a knob,
-    # so they share one world and one frontier: dpo's best judge score at KL <= 12.5 over all of them (0.82 at beta
-    # 0.08) leaves it on the frontier. The terminal shows the headline, then the single-point line.
-    assert verdict.headline == verdict.frontier[0].text and verdict.frontier[0].word == "on"
-    assert "on 6 of 8 held-out settings (2 seeds each), mean gap +0.016 [" in verdict.headline
+    # A trade-off task: the headline places it against dpo's frontier. dpo was measured only up to KL 4 here, and the
+    # candidate spends 12-13: past the dearest point of dpo's frontier nothing is known (dpo trained longer might
+    # reach more), so no setting is placed and nothing is claimed. The terminal shows the headline, then the
+    # single-point line.
+    assert verdict.headline == verdict.frontier[0].text and verdict.frontier[0].word == "not enough data"
+    assert "8 settings could not be placed" in verdict.headline and "above" not in verdict.headline
     print_verdicts([verdict])
     shown = " ".join(capsys.readouterr().out.split())
     assert f"p: {verdict.headline}" in shown and f"single point: {verdict.verdict}" in shown

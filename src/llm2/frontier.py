@@ -3,8 +3,9 @@ reference baseline reaches at the same cost?
 
 On every held-out setting and seed the reference is swept over the task's knobs (``frontier_grid``), plus its
 untrained start (budget 0). Its frontier there is the upper envelope of those points: the best gain reached at a
-cost no higher, linear between neighbouring envelope points and flat past the most expensive one (a candidate that
-pays more than the reference ever did must still beat its best). A candidate's gap on a (setting, seed) is its gain
+cost no higher, linear between neighbouring envelope points. A candidate cheaper than every grid point, or dearer
+than every one, is not placed on that setting ("outside": the reference may well keep gaining past its dearest
+point, so nothing is known there). A candidate's gap on a (setting, seed) is its gain
 minus the frontier at its own cost; the unit of evidence is the setting, as in the single-point verdict
 (``llm2.stats.settings_evidence``). Knob names, the cost and the gains are the task's words; this module knows none.
 """
@@ -70,6 +71,14 @@ class Envelope:
                 return low.gain + (cost - low.cost) / (high.cost - low.cost) * (high.gain - low.gain)
         return self.points[-1].gain
 
+    def gain_within(self, cost: float) -> float | None:
+        """The frontier's gain at ``cost`` inside the costs the reference was measured at; None outside them. A
+        reference that keeps gaining with more budget would reach more past its dearest grid point than that point
+        shows, so a flat continuation there would call a dearer candidate 'above' without evidence."""
+        if not self.points or cost > self.points[-1].cost:
+            return None
+        return self.gain_at(cost)
+
 
 @dataclass(frozen=True)
 class FrontierRow:
@@ -79,7 +88,7 @@ class FrontierRow:
     cost: float | None
     gain: float | None
     frontier_gain: float | None
-    status: str  # "ok" | "failed" (a seed of the candidate failed) | "no frontier" | "outside" (cheaper than it)
+    status: str  # "ok" | "failed" (a seed of the candidate failed) | "no frontier" | "outside" (cheaper or dearer)
 
 
 @dataclass(frozen=True)
@@ -126,7 +135,7 @@ def frontier_verdict(index: PointIndex, trade_off: TradeOff, candidate: str, ref
                 status = "failed"
                 break
             matched = envelope_for(index, reference, setting.label, seed, trade_off, gain)
-            at = matched.gain_at(cost)
+            at = matched.gain_within(cost)
             if at is None:
                 status = "outside" if matched.points else "no frontier"
                 continue

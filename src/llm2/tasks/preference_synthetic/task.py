@@ -78,7 +78,7 @@ class PreferenceSyntheticTask(PreferenceTask):
                    Descriptor("naturalness", "naturalness", (0.6, 0.8, 0.87, 0.88, 0.89)))
     trade_off = TradeOff(cost="kl", cost_label="KL to the reference", gains=("fitness", "gold_reward"),
                          knobs=(Knob("beta", (0.25, 0.5, 1.0, 2.0, 4.0), relative=True),
-                                Knob("budget", (0.5, 1.0))))
+                                Knob("budget", (0.5, 1.0, 2.0))))  # to KL ~13: where discoveries go
     # The probe has collapsed once it has lost half of what dpo gains by the same point (measured: discopop at beta
     # 0.01 loses about as much as dpo gains; losses that stay put lose nothing), and at least the quick score's
     # sampling noise; without dpo's probe (llm2 evaluate, heldout), 0.15 below the untrained start.
