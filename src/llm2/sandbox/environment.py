@@ -26,7 +26,14 @@ WORKER_NAMES = frozenset({
 
 
 def worker_environment() -> dict[str, str]:
-    """The variables of WORKER_NAMES that this process has, one torch thread each (workers share the cores)."""
+    """The variables of WORKER_NAMES that this process has, one torch thread each (workers share the cores).
+
+    The world secret's fingerprint is published first if no task has done it yet (a worker started before any
+    ``prepare`` would not find its training files); the secret itself never passes."""
+    from llm2.task_api import world_secret
+
+    if not os.environ.get(world_secret.FINGERPRINT_ENV):
+        world_secret.fingerprint()  # this trusted process reads the secret and publishes its fingerprint
     return {**{name: value for name, value in os.environ.items() if name in WORKER_NAMES}, **THREADS}
 
 
