@@ -8,6 +8,8 @@ budgets) so that they take a minute, not ten.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -36,7 +38,9 @@ def test_the_gap_is_the_judge_minus_the_mean_of_the_seeds_frontiers_at_the_same_
     frontier = _frontier([(0.0, 0.4), (2.0, 0.6), (4.0, 0.8)], [(0.0, 0.4), (2.0, 0.7), (4.0, 0.8)])
     gap = frontier.gap(kl=3.0, judge=0.75)  # seed 0: 0.7, seed 1: 0.75
     assert gap.frontier == pytest.approx(0.725) and gap.gap == pytest.approx(0.025)
-    assert gap.noise == pytest.approx(0.0353553, rel=1e-4)  # stdev of (0.7, 0.75)
+    # the seeds' spread there, stdev(0.7, 0.75) = 0.03536, with one point's scatter about its neighbours: the
+    # middle points sit 0.0 and 0.1 off the lines through theirs, sqrt(mean(0, 0.01) / 1.5) = 0.05774
+    assert gap.noise == pytest.approx(math.hypot(0.0353553, 0.0577350), rel=1e-4)
     assert frontier.gap(kl=9.0, judge=0.8).gap == pytest.approx(0.0)  # past dpo's dearest point: its best
     assert frontier.gap(kl=-0.01, judge=0.4).gap == pytest.approx(0.0)  # a KL a hair below 0 sits at the start
 

@@ -6,7 +6,8 @@ candidate's) is trained once to the largest budget and its weights are scored at
 stopped at budget b is exactly the first b of a longer one (same batches, same dropout masks, a constant learning
 rate), so one run gives every budget's point. Each seed's points and the untrained start make one upper envelope
 (``llm2.frontier.Envelope``: linear between points, flat past the dearest). A candidate's gap is its judge minus
-the mean of the seeds' envelopes at its KL; the spread of the seeds' envelopes there is the frontier's own noise.
+the mean of the seeds' envelopes at its KL; the frontier's own noise is the seeds' spread there together with one
+point's scatter about its neighbours.
 Everything here runs in the trusted scorer's process.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import statistics
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -35,7 +37,7 @@ VERSION = 1  # bump when the tracing changes, so stale frontiers are not reused
 class FrontierGap:
     gap: float  # the judge minus the frontier at the same KL
     frontier: float  # the mean over seeds of dpo's frontier at that KL
-    noise: float  # the standard deviation over seeds of dpo's frontier at that KL
+    noise: float  # how far one run of dpo itself lands from that mean: seeds' spread and one point's scatter
 
 
 @dataclass(frozen=True)
@@ -44,10 +46,14 @@ class ReferenceFrontier:
     quick: tuple[Envelope, ...]  # the same weights scored on the quick prompts (the cascade's probe)
 
     def gap(self, kl: float, judge: float, quick: bool = False) -> FrontierGap:
+        envelopes = self.quick if quick else self.full
         # the untrained start (KL 0) is every envelope's first point; a KL estimate a hair below 0 sits there
-        at = [e.gain_at(max(kl, e.points[0].cost)) for e in (self.quick if quick else self.full)]
+        at = [e.gain_at(max(kl, e.points[0].cost)) for e in envelopes]
         frontier = statistics.fmean(at)
-        return FrontierGap(judge - frontier, frontier, statistics.stdev(at) if len(at) > 1 else 0.0)
+        spread = statistics.stdev(at) if len(at) > 1 else 0.0
+        # one run of dpo lands off the mean frontier by the seeds' spread there and by one scored point's own
+        # scatter (sampling, and the curve between grid points): a run of dpo at another budget must read as dpo
+        return FrontierGap(judge - frontier, frontier, math.hypot(spread, point_scatter(envelopes)))
 
     @classmethod
     def from_state(cls, state: dict) -> "ReferenceFrontier":
@@ -55,6 +61,17 @@ class ReferenceFrontier:
             return tuple(Envelope.of([Point(float(kl), float(judge)) for kl, judge in seed.tolist()])
                          for seed in points)
         return cls(envelopes(state["full"]), envelopes(state["quick"]))
+
+
+def point_scatter(envelopes: tuple[Envelope, ...]) -> float:
+    """The standard deviation of one frontier point about the line through its neighbours: each inner point is
+    predicted from the two beside it, and with equal noise on all three the residual's variance is 1.5 times a
+    point's."""
+    residuals = [b.gain - (a.gain + (b.cost - a.cost) / (c.cost - a.cost) * (c.gain - a.gain))
+                 for e in envelopes for a, b, c in zip(e.points, e.points[1:], e.points[2:]) if c.cost > a.cost]
+    if len(residuals) < 2:
+        return 0.0
+    return math.sqrt(statistics.fmean(r * r for r in residuals) / 1.5)
 
 
 def frontier_path(world: World, settings: PreferenceSettings, config: TrainConfig) -> Path:
