@@ -33,7 +33,10 @@ def worker_environment() -> dict[str, str]:
     from llm2.task_api import world_secret
 
     if not os.environ.get(world_secret.FINGERPRINT_ENV):
-        world_secret.fingerprint()  # this trusted process reads the secret and publishes its fingerprint
+        try:
+            world_secret.fingerprint()  # this trusted process reads the secret and publishes its fingerprint
+        except world_secret.WorldSecretError:
+            pass  # unusable here: a task that needs it says so in one line when it prepares its world
     return {**{name: value for name, value in os.environ.items() if name in WORKER_NAMES}, **THREADS}
 
 
