@@ -27,7 +27,7 @@ from llm2.task_api.threads import single_thread
 def scoring_seed(settings: RewardDesignSettings, dynamics: str) -> int:
     """The scoring episodes' seed: from the world secret, the eval seed and the dynamics (trusted side only), so a
     candidate can neither rebuild the scored starts and dynamics from public code nor meet them in training."""
-    return world_secret.derive_seed("reward-design", settings.env, dynamics, settings.eval_seed) % 2**63
+    return world_secret.derive_seed("reward-design", settings.env, dynamics, settings.eval_seed)  # 63 bits already
 
 
 def rollout(spec: EnvSpec, actor: Actor, episodes: int, seed: int, dynamics: str) -> dict[str, float]:
