@@ -99,12 +99,17 @@ def proposer_options(proposer: str, *, model: str | None, base_url: str | None, 
               "advice is kept only if the proposals under it do at least as well (0: never).")
 @click.option("--map-elites", is_flag=True, help="Parents are drawn across the cells of the task's behaviour "
               "grid (the best candidate of each cell), not only by fitness; the report draws the grid.")
+@click.option("--temperature-schedule", "temperature_schedule", multiple=True, metavar="[PROPOSER=]SCHEDULE",
+              help="The requests' temperature as the run goes on, per proposer and per island: T (constant), "
+              "linear:A:B or cosine:A:B (from A at the first generation to B at the last), or islands:S0,S1,... "
+              "(one of those per island); PROPOSER (a label such as openai:MODEL, or a name) limits it to that "
+              "proposer. Recorded with each request [default: --temperature throughout].")
 @allow_missing_option
 @world_secret_option
 def discover(task_spec, task_options, proposers, model, base_url, api_key_env, replay, generations, population,
              history, top_k, context_tokens, temperature, seed, seeds, run_dir, resume, prompt_dir, executor, workers, ray_address,
              timeout, request_timeout, max_tokens, max_cost, price_prompt, price_completion, keep_checkpoints,
-             rungs, islands, migrate_every, advice_every, map_elites, allow_missing) -> None:
+             rungs, islands, migrate_every, advice_every, map_elites, temperature_schedule, allow_missing) -> None:
     """Let a proposer invent algorithms for a task; with no options, a short offline run on the built-in task and
     its offline proposer."""
     from llm2.archive import ArchiveError
@@ -116,6 +121,8 @@ def discover(task_spec, task_options, proposers, model, base_url, api_key_env, r
     proposer, more_proposers = (proposers[0], tuple(proposers[1:])) if proposers else (None, ())
     if resume and more_proposers:
         raise click.UsageError("a resumed run keeps its proposers; give --proposer once at most")
+    if resume and temperature_schedule:
+        raise click.UsageError("a resumed run keeps its temperature schedule; drop --temperature-schedule")
     cli_proposer = dict(model=model, base_url=base_url, api_key_env=api_key_env, replay=replay, seed=seed,
                         max_cost=max_cost, price_prompt=price_prompt, price_completion=price_completion,
                         request_timeout=request_timeout, max_tokens=max_tokens)
@@ -153,7 +160,7 @@ def discover(task_spec, task_options, proposers, model, base_url, api_key_env, r
                 workers=workers, ray_address=ray_address, timeout_s=timeout, prompt_dir=prompt_dir,
                 allow_missing=tuple(sorted(allowed)), keep_checkpoints=keep_checkpoints, rungs=rungs,
                 islands=islands, migrate_every=migrate_every, more_proposers=more_proposers,
-                advice_every=advice_every, map_elites=map_elites,
+                advice_every=advice_every, map_elites=map_elites, temperature_schedule=temperature_schedule,
                 world_secret=world_secret.fingerprint())
         except ValueError as exc:
             raise BadInput(str(exc)) from None
@@ -163,8 +170,6 @@ def discover(task_spec, task_options, proposers, model, base_url, api_key_env, r
         archive = start_new_run(config, run_dir, task)
     summary = run(config, task, archive, proposer, run_dir)
     print_summary(summary, run_dir, task, task.settings_from_dict(config.task_settings))
-    if hasattr(proposer, "labels"):
-        print_shares(run_dir, proposer.labels, task.reference_baseline)
     if summary.status != "finished":
         sys.exit(STOPPED)
 
@@ -229,10 +234,7 @@ def several_proposers(config: DiscoveryConfig, first):
     from llm2.discovery.bandit import ProposerBandit
     from llm2.proposers import make_proposer
 
-    first_label = config.proposer + (f":{config.proposer_options['model']}" if "model" in config.proposer_options
-                                     else f":{config.proposer_options['path']}" if "path" in config.proposer_options
-                                     else "")
-    arms = {first_label: first}
+    arms = {config.proposer_labels()[0]: first}
     for spec in config.more_proposers:
         name, _, value = spec.partition(":")
         options = {k: v for k, v in config.proposer_options.items() if k not in ("model", "path")}
@@ -259,23 +261,6 @@ def run(config: DiscoveryConfig, task, archive, proposer, run_dir: Path):
             raise Interrupted(f"interrupted; continue with: llm2 discover --run-dir {run_dir} --resume") from None
         finally:
             archive.close()
-
-
-def print_shares(run_dir: Path, labels: tuple[str, ...], reference_name: str) -> None:
-    """Each proposer's share of the proposals and the reward it earned (the bandit's evidence)."""
-    from llm2.archive import Archive
-    from llm2.archive.ranking import baseline
-    from llm2.discovery.bandit import rewards
-
-    with Archive.open(run_dir, readonly=True) as archive:
-        candidates = archive.candidates()
-    reference = baseline(candidates, reference_name)
-    earned = rewards(candidates, labels, reference.fitness if reference else None)
-    total = sum(len(v) for v in earned.values()) or 1
-    for label in labels:
-        mean = sum(earned[label]) / len(earned[label]) if earned[label] else 0.0
-        click.echo(f"Proposer {label}: {len(earned[label])} proposals ({len(earned[label]) / total:.0%}), mean reward "
-                   f"{mean:.4g} (fitness above the reference per dollar, else per evaluation second)")
 
 
 def print_summary(summary, run_dir: Path, task, settings) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -74,6 +75,7 @@ def print_leaderboard(run_dir: Path, top: int = 10, show_all: bool = False, as_j
     try:
         run, candidates = archive.run, archive.candidates()
         card = run_card(archive)
+        shares = _shares(archive, candidates, card) if run.config.get("more_proposers") else []
     except (ArchiveError, KeyError, TypeError) as exc:
         raise BadInput(f"{run_dir}: the run's records cannot be read: {exc}") from None
     finally:
@@ -82,10 +84,24 @@ def print_leaderboard(run_dir: Path, top: int = 10, show_all: bool = False, as_j
     counts = status_counts(candidates)
     if as_json:
         click.echo(json.dumps({"run": run.as_dict(), "task": card.to_dict(), "counts": counts,
-                               "rows": [r.as_dict() for r in rows]}, indent=2))
+                               "rows": [r.as_dict() for r in rows],
+                               **({"proposers": [dataclasses.asdict(r) for r in shares]} if shares else {})},
+                              indent=2))
         return
     output = console()
     if not rows:
         output.print(f"run {run.run_id} has no scored candidate yet ({run.status}).")
         return
     output.print(render_table(rows, run, counts, card, show_errors=show_all))
+    if shares:  # several proposers: each one's share and what it earned (the bandit's evidence)
+        from llm2.report.proposer_shares import share_line
+
+        click.echo("\n".join(share_line(share) for share in shares))
+
+
+def _shares(archive, candidates, card):
+    from llm2.archive.ranking import baseline
+    from llm2.report.proposer_shares import proposer_shares
+
+    reference = baseline(candidates, card.reference_baseline)
+    return proposer_shares(candidates, reference.fitness if reference else None, archive.requests())

@@ -33,10 +33,15 @@ def rewards(candidates: list[CandidateRecord], labels: tuple[str, ...], referenc
     for c in candidates:
         if c.generation == 0 or c.proposer not in earned or c.status in ("pending", "duplicate"):
             continue
-        gain = max(0.0, (c.fitness or 0.0) - (reference or 0.0)) if c.fitness is not None else 0.0
         cost = c.cost_usd if c.cost_usd > 0 else max(c.seconds or 0.0, 1e-3)
-        earned[c.proposer].append(gain / cost)
+        earned[c.proposer].append(gain(c, reference) / cost)
     return earned
+
+
+def gain(candidate: CandidateRecord, reference: float | None) -> float:
+    """The improvement a finished proposal earned: its fitness above the reference (above 0 without one), 0 when
+    below or without a fitness."""
+    return max(0.0, candidate.fitness - (reference or 0.0)) if candidate.fitness is not None else 0.0
 
 
 def choose(earned: dict[str, list[float]], labels: tuple[str, ...]) -> str:
@@ -61,14 +66,25 @@ class ProposerBandit:
         self.evidence: Callable[[], tuple[list[CandidateRecord], float | None]] = lambda: ([], None)
         self.labels = tuple(arms)
         self.name = self.labels[0]
+        self.selects = False  # True once the loop selects the proposer of each proposal itself
         self.spent_usd = 0.0  # the run's spending in all (the loop sets what earlier sessions spent)
 
     def bind_evidence(self, evidence: Callable[[], tuple[list[CandidateRecord], float | None]]) -> None:
         self.evidence = evidence
 
-    def propose(self, request: ProposalRequest) -> Reply:
+    def select(self) -> str:
+        """Choose the proposer of the next proposal (the loop asks before it builds the request, whose temperature
+        may depend on the proposer); from then on every ``propose`` (re-asks included) goes to the proposer last
+        selected. Without ``select``, each ``propose`` chooses afresh."""
         candidates, reference = self.evidence()
         self.name = choose(rewards(candidates, self.labels, reference), self.labels)
+        self.selects = True
+        return self.name
+
+    def propose(self, request: ProposalRequest) -> Reply:
+        if not self.selects:
+            candidates, reference = self.evidence()
+            self.name = choose(rewards(candidates, self.labels, reference), self.labels)
         arm = self.arms[self.name]
         if hasattr(arm, "spent_usd"):  # one --max-cost for the run: each arm's cap counts what all of them spent
             arm.spent_usd = self.spent_usd

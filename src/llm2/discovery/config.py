@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llm2.discovery.temperature import Temperatures
+
 
 @dataclass(frozen=True)
 class DiscoveryConfig:
@@ -42,6 +44,7 @@ class DiscoveryConfig:
     advice_every: int = 0  # every G generations the proposer rewrites its advice, kept if no worse (0: never)
     map_elites: bool = False  # parents drawn across the task's behaviour cells (discovery/elites.py)
     more_proposers: tuple[str, ...] = ()  # NAME or NAME:VALUE beside ``proposer``; a bandit picks (discovery/bandit.py)
+    temperature_schedule: tuple[str, ...] = ()  # [PROPOSER=]SCHEDULE each (discovery/temperature.py); () : constant
 
     def __post_init__(self) -> None:
         problems = []
@@ -66,8 +69,22 @@ class DiscoveryConfig:
             problems.append(f"workers must be at least 1, not {self.workers}")
         if self.prompt_dir is not None and not Path(self.prompt_dir).is_dir():
             problems.append(f"prompt directory {self.prompt_dir!r} does not exist")
+        if self.temperature_schedule:
+            try:
+                Temperatures(self.temperature_schedule, self.islands, self.proposer_labels(), self.temperature)
+            except ValueError as exc:
+                problems.append(str(exc))
         if problems:
             raise ValueError("; ".join(problems))
+
+    def proposer_labels(self) -> tuple[str, ...]:
+        """How each proposer is named on the candidates it writes: its name alone when it is the only one; beside
+        others, the first one's name with its model or replay file, the others as given."""
+        if not self.more_proposers:
+            return (self.proposer,)
+        options = self.proposer_options
+        value = options.get("model") or options.get("path")
+        return (self.proposer + (f":{value}" if value else ""), *self.more_proposers)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -79,7 +96,7 @@ class DiscoveryConfig:
         if unknown:
             raise ValueError(f"unknown setting(s) in the recorded config: {', '.join(unknown)}")
         values = dict(data)
-        for name in ("baselines", "allow_missing", "more_proposers"):
+        for name in ("baselines", "allow_missing", "more_proposers", "temperature_schedule"):
             if values.get(name) is not None:
                 values[name] = tuple(values[name])
         return cls(**values)

@@ -21,6 +21,7 @@ from llm2.discovery.conversation import request_messages, scored_history, start_
 from llm2.discovery.evaluations import CandidateOutcome, SeedFanout, record_outcome
 from llm2.discovery.progress import Progress
 from llm2.discovery.prompts import PromptBook
+from llm2.discovery.temperature import Temperatures
 from llm2.execution.base import Executor
 from llm2.discovery import checkpoints, opening
 from llm2.proposers.base import (BudgetExceeded, ContextTooLong, Message, ProposalRequest, Proposer, ProposerError,
@@ -60,6 +61,7 @@ class Discovery:
         if hasattr(proposer, "on_event"):
             proposer.on_event = self.progress.note
         self.prompt_budget: int | None = None  # set once a server refuses a prompt as too long
+        self.temperatures = Temperatures(config.temperature_schedule, config.islands, default=config.temperature)
         if hasattr(proposer, "spent_usd"):  # a resumed run's cap counts what earlier sessions spent
             proposer.spent_usd = archive.spent_usd()
 
@@ -110,15 +112,17 @@ class Discovery:
                 completion_tokens=0 if reply is None else reply.completion_tokens,
                 cost_usd=0.0 if reply is None else reply.cost_usd).id
 
-        view, parents, history = self.archive, (), None
+        view, parents, history, island = self.archive, (), None, 0
         chooser = self._elite_chooser(index) if self.config.map_elites else None
         if self.config.islands > 1:  # the island's own conversation and parents
             planned = islands.plan(self.archive, index, self._count(generation), self.config.islands, chooser)
-            view, parents = islands.IslandView(self.archive, planned.island), planned.parents
+            view, parents, island = islands.IslandView(self.archive, planned.island), planned.parents, planned.island
             history = islands.history(view, parents)
         elif chooser is not None:  # one conversation; its parents come from the grid's cells
             parents = chooser(self.archive.candidates())
             history = islands.history(self.archive, parents) if parents else None
+        label = self.proposer.select() if hasattr(self.proposer, "select") else self.config.proposer
+        temperature = self.temperatures.at(label, island, generation, self.config.generations)
         asked, refusal = None, None
         for _ in range(context.MAX_SHRINKS + 1):
             messages = islands.with_parents_note(self._request_messages(view), self._parents_note(parents))
@@ -128,7 +132,7 @@ class Discovery:
             request = ProposalRequest(
                 messages=messages,
                 history=scored_history(self.archive) if history is None else history,
-                temperature=self.config.temperature, seed=self.config.seed * 1_000_003 + index)
+                temperature=temperature, seed=self.config.seed * 1_000_003 + index)
             try:
                 asked = ask_for_candidate(self.proposer, request, max_reasks=self.config.max_reasks, record=record,
                                           reask=lambda reason: self.book.render("reask", reason=reason),

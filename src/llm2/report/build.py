@@ -17,6 +17,7 @@ from llm2.report.failures import failure_stats
 from llm2.report.figures import Figure, FigureContext, MissingFigure
 from llm2.report.html import PageContent, render_page
 from llm2.report.plots import CandidatePoint, plot_discovery_curve, plot_failures
+from llm2.report.proposer_shares import proposer_shares, shares_html
 from llm2.report.selfdev import selfdev_figures
 from llm2.task_api.card import TaskCard
 
@@ -34,6 +35,7 @@ def build_report(run_dir: str | os.PathLike, top: int = TOP_FIGURES, figure_time
         run, candidates, evaluations = archive.run, archive.candidates(), archive.evaluations()
         events, card_data = archive.run_events(), archive.task_card
         grid = elites(archive) if run.config.get("map_elites") else []
+        requests = archive.requests()
     out = run_dir / REPORT_DIRNAME
     out.mkdir(parents=True, exist_ok=True)
     task, settings, task_problem = _task_of(run)
@@ -67,7 +69,10 @@ def build_report(run_dir: str | os.PathLike, top: int = TOP_FIGURES, figure_time
     page = render_page(PageContent(run=run, run_dir=str(run_dir), card=card,
                                    setting_text=task.setting_text(settings) if task else "", candidates=candidates,
                                    events=events, curve=curve, task_figures=task_figures, failures=stats,
-                                   failures_figure=failures, generated_at=time.time()))
+                                   failures_figure=failures, generated_at=time.time(),
+                                   proposers_section=shares_html(
+                                       proposer_shares(candidates, reference.fitness if reference else None,
+                                                       requests), card.reference_baseline, card.fitness_name)))
     index = out / "index.html"
     write_text(index, page)  # atomically: a reader never sees half a page
     return index

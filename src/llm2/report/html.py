@@ -55,6 +55,7 @@ class PageContent:
     failures: FailureStats
     failures_figure: Figure | None
     generated_at: float
+    proposers_section: str = ""  # each proposer's share and what it earned (report/proposer_shares.py)
 
 
 def esc(value: Any) -> str:
@@ -286,6 +287,7 @@ def render_page(content: PageContent) -> str:
         run_section=run_section(content),
         leaderboard_section=leaderboard_section(content.candidates, content.card, content.run.config.get("seeds")),
         curve_section=figure_html(content.curve, "No candidate yet."),
+        proposers_section=content.proposers_section or "<p>No proposal yet.</p>",
         task_links=task_links, task_sections=task_figure_sections,
         failures_section=failures_section(content.failures, content.failures_figure),
     )
