@@ -98,3 +98,40 @@ def test_one_cap_counts_what_every_proposer_spent():
     assert abs(bandit.spent_usd - 0.9) < 1e-9
     with pytest.raises(BudgetExceeded):  # b alone has spent 0.4, but the run 0.9: the next 0.4 is over the cap
         bandit.propose(request)
+
+
+def test_one_max_cost_holds_for_several_proposers_across_resumes(tmp_path):
+    from click.testing import CliRunner
+
+    from fake_openai_server import FakeOpenAIServer, completion, good_reply_json
+    from llm2.archive import Archive
+    from llm2.cli import main
+
+    def costly(received):  # 1000 prompt tokens at 0.1 USD per 1k: each reply costs 0.1
+        name = f"idea_{len(server.requests)}"
+        code = f"def {name}(prediction, target):\n    return {len(server.requests)}.0 * (prediction - target).abs()\n"
+        return completion(good_reply_json(name, code=code), prompt_tokens=1000, completion_tokens=0,
+                          model=received.body["model"])
+
+    run_dir = tmp_path / "run"
+
+    def discover(*options: str):
+        result = CliRunner().invoke(main, ["discover", "--run-dir", str(run_dir), "--workers", "1", *options])
+        assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+        return result
+
+    with FakeOpenAIServer([], default=costly, models=("m1", "m2")) as server:
+        first = discover("--task", EXAMPLE_TASK, "--seeds", "1", "--generations", "6", "--population", "1",
+                         "--proposer", "openai", "--model", "m1", "--proposer", "openai:m2",
+                         "--base-url", server.base_url, "--api-key-env", "NO_SUCH_KEY", "--price-prompt", "0.1",
+                         "--max-cost", "0.25", "--max-tokens", "1")
+        assert first.exit_code == 3 and "spending cap" in first.output, first.output
+        # each proposer alone spent 0.1 and could buy another; the run's 0.2 cannot
+        assert sorted(r.body["model"] for r in server.requests) == ["m1", "m2"]
+    with FakeOpenAIServer([], default=costly, models=("m1", "m2")) as server:
+        second = discover("--resume")
+        assert second.exit_code == 3 and "spending cap" in second.output, second.output
+        assert server.requests == []  # what both spent before was counted: nothing more was bought
+    with Archive.open(run_dir, readonly=True) as archive:
+        assert abs(archive.spent_usd() - 0.2) < 1e-9
+        assert sorted(c.proposer for c in archive.candidates() if c.generation > 0) == ["openai:m1", "openai:m2"]
