@@ -115,6 +115,34 @@ class Grammar(Generic[Genome]):
         """Called with every genome proposed and its code (a grammar that remembers them keeps them here)."""
 
 
+class SpecGrammar(Grammar):
+    """A grammar whose genome is a JSON-able spec (a dict) that its code carries on a spec line: the key is the
+    normalised spec's JSON, the name and the description come from the spec, and the random stream also depends
+    on the history's length."""
+
+    distinct_parents = False
+    ascii_json = False
+    finish_reason = "stop"
+
+    def rng_key(self, seed: int, request: ProposalRequest) -> str:
+        return f"{self.name}:{seed}:{request.seed}:{len(request.history)}"
+
+    def key(self, spec: dict) -> str:
+        return json.dumps(self.normalise(spec))
+
+    def describe(self, spec: dict) -> str:
+        raise NotImplementedError
+
+    def spec_name(self, spec: dict) -> str:
+        raise NotImplementedError
+
+    def name_of(self, variation: Variation, taken: set[str]) -> str:
+        return self.spec_name(variation.genome)
+
+    def thought(self, variation: Variation, context: Any) -> str:
+        return f"{variation.what} Result: {self.describe(variation.genome)}."
+
+
 class OfflineProposer:
     """A proposer searching the genomes of ``grammar``; the task's proposer class is this with its grammar."""
 

@@ -16,8 +16,8 @@ import re
 
 from typing import Mapping
 
-from llm2.proposers.base import ProposalRequest, ScoredCandidate
-from llm2.proposers.offline import Grammar, OfflineProposer, Parent, Variation
+from llm2.proposers.base import ScoredCandidate
+from llm2.proposers.offline import OfflineProposer, Parent, SpecGrammar, Variation
 
 PARAMETERS = {"ls": ("ε", 0.01, 0.5), "focal": ("γ", 0.25, 5.0), "gce": ("q", 0.1, 1.0)}  # name, low, high
 PIECES = ("ce", "ls", "focal", "mse", "gce", "mae")
@@ -118,25 +118,17 @@ class ClassificationOfflineProposer(OfflineProposer):
         super().__init__(ClassificationGrammar(), seed)
 
 
-class ClassificationGrammar(Grammar):
+class ClassificationGrammar(SpecGrammar):
     """Loss specs (a temperature and a weighted sum of known pieces) as the genome of an offline proposer."""
 
     name = "classification-offline"
     move_weights = MOVE_WEIGHTS
-    distinct_parents = False
-    ascii_json = False
-    finish_reason = "stop"
-
-    def rng_key(self, seed: int, request: ProposalRequest) -> str:
-        return f"{self.name}:{seed}:{request.seed}:{len(request.history)}"
+    normalise = staticmethod(normalise)
+    describe = staticmethod(describe)
+    spec_name = staticmethod(spec_name)
 
     def read(self, candidate: ScoredCandidate, context: None) -> dict | None:
         return read_spec(candidate.name, candidate.code)
-
-    def key(self, spec: dict) -> str:
-        return json.dumps(normalise(spec))
-
-    normalise = staticmethod(normalise)
 
     def vary(self, rng: random.Random, parents: list[Parent], context: None,
              weights: Mapping[str, float]) -> Variation:
@@ -145,12 +137,6 @@ class ClassificationGrammar(Grammar):
 
     def render(self, spec: dict, context: None) -> str:
         return render(spec)
-
-    def name_of(self, variation: Variation, taken: set[str]) -> str:
-        return spec_name(variation.genome)
-
-    def thought(self, variation: Variation, context: None) -> str:
-        return f"{variation.what} Result: {describe(variation.genome)}."
 
     def _variation(self, rng: random.Random, parents: list[Parent],
                    weights: Mapping[str, float]) -> tuple[str, str, dict]:

@@ -13,7 +13,6 @@ Same seed and history give the same reply. The request's temperature is not used
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import random
 from dataclasses import replace

@@ -18,7 +18,7 @@ import re
 from typing import Mapping
 
 from llm2.proposers.base import ProposalRequest, ScoredCandidate
-from llm2.proposers.offline import Grammar, OfflineProposer, Parent, Variation
+from llm2.proposers.offline import OfflineProposer, Parent, SpecGrammar, Variation
 from llm2.tasks.reward_design.envs import ENVS
 
 # term -> (expression of w and the prepared names, default weight, lowest, highest)
@@ -139,29 +139,21 @@ class RewardDesignOfflineProposer(OfflineProposer):
         super().__init__(RewardGrammar(), seed)
 
 
-class RewardGrammar(Grammar):
+class RewardGrammar(SpecGrammar):
     """Reward specs (weighted terms, domain-randomisation ranges) as the genome of an offline proposer; the context
     is the run's environment."""
 
     name = "reward-design-offline"
     move_weights = MOVE_WEIGHTS
-    distinct_parents = False
-    ascii_json = False
-    finish_reason = "stop"
-
-    def rng_key(self, seed: int, request: ProposalRequest) -> str:
-        return f"{self.name}:{seed}:{request.seed}:{len(request.history)}"
+    normalise = staticmethod(normalise)
+    describe = staticmethod(describe)
+    spec_name = staticmethod(spec_name)
 
     def context(self, request: ProposalRequest) -> str:
         return env_of(request)
 
     def read(self, candidate: ScoredCandidate, env: str) -> dict | None:
         return read_spec(env, candidate.name, candidate.code)
-
-    def key(self, spec: dict) -> str:
-        return json.dumps(normalise(spec))
-
-    normalise = staticmethod(normalise)
 
     def acceptable(self, spec: dict) -> bool:
         return bool(spec["terms"])
@@ -173,12 +165,6 @@ class RewardGrammar(Grammar):
 
     def render(self, spec: dict, env: str) -> str:
         return render(env, spec)
-
-    def name_of(self, variation: Variation, taken: set[str]) -> str:
-        return spec_name(variation.genome)
-
-    def thought(self, variation: Variation, env: str) -> str:
-        return f"{variation.what} Result: {describe(variation.genome)}."
 
     def _variation(self, env: str, rng: random.Random, parents: list[Parent],
                    weights: Mapping[str, float]) -> tuple[str, str, dict]:
