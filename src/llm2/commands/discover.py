@@ -213,9 +213,9 @@ def start(config: DiscoveryConfig, task, run_dir: Path):
     check_sandbox(config.allow_missing)
     try:
         settings = task.settings_from_dict(config.task_settings)
-        proposer = make_proposer(config.proposer, **config.proposer_options)
+        proposer = make_proposer(config.proposer, task=task, **config.proposer_options)
         if config.more_proposers:
-            proposer = several_proposers(config, proposer)
+            proposer = several_proposers(config, proposer, task)
     except (ProposerError, ValueError, KeyError, TypeError) as exc:
         raise BadInput(str(exc).strip("'\"")) from None
     click.echo(f"llm2 discover: task {config.task} ({task.setting_text(settings)}), proposer {config.proposer}, "
@@ -228,7 +228,7 @@ def start(config: DiscoveryConfig, task, run_dir: Path):
     return proposer
 
 
-def several_proposers(config: DiscoveryConfig, first):
+def several_proposers(config: DiscoveryConfig, first, task=None):
     """The bandit over the run's proposers; each of ``more_proposers`` shares the first one's options, with its
     VALUE as the replay file (replay) or the model (others). Labels name each as recorded on its candidates."""
     from llm2.discovery.bandit import ProposerBandit
@@ -244,7 +244,7 @@ def several_proposers(config: DiscoveryConfig, first):
             options = {"seed": config.seed} if name != "replay" else options
         if spec in arms:
             raise ValueError(f"proposer {spec} is given twice")
-        arms[spec] = make_proposer(name, **options)
+        arms[spec] = make_proposer(name, task=task, **options)
     return ProposerBandit(arms)
 
 

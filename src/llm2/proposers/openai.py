@@ -69,30 +69,22 @@ class OpenAIProposer:
             _require(price_prompt_per_1k is not None or price_completion_per_1k is not None,
                      "max_cost_usd needs prices (price_prompt_per_1k and/or price_completion_per_1k): "
                      "a cap with no prices caps nothing")
-        self.model = model
+        self.model, self.api_key_env, self.on_event = model, api_key_env, on_event
         self.base_url = base_url.rstrip("/")
         self.url = self.base_url + "/chat/completions"
-        self.api_key_env = api_key_env
-        self.request_timeout_s = timeout
-        self.max_retries = max_retries
-        self.backoff_s = backoff_s
-        self.max_reply_bytes = max_reply_bytes
-        self.price_prompt_per_1k = price_prompt_per_1k
-        self.price_completion_per_1k = price_completion_per_1k
+        # How hard it tries: each request's timeout, the retries and their backoff, the largest reply it reads.
+        self.request_timeout_s, self.max_retries, self.backoff_s = timeout, max_retries, backoff_s
+        self.max_reply_bytes, self.max_tokens = max_reply_bytes, max_tokens
+        # What it may spend: prices per 1,000 tokens, and the cap over the whole run (resumes included).
+        self.price_prompt_per_1k, self.price_completion_per_1k = price_prompt_per_1k, price_completion_per_1k
         self.max_cost_usd = max_cost_usd
-        self.max_tokens = max_tokens
-        self.on_event = on_event
         # What the server accepts, learnt from its rejections and kept for the rest of the run.
-        self.json_mode = json_mode
-        self.send_temperature = True
-        self.send_seed = True
+        self.json_mode, self.send_temperature, self.send_seed = json_mode, True, True
         self.max_tokens_parameter = "max_tokens"
         self.context_tokens: int | None = None  # the model's context, where the server's listing reports it
         # Accounting.
         self.spent_usd = float(spent_usd)
-        self.prompt_tokens = 0
-        self.completion_tokens = 0
-        self.largest_completion_tokens = 0
+        self.prompt_tokens = self.completion_tokens = self.largest_completion_tokens = 0
         self._client = self._make_client()
 
     # -- public -----------------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ def build_corpus(task, programs: int, chains: int, baseline_copies: int, seed: i
     corpus = [_code(b.code) for b in task.baselines.values()] * baseline_copies
     per_chain = -(-programs // chains)
     for chain in range(chains):
-        proposer = make_proposer(task.offline_proposer, seed=seed * 1_000 + chain)
+        proposer = make_proposer(task.offline_proposer, task=task, seed=seed * 1_000 + chain)
         rng = random.Random(f"corpus:{seed}:{chain}")
         history = [ScoredCandidate(b.name, b.code, rng.random(), "baseline", b.formula)
                    for b in task.baselines.values()]

@@ -7,7 +7,8 @@ task for these itself.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, Sequence
 
 from llm2.task_api.base import Descriptor, TradeOff
 
@@ -31,6 +32,9 @@ class OptionalParts:
     # warm_up(settings, data): before any candidate runs, import what training imports lazily; None: the sandbox
     # trains the reference baseline for a sliver of the budget (llm2.sandbox.warm_up)
     warm_up: Callable[[Any, Any], None] | None = None
+    # the offline proposers this task ships, name -> "module:Class" (``--proposer NAME`` finds them through the task
+    # registry, llm2.proposers.make_proposer); read from the task's class, so keep it a class attribute
+    offline_proposers: Mapping[str, str] = MappingProxyType({})
 
     def hidden_paths(self) -> list[str]:
         """Files beneath the child's read roots (inside an installed package, say) that hold scoring data: the

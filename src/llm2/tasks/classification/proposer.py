@@ -14,7 +14,10 @@ import math
 import random
 import re
 
-from llm2.proposers.base import ProposalRequest, Reply
+from typing import Mapping
+
+from llm2.proposers.base import ScoredCandidate
+from llm2.proposers.offline import OfflineProposer, Parent, SpecGrammar, Variation
 
 PARAMETERS = {"ls": ("ε", 0.01, 0.5), "focal": ("γ", 0.25, 5.0), "gce": ("q", 0.1, 1.0)}  # name, low, high
 PIECES = ("ce", "ls", "focal", "mse", "gce", "mae")
@@ -107,60 +110,71 @@ def render(spec: dict) -> str:
     return "\n".join(lines + [f"    return {total}"]) + "\n"
 
 
-class ClassificationOfflineProposer:
-    name = "classification-offline"
+MOVE_WEIGHTS = {"mix": 0.35, "tune": 0.35, "add": 0.15, "drop": 0.05, "temperature": 0.1}
 
+
+class ClassificationOfflineProposer(OfflineProposer):
     def __init__(self, seed: int = 0):
-        self.seed = seed
+        super().__init__(ClassificationGrammar(), seed)
 
-    def propose(self, request: ProposalRequest) -> Reply:
-        rng = random.Random(f"{self.name}:{self.seed}:{request.seed}:{len(request.history)}")
-        specs = [(c, read_spec(c.name, c.code)) for c in request.history]  # read once: for parents and seen
-        scored = [(c.fitness, c.name, spec) for c, spec in specs
-                  if c.fitness is not None and math.isfinite(c.fitness) and spec is not None]
-        parents = sorted(scored, key=lambda s: -s[0])[:5]
-        seen = {json.dumps(normalise(spec)) for _, spec in specs if spec is not None}
-        for _ in range(50):
-            thought, spec = self._variation(rng, parents)
-            spec = normalise(spec)
-            if json.dumps(spec) not in seen:
-                break
-        reply = {"thought": f"{thought} Result: {describe(spec)}.", "name": spec_name(spec), "code": render(spec)}
-        return Reply(json.dumps(reply, ensure_ascii=False), model=self.name, finish_reason="stop")
 
-    def _variation(self, rng: random.Random, parents: list) -> tuple[str, dict]:
+class ClassificationGrammar(SpecGrammar):
+    """Loss specs (a temperature and a weighted sum of known pieces) as the genome of an offline proposer."""
+
+    name = "classification-offline"
+    move_weights = MOVE_WEIGHTS
+    normalise = staticmethod(normalise)
+    describe = staticmethod(describe)
+    spec_name = staticmethod(spec_name)
+
+    def read(self, candidate: ScoredCandidate, context: None) -> dict | None:
+        return read_spec(candidate.name, candidate.code)
+
+    def vary(self, rng: random.Random, parents: list[Parent], context: None,
+             weights: Mapping[str, float]) -> Variation:
+        move, what, spec = self._variation(rng, parents, weights)
+        return Variation(spec, move, (), what)
+
+    def render(self, spec: dict, context: None) -> str:
+        return render(spec)
+
+    def _variation(self, rng: random.Random, parents: list[Parent],
+                   weights: Mapping[str, float]) -> tuple[str, str, dict]:
+        """(the move made, what it did, the new spec)."""
         if not parents:
             kind = rng.choice(PIECES)
-            return (f"No scored loss to build on yet: starting from {kind.upper()}.",
+            return ("fresh", f"No scored loss to build on yet: starting from {kind.upper()}.",
                     {"temperature": 1.0, "terms": [[1.0, kind, DEFAULT_PARAMETER.get(kind)]]})
-        pick = lambda: parents[min(rng.randrange(len(parents)), rng.randrange(len(parents)))]  # noqa: E731
-        fitness, name, spec = pick()
-        spec = json.loads(json.dumps(spec))  # a copy to change
+        parent = parents[min(rng.randrange(len(parents)), rng.randrange(len(parents)))]  # the better of two draws
+        fitness, name, spec = parent.fitness, parent.name, json.loads(json.dumps(parent.genome))  # a copy to change
         origin = f"{name} (fitness {fitness:.3f})"
-        move = rng.choices(("mix", "tune", "add", "drop", "temperature"), (0.35, 0.35, 0.15, 0.05, 0.1))[0]
+        move = rng.choices(list(weights), list(weights.values()))[0]
         tunable = [t for t in spec["terms"] if t[2] is not None]
         if move == "mix" and len(parents) > 1:
-            other_fitness, other_name, other = rng.choice([p for p in parents if p[1] != name])
+            mate = rng.choice([p for p in parents if p.name != name])
+            other_fitness, other_name, other = mate.fitness, mate.name, mate.genome
             w = rng.choice((0.3, 0.5, 0.7))
             terms = [[w * t[0], t[1], t[2]] for t in spec["terms"]] + \
                     [[(1 - w) * t[0], t[1], t[2]] for t in other["terms"]]
-            return (f"A convex mixture of two of the best so far, {w:g} × {origin} and {1 - w:g} × {other_name} "
+            return ("mix", f"A convex mixture of two of the best so far, {w:g} × {origin} and {1 - w:g} × "
+                    f"{other_name} "
                     f"(fitness {other_fitness:.3f}): their strengths may add up.",
                     {"temperature": spec["temperature"], "terms": terms})
         if move == "tune" and tunable:
             term = rng.choice(tunable)
             symbol, low, high = PARAMETERS[term[1]]
             old, term[2] = term[2], min(high, max(low, term[2] * math.exp(rng.gauss(0, 0.35))))
-            return f"Tuning {origin}: {term[1].upper()}'s {symbol} from {old:g} to {term[2]:.3g}.", spec
+            return "tune", f"Tuning {origin}: {term[1].upper()}'s {symbol} from {old:g} to {term[2]:.3g}.", spec
         if move == "add" and len(spec["terms"]) < MAX_TERMS:
             kind = rng.choice(PIECES)
             weight = rng.choice((0.1, 0.25, 0.5))
             spec["terms"].append([weight, kind, DEFAULT_PARAMETER.get(kind)])
-            return f"Adding {weight:g} × {kind.upper()} to {origin}.", spec
+            return "add", f"Adding {weight:g} × {kind.upper()} to {origin}.", spec
         if move == "drop" and len(spec["terms"]) > 1:
             dropped = spec["terms"].pop(rng.randrange(len(spec["terms"])))
-            return f"Dropping the {dropped[1].upper()} term of {origin}.", spec
+            return "drop", f"Dropping the {dropped[1].upper()} term of {origin}.", spec
         old = spec["temperature"]
         spec["temperature"] = min(4.0, max(0.25, old * rng.choice((0.5, 0.7, 1.5, 2.0))))
-        return (f"Changing the temperature on the logits of {origin} from {old:g} to {spec['temperature']:g}: "
+        return ("temperature", f"Changing the temperature on the logits of {origin} from {old:g} to "
+                f"{spec['temperature']:g}: "
                 "it sets how fast the loss saturates on confident examples.", spec)

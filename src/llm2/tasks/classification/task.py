@@ -74,6 +74,7 @@ class ClassificationTask(TaskBase):
         MetricColumn("memorised", "wrong labels memorised", 3),
     )
     offline_proposer = "classification-offline"
+    offline_proposers = {"classification-offline": "llm2.tasks.classification.proposer:ClassificationOfflineProposer"}
     # MAP-Elites axes: calibration (ECE) and how much of the label noise the network memorised
     descriptors = (Descriptor("ece", "ECE", (0.02, 0.05, 0.1, 0.2)),
                    Descriptor("memorised", "wrong labels memorised", (0.1, 0.25, 0.5, 0.75)))

@@ -11,13 +11,14 @@ how parents are read back, after a resume as well. Same seed and history, same r
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from typing import Mapping
 
-from llm2.proposers.base import ProposalRequest, Reply, ScoredCandidate
+from llm2.proposers.base import ScoredCandidate
+from llm2.proposers.offline import Grammar, OfflineProposer, Parent, Variation
 from llm2.tasks.merging.rules import BASELINE_RULES, COMBINE, PARTS, SPARSIFY, Rule, describe, read_rule, render
 
 MOVE_WEIGHTS = {"lambda": 0.25, "sparsify": 0.15, "combine": 0.1, "part": 0.25, "crossover": 0.15, "fresh": 0.1}
@@ -35,60 +36,57 @@ WHY = {
 }
 
 
-@dataclass(frozen=True)
-class Parent:
-    name: str
-    fitness: float | None
-    rule: Rule
-
-
-class MergingOfflineProposer:
-    name = "merging-offline"
-
+class MergingOfflineProposer(OfflineProposer):
     def __init__(self, seed: int = 0, top_k: int = 5):
-        self.seed = seed
+        super().__init__(MergingGrammar(top_k), seed)
+
+
+class MergingGrammar(Grammar):
+    """Merge rules (llm2.tasks.merging.rules) as the genome of an offline proposer."""
+
+    name = "merging-offline"
+    move_weights = MOVE_WEIGHTS
+    max_tries = MAX_TRIES
+
+    def __init__(self, top_k: int = 5):
         self.top_k = top_k
 
-    def propose(self, request: ProposalRequest) -> Reply:
-        rng = random.Random(f"{self.seed}:{request.seed}")
-        rules = [(c, read_rule(c.name, c.code)) for c in request.history]  # read once: for seen and the parents
-        seen = {rule.key() for _, rule in rules if rule is not None}
-        parents = self._parents(rules)
-        for _ in range(MAX_TRIES):
-            move = _choose(rng, MOVE_WEIGHTS)
-            parent = parents[rng.choices(range(len(parents)), weights=PARENT_WEIGHTS[:len(parents)])[0]]
-            rule, what = self._apply(move, parent, parents, rng)
-            if rule.key() not in seen:  # key() normalises
-                break
-        else:  # everything nearby was tried: a fresh rule (random numbers make repeats vanishingly rare)
-            move, parent = "fresh", None
-            rule, what = _fresh(rng), "started from a fresh random rule"
-        rule = rule.normalised()
-        origin = ""
-        if move != "fresh" and parent is not None:
+    def read(self, candidate: ScoredCandidate, context: None) -> Rule | None:
+        return read_rule(candidate.name, candidate.code)  # foreign code (model_stock, an LLM's idea): None
+
+    def key(self, rule: Rule) -> str:
+        return rule.key()  # key() normalises
+
+    def first_parents(self, context: None) -> list[Parent]:
+        return [Parent("task_arithmetic", None, BASELINE_RULES["task_arithmetic"])]
+
+    def vary(self, rng: random.Random, parents: list[Parent], context: None,
+             weights: Mapping[str, float]) -> Variation:
+        move = _choose(rng, weights)
+        parent = parents[rng.choices(range(len(parents)), weights=PARENT_WEIGHTS[:len(parents)])[0]]
+        rule, what = self._apply(move, parent, parents, rng)
+        return Variation(rule, move, (parent,), what, WHY[move])
+
+    def exhausted(self, rng: random.Random, context: None, seen: set[str], last: Variation | None) -> Variation:
+        # everything nearby was tried: a fresh rule (random numbers make repeats vanishingly rare)
+        return Variation(_fresh(rng), "fresh", (), "started from a fresh random rule", WHY["fresh"])
+
+    def render(self, rule: Rule, context: None) -> str:
+        return render(rule.normalised())
+
+    def name_of(self, variation: Variation, taken: set[str]) -> str:
+        return _unique_name(variation.genome.normalised(), taken)
+
+    def thought(self, variation: Variation, context: None) -> str:
+        what, origin = variation.what, ""
+        if variation.move != "fresh" and variation.parents:
+            parent = variation.parents[0]
             score = "" if parent.fitness is None else f" (fitness {parent.fitness:.4f})"
             origin = f", starting from {parent.name}{score}"
-        thought = f"{what[0].upper()}{what[1:]}{origin}: {WHY[move]}. The rule: {describe(rule)}."
-        name = _unique_name(rule, {c.name for c in request.history})
-        return Reply(json.dumps({"thought": thought, "name": name, "code": render(rule)}), model=self.name)
-
-    def _parents(self, rules: list[tuple[ScoredCandidate, Rule | None]]) -> list[Parent]:
-        """The top candidates with a rule, from the history's candidates paired with their rules."""
-        scored = [(c, rule) for c, rule in rules if c.fitness is not None and math.isfinite(c.fitness)]
-        scored.sort(key=lambda pair: -pair[0].fitness)  # stable: earlier candidates win ties
-        parents: list[Parent] = []
-        keys: set[str] = set()
-        for candidate, rule in scored:
-            if rule is None or rule.key() in keys:
-                continue  # foreign code (model_stock, slerp, an LLM's idea) cannot be mutated here
-            keys.add(rule.key())
-            parents.append(Parent(candidate.name, candidate.fitness, rule))
-            if len(parents) == self.top_k:
-                break
-        return parents or [Parent("task_arithmetic", None, BASELINE_RULES["task_arithmetic"])]
+        return f"{what[0].upper()}{what[1:]}{origin}: {variation.why}. The rule: {describe(variation.genome)}."
 
     def _apply(self, move: str, parent: Parent, parents: list[Parent], rng: random.Random) -> tuple[Rule, str]:
-        rule = parent.rule
+        rule = parent.genome
         if move == "lambda":
             lam = rule.lam * math.exp(rng.gauss(0.0, 0.25))
             return replace(rule, lam=lam), f"changed λ from {rule.lam:.3g} to {lam:.3g}"
@@ -104,9 +102,9 @@ class MergingOfflineProposer:
             return replace(rule, scales={**rule.scales, part: new}), f"scaled the {part} parameters by {new:.3g}"
         if move == "crossover" and len(parents) > 1:
             other = rng.choice([p for p in parents if p is not parent])
-            mixed = Rule(**{f: getattr(rng.choice((rule, other.rule)), f)
+            mixed = Rule(**{f: getattr(rng.choice((rule, other.genome)), f)
                             for f in ("sparsify", "density", "outliers", "rescale", "combine", "lam")},
-                         scales={p: rng.choice((rule, other.rule)).scales.get(p, 1.0) for p in PARTS})
+                         scales={p: rng.choice((rule, other.genome)).scales.get(p, 1.0) for p in PARTS})
             return mixed, f"crossed it over with {other.name}"
         return _fresh(rng), "started from a fresh random rule"
 

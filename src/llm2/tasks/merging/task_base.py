@@ -17,6 +17,7 @@ class MergingTask(TaskBase):
     baselines = BASELINES
     reference_baseline = "task_arithmetic"
     offline_proposer = "merging-offline"
+    offline_proposers = {"merging-offline": "llm2.tasks.merging.proposer:MergingOfflineProposer"}
     probe_fraction = 1.0  # a merge has no partial state to probe: train never calls its checkpoint
     collapse_share = None
     default_experts = 3  # the experts the contract is checked with when no training data is given

@@ -27,6 +27,7 @@ class PreferenceTask(TaskBase):
     reference_baseline = "dpo"
     discovery_baselines = ("dpo", "hinge", "ipo", "kto_pair")
     offline_proposer = "symbolic"
+    offline_proposers = {"symbolic": "llm2.tasks.preference.symbolic:SymbolicProposer"}
 
     def check_contract(self, fn: Callable[..., Any], data: Any = None) -> None:
         check_preference_contract(fn)

@@ -13,12 +13,13 @@ Same seed and history give the same reply. The request's temperature is not used
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import random
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from typing import Mapping
 
-from llm2.proposers.base import ProposalRequest, Reply, ScoredCandidate
+from llm2.proposers.base import ScoredCandidate
+from llm2.proposers.offline import Grammar, OfflineProposer, Parent, Variation as Change
 from llm2.tasks.preference.symbolic_grammar import (
     KNOWN_TREES, LEAVES, Blend, Exponential, Gate, Hinge, Logistic, Node, Saturating, SignWeighted, Squared, Sum,
     canonical, children, constant_range, constants, fmt, kind_of, leaves, node_at, replace_at, rounded, size,
@@ -37,88 +38,64 @@ PARENT_WEIGHTS = (0.45, 0.25, 0.15, 0.1, 0.05)  # by rank among the top candidat
 MAX_TRIES = 40
 
 
-@dataclass(frozen=True)
-class Parent:
-    name: str
-    fitness: float | None
-    tree: Node
-    readable: bool = True  # False: foreign code, stood in for by a random tree
-
-    def label(self) -> str:
-        score = "no fitness yet" if self.fitness is None else f"fitness {self.fitness:.4f}"
-        return f"{self.name} ({score})"
-
-
-@dataclass(frozen=True)
-class Change:
-    tree: Node
-    parents: tuple[Parent, ...]
-    mutation: str
-    what: str  # what was changed
-    why: str  # why this change might help
-    effect: str  # what we expect to see
-
-
-class SymbolicProposer:
-    name = "symbolic"
-
+class SymbolicProposer(OfflineProposer):
     def __init__(self, seed: int = 0, top_k: int = 5, max_leaves: int = 4, max_size: int = 9):
-        self.seed = seed
+        super().__init__(SymbolicGrammar(top_k, max_leaves, max_size), seed)
+
+
+class SymbolicGrammar(Grammar):
+    """Loss trees (symbolic_grammar) as the genome of an offline proposer."""
+
+    name = "symbolic"
+    move_weights = MUTATION_WEIGHTS
+    max_tries = MAX_TRIES
+
+    def __init__(self, top_k: int = 5, max_leaves: int = 4, max_size: int = 9):
         self.top_k = top_k
         self.max_leaves = max_leaves
         self.max_size = max_size  # nodes in a tree: keeps the code short enough to read
         self._trees: dict[str, Node] = {}  # code hash -> the tree this proposer wrote
 
-    def propose(self, request: ProposalRequest) -> Reply:
-        rng = random.Random(f"{self.seed}:{request.seed}")
-        readable = [(c, self._tree_of(c)) for c in request.history]
-        seen = {formula(tree) for _, tree in readable if tree is not None}
-        pool = self._parents(readable)
-        change = None
-        for _ in range(MAX_TRIES):
-            candidate = self._mutate(pool, rng)
-            if candidate is not None:
-                candidate = replace(candidate, tree=canonical(candidate.tree))
-            if (candidate is not None and formula(candidate.tree) not in seen
-                    and len(leaves(candidate.tree)) <= self.max_leaves and size(candidate.tree) <= self.max_size):
-                change = candidate
-                break
-        if change is None:  # the neighbourhood is exhausted: explore (random constants never repeat in practice)
-            reason = "every nearby variation of the best losses has been tried already"
-            change = self._fresh(rng, reason)
-            for _ in range(MAX_TRIES):
-                if formula(change.tree) not in seen:
-                    break
-                change = self._fresh(rng, reason)
-        code = render(change.tree)
-        self._trees[_code_key(code)] = change.tree
-        name = _unique_name(_stem(change.tree), formula(change.tree), {c.name for c in request.history})
-        reply = {"thought": _thought(change), "name": name, "code": code}
-        return Reply(json.dumps(reply), model="symbolic")
-
-    # --- parents ------------------------------------------------------------------------------------------------
-
-    def _tree_of(self, candidate: ScoredCandidate) -> Node | None:
+    def read(self, candidate: ScoredCandidate, context: None) -> Node | None:
         return (self._trees.get(_code_key(candidate.code)) or tree_from_code(candidate.code)
                 or KNOWN_TREES.get(candidate.name.lower()))
 
-    def _parents(self, readable: list[tuple[ScoredCandidate, Node | None]]) -> list[Parent]:
-        scored = [(c, t) for c, t in readable if c.fitness is not None and math.isfinite(c.fitness)]
-        scored.sort(key=lambda pair: -pair[0].fitness)  # stable: earlier candidates win ties
-        pool: list[Parent] = []
-        formulas: set[str] = set()
-        for candidate, tree in scored:
-            parent = (Parent(candidate.name, candidate.fitness, tree) if tree is not None else
-                      Parent(candidate.name, candidate.fitness, _foreign_tree(candidate.code), readable=False))
-            if formula(parent.tree) in formulas:
-                continue
-            formulas.add(formula(parent.tree))
-            pool.append(parent)
-            if len(pool) == self.top_k:
+    def stand_in(self, candidate: ScoredCandidate, context: None) -> Node:
+        return _foreign_tree(candidate.code)
+
+    def key(self, tree: Node) -> str:
+        return formula(tree)
+
+    def normalise(self, tree: Node) -> Node:
+        return canonical(tree)
+
+    def acceptable(self, tree: Node) -> bool:
+        return len(leaves(tree)) <= self.max_leaves and size(tree) <= self.max_size
+
+    def first_parents(self, context: None) -> list[Parent]:  # nothing scored yet: start from the two classics
+        return [Parent("hinge", None, KNOWN_TREES["hinge"]), Parent("dpo", None, KNOWN_TREES["dpo"])]
+
+    def exhausted(self, rng: random.Random, context: None, seen: set[str], last: Change | None) -> Change:
+        # the neighbourhood is exhausted: explore (random constants never repeat in practice)
+        reason = "every nearby variation of the best losses has been tried already"
+        change = self._fresh(rng, reason)
+        for _ in range(MAX_TRIES):
+            if formula(change.genome) not in seen:
                 break
-        if not pool:  # nothing scored yet: start from the two classics
-            pool = [Parent("hinge", None, KNOWN_TREES["hinge"]), Parent("dpo", None, KNOWN_TREES["dpo"])]
-        return pool
+            change = self._fresh(rng, reason)
+        return change
+
+    def render(self, tree: Node, context: None) -> str:
+        return render(tree)
+
+    def wrote(self, tree: Node, code: str) -> None:
+        self._trees[_code_key(code)] = tree
+
+    def name_of(self, change: Change, taken: set[str]) -> str:
+        return _unique_name(_stem(change.genome), formula(change.genome), taken)
+
+    def thought(self, change: Change, context: None) -> str:
+        return _thought(change)
 
     def _pick(self, pool: list[Parent], rng: random.Random, avoid: Parent | None = None) -> Parent:
         options = [p for p in pool if p is not avoid] or pool
@@ -126,23 +103,24 @@ class SymbolicProposer:
 
     # --- mutations ----------------------------------------------------------------------------------------------
 
-    def _mutate(self, pool: list[Parent], rng: random.Random) -> Change | None:
-        mutation = rng.choices(list(MUTATION_WEIGHTS), weights=list(MUTATION_WEIGHTS.values()))[0]
+    def vary(self, rng: random.Random, pool: list[Parent], context: None,
+             weights: Mapping[str, float]) -> Change | None:
+        mutation = rng.choices(list(weights), weights=list(weights.values()))[0]
         first = self._pick(pool, rng)
         second = self._pick(pool, rng, avoid=first)
         if mutation == "fresh":
             return self._fresh(rng, reason="exploring outside the current best family from time to time keeps "
                                            "the search from settling on one shape too early")
-        if mutation in ("blend", "gate", "crossover") and formula(first.tree) == formula(second.tree):
+        if mutation in ("blend", "gate", "crossover") and formula(first.genome) == formula(second.genome):
             return None
         return getattr(self, f"_{mutation}")(first, second, rng)
 
     def _tune(self, parent: Parent, other: Parent, rng: random.Random) -> Change | None:
-        options = constants(parent.tree)
+        options = constants(parent.genome)
         if not options:
             return None
         path, field_name, old = rng.choice(options)
-        node = node_at(parent.tree, path)
+        node = node_at(parent.genome, path)
         low, high = constant_range(node, field_name)
         if field_name in ("weight", "neg", "pos") and high <= 2.0:
             new = old + rng.gauss(0.0, 0.15 * (high - low))
@@ -153,47 +131,47 @@ class SymbolicProposer:
         new = rounded(min(max(new, low), high))
         if new == old:
             return None
-        tree = replace_at(parent.tree, path, replace(node, **{field_name: new}))
+        tree = replace_at(parent.genome, path, replace(node, **{field_name: new}))
         up = new > old
         what = f"tuned a constant: the {field_name} of its {_describe(node)} goes from {fmt(old)} to {fmt(new)}"
         why, effect = _tuning_rationale(field_name, up)
-        return Change(tree, (parent,), "tune", what, why, effect)
+        return Change(tree, "tune", (parent,), what, why, effect)
 
     def _swap(self, parent: Parent, other: Parent, rng: random.Random) -> Change | None:
-        path, leaf = rng.choice([(p, n) for p, n in subtrees(parent.tree) if isinstance(n, LEAVES)])
+        path, leaf = rng.choice([(p, n) for p, n in subtrees(parent.genome) if isinstance(n, LEAVES)])
         kinds = [k for k in LEAF_WEIGHTS if not isinstance(leaf, k)]
         kind = rng.choices(kinds, weights=[LEAF_WEIGHTS[k] for k in kinds])[0]
         new_leaf = _leaf_like(kind, leaf.var, getattr(leaf, "scale", 1.0))
-        tree = replace_at(parent.tree, path, new_leaf)
+        tree = replace_at(parent.genome, path, new_leaf)
         what = f"replaced its {_describe(leaf)} by a {_describe(new_leaf)}"
         why = (f"the {kind_of(new_leaf)} shape weighs pairs differently: {_SHAPE_NOTES[type(new_leaf)]}; "
                f"the rest of the parent is kept")
         effect = "a different balance between pushing the margin up and staying close to the reference"
-        return Change(tree, (parent,), "swap", what, why, effect)
+        return Change(tree, "swap", (parent,), what, why, effect)
 
     def _blend(self, first: Parent, second: Parent, rng: random.Random) -> Change:
         weight = rounded(rng.uniform(0.3, 0.8))
-        tree = Blend(weight, first.tree, second.tree)
+        tree = Blend(weight, first.genome, second.genome)
         what = f"blended the two parents with weight {fmt(weight)} on {first.name}"
         why = "both parents score well with different shapes; a weighted mix may keep the strengths of each"
         effect = f"a fitness between or above the parents', closer to {first.name}'s behaviour"
-        return Change(tree, (first, second), "blend", what, why, effect)
+        return Change(tree, "blend", (first, second), what, why, effect)
 
     def _gate(self, first: Parent, second: Parent, rng: random.Random) -> Change:
         tau = rng.choice((0.05, 0.1, 0.25, 0.5, 1.0))
-        tree = Gate(tau, first.tree, second.tree)
+        tree = Gate(tau, first.genome, second.genome)
         what = (f"gated the two parents with g = σ(x/{fmt(tau)}): {first.name} acts on wrongly ranked pairs "
                 f"(x < 0), {second.name} on well ranked ones, as DiscoPOP does")
         why = ("the loss a pair needs depends on whether it is already ranked right: strong pressure where the "
                "policy is wrong, a different (often gentler) shape where it is right")
         effect = "fast correction of wrong rankings without over-optimising the pairs already won"
-        return Change(tree, (first, second), "gate", what, why, effect)
+        return Change(tree, "gate", (first, second), what, why, effect)
 
     def _sign(self, parent: Parent, other: Parent, rng: random.Random) -> Change | None:
-        if isinstance(parent.tree, SignWeighted):
+        if isinstance(parent.genome, SignWeighted):
             return None
         neg = rounded(rng.uniform(0.3, 1.5))
-        tree = SignWeighted(neg, 1.0, parent.tree)
+        tree = SignWeighted(neg, 1.0, parent.genome)
         what = f"weighted its loss by {fmt(neg)} where ρ < 0 and by 1.0 where ρ ≥ 0, like PADLL"
         if neg < 1.0:
             why = ("about one label in five is wrong, and wrongly ranked pairs are where mislabelled ones "
@@ -202,49 +180,49 @@ class SymbolicProposer:
         else:
             why = "pairs the policy still ranks wrongly carry most of the signal; weighting them more fixes them faster"
             effect = "faster gains in the gold reward, at some risk of fitting mislabelled pairs"
-        return Change(tree, (parent,), "sign", what, why, effect)
+        return Change(tree, "sign", (parent,), what, why, effect)
 
     def _anchor(self, parent: Parent, other: Parent, rng: random.Random) -> Change:
         var = rng.choice(("xc", "xr"))
         kind = rng.choice((Logistic, Hinge, Saturating))
         term = _leaf_like(kind, var, 1.0)
         weight = rounded(rng.uniform(0.05, 0.3))
-        tree = Sum(weight, parent.tree, term)
+        tree = Sum(weight, parent.genome, term)
         side = "chosen" if var == "xc" else "rejected"
         what = f"added {fmt(weight)} × a {_describe(term)}, a term on the {side} completion alone (like bco_pair)"
         why = ("the pairwise margin can grow by pushing the rejected completion down as well as by raising the "
                f"chosen one; a direct term on the {side} log-ratio steers which of the two moves")
         effect = "a similar reward with a different KL; a small weight keeps the parent's behaviour dominant"
-        return Change(tree, (parent,), "anchor", what, why, effect)
+        return Change(tree, "anchor", (parent,), what, why, effect)
 
     def _crossover(self, first: Parent, second: Parent, rng: random.Random) -> Change | None:
-        targets = subtrees(first.tree)[1:] or subtrees(first.tree)
+        targets = subtrees(first.genome)[1:] or subtrees(first.genome)
         path, removed = rng.choice(targets)
-        _, donor = rng.choice(subtrees(second.tree))
+        _, donor = rng.choice(subtrees(second.genome))
         if formula(removed) == formula(donor):
             return None
-        tree = replace_at(first.tree, path, donor)
+        tree = replace_at(first.genome, path, donor)
         what = f"crossed over: the {_describe(removed)} of {first.name} is replaced by the {_describe(donor)} of " \
                f"{second.name}"
         why = "recombining parts of two good losses explores shapes that neither parent reaches by small steps"
         effect = f"mostly {first.name}'s behaviour, with {second.name}'s treatment of part of the pairs"
-        return Change(tree, (first, second), "crossover", what, why, effect)
+        return Change(tree, "crossover", (first, second), what, why, effect)
 
     def _simplify(self, parent: Parent, other: Parent, rng: random.Random) -> Change | None:
-        parts = children(parent.tree)
+        parts = children(parent.genome)
         if not parts:
             return None
         kept = rng.choice(parts)
         what = f"simplified it to one of its parts, the {_describe(kept)}"
         why = "a simpler loss is easier to reason about and tells whether the dropped part was pulling its weight"
         effect = "if the fitness holds, the dropped part was dead weight; if it falls, it mattered"
-        return Change(kept, (parent,), "simplify", what, why, effect)
+        return Change(kept, "simplify", (parent,), what, why, effect)
 
     def _fresh(self, rng: random.Random, reason: str) -> Change:
         tree = _random_tree(rng)
         what = f"wrote a fresh random loss instead of editing a parent: {tree.pretty()}"
         effect = "probably worse than the best, but it may open a new region of the search"
-        return Change(tree, (), "fresh", what, reason, effect)
+        return Change(tree, "fresh", (), what, reason, effect)
 
 
 # --- helpers ------------------------------------------------------------------------------------------------------
@@ -366,6 +344,6 @@ def _thought(change: Change) -> str:
                       "for it.")
     else:
         start = "No parent this time."
-    return (f"{start} Change ({change.mutation}): {change.what}. Why: {change.why}. "
+    return (f"{start} Change ({change.move}): {change.what}. Why: {change.why}. "
             f"Expected effect: {change.effect}. "
-            f"Resulting loss: {change.tree.pretty()}, with x = β·ρ.")
+            f"Resulting loss: {change.genome.pretty()}, with x = β·ρ.")

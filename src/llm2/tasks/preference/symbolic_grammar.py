@@ -10,7 +10,7 @@ written into the code as a comment, so a tree can be read back from code the pro
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import Union
+from typing import ClassVar, Union
 
 VARIABLES: dict[str, str] = {
     "x": "beta * (r_chosen - r_rejected)",
@@ -40,38 +40,38 @@ def _scaled(var: str, scale: float) -> str:
 # --- leaves: one classic loss shape applied to one margin ------------------------------------------------------
 
 @dataclass(frozen=True)
-class Logistic:
+class _Leaf:
+    var: str = "x"  # the margin it applies to (VARIABLES)
+
+
+@dataclass(frozen=True)
+class _Scaled(_Leaf):
+    """A shape applied to k·v, written from its templates in SCALED_TEXTS."""
+
+    scale: float = 1.0
+
+    def expression(self, writer: "_Writer") -> str:
+        return SCALED_TEXTS[type(self)][0].format(v=_scaled(self.var, self.scale), clamp=fmt(EXP_CLAMP))
+
+    def pretty(self) -> str:
+        return SCALED_TEXTS[type(self)][1].format(v=_pretty_scaled(self.var, self.scale),
+                                                   neg=_pretty_negated(self.var, self.scale))
+
+
+@dataclass(frozen=True)
+class Logistic(_Scaled):
     """−log σ(k·v): DPO's loss."""
 
-    var: str = "x"
-    scale: float = 1.0
-
-    def expression(self, writer: "_Writer") -> str:
-        return f"-F.logsigmoid({_scaled(self.var, self.scale)})"
-
-    def pretty(self) -> str:
-        return f"−log σ({_pretty_scaled(self.var, self.scale)})"
-
 
 @dataclass(frozen=True)
-class Exponential:
+class Exponential(_Scaled):
     """exp(−k·v), the argument clamped: grows fast on wrongly ranked pairs."""
 
-    var: str = "x"
-    scale: float = 1.0
-
-    def expression(self, writer: "_Writer") -> str:
-        return f"torch.exp(torch.clamp(-{_scaled(self.var, self.scale)}, max={fmt(EXP_CLAMP)}))"
-
-    def pretty(self) -> str:
-        return f"exp({_pretty_negated(self.var, self.scale)})"
-
 
 @dataclass(frozen=True)
-class Hinge:
+class Hinge(_Leaf):
     """max(0, m − k·v): SLiC's loss; no push once the margin is met."""
 
-    var: str = "x"
     margin: float = 1.0
     scale: float = 1.0
 
@@ -83,10 +83,9 @@ class Hinge:
 
 
 @dataclass(frozen=True)
-class Squared:
+class Squared(_Leaf):
     """w·(v − t)², or ((v − t)/β)² when per_beta (IPO's form)."""
 
-    var: str = "x"
     target: float = 0.5
     weight: float = 1.0
     per_beta: bool = False
@@ -104,87 +103,102 @@ class Squared:
 
 
 @dataclass(frozen=True)
-class Saturating:
+class Saturating(_Scaled):
     """σ(−k·v) = 1 − σ(k·v): a bounded loss that gives up on hopeless (likely mislabelled) pairs."""
 
-    var: str = "x"
-    scale: float = 1.0
 
-    def expression(self, writer: "_Writer") -> str:
-        return f"torch.sigmoid(-{_scaled(self.var, self.scale)})"
-
-    def pretty(self) -> str:
-        return f"σ({_pretty_negated(self.var, self.scale)})"
+# code of the scaled margin {v} and pretty form of it, {v}, or of its negation, {neg}
+SCALED_TEXTS: dict[type, tuple[str, str]] = {
+    Logistic: ("-F.logsigmoid({v})", "−log σ({v})"),
+    Exponential: ("torch.exp(torch.clamp(-{v}, max={clamp}))", "exp({neg})"),
+    Saturating: ("torch.sigmoid(-{v})", "σ({neg})"),
+}
 
 
 # --- composites ---------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Blend:
-    """w·a + (1 − w)·b."""
+class Texts:
+    """How a composite is written. In ``code`` each child field stands for the name its code is bound to, each
+    number field for its literal, ``rest`` for 1 − weight, and each of ``bound``'s (name, template) for an
+    intermediate bound after the children; in ``shown`` each child stands for its pretty form (bracketed unless a
+    leaf)."""
 
+    code: str
+    shown: str
+    bound: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class _Composite:
+    """A loss made of sub-trees, written from its class's ``texts``."""
+
+    texts: ClassVar[Texts]
+
+    def expression(self, writer: "_Writer") -> str:
+        values = self._numbers() | {name: writer.bind_child(child) for name, child in self._children()}
+        for stem, template in self.texts.bound:
+            values[stem] = writer.bind(stem, template.format(**values))
+        return self.texts.code.format(**values)
+
+    def pretty(self) -> str:
+        children = {name: _bracketed(child) for name, child in self._children()}
+        return self.texts.shown.format(**self._numbers(), **children)
+
+    def _children(self) -> list[tuple[str, "Node"]]:
+        return [(f.name, getattr(self, f.name)) for f in fields(self) if isinstance(getattr(self, f.name), ALL_KINDS)]
+
+    def _numbers(self) -> dict[str, str]:
+        numbers = {f.name: fmt(getattr(self, f.name)) for f in fields(self) if isinstance(getattr(self, f.name), float)}
+        if "weight" in numbers:
+            numbers["rest"] = fmt(1.0 - getattr(self, "weight"))
+        return numbers
+
+
+@dataclass(frozen=True)
+class _Weighted(_Composite):
     weight: float
     a: "Node"
     b: "Node"
 
-    def expression(self, writer: "_Writer") -> str:
-        a, b = writer.bind_child(self.a), writer.bind_child(self.b)
-        return f"{fmt(self.weight)} * {a} + {fmt(1.0 - self.weight)} * {b}"
 
-    def pretty(self) -> str:
-        return f"{fmt(self.weight)}·{_bracketed(self.a)} + {fmt(1.0 - self.weight)}·{_bracketed(self.b)}"
+@dataclass(frozen=True)
+class Blend(_Weighted):
+    """w·a + (1 − w)·b."""
+
+    texts = Texts("{weight} * {a} + {rest} * {b}", "{weight}·{a} + {rest}·{b}")
 
 
 @dataclass(frozen=True)
-class Gate:
-    """(1 − g)·a + g·b with g = σ(x/τ): a on wrongly ranked pairs, b on well ranked ones (DiscoPOP's form)."""
+class Sum(_Weighted):
+    """a + w·b: a main loss plus a weighted extra term."""
 
-    tau: float
-    a: "Node"
-    b: "Node"
-
-    def expression(self, writer: "_Writer") -> str:
-        a, b = writer.bind_child(self.a), writer.bind_child(self.b)
-        gate = writer.bind("gate", f"torch.sigmoid(x / {fmt(self.tau)})")
-        return f"(1.0 - {gate}) * {a} + {gate} * {b}"
-
-    def pretty(self) -> str:
-        return f"(1 − g)·{_bracketed(self.a)} + g·{_bracketed(self.b)}, g = σ(x/{fmt(self.tau)})"
+    @property
+    def texts(self) -> Texts:  # type: ignore[override]  # the weight is left out when it is 1
+        return Texts("{a} + {b}", "{a} + {b}") if self.weight == 1.0 else \
+            Texts("{a} + {weight} * {b}", "{a} + {weight}·{b}")
 
 
 @dataclass(frozen=True)
-class SignWeighted:
+class SignWeighted(_Composite):
     """inner · (neg if ρ < 0 else pos): PADLL's sign-dependent weighting."""
 
     neg: float
     pos: float
     inner: "Node"
-
-    def expression(self, writer: "_Writer") -> str:
-        inner = writer.bind_child(self.inner)
-        weight = writer.bind("sign_weight", f"torch.where(x < 0, torch.full_like(x, {fmt(self.neg)}), "
-                                            f"torch.full_like(x, {fmt(self.pos)}))")
-        return f"{weight} * {inner}"
-
-    def pretty(self) -> str:
-        return f"({fmt(self.neg)} if ρ < 0 else {fmt(self.pos)})·{_bracketed(self.inner)}"
+    texts = Texts("{sign_weight} * {inner}", "({neg} if ρ < 0 else {pos})·{inner}",
+                  (("sign_weight", "torch.where(x < 0, torch.full_like(x, {neg}), torch.full_like(x, {pos}))"),))
 
 
 @dataclass(frozen=True)
-class Sum:
-    """a + w·b: a main loss plus a weighted extra term."""
+class Gate(_Composite):
+    """(1 − g)·a + g·b with g = σ(x/τ): a on wrongly ranked pairs, b on well ranked ones (DiscoPOP's form)."""
 
-    weight: float
+    tau: float
     a: "Node"
     b: "Node"
-
-    def expression(self, writer: "_Writer") -> str:
-        a, b = writer.bind_child(self.a), writer.bind_child(self.b)
-        return f"{a} + {b}" if self.weight == 1.0 else f"{a} + {fmt(self.weight)} * {b}"
-
-    def pretty(self) -> str:
-        weight = "" if self.weight == 1.0 else f"{fmt(self.weight)}·"
-        return f"{_bracketed(self.a)} + {weight}{_bracketed(self.b)}"
+    texts = Texts("(1.0 - {gate}) * {a} + {gate} * {b}", "(1 − g)·{a} + g·{b}, g = σ(x/{tau})",
+                  (("gate", "torch.sigmoid(x / {tau})"),))
 
 
 Node = Union[Logistic, Exponential, Hinge, Squared, Saturating, Blend, Gate, SignWeighted, Sum]

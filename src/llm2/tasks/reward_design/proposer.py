@@ -15,7 +15,10 @@ import math
 import random
 import re
 
-from llm2.proposers.base import ProposalRequest, Reply
+from typing import Mapping
+
+from llm2.proposers.base import ProposalRequest, ScoredCandidate
+from llm2.proposers.offline import OfflineProposer, Parent, SpecGrammar, Variation
 from llm2.tasks.reward_design.envs import ENVS
 
 # term -> (expression of w and the prepared names, default weight, lowest, highest)
@@ -128,63 +131,79 @@ def render(env: str, spec: dict) -> str:
     return "\n".join(lines + ["    }"]) + "\n"
 
 
-class RewardDesignOfflineProposer:
-    name = "reward-design-offline"
+MOVE_WEIGHTS = {"tune": 0.35, "add": 0.25, "drop": 0.1, "mix": 0.15, "randomise": 0.15}
 
+
+class RewardDesignOfflineProposer(OfflineProposer):
     def __init__(self, seed: int = 0):
-        self.seed = seed
+        super().__init__(RewardGrammar(), seed)
 
-    def propose(self, request: ProposalRequest) -> Reply:
-        env = env_of(request)
-        rng = random.Random(f"{self.name}:{self.seed}:{request.seed}:{len(request.history)}")
-        specs = [(c, read_spec(env, c.name, c.code)) for c in request.history]
-        scored = [(c.fitness, c.name, spec) for c, spec in specs
-                  if c.fitness is not None and math.isfinite(c.fitness) and spec is not None]
-        parents = sorted(scored, key=lambda s: -s[0])[:5]
-        seen = {json.dumps(normalise(spec)) for _, spec in specs if spec is not None}
-        for _ in range(50):
-            thought, spec = self._variation(env, rng, parents)
-            spec = normalise(spec)
-            if spec["terms"] and json.dumps(spec) not in seen:
-                break
-        reply = {"thought": f"{thought} Result: {describe(spec)}.", "name": spec_name(spec),
-                 "code": render(env, spec)}
-        return Reply(json.dumps(reply, ensure_ascii=False), model=self.name, finish_reason="stop")
 
-    def _variation(self, env: str, rng: random.Random, parents: list) -> tuple[str, dict]:
+class RewardGrammar(SpecGrammar):
+    """Reward specs (weighted terms, domain-randomisation ranges) as the genome of an offline proposer; the context
+    is the run's environment."""
+
+    name = "reward-design-offline"
+    move_weights = MOVE_WEIGHTS
+    normalise = staticmethod(normalise)
+    describe = staticmethod(describe)
+    spec_name = staticmethod(spec_name)
+
+    def context(self, request: ProposalRequest) -> str:
+        return env_of(request)
+
+    def read(self, candidate: ScoredCandidate, env: str) -> dict | None:
+        return read_spec(env, candidate.name, candidate.code)
+
+    def acceptable(self, spec: dict) -> bool:
+        return bool(spec["terms"])
+
+    def vary(self, rng: random.Random, parents: list[Parent], env: str,
+             weights: Mapping[str, float]) -> Variation:
+        move, what, spec = self._variation(env, rng, parents, weights)
+        return Variation(spec, move, (), what)
+
+    def render(self, spec: dict, env: str) -> str:
+        return render(env, spec)
+
+    def _variation(self, env: str, rng: random.Random, parents: list[Parent],
+                   weights: Mapping[str, float]) -> tuple[str, str, dict]:
+        """(the move made, what it did, the new spec)."""
         terms = TERMS[env]
         if not parents:
             picked = rng.sample(sorted(terms), 2)
-            return (f"No scored reward to build on yet: starting from {' and '.join(picked)}.",
+            return ("fresh", f"No scored reward to build on yet: starting from {' and '.join(picked)}.",
                     {"terms": [[t, terms[t][1]] for t in picked], "dr": {}})
-        fitness, name, spec = parents[min(rng.randrange(len(parents)), rng.randrange(len(parents)))]
-        spec = json.loads(json.dumps(spec))  # a copy to change
+        parent = parents[min(rng.randrange(len(parents)), rng.randrange(len(parents)))]
+        fitness, name, spec = parent.fitness, parent.name, json.loads(json.dumps(parent.genome))  # a copy to change
         origin = f"{name} (fitness {fitness:.3f})"
-        move = rng.choices(("tune", "add", "drop", "mix", "randomise"), (0.35, 0.25, 0.1, 0.15, 0.15))[0]
+        move = rng.choices(list(weights), list(weights.values()))[0]
         if move == "tune":
             term = rng.choice(spec["terms"])
             _, _, low, high = terms[term[0]]
             old, term[1] = term[1], min(high, max(low, term[1] * math.exp(rng.gauss(0, 0.7))))
-            return f"Tuning {origin}: the weight of {term[0]} from {old:g} to {term[1]:.3g}.", spec
+            return "tune", f"Tuning {origin}: the weight of {term[0]} from {old:g} to {term[1]:.3g}.", spec
         if move == "add" and len(spec["terms"]) < MAX_TERMS:
             missing = sorted(set(terms) - {t for t, _ in spec["terms"]})
             if missing:
                 added = rng.choice(missing)
                 spec["terms"].append([added, terms[added][1]])
-                return f"Adding {added} to {origin}.", spec
+                return "add", f"Adding {added} to {origin}.", spec
         if move == "drop" and len(spec["terms"]) > 1:
             dropped = spec["terms"].pop(rng.randrange(len(spec["terms"])))
-            return f"Dropping {dropped[0]} from {origin}.", spec
+            return "drop", f"Dropping {dropped[0]} from {origin}.", spec
         if move == "mix" and len(parents) > 1:
-            other_fitness, other_name, other = rng.choice([p for p in parents if p[1] != name])
+            mate = rng.choice([p for p in parents if p.name != name])
+            other_fitness, other_name, other = mate.fitness, mate.name, mate.genome
             mixed = {"terms": spec["terms"] + [[t, w] for t, w in other["terms"]
                                                if t not in {s for s, _ in spec["terms"]}], "dr": spec["dr"]}
-            return (f"Joining the terms of {origin} and {other_name} (fitness {other_fitness:.3f}).", mixed)
+            return ("mix", f"Joining the terms of {origin} and {other_name} (fitness {other_fitness:.3f}).", mixed)
         parameter = rng.choice(ENVS[env].parameters)
         low, high = parameter.bounds
         width = rng.choice((0.25, 0.5, 1.0))
         centre = parameter.nominal
         span = width * (high - low) / 2
         spec.setdefault("dr", {})[parameter.name] = [max(low, centre - span), min(high, centre + span)]
-        return (f"Randomising {parameter.name} around its nominal {centre:g} while training {origin}, so the policy "
+        return ("randomise", f"Randomising {parameter.name} around its nominal {centre:g} while training {origin}, "
+                "so the policy "
                 "copes with dynamics it will be scored on.", spec)

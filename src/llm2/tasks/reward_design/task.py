@@ -84,6 +84,7 @@ class RewardDesignTask(TaskBase):
         MetricColumn("train_success", "success, last 3 tenths of training", 3),
     )
     offline_proposer = "reward-design-offline"
+    offline_proposers = {"reward-design-offline": "llm2.tasks.reward_design.proposer:RewardDesignOfflineProposer"}
     prompt_dir = str(Path(__file__).parent / "prompts")
     collapse_share = None  # success is 0 for long stretches before it rises: a probe at 0 has not collapsed
 
