@@ -21,6 +21,7 @@ from typing import Any, Sequence
 from llm2.archive import CandidateRecord, RunEvent, RunInfo
 from llm2.archive.ranking import SCORED, ranked
 from llm2.numbers import decimal_text, fitness_header, spread_text
+from llm2.report.clusters import Clusters, clusters_html
 from llm2.report.failures import FailureStats
 from llm2.report.figures import Figure, MissingFigure
 from llm2.task_api.card import TaskCard
@@ -55,6 +56,7 @@ class PageContent:
     failures: FailureStats
     failures_figure: Figure | None
     generated_at: float
+    clusters: Clusters | None = None  # behavioural near-duplicates (None: the run has no fingerprints to read)
 
 
 def esc(value: Any) -> str:
@@ -288,4 +290,6 @@ def render_page(content: PageContent) -> str:
         curve_section=figure_html(content.curve, "No candidate yet."),
         task_links=task_links, task_sections=task_figure_sections,
         failures_section=failures_section(content.failures, content.failures_figure),
+        clusters_section=clusters_html(content.clusters, esc, number) if content.clusters else
+        "<p class=\"note\">No behavioural fingerprints in this run.</p>",
     )
