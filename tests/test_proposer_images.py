@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 
-from fake_openai_server import FakeOpenAIServer, completion, good_reply_json
+from fake_openai_server import FakeOpenAIServer, completion, error, good_reply_json
 from test_curves import RUNAWAY_CODE
 from test_discovery import run_discovery
 
@@ -44,6 +44,18 @@ def test_a_proposer_that_accepts_images_sends_the_plot_as_an_image_part():
 def test_a_proposer_without_images_gets_the_words_only():
     assert sent_messages(images=False) == [{"role": "system", "content": "You invent losses."},
                                            {"role": "user", "content": "It diverged."}]
+
+
+def test_a_server_that_refuses_images_gets_the_words_from_then_on():
+    refusal = error(400, "Image input is not supported for this model.")
+    with FakeOpenAIServer([refusal, completion(good_reply_json()), completion(good_reply_json())]) as server:
+        proposer = make_proposer("openai", model="m", base_url=server.base_url, api_key_env="NO_SUCH_KEY",
+                                 images=True)
+        proposer.propose(request_with_image())
+        proposer.propose(request_with_image())
+    first, second, third = (r.body["messages"][-1]["content"] for r in server.requests)
+    assert isinstance(first, list) and second == third == "It diverged."
+    assert not proposer.accepts_images
 
 
 def test_nothing_to_draw_draws_nothing():

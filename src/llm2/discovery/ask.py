@@ -67,6 +67,8 @@ def ask_for_candidate(proposer: Proposer, request: ProposalRequest, *, reask: Ca
             try:
                 reply = proposer.propose(current)
                 payload["proposer"] = proposer.name  # a bandit over proposers names the one it chose
+                if not getattr(proposer, "accepts_images", False):  # the server refused them: words only went
+                    payload.pop("images", None)
             except ProposerError as exc:
                 record(attempt, payload, None, str(exc))
                 raise

@@ -101,9 +101,12 @@ class OpenAIProposer:
     # -- public -----------------------------------------------------------------------------------------------------
 
     def propose(self, request: ProposalRequest) -> Reply:
-        messages = [{"role": m.role, "content": m.content} for m in request.messages]
-        if self.accepts_images and request.images and messages and messages[-1]["role"] == "user":
-            messages[-1] = {"role": "user", "content": with_images(messages[-1]["content"], request.images)}
+        def messages() -> list[dict]:  # built per attempt: a server that refuses images gets the words only
+            sent = [{"role": m.role, "content": m.content} for m in request.messages]
+            if self.accepts_images and request.images and sent and sent[-1]["role"] == "user":
+                sent[-1] = {"role": "user", "content": with_images(sent[-1]["content"], request.images)}
+            return sent
+
         self._check_budget(request.messages)
 
         def params() -> dict:
@@ -118,7 +121,7 @@ class OpenAIProposer:
                 chosen[self.max_tokens_parameter] = self.max_tokens
             return chosen
 
-        completion = self._exchange(lambda: self._chat(messages, params()), params, self.url,
+        completion = self._exchange(lambda: self._chat(messages(), params()), params, self.url,
                                     self.max_retries + 1, random.Random(request.seed))
         return self._reply(completion)
 
@@ -207,6 +210,10 @@ class OpenAIProposer:
             return False
         named = (exc.param or "").lower()
         text = f"{named} {server_message(exc).lower()}"
+        if self.accepts_images and any(word in text for word in ("image", "vision", "multimodal")):
+            self.accepts_images = False
+            self._say("the server rejected the image part: sending the words only for the rest of the run")
+            return True
         if "max_tokens" in sent and "max_completion_tokens" in text:
             self.max_tokens_parameter = "max_completion_tokens"
             self._say("the server wants max_completion_tokens instead of max_tokens: switched for the rest of the run")
