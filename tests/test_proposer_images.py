@@ -81,3 +81,14 @@ def test_a_run_sends_the_latest_candidates_curves_and_records_that_it_did(tmp_pa
     recorded = archive.requests(index=runaway.index + 1)[0].request
     assert recorded["images"][0]["bytes"] == len(png)
     assert f"candidate {runaway.index}" in recorded["images"][0]["caption"]
+
+
+def test_curve_images_need_a_proposer_that_can_send_them(tmp_path):
+    from click.testing import CliRunner
+
+    from llm2.cli import main
+
+    result = CliRunner().invoke(main, ["discover", "--send-curve-images", "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert "--send-curve-images needs --proposer openai" in result.output
+    assert not (tmp_path / "run").exists()
