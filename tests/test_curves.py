@@ -58,3 +58,13 @@ def test_the_report_draws_the_curves_per_candidate(tmp_path):
     page = build_report(tmp_path / "run").read_text(encoding="utf-8")
     assert "Training curves of the best candidates" in page
     assert (tmp_path / "run" / "report" / "training_curves.png").stat().st_size > 1000
+
+
+def test_a_loss_that_turns_non_finite_is_told_when():
+    from llm2.tasks.preference.curves_text import describe_curves
+
+    text = describe_curves({"step": [0.0, 10.0, 20.0], "loss": [0.69, 0.4, float("nan")],
+                            "margin": [0.0, 0.3, 0.5], "chosen_logratio": [0.0, 2.0, 45.0],
+                            "rejected_logratio": [0.0, -1.0, -2.0]})
+    assert "became non-finite after step 10" in text
+    assert "passed +30 nats after step 20" in text and "a sign of divergence" in text

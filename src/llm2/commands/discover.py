@@ -20,8 +20,10 @@ MODEL_PROPOSERS = ("openai", "hf", "replay", "factory")
 def proposer_options(proposer: str, *, model: str | None, base_url: str | None, api_key_env: str | None,
                      replay: str | None, seed: int, max_cost: float | None, price_prompt: float | None,
                      price_completion: float | None, request_timeout: float | None, max_tokens: int | None,
-                     resuming: bool = False) -> dict:
+                     resuming: bool = False, images: bool = False) -> dict:
     """The proposer's options from the command line; on resume only those given (they replace the recorded ones)."""
+    if images and proposer != "openai":
+        raise click.UsageError("--send-curve-images needs --proposer openai (with a model that reads images)")
     if proposer not in MODEL_PROPOSERS:
         return {} if resuming else {"seed": seed}
     if proposer == "replay":
@@ -37,7 +39,7 @@ def proposer_options(proposer: str, *, model: str | None, base_url: str | None, 
                                "cost is counted, so the cap would cap nothing")
     options = {"model": model, "base_url": base_url, "api_key_env": api_key_env, "max_cost_usd": max_cost,
                "price_prompt_per_1k": price_prompt, "price_completion_per_1k": price_completion,
-               "request_timeout_s": request_timeout, "max_tokens": max_tokens}
+               "request_timeout_s": request_timeout, "max_tokens": max_tokens, "images": images or None}
     return {k: v for k, v in options.items() if v is not None}
 
 
@@ -104,12 +106,16 @@ def proposer_options(proposer: str, *, model: str | None, base_url: str | None, 
               "linear:A:B or cosine:A:B (from A at the first generation to B at the last), or islands:S0,S1,... "
               "(one of those per island); PROPOSER (a label such as openai:MODEL, or a name) limits it to that "
               "proposer. Recorded with each request [default: --temperature throughout].")
+@click.option("--send-curve-images", "send_curve_images", is_flag=True,
+              help="With --proposer openai and a model that reads images: send the plot of the latest candidate's "
+              "training curves (drawn by llm2 from the recorded numbers) with its feedback.")
 @allow_missing_option
 @world_secret_option
 def discover(task_spec, task_options, proposers, model, base_url, api_key_env, replay, generations, population,
              history, top_k, context_tokens, temperature, seed, seeds, run_dir, resume, prompt_dir, executor, workers, ray_address,
              timeout, request_timeout, max_tokens, max_cost, price_prompt, price_completion, keep_checkpoints,
-             rungs, islands, migrate_every, advice_every, map_elites, temperature_schedule, allow_missing) -> None:
+             rungs, islands, migrate_every, advice_every, map_elites, temperature_schedule, send_curve_images,
+             allow_missing) -> None:
     """Let a proposer invent algorithms for a task; with no options, a short offline run on the built-in task and
     its offline proposer."""
     from llm2.archive import ArchiveError
@@ -125,7 +131,7 @@ def discover(task_spec, task_options, proposers, model, base_url, api_key_env, r
         raise click.UsageError("a resumed run keeps its temperature schedule; drop --temperature-schedule")
     cli_proposer = dict(model=model, base_url=base_url, api_key_env=api_key_env, replay=replay, seed=seed,
                         max_cost=max_cost, price_prompt=price_prompt, price_completion=price_completion,
-                        request_timeout=request_timeout, max_tokens=max_tokens)
+                        request_timeout=request_timeout, max_tokens=max_tokens, images=send_curve_images)
     if resume:
         if run_dir is None:
             raise click.UsageError("--resume needs --run-dir DIR")

@@ -11,6 +11,7 @@ reply (usable or not) is left for the loop to append, so the same rule holds whe
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
@@ -33,9 +34,13 @@ class AskOutcome:
 
 def request_payload(proposer: Proposer, request: ProposalRequest) -> dict:
     """The request as the archive keeps it: enough to train a proposer on (prompt, better, worse) later."""
-    return {"messages": [{"role": m.role, "content": m.content} for m in request.messages],
-            "proposer": proposer.name, "model": str(getattr(proposer, "model", "") or ""),
-            "temperature": request.temperature, "seed": request.seed}
+    payload = {"messages": [{"role": m.role, "content": m.content} for m in request.messages],
+               "proposer": proposer.name, "model": str(getattr(proposer, "model", "") or ""),
+               "temperature": request.temperature, "seed": request.seed}
+    if request.images and getattr(proposer, "accepts_images", False):  # what was sent, not the pixels again
+        payload["images"] = [{"caption": i.caption, "bytes": len(i.png), "sha256": hashlib.sha256(i.png).hexdigest()}
+                             for i in request.images]
+    return payload
 
 
 def ask_for_candidate(proposer: Proposer, request: ProposalRequest, *, reask: Callable[[str], str],
@@ -62,6 +67,8 @@ def ask_for_candidate(proposer: Proposer, request: ProposalRequest, *, reask: Ca
             try:
                 reply = proposer.propose(current)
                 payload["proposer"] = proposer.name  # a bandit over proposers names the one it chose
+                if not getattr(proposer, "accepts_images", False):  # the server refused them: words only went
+                    payload.pop("images", None)
             except ProposerError as exc:
                 record(attempt, payload, None, str(exc))
                 raise

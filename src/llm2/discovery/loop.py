@@ -17,6 +17,7 @@ from llm2.archive.search_tables import record_curves
 from llm2.discovery import advice, behaviour, context, elites, feedback, islands, rungs
 from llm2.discovery.ask import AskOutcome, ask_for_candidate
 from llm2.discovery.config import DiscoveryConfig
+from llm2.discovery.curve_images import latest_curve_images
 from llm2.discovery.conversation import request_messages, scored_history, start_conversation, sync_messages
 from llm2.discovery.evaluations import CandidateOutcome, SeedFanout, record_outcome
 from llm2.discovery.progress import Progress
@@ -132,7 +133,8 @@ class Discovery:
             request = ProposalRequest(
                 messages=messages,
                 history=scored_history(self.archive) if history is None else history,
-                temperature=temperature, seed=self.config.seed * 1_000_003 + index)
+                temperature=temperature, seed=self.config.seed * 1_000_003 + index,
+                images=latest_curve_images(view, self.archive, self.proposer))
             try:
                 asked = ask_for_candidate(self.proposer, request, max_reasks=self.config.max_reasks, record=record,
                                           reask=lambda reason: self.book.render("reask", reason=reason),

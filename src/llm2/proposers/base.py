@@ -25,11 +25,21 @@ class ScoredCandidate:
 
 
 @dataclass(frozen=True)
+class Image:
+    """A picture that goes with the request's last user message (e.g. the plot of the latest candidate's training
+    curves), drawn by trusted code from archived numbers. Only proposers that accept images send it."""
+
+    png: bytes
+    caption: str  # what the picture shows, in a few words (for the record; never the picture itself)
+
+
+@dataclass(frozen=True)
 class ProposalRequest:
     messages: tuple[Message, ...]  # the conversation so far, ending with a user message
     history: tuple[ScoredCandidate, ...]  # baselines and every candidate evaluated so far
     temperature: float
     seed: int  # per-request seed (run seed + candidate index), for reproducibility
+    images: tuple[Image, ...] = ()  # for the last user message; a proposer without images sends the words only
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,8 @@ class Proposer(Protocol):
 
     - ``check() -> None``: verify, before a run spends anything, that it can answer at all (endpoint up, key
       accepted, model known); raises ProposerError with a one-line reason. See ``check_before_run``.
+    - ``accepts_images``: True when it sends ``request.images`` with the last user message (the loop draws them
+      only then); absent or False: it gets the words only.
     - ``on_event``: an attribute holding ``Callable[[str], None] | None``, called with a short line while it
       waits or adapts (a retry, a dropped parameter, a reply cut off).
     """

@@ -11,6 +11,7 @@ request whose estimated cost would pass the cap.
 
 from __future__ import annotations
 
+import base64
 import math
 import os
 import random
@@ -21,8 +22,8 @@ from typing import Any
 import httpx
 import openai
 
-from llm2.proposers.base import (BudgetExceeded, ContextTooLong, Message, ProposalRequest, ProposerError, Reply,
-                                 context_error)
+from llm2.proposers.base import (BudgetExceeded, ContextTooLong, Image, Message, ProposalRequest, ProposerError,
+                                 Reply, context_error)
 # retry_after_seconds is imported from here by tests
 from llm2.proposers.http_failures import (Failure, RequestFailed, judge, retry_after_seconds,  # noqa: F401
                                           server_message)
@@ -48,9 +49,10 @@ class OpenAIProposer:
                  price_completion_per_1k: float | None = None, max_cost_usd: float | None = None,
                  spent_usd: float = 0.0, max_tokens: int | None = None,
                  max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES, on_event: Callable[[str], None] | None = None,
-                 timeout_s: float | None = None):
+                 timeout_s: float | None = None, images: bool = False):
         """``timeout_s`` is the older name of ``request_timeout_s``; ``spent_usd`` is what earlier sessions of
-        the run already spent, so that a resumed run keeps to the same cap."""
+        the run already spent, so that a resumed run keeps to the same cap. ``images``: the model reads images, so
+        a request's pictures (``ProposalRequest.images``) go with its last user message as image parts."""
         if not model:
             raise ValueError("the openai proposer needs a model name (--model)")
         timeout = request_timeout_s if request_timeout_s is not None else timeout_s
@@ -78,6 +80,7 @@ class OpenAIProposer:
         # What it may spend: prices per 1,000 tokens, and the cap over the whole run (resumes included).
         self.price_prompt_per_1k, self.price_completion_per_1k = price_prompt_per_1k, price_completion_per_1k
         self.max_cost_usd = max_cost_usd
+        self.accepts_images = bool(images)
         # What the server accepts, learnt from its rejections and kept for the rest of the run.
         self.json_mode, self.send_temperature, self.send_seed = json_mode, True, True
         self.max_tokens_parameter = "max_tokens"
@@ -90,7 +93,12 @@ class OpenAIProposer:
     # -- public -----------------------------------------------------------------------------------------------------
 
     def propose(self, request: ProposalRequest) -> Reply:
-        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        def messages() -> list[dict]:  # built per attempt: a server that refuses images gets the words only
+            sent = [{"role": m.role, "content": m.content} for m in request.messages]
+            if self.accepts_images and request.images and sent and sent[-1]["role"] == "user":
+                sent[-1] = {"role": "user", "content": with_images(sent[-1]["content"], request.images)}
+            return sent
+
         self._check_budget(request.messages)
 
         def params() -> dict:
@@ -105,7 +113,7 @@ class OpenAIProposer:
                 chosen[self.max_tokens_parameter] = self.max_tokens
             return chosen
 
-        completion = self._exchange(lambda: self._chat(messages, params()), params, self.url,
+        completion = self._exchange(lambda: self._chat(messages(), params()), params, self.url,
                                     self.max_retries + 1, random.Random(request.seed))
         return self._reply(completion)
 
@@ -194,6 +202,10 @@ class OpenAIProposer:
             return False
         named = (exc.param or "").lower()
         text = f"{named} {server_message(exc).lower()}"
+        if self.accepts_images and any(word in text for word in ("image", "vision", "multimodal")):
+            self.accepts_images = False
+            self._say("the server rejected the image part: sending the words only for the rest of the run")
+            return True
         if "max_tokens" in sent and "max_completion_tokens" in text:
             self.max_tokens_parameter = "max_completion_tokens"
             self._say("the server wants max_completion_tokens instead of max_tokens: switched for the rest of the run")
@@ -306,6 +318,16 @@ class OpenAIProposer:
     def _say(self, line: str) -> None:
         if self.on_event is not None:
             self.on_event(line)
+
+
+def with_images(text: str, images: Sequence[Image]) -> list[dict]:
+    """A user message's content as parts: its words, then each picture as a PNG data URL (the OpenAI chat format,
+    which vLLM, Ollama, llama.cpp and ``transformers serve`` read too)."""
+    parts: list[dict] = [{"type": "text", "text": text}]
+    for image in images:
+        url = "data:image/png;base64," + base64.b64encode(image.png).decode("ascii")
+        parts.append({"type": "image_url", "image_url": {"url": url}})
+    return parts
 
 
 def _reported_context(item: object) -> int | None:

@@ -11,7 +11,8 @@ from llm2.archive import Archive, CandidateRecord
 from llm2.archive.elites import elites
 from llm2.archive.ranking import baseline, ranked
 from llm2.files import write_text
-from llm2.task_api.optional import optional
+from llm2.task_api.optional import OptionalParts, optional
+from llm2.report.clusters import run_clusters
 from llm2.report.curves import training_curves_figure
 from llm2.report.failures import failure_stats
 from llm2.report.figures import Figure, FigureContext, MissingFigure
@@ -66,13 +67,16 @@ def build_report(run_dir: str | os.PathLike, top: int = TOP_FIGURES, figure_time
         task_figures = [*([drawn] if drawn else []), *task_figures]
     task_figures = [*selfdev_figures(run_dir, candidates, reference, card.reference_baseline, card.fitness_name,
                                      out), *task_figures]  # [] unless the run is a self-develop run
+    radius = optional(task, "cluster_radius") if task is not None else OptionalParts.cluster_radius
+    clusters = run_clusters(run_dir, candidates, radius)
     page = render_page(PageContent(run=run, run_dir=str(run_dir), card=card,
                                    setting_text=task.setting_text(settings) if task else "", candidates=candidates,
                                    events=events, curve=curve, task_figures=task_figures, failures=stats,
                                    failures_figure=failures, generated_at=time.time(),
                                    proposers_section=shares_html(
                                        proposer_shares(candidates, reference.fitness if reference else None,
-                                                       requests), card.reference_baseline, card.fitness_name)))
+                                                       requests), card.reference_baseline, card.fitness_name),
+                                   clusters=clusters))
     index = out / "index.html"
     write_text(index, page)  # atomically: a reader never sees half a page
     return index

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 from llm2.archive import CandidateRecord, RunEvent, RunInfo
 from llm2.archive.ranking import SCORED, ranked
 from llm2.numbers import decimal_text, fitness_header, spread_text
+from llm2.report.clusters import Clusters, clusters_html
 from llm2.report.failures import FailureStats
 from llm2.report.figures import Figure, MissingFigure
 from llm2.task_api.card import TaskCard
@@ -56,6 +57,7 @@ class PageContent:
     failures_figure: Figure | None
     generated_at: float
     proposers_section: str = ""  # each proposer's share and what it earned (report/proposer_shares.py)
+    clusters: Clusters | None = None  # behavioural near-duplicates (None: the run has no fingerprints to read)
 
 
 def esc(value: Any) -> str:
@@ -290,4 +292,6 @@ def render_page(content: PageContent) -> str:
         proposers_section=content.proposers_section or "<p>No proposal yet.</p>",
         task_links=task_links, task_sections=task_figure_sections,
         failures_section=failures_section(content.failures, content.failures_figure),
+        clusters_section=clusters_html(content.clusters, esc, number) if content.clusters else
+        "<p class=\"note\">No behavioural fingerprints in this run.</p>",
     )

@@ -27,6 +27,8 @@ class OptionalParts:
     fingerprint: Callable[..., Sequence[float]] | None = None
     fingerprint_tolerance: float = 1e-4  # two fingerprints this close in every entry are the same behaviour
     fingerprint_note: str = "it behaves the same on the task's probe"  # why, for the proposer
+    # the report's clusters of near-duplicates: fingerprints within this Euclidean distance of a cluster's best
+    cluster_radius: float = 0.1
     # curves_text(curves) -> str: a candidate's training curves in a few words for its feedback; None: not shown
     curves_text: Callable[[dict[str, list[float]]], str] | None = None
     # warm_up(settings, data): before any candidate runs, import what training imports lazily; None: the sandbox

@@ -14,6 +14,7 @@ from llm2.tasks.defaults import TaskBase
 from llm2.tasks.preference.catalog import OBJECTIVES
 from llm2.tasks.preference.contract import PREFERENCE_CONTRACT
 from llm2.tasks.preference.fingerprint import NOTE as FINGERPRINT_NOTE
+from llm2.tasks.preference.fingerprint import CLUSTER_RADIUS
 from llm2.tasks.preference.fingerprint import TOLERANCE as FINGERPRINT_TOLERANCE
 from llm2.tasks.preference.fingerprint import loss_fingerprint
 
@@ -36,6 +37,7 @@ class PreferenceTask(TaskBase):
     # compares fingerprints within the tolerance and tells the proposer the note
     fingerprint_tolerance = FINGERPRINT_TOLERANCE
     fingerprint_note = FINGERPRINT_NOTE
+    cluster_radius = CLUSTER_RADIUS
 
     def fingerprint(self, fn: Callable[..., Any], data: Any, settings: Any) -> list[float]:
         return loss_fingerprint(fn, settings.beta)

@@ -21,6 +21,9 @@ GRID = 8  # log-ratios per side: GRID² pairs
 MARGIN_SPAN = 2.0  # the probe's largest |x| = β·|ρ|
 REFERENCE_LOGP = -30.0  # summed log-probs of a short completion, as in the contract checks
 TOLERANCE = 1e-4  # largest difference per entry of two unit-norm fingerprints that still counts as the same
+# the report's clusters: unit-norm gradients within 0.1 have a cosine above 0.995 (dpo with labels smoothed by 2 %
+# lies 0.014 from dpo, hinge 0.32)
+CLUSTER_RADIUS = 0.1
 NOTE = ("its gradient on a fixed probe batch equals that candidate's up to a positive factor, which the Adam "
         "optimiser cannot tell apart, so it would train identically")
 
