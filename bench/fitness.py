@@ -4,14 +4,15 @@ losses as the held-out frontier verdict does.
 
     python bench/fitness.py [--losses dpo,hinge,...] [--seeds 0,1] [--beta 0.05] [--world-seed 0]
                             [--label-noise 0.2] [--verdicts bench-results/catalog_frontier/heldout.json]
-                            [--out bench-results/fitness]
+                            [--frontier-budgets 0.5,...] [--results FITNESS_JSON] [--out bench-results/fitness]
 
 Training and scoring run in this process (trusted catalog code, as the task's tests do). judge and frontier-gap
 score the same trained weights (the gap only reads dpo's frontier at the weights' KL); judge-peak trains one run
 three times as long and scores its checkpoints. dpo's frontier is traced first (or read from the cache) and its
 cost printed apart: it is paid once per setting. ``--verdicts`` (repeatable): an ``llm2 heldout`` JSON
 (bench/catalog_frontier.py writes one) or a plain {name: mean gap} file; each loss found there is paired with its
-held-out mean gap to dpo's frontier, and the Spearman rank correlation of each fitness with that gap is printed.
+held-out mean gap to dpo's frontier (``bench/heldout_frontier.py`` writes one), and each fitness's agreement with it
+is printed (``agree``). ``--results`` re-reads a fitness.json instead of measuring.
 Writes ``fitness.json`` to --out.
 """
 
@@ -28,7 +29,7 @@ from scipy.stats import spearmanr
 
 from llm2.task_api.base import EvalSetting
 from llm2.tasks.preference.catalog import OBJECTIVES
-from llm2.tasks.preference_synthetic.config import PreferenceSettings
+from llm2.tasks.preference_synthetic.config import PreferenceSettings, TrainConfig
 from llm2.tasks.preference_synthetic.task import PreferenceSyntheticTask
 
 FITNESSES = ("judge", "frontier-gap", "judge-peak")
@@ -85,18 +86,23 @@ def held_out_gaps(paths: list[Path]) -> dict[str, float]:
     return gaps
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--losses", default=LOSSES)
-    parser.add_argument("--seeds", default="0,1")
-    parser.add_argument("--beta", type=float, default=0.05)
-    parser.add_argument("--world-seed", type=int, default=0)
-    parser.add_argument("--label-noise", type=float, default=0.2)
-    parser.add_argument("--no-variants", action="store_true")
-    parser.add_argument("--verdicts", type=Path, action="append", default=[])
-    parser.add_argument("--out", type=Path, default=Path("bench-results/fitness"))
-    args = parser.parse_args()
-    task = PreferenceSyntheticTask()
+def agree(results: dict, gaps: dict, shared: list[str], key: str) -> dict:
+    """How well one fitness agrees with the held-out frontier verdict: the Spearman rank correlation of the fitness
+    with the held-out mean gap, and on how many losses the fitness puts the loss on the same side of dpo (its
+    fitness minus dpo's) as the held-out verdict puts it of dpo's frontier (the mean gap's sign)."""
+    test = spearmanr([results[n][key] for n in shared], [gaps[n] for n in shared])
+    same = ([(results[n][key] - results["dpo"][key] > 0) == (gaps[n] > 0) for n in shared]
+            if "dpo" in results else [])
+    return {"spearman": float(test.statistic), "p": float(test.pvalue), "same_side": sum(same),
+            "losses": len(same)}
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """Every loss's three fitnesses and their core-seconds, printed as they come."""
+    config = TrainConfig()
+    if args.frontier_budgets:
+        config = replace(config, frontier_budgets=tuple(float(b) for b in args.frontier_budgets.split(",")))
+    task = PreferenceSyntheticTask(train_config=config)
     settings = PreferenceSettings(beta=args.beta, world_seed=args.world_seed, label_noise=args.label_noise)
     seeds = [int(s) for s in args.seeds.split(",")]
     task.prepare(settings)
@@ -124,20 +130,39 @@ def main() -> None:
     per_eval = {f: statistics.fmean(r["seconds"][f] for r in results.values()) for f in FITNESSES}
     print("mean core-seconds per evaluation: " + ", ".join(f"{f} {s:.1f} ({s / per_eval['judge']:.2f}x judge)"
                                                             for f, s in per_eval.items()))
+    return {"setting": task.setting_text(settings), "seeds": seeds, "trace_core_seconds": trace_seconds,
+            "results": results, "per_eval_core_seconds": per_eval}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--losses", default=LOSSES)
+    parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--beta", type=float, default=0.05)
+    parser.add_argument("--world-seed", type=int, default=0)
+    parser.add_argument("--label-noise", type=float, default=0.2)
+    parser.add_argument("--no-variants", action="store_true")
+    parser.add_argument("--frontier-budgets", default="",
+                        help="dpo's frontier traced at these budgets (default: the task's), e.g. the tests' smaller")
+    parser.add_argument("--verdicts", type=Path, action="append", default=[])
+    parser.add_argument("--out", type=Path, default=Path("bench-results/fitness"))
+    parser.add_argument("--results", type=Path, help="a fitness.json written before: no measuring, only the "
+                                                      "agreement with --verdicts")
+    args = parser.parse_args()
+    payload = json.loads(args.results.read_text(encoding="utf-8")) if args.results else measure(args)
+    results = payload["results"]
     gaps = held_out_gaps(args.verdicts)
     shared = [name for name in results if name in gaps]
     agreement = {}
     if len(shared) >= 3:
         for fitness, key in (("judge", "judge"), ("frontier-gap", "gap"), ("judge-peak", "peak")):
-            rho = spearmanr([results[n][key] for n in shared], [gaps[n] for n in shared]).statistic
-            agreement[fitness] = rho
-        print(f"Spearman with the held-out frontier gap over {len(shared)} losses ({', '.join(shared)}): " +
-              ", ".join(f"{f} {rho:+.2f}" for f, rho in agreement.items()))
+            agreement[fitness] = agree(results, gaps, shared, key)
+        print(f"Agreement with the held-out frontier verdict over {len(shared)} losses ({', '.join(shared)}): " +
+              "; ".join(f"{f}: Spearman {a['spearman']:+.2f} (p {a['p']:.2g}), the same side of dpo as the held-out "
+                        f"gap for {a['same_side']} of {a['losses']}" for f, a in agreement.items()))
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "fitness.json").write_text(json.dumps(
-        {"setting": task.setting_text(settings), "seeds": seeds, "trace_core_seconds": trace_seconds,
-         "results": results, "per_eval_core_seconds": per_eval, "held_out_gaps": gaps, "agreement": agreement},
-        indent=2), encoding="utf-8")
+    (args.out / "fitness.json").write_text(json.dumps({**payload, "held_out_gaps": gaps, "agreement": agreement},
+                                                      indent=2), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -152,6 +152,9 @@ def test_dpos_own_variants_are_never_better_than_dpo_on_the_gap(gap_task, dpo_ga
     # and close to dpo at the setting's own beta, which may itself sit a little below the frontier over beta
     assert abs(scored.fitness - reference.fitness) <= 0.015
     assert reference.fitness <= task.fitness_noise(reference.values)
+    if variant == "budget 1.4":  # why the judge cannot be the fitness that passes this: it calls dpo trained
+        # longer better than dpo, by far more than the frontier's noise (+0.061 at budget 1.25 on the world)
+        assert scored.values["judge"] - reference.values["judge"] > 5 * task.fitness_noise(scored.values)
 
 
 @pytest.mark.slow
