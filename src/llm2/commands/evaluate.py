@@ -11,8 +11,9 @@ from typing import Any
 
 import click
 
-from llm2.commands.common import (allow_missing_option, check_layers, check_output_file, hold_run_dir, load_task,
-                                  sweep_settings, task_option, task_settings_option, world_secret_option)
+from llm2.commands.common import (allow_missing_option, check_layers, check_output_file, evaluation_options,
+                                  hold_run_dir, load_task, sweep_settings, task_option, task_settings_option,
+                                  world_secret_option)
 from llm2.commands.exits import WorkFailed
 from llm2.commands.terminal import add_name_column, console, fitness_header, spread_text
 from llm2.discovery.evaluations import CandidateOutcome
@@ -113,12 +114,7 @@ def print_table(task, fitness_name: str, references: list[tuple[str, Any]], rows
               help="A Python file with one function in the task's contract (repeatable).")
 @click.option("--objective-file", "objective_files", multiple=True,
               help="A function in a file, FILE.py:NAME, e.g. from llm2 export (repeatable).")
-@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True,
-              help="Training seeds per objective and setting.")
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="Parallel workers [default: cores].")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
-              help="Seconds per evaluation.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the results as JSON.")
+@evaluation_options(3, "Training seeds per objective and setting.", "Also write the results as JSON.")
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Also store the points in this run's archive (for its report's figures).")
 @allow_missing_option

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 from llm2.archive import Archive
 from llm2.archive.records import CandidateRecord, metric_value
 from llm2.evaluation import EvalJob, EvalResult
 from llm2.execution.base import Executor
+from llm2.points import settings_key
 from llm2.stats import mean_std
 from llm2.task_api.base import EvalSetting
 
@@ -162,13 +163,29 @@ def _result_of(future: cf.Future) -> EvalResult:
 
 def evaluate_grid(executor: Executor, codes: list[tuple[int, str]], settings: list[EvalSetting],
                   seeds: list[int]) -> dict[tuple[int, int], CandidateOutcome]:
-    """Every code at every setting, all submitted at once so every worker stays busy; keyed by
-    (setting's position, code's key)."""
-    fanouts = [SeedFanout(executor, setting, seeds) for setting in settings]
-    for fanout in fanouts:
-        for key, code in codes:
-            fanout.submit(key, code)
+    """Every code at every setting over ``seeds``; keyed by (setting's position, code's key)."""
     outcomes: dict[tuple[int, int], CandidateOutcome] = {}
-    for position, fanout in enumerate(fanouts):
-        fanout.drain(lambda key, outcome, position=position: outcomes.__setitem__((position, key), outcome))
-    return outcomes
+    jobs = [(setting, seeds, code) for setting in settings for _, code in codes]
+    fan_out(executor, jobs, lambda n, outcome: outcomes.__setitem__(divmod(n, len(codes)), outcome))
+    return {(position, codes[k][0]): outcome for (position, k), outcome in outcomes.items()}
+
+
+def fan_out(executor: Executor, jobs: Sequence[tuple[EvalSetting, list[int], str]],
+            on_done: Callable[[int, CandidateOutcome], None],
+            on_setting_done: Callable[[int], None] | None = None) -> None:
+    """Evaluate each job (setting, seeds, code), all submitted at once so every worker stays busy: one SeedFanout per
+    distinct (setting, seeds). ``on_done(job's position, outcome)`` as each is drained, setting by setting;
+    ``on_setting_done(settings done)`` after each setting. Nothing is recorded as a candidate: `heldout` and
+    `evaluate` record points, the discovery's driver records candidates (driver.py)."""
+    fanouts: dict[tuple, tuple[SeedFanout, list[int]]] = {}
+    for position, (setting, seeds, code) in enumerate(jobs):
+        group = (settings_key(setting.label(), ()), tuple(seeds))
+        if group not in fanouts:
+            fanouts[group] = (SeedFanout(executor, setting, list(seeds)), [])
+        fanout, members = fanouts[group]
+        fanout.submit(len(members), code)
+        members.append(position)
+    for done, (fanout, members) in enumerate(fanouts.values(), start=1):
+        fanout.drain(lambda k, outcome, members=members: on_done(members[k], outcome))
+        if on_setting_done is not None:
+            on_setting_done(done)
