@@ -88,7 +88,8 @@ class SelfDevelopment:
         timing = {"sampling_seconds": round(sampled - started, 2),
                   "evaluation_seconds": round(time.perf_counter() - sampled, 2)}
         write_json(self.files.stats(k), {**stats.as_dict(), **timing})  # last: the iteration is done
-        self.archive.add_run_event(EVENT, {"step": "iteration", **stats.as_dict(), **timing})
+        # the statistics themselves live in stats.json alone; the event marks when the iteration ended
+        self.archive.add_run_event(EVENT, {"step": "iteration", "iteration": k, **timing})
         self.echo(describe(stats))
 
     def _factory(self, k: int):
