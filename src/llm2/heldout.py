@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from llm2 import progress
 from llm2.archive import Archive, CandidateRecord
-from llm2.discovery.evaluations import CandidateOutcome, fan_out
+from llm2.discovery.fanout import CandidateOutcome, fan_out
 from llm2.execution.base import Executor
 from llm2.frontier import FrontierVerdict, frontier_grid, frontier_verdicts, start_setting
 from llm2.points import FRONTIER_SUITE, HELDOUT_SUITE, PointIndex, point_value, settings_key

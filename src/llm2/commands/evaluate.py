@@ -16,7 +16,7 @@ from llm2.commands.common import (allow_missing_option, check_layers, check_outp
                                   world_secret_option)
 from llm2.commands.exits import WorkFailed
 from llm2.commands.terminal import add_name_column, console, fitness_header, spread_text
-from llm2.discovery.evaluations import CandidateOutcome
+from llm2.discovery.fanout import CandidateOutcome
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ def evaluate(task_spec, task_options, objectives, code_files, objective_files, s
     A setting given several times sweeps it: -o KEY=1 -o KEY=2 evaluates both.
     """
     from llm2.commands.progress_display import progress_on_stderr
-    from llm2.discovery.evaluations import evaluate_grid
+    from llm2.discovery.fanout import evaluate_grid
     from llm2.execution import make_executor
     from llm2.sandbox.preflight import SandboxUnavailable, preflight
     from llm2.task_api.base import EvalSetting

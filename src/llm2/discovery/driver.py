@@ -4,7 +4,7 @@ the run asks for them) → its outcome and curves recorded → the caller's feed
 `discover` (discovery/loop.py) and `self-develop` (selfdev/develop.py) both hand their proposals to it; they differ
 only in how proposals are written (a conversation, a factory model) and in what they tell or do once a result is in
 (the ``feedback`` and ``on_recorded`` hooks). `heldout` and `evaluate` fan out through the same SeedFanout
-(``evaluations.evaluate_grid``) but record nothing as a candidate.
+(``fanout.fan_out``) but record nothing as a candidate.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 from llm2.archive import Archive, CandidateRecord, normalized_code_hash
 from llm2.archive.search_tables import record_curves
 from llm2.discovery import rungs
-from llm2.discovery.evaluations import CandidateOutcome, FingerprintJudge, SeedFanout, record_outcome
+from llm2.discovery.fanout import CandidateOutcome, FingerprintJudge, SeedFanout, record_outcome
 from llm2.discovery.opening import add_missing_baselines, reference_probes
 from llm2.execution.base import Executor
 from llm2.task_api.base import EvalSetting, Task

@@ -18,7 +18,7 @@ from llm2.discovery.ask import AskOutcome, ask_for_candidate
 from llm2.discovery.config import DiscoveryConfig
 from llm2.discovery.conversation import request_messages, scored_history, start_conversation, sync_messages
 from llm2.discovery.driver import EvaluationDriver, add_proposal
-from llm2.discovery.evaluations import CandidateOutcome
+from llm2.discovery.fanout import CandidateOutcome
 from llm2.discovery.progress import Progress
 from llm2.discovery.prompts import PromptBook
 from llm2.execution.base import Executor
