@@ -233,7 +233,7 @@ def test_worker_environment_names_its_gpu_and_holds_no_key(monkeypatch, tmp_path
     """One worker per GPU sees only its own (CUDA_VISIBLE_DEVICES); a judge's key never reaches a worker."""
     from llm2.execution import gpu_environments
     from llm2.execution.handle import WorkerHandle
-    from llm2.execution.scoring import Scoring
+    from llm2.execution.scoring import ScoringSide
     from llm2.sandbox.worker import WorkerConfig
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
@@ -242,7 +242,7 @@ def test_worker_environment_names_its_gpu_and_holds_no_key(monkeypatch, tmp_path
     assert gpu_environments(2) == [{"CUDA_VISIBLE_DEVICES": "0"}, {"CUDA_VISIBLE_DEVICES": "1"}]
     monkeypatch.setenv("JUDGE_API_KEY", "judge-secret")
     spec = f"{Path(__file__).with_name('example_task.py')}:RobustRegression"
-    handle = WorkerHandle(WorkerConfig(spec), Scoring(load_task(spec)), parent_dir=str(tmp_path),
+    handle = WorkerHandle(WorkerConfig(spec), ScoringSide(load_task(spec)), parent_dir=str(tmp_path),
                           environment={"CUDA_VISIBLE_DEVICES": "1"})
     handle.start()
     try:

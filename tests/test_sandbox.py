@@ -20,7 +20,7 @@ from llm2.evaluation import EvalJob
 from llm2.trusted import evaluate_trusted
 from llm2.execution import make_executor
 from llm2.execution.handle import WorkerHandle
-from llm2.execution.scoring import Scoring
+from llm2.execution.scoring import ScoringSide
 from llm2.sandbox import channel
 from llm2.sandbox.limits import LAYERS, SIMULATE_ENV, SandboxLimits, kill_group
 from llm2.sandbox.preflight import SandboxUnavailable, preflight
@@ -175,7 +175,7 @@ def handle_for(task=TASK, **config) -> WorkerHandle:
     TASK.prepare(SETTING.task)
     config.setdefault("limits", SandboxLimits(timeout_s=60))
     config.setdefault("warm_settings", dataclasses.asdict(SETTING.task))  # ready (data loaded) once started
-    return WorkerHandle(WorkerConfig("preference-synthetic", **config), Scoring(task))
+    return WorkerHandle(WorkerConfig("preference-synthetic", **config), ScoringSide(task))
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from llm2 import progress
 from llm2.archive import Archive, CandidateRecord
-from llm2.discovery.evaluations import CandidateOutcome, SeedFanout
+from llm2.discovery.fanout import CandidateOutcome, fan_out
 from llm2.execution.base import Executor
 from llm2.frontier import FrontierVerdict, frontier_grid, frontier_verdicts, start_setting
 from llm2.points import FRONTIER_SUITE, HELDOUT_SUITE, PointIndex, point_value, settings_key
@@ -122,25 +122,17 @@ def _frontier_jobs(task: Task, trade_off: TradeOff, archive: Archive, reference:
 
 def _evaluate(archive: Archive, executor: Executor, jobs: list[_Job]) -> None:
     """Submit every job at once so all workers stay busy; record each point as it comes back."""
-    fanouts: dict[str, tuple[SeedFanout, list[_Job]]] = {}
-    for job in jobs:
-        key = settings_key(job.setting.label(), ())
-        if key not in fanouts:
-            fanouts[key] = (SeedFanout(executor, job.setting, [job.setting.seed]), [])
-        fanout, queued = fanouts[key]
-        fanout.submit(len(queued), job.contender.code)
-        queued.append(job)
+    def record(position: int, outcome: CandidateOutcome) -> None:
+        job = jobs[position]
+        archive.add_evaluation(candidate_name=job.contender.name, code_hash=job.contender.code_hash,
+                               suite=job.suite, setting=job.setting.label(), fitness=outcome.fitness,
+                               seconds=outcome.seconds, status=outcome.status, error=outcome.error,
+                               metrics=outcome.metrics, sandbox=outcome.sandbox)
+
+    settings = {settings_key(job.setting.label(), ()) for job in jobs}
     with progress.step(f"held-out points done (a setting at one seed, {len(jobs)} evaluations in all)",
-                       len(fanouts)) as advance:
-        for done, (fanout, queued) in enumerate(fanouts.values(), start=1):
-            def record(k: int, outcome: CandidateOutcome, queued: list[_Job] = queued) -> None:
-                job = queued[k]
-                archive.add_evaluation(candidate_name=job.contender.name, code_hash=job.contender.code_hash,
-                                       suite=job.suite, setting=job.setting.label(), fitness=outcome.fitness,
-                                       seconds=outcome.seconds, status=outcome.status, error=outcome.error,
-                                       metrics=outcome.metrics, sandbox=outcome.sandbox)
-            fanout.drain(record)
-            advance(done)
+                       len(settings)) as advance:
+        fan_out(executor, [(job.setting, [job.setting.seed], job.contender.code) for job in jobs], record, advance)
 
 
 def _describer(task: Task) -> Callable[[dict], str]:

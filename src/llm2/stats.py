@@ -1,4 +1,4 @@
-"""Statistics for comparing objectives: means, win rates, paired tests, and evidence whose unit is the setting.
+"""Statistics for comparing objectives: means, the sign-flip test, and evidence whose unit is the setting.
 
 Distributions and tests come from ``scipy.stats``. Written here is only what scipy has no function for: the
 hierarchical bootstrap (resample settings, then seeds within each setting) and the bookkeeping that turns per-seed
@@ -20,18 +20,6 @@ BOOTSTRAP_DRAWS = 4_000
 SIGNIFICANCE = 0.05
 
 
-@dataclass(frozen=True)
-class PairedTest:
-    """Paired comparison of a against b over the same settings (positive mean_diff: a scores higher)."""
-
-    mean_diff: float
-    ci_low: float  # t-interval for the mean difference; nan when n < 2
-    ci_high: float
-    p_value: float  # two-sided sign-flip permutation test
-    n: int
-    method: str
-
-
 def _as_array(values: Sequence[float], what: str = "values") -> np.ndarray:
     array = np.asarray(list(values), dtype=float)
     if array.ndim != 1 or array.size == 0:
@@ -44,34 +32,6 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     array = _as_array(values)
     std = float(array.std(ddof=1)) if array.size > 1 else 0.0
     return float(array.mean()), std
-
-
-def count_wins(a: Sequence[float], b: Sequence[float]) -> float:
-    """How many paired settings a beats b in; a tie counts as half a win."""
-    x, y = _as_array(a, "a"), _as_array(b, "b")
-    if x.shape != y.shape:
-        raise ValueError(f"paired scores need equal lengths, got {x.size} and {y.size}")
-    return float(np.sum(x > y) + 0.5 * np.sum(x == y))
-
-
-def win_rate_ci(wins: float, n: int, level: float = 0.95) -> tuple[float, float, float]:
-    """Win rate with its Wilson score interval: (rate, low, high). ``wins`` may be fractional (ties as halves),
-    which ``scipy.stats.binomtest`` does not take, so the interval's formula is written out around scipy's z."""
-    if n <= 0:
-        raise ValueError("a win rate needs at least one comparison")
-    if not 0 <= wins <= n:
-        raise ValueError(f"wins must lie in [0, n], got {wins} of {n}")
-    if not 0 < level < 1:
-        raise ValueError(f"level must lie in (0, 1), got {level}")
-    z = float(stats.norm.ppf(0.5 + level / 2))
-    rate = wins / n
-    denominator = 1 + z * z / n
-    centre = (rate + z * z / (2 * n)) / denominator
-    half_width = z * math.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n)) / denominator
-    # At 0 or n wins the bounds are exactly 0 or 1; rounding would leave them a hair off.
-    low = 0.0 if wins == 0 else max(0.0, centre - half_width)
-    high = 1.0 if wins == n else min(1.0, centre + half_width)
-    return rate, low, high
 
 
 def sign_flip_p_value(differences: Sequence[float], seed: int = 0,
@@ -88,23 +48,6 @@ def sign_flip_p_value(differences: Sequence[float], seed: int = 0,
     if exact:
         return float(result.pvalue), f"exact sign-flip permutation test ({2 ** d.size} sign patterns)"
     return float(result.pvalue), f"Monte Carlo sign-flip permutation test ({draws} draws, seed {seed})"
-
-
-def paired_test(a: Sequence[float], b: Sequence[float], level: float = 0.95, seed: int = 0) -> PairedTest:
-    """Compare paired per-setting scores a and b: mean of a - b, its Student t interval, and a sign-flip p-value."""
-    x, y = _as_array(a, "a"), _as_array(b, "b")
-    if x.shape != y.shape:
-        raise ValueError(f"paired scores need equal lengths, got {x.size} and {y.size}")
-    differences = x - y
-    n = differences.size
-    mean_diff, std = mean_std(differences)
-    if n >= 2:
-        half_width = float(stats.t.ppf(0.5 + level / 2, n - 1)) * std / math.sqrt(n)
-        ci_low, ci_high = mean_diff - half_width, mean_diff + half_width
-    else:
-        ci_low = ci_high = math.nan
-    p_value, method = sign_flip_p_value(differences, seed=seed)
-    return PairedTest(mean_diff, ci_low, ci_high, p_value, n, method + " and Student t interval")
 
 
 def smallest_sign_flip_p(settings: int) -> float:

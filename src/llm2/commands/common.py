@@ -34,6 +34,25 @@ def allow_missing_option(function: Callable) -> Callable:
              "By default a candidate is refused when any layer is missing.")(function)
 
 
+def evaluation_options(seeds_default: int, seeds_help: str, json_help: str) -> Callable:
+    """``--seeds``, ``--workers``, ``--timeout`` and ``--json``: how `evaluate` and `heldout` spend their evaluations
+    and where their results also go."""
+    options = (
+        click.option("--seeds", type=click.IntRange(min=1), default=seeds_default, show_default=True, help=seeds_help),
+        click.option("--workers", type=click.IntRange(min=1), default=None, help="Parallel workers [default: cores]."),
+        click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
+                     help="Seconds per evaluation."),
+        click.option("--json", "json_path", type=click.Path(dir_okay=False), help=json_help),
+    )
+
+    def apply(function: Callable) -> Callable:
+        for option in reversed(options):
+            function = option(function)
+        return function
+
+    return apply
+
+
 def world_secret_option(function: Callable) -> Callable:
     """``--world-secret FILE``: whose secret the synthetic worlds' hidden parts are drawn with (default: the one
     made at first use in the cache). Read, and its fingerprint published, before the command does anything."""

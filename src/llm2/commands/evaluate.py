@@ -11,11 +11,12 @@ from typing import Any
 
 import click
 
-from llm2.commands.common import (allow_missing_option, check_layers, check_output_file, hold_run_dir, load_task,
-                                  sweep_settings, task_option, task_settings_option, world_secret_option)
+from llm2.commands.common import (allow_missing_option, check_layers, check_output_file, evaluation_options,
+                                  hold_run_dir, load_task, sweep_settings, task_option, task_settings_option,
+                                  world_secret_option)
 from llm2.commands.exits import WorkFailed
 from llm2.commands.terminal import add_name_column, console, fitness_header, spread_text
-from llm2.discovery.evaluations import CandidateOutcome
+from llm2.discovery.fanout import CandidateOutcome
 
 
 @dataclass(frozen=True)
@@ -113,12 +114,7 @@ def print_table(task, fitness_name: str, references: list[tuple[str, Any]], rows
               help="A Python file with one function in the task's contract (repeatable).")
 @click.option("--objective-file", "objective_files", multiple=True,
               help="A function in a file, FILE.py:NAME, e.g. from llm2 export (repeatable).")
-@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True,
-              help="Training seeds per objective and setting.")
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="Parallel workers [default: cores].")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
-              help="Seconds per evaluation.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the results as JSON.")
+@evaluation_options(3, "Training seeds per objective and setting.", "Also write the results as JSON.")
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Also store the points in this run's archive (for its report's figures).")
 @allow_missing_option
@@ -130,7 +126,7 @@ def evaluate(task_spec, task_options, objectives, code_files, objective_files, s
     A setting given several times sweeps it: -o KEY=1 -o KEY=2 evaluates both.
     """
     from llm2.commands.progress_display import progress_on_stderr
-    from llm2.discovery.evaluations import evaluate_grid
+    from llm2.discovery.fanout import evaluate_grid
     from llm2.execution import make_executor
     from llm2.sandbox.preflight import SandboxUnavailable, preflight
     from llm2.task_api.base import EvalSetting

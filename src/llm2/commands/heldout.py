@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from llm2.commands.common import (allow_missing_option, check_layers, check_output_file, open_run_archive, run_task,
-                                  world_secret_option)
+from llm2.commands.common import (allow_missing_option, check_layers, check_output_file, evaluation_options,
+                                  open_run_archive, run_task, world_secret_option)
 from llm2.commands.exits import BadInput
 from llm2.commands.terminal import add_name_column, console
 
@@ -18,12 +18,7 @@ from llm2.commands.terminal import add_name_column, console
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--top", type=click.IntRange(min=1), default=3, show_default=True,
               help="How many of the best candidates to test.")
-@click.option("--seeds", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Training seeds per held-out setting.")
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="Parallel workers [default: cores].")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
-              help="Seconds per evaluation.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the verdicts as JSON.")
+@evaluation_options(2, "Training seeds per held-out setting.", "Also write the verdicts as JSON.")
 @allow_missing_option
 @world_secret_option
 def heldout(run_dir, top, seeds, workers, timeout, json_path, allow_missing) -> None:

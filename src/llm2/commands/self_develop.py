@@ -110,9 +110,7 @@ def self_develop(ctx, task_spec, task_options, factory, factory_options, iterati
     else:
         task = load_task(task_spec)
         settings = parse_settings(task, task_options)
-        plan = _plan(task, factory, factory_options, iterations, samples, temperature, chosen_top, rejected_bottom,
-                     rejected_pool, factory_objective, tuning, beta, epochs, learning_rate, sft_weight,
-                     max_new_tokens, control, seed)
+        plan = _plan(task, ctx.params)
         run_dir = run_dir or _default_run_dir()
         config = _config(task_spec, settings, plan, seeds, workers, timeout, allowed)
         if RunFiles(run_dir).plan.exists():
@@ -131,14 +129,16 @@ def _option_name(ctx, parameter: str) -> str:
     return max(option.opts, key=len).lstrip("-")
 
 
-def _plan(task, factory, factory_options, iterations, samples, temperature, chosen_top, rejected_bottom,
-          rejected_pool, objective, tuning, beta, epochs, learning_rate, sft_weight, max_new_tokens, control, seed):
+def _plan(task, options: dict):
+    """The run's plan from the command's options (``ctx.params``); a usage error names the option at fault."""
     from llm2.selfdev.default_factory import TinyFactoryConfig
     from llm2.selfdev.factory import DEFAULT
     from llm2.selfdev.plan import SelfDevPlan, TrainingRecipe, temperature_schedule
     from llm2.task_api.settings import SettingsError, single_options
     from llm2.task_api.settings import parse_settings as parse_dataclass
 
+    factory, factory_options, objective = options["factory"], options["factory_options"], options["factory_objective"]
+    iterations, temperature, beta = options["iterations"], options["temperature"], options["beta"]
     if factory != DEFAULT and Path(factory).exists():
         factory = str(Path(factory).resolve())  # a resumed run may start elsewhere
     if factory_options and factory != DEFAULT:
@@ -164,13 +164,14 @@ def _plan(task, factory, factory_options, iterations, samples, temperature, chos
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--temperature") from None
     try:
-        recipe = TrainingRecipe(tuning=tuning, objective=objective, beta=beta, epochs=epochs,
-                                learning_rate=learning_rate, sft_weight=sft_weight)
+        recipe = TrainingRecipe(objective=objective, beta=beta,
+                                **{k: options[k] for k in ("tuning", "epochs", "learning_rate", "sft_weight")})
         return SelfDevPlan(factory=factory, factory_config=dataclasses.asdict(factory_config) if factory == DEFAULT
-                           else {}, iterations=iterations, samples=samples, temperatures=temperatures,
-                           chosen_top=chosen_top, rejected_bottom=rejected_bottom, rejected_pool=rejected_pool,
-                           refine=not control, seed=seed, recipe=recipe,
-                           max_new_tokens=max_new_tokens or (256 if factory == DEFAULT else 1024))
+                           else {}, iterations=iterations, temperatures=temperatures, refine=not options["control"],
+                           recipe=recipe, max_new_tokens=options["max_new_tokens"] or (256 if factory == DEFAULT
+                                                                                       else 1024),
+                           **{k: options[k] for k in ("samples", "chosen_top", "rejected_bottom", "rejected_pool",
+                                                      "seed")})
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
 

@@ -11,15 +11,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from llm2.archive import Archive, CandidateRecord, normalized_code_hash
+from llm2.archive import Archive, CandidateRecord
 from llm2.archive.ranking import baseline
-from llm2.archive.search_tables import record_curves
 from llm2.discovery import advice, behaviour, context, elites, feedback, islands, rungs
 from llm2.discovery.ask import AskOutcome, ask_for_candidate
 from llm2.discovery.config import DiscoveryConfig
 from llm2.discovery.curve_images import latest_curve_images
 from llm2.discovery.conversation import request_messages, scored_history, start_conversation, sync_messages
-from llm2.discovery.evaluations import CandidateOutcome, SeedFanout, record_outcome
+from llm2.discovery.driver import EvaluationDriver, add_proposal
+from llm2.discovery.fanout import CandidateOutcome
 from llm2.discovery.progress import Progress
 from llm2.discovery.prompts import PromptBook
 from llm2.discovery.temperature import Temperatures
@@ -52,11 +52,10 @@ class Discovery:
         self.setting = EvalSetting(task.settings_from_dict(config.task_settings))
         self.texts = task.texts_for(self.setting.task)
         fingerprints = config.fingerprints and optional(task, "fingerprint") is not None
-        self.fanout = SeedFanout(executor, self.setting, config.training_seeds(),
-                                 on_fingerprint=self._on_fingerprint if fingerprints else None)
-        task_rungs = optional(task, "fidelity_rungs") if config.rungs else ()
-        self.rungs = rungs.ladder_of(task_rungs, config.seeds) if task_rungs else []
-        self.evaluator = rungs.Ladder(self.fanout, config.training_seeds(), self.rungs) if self.rungs else self.fanout
+        self.driver = EvaluationDriver(archive, task, executor, self.setting, config.training_seeds(),
+                                       use_rungs=config.rungs,
+                                       on_fingerprint=self._on_fingerprint if fingerprints else None,
+                                       feedback=self._feedback, on_recorded=self._recorded)
         if hasattr(proposer, "bind_evidence"):  # a bandit over several proposers learns from this run's results
             proposer.bind_evidence(lambda: (archive.candidates(), getattr(self._reference(), "fitness", None)))
         if hasattr(proposer, "on_event"):
@@ -71,7 +70,8 @@ class Discovery:
         message = None
         try:
             check_before_run(self.proposer)  # a wrong model or key fails here, before any evaluation
-            self._measure_baselines()
+            self.driver.measure_baselines(self.config.baselines)
+            sync_messages(self.archive, self.book)
             start_conversation(self.archive, system=self._system_prompt(), intro=self._intro())
             self._evaluate_pending()  # left by a run that was killed
             for generation in range(self._first_open_generation(), self.config.generations + 1):
@@ -80,18 +80,19 @@ class Discovery:
                 self._rewrite_advice(generation)
                 for _ in range(self.config.population - self._count(generation)):
                     self._propose(generation)
-                    self.evaluator.drain(self._finish, block=False)
-                self.evaluator.drain(self._finish)
+                    self.driver.drain(block=False)
+                self.driver.drain()
                 sync_messages(self.archive, self.book)
         except BudgetExceeded as exc:
             message = f"stopped: {exc}"
         except ProposerError as exc:
             message = f"stopped: the proposer failed: {exc}"
-        self.evaluator.drain(self._finish)
+        self.driver.drain()
         sync_messages(self.archive, self.book)
-        if self.rungs:
-            self.archive.add_run_event("rung_correlations", {"rungs": [r.text() for r in self.rungs], "correlations":
-                                       rungs.rung_correlations(self.archive.candidates(), len(self.rungs))})
+        if self.driver.rungs:
+            ladder = self.driver.rungs
+            self.archive.add_run_event("rung_correlations", {"rungs": [r.text() for r in ladder], "correlations":
+                                       rungs.rung_correlations(self.archive.candidates(), len(ladder))})
         self.progress.close()
         status = "stopped" if message else "finished"
         self.archive.set_run_status(status, time.time())
@@ -158,22 +159,13 @@ class Discovery:
                 **common)
         else:
             parsed = asked.parsed
-            original = self.archive.find_by_hash(normalized_code_hash(parsed.code))
-            record_ = self.archive.add_candidate(
-                thought=parsed.thought, name=parsed.name, code=parsed.code, **common,
-                status="duplicate" if original else "pending", duplicate_of=original.id if original else None)
-            if original is None:
-                self._submit(record_)
+            record_ = add_proposal(self.archive, thought=parsed.thought, name=parsed.name, code=parsed.code, **common)
+            if record_.status == "pending":
+                self.driver.submit(record_)
             else:
                 self._tell_duplicate(record_)
         if record_.status != "pending":
             self.progress.record(status=record_.status, name=record_.name, fitness=None, seconds=0.0, evals=0)
-
-    def _submit(self, candidate: CandidateRecord) -> None:
-        if self.rungs:  # baselines climb every rung: they are the yardstick of each
-            self.evaluator.submit(candidate.id, candidate.code, always_promote=candidate.generation == 0)
-        else:
-            self.evaluator.submit(candidate.id, candidate.code)
 
     def _request_messages(self, view) -> tuple[Message, ...]:
         budget = self._prompt_budget()
@@ -222,28 +214,26 @@ class Discovery:
     def _max_tokens(self) -> int | None:
         return getattr(self.proposer, "max_tokens", None)
 
-    def _finish(self, candidate_id: int, outcome: CandidateOutcome) -> None:
-        candidate = self.archive.candidate(candidate_id)
-        text = None
-        if candidate.generation > 0:
-            if outcome.stage == "rung":
-                text = feedback.feedback_rung(self.book, outcome.metrics["promotions"][-1],
-                                              self.task.metrics_text(outcome.metrics))
-            elif outcome.status == "ok":
-                text = self._feedback_ok(outcome)
-            else:
-                text = feedback.feedback_rejected(self.book, status=outcome.status, stage=outcome.stage,
-                                                  error=outcome.error)
-            text = feedback.with_curves(self.book, text, self._curves_text(outcome))
-        for seed, curves in zip(self.config.training_seeds(), outcome.curves):
-            if curves:
-                record_curves(self.archive, candidate_id, seed, curves)
-        status = record_outcome(self.archive, candidate, outcome, text)
+    def _feedback(self, candidate: CandidateRecord, outcome: CandidateOutcome) -> str | None:
+        """What the proposer is told of its candidate's result (nothing of a baseline's)."""
+        if candidate.generation == 0:
+            return None
+        if outcome.stage == "rung":
+            text = feedback.feedback_rung(self.book, outcome.metrics["promotions"][-1],
+                                          self.task.metrics_text(outcome.metrics))
+        elif outcome.status == "ok":
+            text = self._feedback_ok(outcome)
+        else:
+            text = feedback.feedback_rejected(self.book, status=outcome.status, stage=outcome.stage,
+                                              error=outcome.error)
+        return feedback.with_curves(self.book, text, self._curves_text(outcome))
+
+    def _recorded(self, candidate: CandidateRecord, outcome: CandidateOutcome, status: str) -> None:
         self.progress.record(status=status, name=candidate.name, fitness=outcome.fitness, seconds=outcome.seconds,
                              evals=len(self.config.training_seeds()), proposal=candidate.generation > 0)
         self._prune_checkpoints()
         for duplicate in self.archive.candidates(status="duplicate"):
-            if duplicate.duplicate_of == candidate_id and duplicate.feedback is None:
+            if duplicate.duplicate_of == candidate.id and duplicate.feedback is None:
                 self._tell_duplicate(duplicate)
 
     def _curves_text(self, outcome: CandidateOutcome) -> str:
@@ -300,16 +290,8 @@ class Discovery:
                                     best_name=best_name, best_fitness=best_fitness)
 
     # --- run set-up and resume -----------------------------------------------------------------------------
-    def _measure_baselines(self) -> None:
-        opening.add_missing_baselines(self.archive, self.task, self.config.baselines)
-        self._evaluate_pending(generation=0)
-        self.fanout.baseline_probe = opening.reference_probes(self.archive, self.task, self.config.training_seeds())
-
-    def _evaluate_pending(self, generation: int | None = None) -> None:
-        for candidate in self.archive.pending():
-            if generation is None or candidate.generation == generation:
-                self._submit(candidate)
-        self.evaluator.drain(self._finish)
+    def _evaluate_pending(self) -> None:
+        self.driver.evaluate_pending()
         sync_messages(self.archive, self.book)
 
     def _first_open_generation(self) -> int:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Callable
 
 from llm2.archive.records import CandidateRecord
-from llm2.discovery.evaluations import CandidateOutcome, SeedFanout
+from llm2.discovery.fanout import CandidateOutcome, SeedFanout
 
 ETA = 3  # promote the top third
 

@@ -2,7 +2,7 @@
 
 The handle enforces an outer deadline: a worker that dies or hangs is killed, its job reported as failed with the
 reason, and a fresh worker is started for the next job. Weights arrive as safetensors files the worker writes into
-the handle's own directory; the handle scores them with its ``Scoring`` (trusted, in this process) and deletes them.
+the handle's own directory; the handle scores them with its ``ScoringSide`` (trusted, in this process) and deletes them.
 A task whose output is a directory (``Runtime(output="directory")``) has it arrive there too, already checked by the
 worker: the scorer gets ``TrainOutput(weights={}, ..., output_dir=its path)``, and the directory is removed after
 scoring, or kept like a weights file (under the job's key, without the suffix) when the executor keeps weights.
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from llm2.curves import clean_curves
 from llm2.evaluation import EvalJob, EvalResult, job_to_dict
-from llm2.execution.scoring import Scoring
+from llm2.execution.scoring import ScoringSide
 from llm2.sandbox.environment import stripped_environment
 from llm2.sandbox.limits import SPAWN_STARTUP_S
 from llm2.sandbox.worker import WorkerConfig
@@ -54,7 +54,7 @@ def remove_path(path: Path) -> None:
 class WorkerHandle:
     """Starts, feeds and, when needed, replaces one worker process."""
 
-    def __init__(self, config: WorkerConfig, scoring: Scoring, parent_dir: str | None = None,
+    def __init__(self, config: WorkerConfig, scoring: ScoringSide, parent_dir: str | None = None,
                  environment: dict[str, str] | None = None, keep_dir: Path | None = None):
         self.config, self.scoring = config, scoring
         self.parent_dir = parent_dir  # where this handle's own directory goes (default: the system's temp dir)

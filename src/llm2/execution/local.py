@@ -12,7 +12,7 @@ from pathlib import Path
 from llm2.evaluation import EvalJob, EvalResult
 from llm2.execution.base import ExecutorBase
 from llm2.execution.handle import WorkerGone, WorkerHandle
-from llm2.execution.scoring import Scoring
+from llm2.execution.scoring import ScoringSide
 from llm2.sandbox.worker import WorkerConfig
 from llm2.task_api.base import Task
 
@@ -30,7 +30,7 @@ class LocalExecutor(ExecutorBase):
         self._queue: queue.Queue = queue.Queue()
         self._closed = False
         self._lock = threading.Lock()
-        scoring = Scoring(task)
+        scoring = ScoringSide(task)
         environments = environments or [{} for _ in range(max(1, workers))]
         self.handles = [WorkerHandle(config, scoring, parent_dir=self._root, environment=environment,
                                      keep_dir=keep_dir) for environment in environments]

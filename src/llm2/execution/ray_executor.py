@@ -37,7 +37,7 @@ def _import_ray():
 def evaluate_in_ray_worker(encoded_config: str, job: dict) -> dict:
     """The body of the Ray task (runs in a Ray worker process)."""
     from llm2.execution.handle import WorkerHandle
-    from llm2.execution.scoring import Scoring
+    from llm2.execution.scoring import ScoringSide
     from llm2.task_api.registry import load_task
 
     handle = _HANDLES.get(encoded_config)
@@ -46,7 +46,7 @@ def evaluate_in_ray_worker(encoded_config: str, job: dict) -> dict:
         # beneath the driver's directory when this node shares its file system (a local instance), else in /tmp;
         # the handle gives the worker a home of its own there (WorkerHandle.start), whatever config.home says
         shared = config.home if config.home and os.path.isdir(config.home) else None
-        handle = _HANDLES[encoded_config] = WorkerHandle(config, Scoring(load_task(config.task_spec)),
+        handle = _HANDLES[encoded_config] = WorkerHandle(config, ScoringSide(load_task(config.task_spec)),
                                                          parent_dir=shared)
     record = job_from_dict(job, handle.scoring.task)
     # Trusted here: build what this node's cache lacks, and publish what the worker needs to find it (the world

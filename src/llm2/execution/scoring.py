@@ -1,6 +1,6 @@
 """The trusted half of an evaluation: scoring what a candidate's process handed back.
 
-A ``Scoring`` lives in the process that drives the workers (the discovery process, or a Ray task's process),
+A ``ScoringSide`` lives in the process that drives the workers (the discovery process, or a Ray task's process),
 never in a worker or a candidate's process: it alone loads the task's scoring data. It judges the cascade's probe
 and scores the final weights; it never imports candidate code.
 """
@@ -15,7 +15,9 @@ from llm2.evaluation import EvalJob
 from llm2.task_api.base import Metrics, Task, TrainOutput
 
 
-class Scoring:
+class ScoringSide:
+    """The scoring side of every evaluation this process drives: one lock around the task's ``Scorer``s."""
+
     def __init__(self, task: Task):
         self.task = task
         self._lock = threading.Lock()  # the handles of a local executor score from several threads

@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from llm2.archive import Archive, CandidateRecord
 from llm2.archive.ranking import baseline
 from llm2.discovery.config import DiscoveryConfig
-from llm2.discovery.opening import add_missing_baselines, reference_probes
-from llm2.discovery.evaluations import CandidateOutcome, SeedFanout, record_outcome
+from llm2.discovery.driver import EvaluationDriver
 from llm2.selfdev.factory import DEFAULT, Factory, seed_checkpoint
 from llm2.numbers import decimal_text
 from llm2.files import partial_dir, read_json, read_jsonl, replace_dir, write_json, write_jsonl
@@ -54,12 +53,13 @@ class SelfDevelopment:
         self.plan, self.config, self.task, self.archive, self.files = plan, config, task, archive, files
         self.echo = echo
         self.settings = task.settings_from_dict(config.task_settings)
-        self.fanout = SeedFanout(executor, EvalSetting(self.settings), config.training_seeds())
+        # The discovery's driver, with nothing told back: the factory learns from its pairs, not from feedback.
+        self.driver = EvaluationDriver(archive, task, executor, EvalSetting(self.settings), config.training_seeds())
 
     def run(self) -> SelfDevSummary:
         self.archive.set_run_status("running")
-        self._measure_baselines()
-        self._evaluate_pending()  # what a killed session left pending
+        self.driver.measure_baselines(self.config.baselines)
+        self.driver.evaluate_pending()  # what a killed session left pending
         for k in range(self.plan.iterations + 1):
             source = self._factory(k)
             if not self.files.stats(k).is_file():
@@ -75,7 +75,7 @@ class SelfDevelopment:
         sample_iteration(self.archive, factory, prompt, self.plan, k, self._submit)
         factory.release()
         sampled = time.perf_counter()
-        self._evaluate_pending()
+        self.driver.evaluate_pending()
         outcomes = iteration_outcomes(self.archive, generation_of(k))
         pairs = build_pairs(outcomes, self.plan.chosen_top, self.plan.rejected_bottom, self.plan.rejected_pool,
                             self.plan.recipe.max_pairs)
@@ -88,7 +88,8 @@ class SelfDevelopment:
         timing = {"sampling_seconds": round(sampled - started, 2),
                   "evaluation_seconds": round(time.perf_counter() - sampled, 2)}
         write_json(self.files.stats(k), {**stats.as_dict(), **timing})  # last: the iteration is done
-        self.archive.add_run_event(EVENT, {"step": "iteration", **stats.as_dict(), **timing})
+        # the statistics themselves live in stats.json alone; the event marks when the iteration ended
+        self.archive.add_run_event(EVENT, {"step": "iteration", "iteration": k, **timing})
         self.echo(describe(stats))
 
     def _factory(self, k: int):
@@ -159,26 +160,10 @@ class SelfDevelopment:
         write_json(self.files.prompt, prompt.as_dict())
         return prompt
 
-    # --- evaluation ----------------------------------------------------------------------------------------------
-    def _measure_baselines(self) -> None:
-        add_missing_baselines(self.archive, self.task, self.config.baselines)
-        self._evaluate_pending(generation=0)
-        self.fanout.baseline_probe = reference_probes(self.archive, self.task, self.config.training_seeds())
-
     def _submit(self, candidate: CandidateRecord) -> None:
         """Evaluation starts as soon as a sample is recorded, while the factory writes the rest."""
-        if candidate.status == "pending" and candidate.id not in self.fanout:
-            self.fanout.submit(candidate.id, candidate.code)
-        self.fanout.drain(self._finish, block=False)
-
-    def _evaluate_pending(self, generation: int | None = None) -> None:
-        for candidate in self.archive.pending():
-            if generation is None or candidate.generation == generation:
-                self._submit(candidate)
-        self.fanout.drain(self._finish)
-
-    def _finish(self, candidate_id: int, outcome: CandidateOutcome) -> None:
-        record_outcome(self.archive, self.archive.candidate(candidate_id), outcome, None)
+        self.driver.submit(candidate)
+        self.driver.drain(block=False)
 
     # --- results -------------------------------------------------------------------------------------------------
     def _reference(self) -> CandidateRecord | None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from llm2.archive import Archive, CandidateRecord, normalized_code_hash
+from llm2.archive import Archive, CandidateRecord
+from llm2.discovery.driver import add_proposal
 from llm2.selfdev.factory import Factory, Sample
 from llm2.selfdev.plan import SelfDevPlan
 from llm2.selfdev.prompting import FactoryPrompt
@@ -82,7 +83,5 @@ def _add_candidate(archive: Archive, iteration: int, slot: int, temperature: flo
     if not read.code:
         return archive.add_candidate(thought=thought, name=f"unusable_i{iteration}_{slot:03d}", code="",
                                      status="invalid", stage="reply", error=read.error, **common)
-    original = archive.find_by_hash(normalized_code_hash(read.code))
-    return archive.add_candidate(thought=thought, name=f"{read.name}_i{iteration}_{slot:03d}", code=read.code,
-                                 status="duplicate" if original else "pending",
-                                 duplicate_of=original.id if original else None, **common)
+    return add_proposal(archive, thought=thought, name=f"{read.name}_i{iteration}_{slot:03d}", code=read.code,
+                        **common)

@@ -52,12 +52,28 @@ def loss_curves(task: Any, context: FigureContext) -> Figure:
                            note)
 
 
-def _plot_curves(curves: list[tuple[str, dict]], path, reference: str):
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _saved(plt, figure, grid_axes, legend_axis, path):
+    """Gridded, the legend on ``legend_axis``, written to ``path`` and closed; the path."""
+    for axis in grid_axes:
+        axis.grid(alpha=0.3)
+    legend_axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def _plot_curves(curves: list[tuple[str, dict]], path, reference: str):
+    plt = _pyplot()
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for name, value in curves:
         p = value["p"]
@@ -68,13 +84,7 @@ def _plot_curves(curves: list[tuple[str, dict]], path, reference: str):
         right.plot(p, [v if v > 0 else math.nan for v in slope], style, lw=width, label=name)
     left.set(xlabel="p (probability of the labelled class)", ylabel="f(p) − f(0.995)", title="loss")
     right.set(xlabel="p (probability of the labelled class)", ylabel="|df/dp|", yscale="log", title="slope")
-    for axis in (left, right):
-        axis.grid(alpha=0.3)
-    left.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return _saved(plt, figure, (left, right), left, path)
 
 
 def _number(value: Any) -> float:
@@ -107,11 +117,7 @@ def accuracy_against_noise(task: Any, context: FigureContext) -> Figure | Missin
 
 
 def _plot_noise(series: dict[str, dict[float, list[float]]], path, reference: str):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     figure, axis = plt.subplots(figsize=(6.5, 4.2))
     for name, points in sorted(series.items()):
         noise = sorted(points)
@@ -120,9 +126,4 @@ def _plot_noise(series: dict[str, dict[float, list[float]]], path, reference: st
         axis.errorbar(noise, means, yerr=errors, marker="o", capsize=3, lw=2.2 if name == reference else 1.4,
                       ls="--" if name == reference else "-", label=name)
     axis.set(xlabel="label noise", ylabel="test accuracy (clean labels)")
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return _saved(plt, figure, (axis,), axis, path)

@@ -1,0 +1,196 @@
+"""Evaluate code over several training seeds (and settings) on an executor and fold the seeds into one result.
+
+The fan-out every command shares: the discovery's driver (driver.py) evaluates candidates through SeedFanout;
+`heldout` and `evaluate` evaluate fixed code at many settings through fan_out. (One evaluation's job and result
+are `llm2.evaluation`'s EvalJob and EvalResult.)
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from llm2.archive import Archive
+from llm2.archive.records import CandidateRecord, metric_value
+from llm2.evaluation import EvalJob, EvalResult
+from llm2.execution.base import Executor
+from llm2.points import settings_key
+from llm2.stats import mean_std
+from llm2.task_api.base import EvalSetting
+
+
+@dataclass(frozen=True)
+class CandidateOutcome:
+    """A candidate's result over all its seeds: what the archive records for it."""
+
+    status: str
+    stage: str | None
+    error: str | None
+    fitness: float | None
+    fitness_std: float | None
+    metrics: dict = field(default_factory=dict)  # the task's numbers (mean over seeds; "<name>_std" the spread)
+    seconds: float = 0.0
+    sandbox: tuple[str, ...] = ()
+    curves: tuple[dict, ...] = ()  # the task's training curves per seed, in seed order (empty dicts where none)
+
+    def value(self, key: str) -> float | None:
+        return metric_value(self.metrics, key)
+
+
+def combine(results: list[EvalResult]) -> CandidateOutcome:
+    """All seeds must succeed; the first failure (in seed order) speaks for the candidate."""
+    seconds = sum(r.seconds for r in results)
+    sandbox = _common_layers(results)
+    probes = [r.probe_fitness for r in results]
+    failed = [r for r in results if r.status != "ok"]
+    curves = tuple(r.curves for r in results)
+    if failed:
+        first = failed[0]
+        return CandidateOutcome(first.status, first.stage, first.error, None, None,
+                                {"probe_fitness_per_seed": probes}, seconds, sandbox, curves)
+    fitness, fitness_std = mean_std([r.metrics.fitness for r in results])
+    metrics = {"fitness_per_seed": [r.metrics.fitness for r in results], "probe_fitness_per_seed": probes,
+               "seconds_per_eval": seconds / len(results)}
+    for key in results[0].metrics.values:
+        metrics[key], metrics[f"{key}_std"] = mean_std([r.metrics.values.get(key, float("nan")) for r in results])
+    return CandidateOutcome("ok", "done", None, fitness, fitness_std, metrics, seconds, sandbox, curves)
+
+
+def _common_layers(results: list[EvalResult]) -> tuple[str, ...]:
+    """The sandbox layers that took in every one of the candidate's processes."""
+    layer_sets = [set(r.sandbox) for r in results if r.sandbox]
+    if not layer_sets:
+        return ()
+    return tuple(sorted(set.intersection(*layer_sets)))
+
+
+# on_fingerprint(key, fingerprint) -> True to evaluate the candidate, False when the caller has settled it otherwise
+FingerprintJudge = Callable[[int, tuple], bool]
+
+
+class SeedFanout:
+    """Submits one job per (candidate, seed) and reports each candidate once all its seeds are back.
+
+    ``baseline_probe`` maps a seed to the reference baseline's probe fitness at that seed, once the run knows it,
+    so the cascade can judge a probe against what the reference had reached by the same point.
+
+    With ``on_fingerprint`` set, a candidate first gets one cheap fingerprint job (contract checks and the task's
+    fingerprint of its behaviour, in the confined child); its seeds are submitted only if ``on_fingerprint`` says
+    so. A candidate that fails that stage is reported as it failed, without training.
+    """
+
+    def __init__(self, executor: Executor, base: EvalSetting, seeds: list[int],
+                 baseline_probe: dict[int, float] | None = None, on_fingerprint: FingerprintJudge | None = None):
+        self._executor, self._base, self._seeds = executor, base, seeds
+        self.baseline_probe = dict(baseline_probe or {})
+        self.on_fingerprint = on_fingerprint
+        self._futures: dict[cf.Future, tuple[int, int | None]] = {}  # seed None: the fingerprint job
+        self._results: dict[int, dict[int, EvalResult]] = {}
+        self._codes: dict[int, str] = {}
+        self._plans: dict[int, tuple[float | None, list[int]]] = {}  # key -> (budget, seeds) of its evaluation
+
+    def submit(self, key: int, code: str, budget: float | None = None, seeds: list[int] | None = None,
+               fingerprint: bool = True) -> None:
+        """Evaluate ``code`` at ``budget`` (default: the base setting's) over ``seeds`` (default: all);
+        ``fingerprint=False`` skips the fingerprint stage (a candidate already fingerprinted)."""
+        self._results[key] = {}
+        self._plans[key] = (budget, list(seeds or self._seeds))
+        if self.on_fingerprint is not None and fingerprint:
+            self._codes[key] = code
+            job = EvalJob(code=code, setting=self._base.replace(seed=self._seeds[0]), key=f"{key}:fingerprint",
+                          fingerprint_only=True)
+            self._futures[self._executor.submit(job)] = (key, None)
+            return
+        self._submit_seeds(key, code)
+
+    def _submit_seeds(self, key: int, code: str) -> None:
+        budget, seeds = self._plans[key]
+        base = self._base if budget is None else self._base.replace(budget=budget)
+        for seed in seeds:
+            job = EvalJob(code=code, setting=base.replace(seed=seed), key=f"{key}:{seed}",
+                          # the reference's probe was measured at the full budget: no yardstick for a lower rung
+                          baseline_probe=self.baseline_probe.get(seed) if budget in (None, 1.0) else None)
+            self._futures[self._executor.submit(job)] = (key, seed)
+
+    def __contains__(self, key: int) -> bool:
+        """Submitted and not yet handed to ``on_done``."""
+        return key in self._results
+
+    def drain(self, on_done: Callable[[int, CandidateOutcome], None], block: bool = True) -> None:
+        """Collect results as they arrive; ``on_done`` is called once per finished candidate.
+
+        ``block=False`` takes only what is already done, so proposing the next candidate need not wait.
+        """
+        while self._futures:
+            done, _ = cf.wait(list(self._futures), timeout=None if block else 0, return_when=cf.FIRST_COMPLETED)
+            for future in done:
+                key, seed = self._futures.pop(future)
+                if seed is None:
+                    self._fingerprinted(key, _result_of(future), on_done)
+                    continue
+                self._results[key][seed] = _result_of(future)
+                seeds = self._plans[key][1]
+                if len(self._results[key]) == len(seeds):
+                    per_seed = self._results.pop(key)
+                    on_done(key, combine([per_seed[s] for s in seeds]))
+            if not block:
+                return
+
+    def _fingerprinted(self, key: int, result: EvalResult,
+                       on_done: Callable[[int, CandidateOutcome], None]) -> None:
+        code = self._codes.pop(key)
+        if result.status != "ok":  # broke the contract (or could not run): no training would change that
+            self._results.pop(key)
+            on_done(key, combine([result]))
+        elif self.on_fingerprint(key, result.fingerprint):
+            self._submit_seeds(key, code)
+        else:
+            self._results.pop(key)
+
+
+def record_outcome(archive: Archive, candidate: CandidateRecord, outcome: CandidateOutcome,
+                   feedback: str | None) -> str:
+    """Store a candidate's outcome (a generation-0 candidate that succeeded is a baseline); its status."""
+    status = "baseline" if candidate.generation == 0 and outcome.status == "ok" else outcome.status
+    archive.finish_candidate(candidate.id, status=status, stage=outcome.stage, error=outcome.error,
+                             fitness=outcome.fitness, fitness_std=outcome.fitness_std, metrics=outcome.metrics,
+                             seconds=outcome.seconds, feedback=feedback, sandbox=outcome.sandbox)
+    return status
+
+
+def _result_of(future: cf.Future) -> EvalResult:
+    try:
+        return future.result()
+    except Exception as exc:  # noqa: BLE001 - an executor fault is the candidate's failure, never the run's
+        return EvalResult("failed", "train", f"the evaluation could not run: {type(exc).__name__}: {exc}")
+
+
+def evaluate_grid(executor: Executor, codes: list[tuple[int, str]], settings: list[EvalSetting],
+                  seeds: list[int]) -> dict[tuple[int, int], CandidateOutcome]:
+    """Every code at every setting over ``seeds``; keyed by (setting's position, code's key)."""
+    outcomes: dict[tuple[int, int], CandidateOutcome] = {}
+    jobs = [(setting, seeds, code) for setting in settings for _, code in codes]
+    fan_out(executor, jobs, lambda n, outcome: outcomes.__setitem__(divmod(n, len(codes)), outcome))
+    return {(position, codes[k][0]): outcome for (position, k), outcome in outcomes.items()}
+
+
+def fan_out(executor: Executor, jobs: Sequence[tuple[EvalSetting, list[int], str]],
+            on_done: Callable[[int, CandidateOutcome], None],
+            on_setting_done: Callable[[int], None] | None = None) -> None:
+    """Evaluate each job (setting, seeds, code), all submitted at once so every worker stays busy: one SeedFanout per
+    distinct (setting, seeds). ``on_done(job's position, outcome)`` as each is drained, setting by setting;
+    ``on_setting_done(settings done)`` after each setting. Nothing is recorded as a candidate: `heldout` and
+    `evaluate` record points, the discovery's driver records candidates (driver.py)."""
+    fanouts: dict[tuple, tuple[SeedFanout, list[int]]] = {}
+    for position, (setting, seeds, code) in enumerate(jobs):
+        group = (settings_key(setting.label(), ()), tuple(seeds))
+        if group not in fanouts:
+            fanouts[group] = (SeedFanout(executor, setting, list(seeds)), [])
+        fanout, members = fanouts[group]
+        fanout.submit(len(members), code)
+        members.append(position)
+    for done, (fanout, members) in enumerate(fanouts.values(), start=1):
+        fanout.drain(lambda k, outcome, members=members: on_done(members[k], outcome))
+        if on_setting_done is not None:
+            on_setting_done(done)
