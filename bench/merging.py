@@ -158,7 +158,7 @@ def section_timing(repeats: int = 15) -> None:
 def section_search(candidates: int, worlds: list[int]) -> None:
     from llm2.trusted import evaluate_trusted
     from llm2.proposers.base import ProposalRequest, ScoredCandidate
-    from llm2.stats import count_wins, paired_test, win_rate_ci
+    from llm2.stats import evidence_phrase, settings_evidence
     from llm2.tasks.merging.baselines import BASELINES
     from llm2.tasks.merging.proposer import MergingOfflineProposer
     from llm2.tasks.merging_synthetic.skills import SKILL_NAMES
@@ -192,13 +192,10 @@ def section_search(candidates: int, worlds: list[int]) -> None:
         task.prepare(held)
         ours.append(_fitness(task, best.code, held))
         theirs.append(_fitness(task, BASELINES["task_arithmetic"].code, held))
-    wins = count_wins(ours, theirs)
-    rate, low, high = win_rate_ci(wins, len(ours))
-    test = paired_test(ours, theirs)
+    evidence = settings_evidence([[x] for x in ours], [[y] for y in theirs])  # the setting is the unit
     print(f"held-out transfer of {best.name} vs task_arithmetic on {len(ours)} settings with unseen experts "
           f"(every 3 of {', '.join(unseen)} in worlds {worlds}; default skills with fine-tuning seed 1):")
-    print(f"  win rate {rate:.2f} [{low:.2f}, {high:.2f}] (95 % Wilson), mean difference {test.mean_diff:+.4f} "
-          f"[{test.ci_low:+.4f}, {test.ci_high:+.4f}], p = {test.p_value:.3g} ({test.method})")
+    print(f"  wins {evidence.wins} of {evidence.settings} settings, {evidence_phrase(evidence, digits=4)}")
     print(f"  mean fitness: {best.name} {statistics.mean(ours):.4f}, task_arithmetic {statistics.mean(theirs):.4f}")
 
 
