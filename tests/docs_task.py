@@ -37,7 +37,8 @@ DRAWS = 40  # per row
 
 def _paths(settings: Settings):
     # another world secret, other centres: named by its fingerprint, which a worker knows without the secret
-    stem = f"docs-location-s{world_secret.published_fingerprint()}-{settings.data_seed}-{settings.tail:g}-{settings.batches}"
+    secret = world_secret.published_fingerprint()
+    stem = f"docs-location-s{secret}-{settings.data_seed}-{settings.tail:g}-{settings.batches}"
     return [cache.cache_dir() / f"{stem}-train.pt", cache.cache_dir() / f"{stem}-score.pt"]
 
 

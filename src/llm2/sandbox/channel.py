@@ -6,7 +6,7 @@ nothing: lengths are capped before anything is read, reads stop at a deadline, t
 
 Larger outputs stay on disk in the child's scratch directory and are read only once the child is dead: one
 safetensors file (``decode_file``, checked like a payload), or a whole directory (``take_directory``: moved out of
-the scratch first, then checked file by file: regular files of the task's names only, no links, a size limit, every
+the scratch first — copied, from the child's scratch tmpfs (``handoff.py``) —, then checked file by file: regular files of the task's names only, no links, a size limit, every
 safetensors header parsable; its tensors are the scorer's to check).
 """
 

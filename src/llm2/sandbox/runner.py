@@ -115,7 +115,10 @@ class SandboxRunner:
         os.chmod(scratch, 0o777)  # the child runs as an unprivileged user; the directory is its only workspace
         result_r, result_w = os.pipe()
         control_r, control_w = os.pipe()
-        worker_end, child_end = handoff.pair() if runtime.output != "pipe" else (None, None)
+        # a file or directory output is written to the scratch tmpfs, which the child hands over before any
+        # candidate code runs (scratch_bytes 0, for benchmarks: the scratch stays on disk, nothing to hand over)
+        read_from_scratch = runtime.output != "pipe" and limits.scratch_bytes
+        worker_end, child_end = handoff.pair() if read_from_scratch else (None, None)
         job = ChildJob(code, setting, options.cascade, scratch, limits, self.readable, options.allow_missing,
                        self.hidden, runtime.output, result_w, control_r, fingerprint_only,
                        child_end.fileno() if child_end is not None else -1)
