@@ -1,4 +1,4 @@
-# tries: writing a file in every place a process might write outside its scratch: /, /tmp, /dev/shm, /var/tmp, /run, /root, the venv, /usr/lib
+# tries: writing a file everywhere outside its scratch: /, /tmp, /dev/shm, /var/tmp, /run, /root, the venv
 # expect: invalid static 'open'|'os'|'sys'
 # runtime: invalid contract wrote nowhere outside the scratch
 import os

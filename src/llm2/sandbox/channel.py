@@ -4,10 +4,11 @@ A frame is ``!II`` (header length, payload length), the UTF-8 JSON header, then 
 nothing: lengths are capped before anything is read, reads stop at a deadline, the payload is parsed by safetensors
 (no pickle, no code) and every tensor is checked against the state dict the worker expects.
 
-Larger outputs stay on disk in the child's scratch directory and are read only once the child is dead: one
-safetensors file (``decode_file``, checked like a payload), or a whole directory (``take_directory``: moved out of
-the scratch first — copied, from the child's scratch tmpfs (``handoff.py``) —, then checked file by file: regular files of the task's names only, no links, a size limit, every
-safetensors header parsable; its tensors are the scorer's to check).
+Larger outputs stay in the child's scratch (its tmpfs, handed to the worker: ``handoff.py``) and are read only
+once the child is dead: one safetensors file (``decode_file``, checked like a payload), or a whole directory
+(``take_directory``: copied out of the tmpfs, or moved out of a scratch on disk, first, then checked file by file:
+regular files of the task's names only, no links, a size limit, every safetensors header parsable; its tensors are
+the scorer's to check).
 """
 
 from __future__ import annotations
@@ -192,7 +193,7 @@ MAX_DIRECTORY_FILES = 4096
 
 def take_directory(scratch: Path, name: object, destination: Path, limit: int, patterns: Sequence[str]) -> Path:
     """Move the directory a (dead) child named, ``scratch/name``, to ``destination`` (a new path the child never
-    could reach), make it the worker's own, and check it: only regular files, each with a single name (no symbolic
+    could reach; copied, from the child's tmpfs), make it the worker's own, and check it: only regular files, each with a single name (no symbolic
     or hard links, no subdirectories), named as ``patterns`` allow, ``limit`` bytes in all, every ``*.safetensors``
     file's header valid. Returns ``destination``; ChannelError names the first problem (nothing is left behind)."""
     if not isinstance(name, str) or not PLAIN_NAME.fullmatch(name):
