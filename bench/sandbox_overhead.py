@@ -11,7 +11,12 @@ from submission to the scored result:
   no_uid_drop    the same with the change to uid 65534 left out;
   no_new_layers  the same without the layers of issue 19 (the mount namespace with its tmpfs scratch, and the
                  seccomp allow-list): what they add per evaluation is warm_fork minus this;
-  fresh_python   a new ``python -c`` interpreter per candidate that imports torch, loads the task, evaluates.
+  fresh_python   a new ``python -c`` interpreter per candidate that imports torch, loads the task, evaluates;
+  file_output_tmpfs    the same task with its weights returned as a file (``Runtime(output="file")``, as large
+                 models do): written to the child's size-capped scratch tmpfs, handed to the worker and read
+                 through that descriptor once the child is dead (every layer);
+  file_output_on_disk  the same, the scratch a directory on disk bound into the child's root (no total-disk cap:
+                 how a file output was read before): the tmpfs and its hand-over cost the difference.
 The layers are left out as tests do it (LLM2_SANDBOX_SIMULATE_MISSING plus the explicit opt-out), in the worker's
 environment only. The rounds are interleaved, so drifting load on a shared machine hits every way alike.
 
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -57,6 +63,16 @@ task = load_task("preference-synthetic")
 print(evaluate_trusted(task, OBJECTIVES["dpo"].code, EvalSetting(task.default_settings(), 0, {budget})).fitness)
 """
 
+FILE_TASK = """
+import dataclasses
+from llm2.tasks.preference_synthetic.task import PreferenceSyntheticTask
+
+class FileOutputPreference(PreferenceSyntheticTask):
+    def runtime(self, settings):
+        return dataclasses.replace(super().runtime(settings), output="file")
+"""
+# name -> the scratch's size (0: on disk), for the file-output task
+FILE_WAYS = {"file_output_tmpfs": SandboxLimits().scratch_bytes, "file_output_on_disk": 0}
 # name -> the layers left out (simulated missing, and allowed to be)
 NEW_LAYERS = ("mount_namespace", "seccomp")
 SANDBOXED = {"warm_fork": (), "no_pid_ns": ("pid_namespace",), "no_uid_drop": ("unprivileged_user",),
@@ -66,13 +82,15 @@ CONFINE_VARIANTS = {"bare_fork": None, "all_layers": (), "no_new_layers": NEW_LA
                                                                                      "unprivileged_user")}
 
 
-def sandboxed_executor(task, settings, missing: tuple[str, ...]):
+def sandboxed_executor(task, settings, missing: tuple[str, ...], spec: str | None = None,
+                       limits: SandboxLimits | None = None):
     """A one-worker executor whose worker leaves ``missing`` out; started and warm when returned."""
     previous = os.environ.get(SIMULATE_ENV)
     os.environ[SIMULATE_ENV] = ",".join(missing)  # the worker copies this process's environment when it starts
     try:
-        executor = make_executor("local", task_spec=task.name, task=task, workers=1, timeout_s=300, cascade=False,
-                                 warm_settings=settings, allow_missing=frozenset(missing))
+        executor = make_executor("local", task_spec=spec or task.name, task=task, workers=1, timeout_s=300,
+                                 cascade=False, warm_settings=settings, allow_missing=frozenset(missing),
+                                 limits=limits)
         first = executor.submit(EvalJob(OBJECTIVES["dpo"].code, EvalSetting(settings, 0, 0.01))).result()
     finally:
         if previous is None:
@@ -146,6 +164,12 @@ def main() -> None:
         return float(out.stdout.split()[-1])
 
     executors = {name: sandboxed_executor(task, settings, missing) for name, missing in SANDBOXED.items()}
+    file_task = Path(tempfile.mkdtemp(prefix="llm2-bench-file-task-")) / "file_task.py"
+    file_task.write_text(FILE_TASK)
+    spec = f"{file_task}:FileOutputPreference"
+    executors.update({name: sandboxed_executor(load_task(spec), settings, (), spec,
+                                               SandboxLimits(timeout_s=300, scratch_bytes=size))
+                      for name, size in FILE_WAYS.items()})
     layers = {}
 
     def sandboxed(name: str):
@@ -158,7 +182,7 @@ def main() -> None:
         return run
 
     ways = {"in_process": lambda: evaluate_trusted(task, fn, setting).fitness,
-            **{name: sandboxed(name) for name in SANDBOXED}, "fresh_python": fresh}
+            **{name: sandboxed(name) for name in [*SANDBOXED, *FILE_WAYS]}, "fresh_python": fresh}
     rounds: dict[str, list[float]] = {name: [] for name in ways}
     values: dict[str, float] = {}
     try:
@@ -170,6 +194,7 @@ def main() -> None:
     finally:
         for executor in executors.values():
             executor.close()
+        shutil.rmtree(file_task.parent, ignore_errors=True)
     medians = {name: statistics.median(times) for name, times in rounds.items()}
 
     readable = read_roots(exclude=task.hidden_paths())
@@ -186,7 +211,7 @@ def main() -> None:
     print(f"cores={os.cpu_count()} load_1min_before={load_before:.2f} load_1min_after={os.getloadavg()[0]:.2f} "
           f"uid={os.getuid()} repeats={args.repeats} budget={args.budget} fitness={values['warm_fork']:.4f}")
     print(f"fitness_agree={len(set(values.values())) == 1} " + " ".join(f"{n}={v:.4f}" for n, v in values.items()))
-    for name in SANDBOXED:
+    for name in [*SANDBOXED, *FILE_WAYS]:
         print(f"{name} layers: {', '.join(layers.get(name, ()))}")
     for name, seconds in medians.items():
         print(f"{name}_s={seconds:.3f} (min {min(rounds[name]):.3f}, max {max(rounds[name]):.3f})")
@@ -197,6 +222,8 @@ def main() -> None:
     print(f"pid_namespace_cost_end_to_end_s={medians['warm_fork'] - medians['no_pid_ns']:.3f}")
     print(f"uid_drop_cost_end_to_end_s={medians['warm_fork'] - medians['no_uid_drop']:.3f}")
     print(f"new_layers_cost_end_to_end_s={medians['warm_fork'] - medians['no_new_layers']:.3f} (target < 0.1)")
+    print(f"file_output_tmpfs_cost_end_to_end_s={medians['file_output_tmpfs'] - medians['file_output_on_disk']:.3f}"
+          " (target < 0.1)")
     print(f"new_layers_cost_ms={(reaped['all_layers'] - reaped['no_new_layers']) * 1e3:.1f}")
     print(f"confine_all_layers_ms={(reaped['all_layers'] - reaped['bare_fork']) * 1e3:.1f}")
     print(f"pid_namespace_cost_ms={(reaped['all_layers'] - reaped['no_pid_ns']) * 1e3:.1f}")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from llm2.task_api import cache
+from llm2.task_api import cache, world_secret
 from llm2.task_api.base import (Baseline, CandidateError, Contract, EvalSetting, MetricColumn, Metrics, TaskTexts,
                              TensorSpec, TrainOutput)
 from llm2.tasks.defaults import TaskBase
@@ -36,15 +36,20 @@ DRAWS = 40  # per row
 
 
 def _paths(settings: Settings):
-    stem = f"docs-location-{settings.data_seed}-{settings.tail:g}-{settings.batches}"
+    # another world secret, other centres: named by its fingerprint, which a worker knows without the secret
+    secret = world_secret.published_fingerprint()
+    stem = f"docs-location-s{secret}-{settings.data_seed}-{settings.tail:g}-{settings.batches}"
     return [cache.cache_dir() / f"{stem}-train.pt", cache.cache_dir() / f"{stem}-score.pt"]
 
 
 def _build(settings: Settings) -> list:
-    generator = torch.Generator().manual_seed(settings.data_seed)
+    # the hidden centres and the noise (which would give them back from the samples) come from the data seed and
+    # the world secret, which only this trusted process reads: the public seed alone rebuilds neither
+    seed = world_secret.derive_seed("docs-location", "centres", settings.data_seed)
+    generator = torch.Generator().manual_seed(seed)
     centres = 10 * torch.randn(settings.batches, generator=generator)
     with torch.random.fork_rng(devices=[]):  # StudentT samples from the global generator: seed it, then restore
-        torch.manual_seed(settings.data_seed)
+        torch.manual_seed(seed)
         noise = torch.distributions.StudentT(settings.tail).sample((settings.batches, DRAWS))
     samples = centres[:, None] + noise
     return [{"samples": samples}, {"centres": centres}]
@@ -81,6 +86,7 @@ class Location(TaskBase):
                       MetricColumn("worst", "worst error", 3, better="lower"))
 
     def prepare(self, settings: Settings) -> None:
+        world_secret.fingerprint()  # publishes it, for the files' names
         cache.build_many_once(_paths(settings), lambda: _build(settings))
 
     def training_data(self, settings: Settings) -> torch.Tensor:

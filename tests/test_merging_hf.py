@@ -538,6 +538,41 @@ def test_sandbox_refuses_output_directories_with_anything_but_model_files(models
     assert leftovers == []
 
 
+FILL_OUTPUT = ("import os\nimport torch\nDONE = []\n"
+               "def merge(name, base, experts):\n"
+               "    if not DONE and os.path.isdir('merged'):\n"
+               "        DONE.append(name)\n"
+               "        for i in range(2000):\n"
+               "            try:\n"
+               "                open(f'merged/fill{i}.json', 'wb').write(bytes(256 << 10))\n"
+               "            except OSError as exc:\n"
+               "                raise RuntimeError(f'stopped after {i} files: {exc.strerror}') from None\n"
+               "    return base + 0.3 * sum(e - base for e in experts)\n")
+
+
+def test_a_merge_that_fills_its_output_directory_stops_at_the_cap(models, tmp_path):
+    """Issue 19's total-disk attack in the output directory of a task whose output is a directory: 2,000 files of
+    256 KiB, each under the file-size limit, are stopped by the scratch tmpfs (4 MiB here, plus the output's room),
+    where on disk they would all have been written."""
+    from llm2.evaluation import EvalJob
+    from llm2.execution import make_executor
+    from llm2.sandbox.limits import MIB, SandboxLimits, bytes_text
+    from llm2.sandbox.runner import runtime_limits
+
+    task = MergingHFTask()
+    root = models["root"]
+    settings = task.parse_settings({"base": str(root / "base"), "experts": str(root / "expert0"),
+                                    "eval": str(models["questions"]), "fitness": "loglik"})
+    task.prepare(settings)
+    limits = SandboxLimits(timeout_s=60, scratch_bytes=4 * MIB)
+    with make_executor("local", task_spec="merging-hf", task=task, workers=1, timeout_s=60, static_checks=False,
+                       warm_settings=settings, limits=limits) as executor:
+        result = executor.submit(EvalJob(FILL_OUTPUT, EvalSetting(settings))).result()
+    assert result.status == "failed" and "No space left on device" in result.error, result.error
+    room = runtime_limits(limits, task.runtime(settings)).scratch_bytes
+    assert f"holds at most {bytes_text(room)} in all" in result.error  # the cap stopped it, not another limit
+
+
 @pytest.mark.slow
 def test_discover_heldout_and_report_on_merging_hf(models, tmp_path):
     """A short offline discovery through the sandbox (four baselines, two generations of one), the held-out check on

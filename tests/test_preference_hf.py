@@ -96,6 +96,29 @@ def test_training_side_never_sees_the_held_out_pairs(task, tiny):
     assert as_pairs(load_scoring_file(other)) != as_pairs(scoring)
 
 
+def test_the_held_out_pairs_follow_the_world_secret_not_the_public_data_seed(task, tiny, tmp_path, monkeypatch):
+    """Issue 19: which pairs are held out mixes the world secret into the data seed. The same secret gives the same
+    split; the public seed alone (the draw a candidate could repeat) does not give it; another secret another."""
+    import random
+
+    from llm2.task_api import world_secret
+    from llm2.tasks.preference_hf.data import read_rows, split_rows
+
+    settings = task.parse_settings(options(tiny, train_size=40))
+    held = split_rows(settings)[1]
+    assert split_rows(settings)[1] == held
+    rows = read_rows(settings.dataset, settings.split)
+    order = list(range(len(rows)))
+    random.Random(settings.data_seed).shuffle(order)
+    assert [rows[i] for i in order[:settings.eval_size]] != held
+    other = tmp_path / "other-secret"
+    other.write_text("5e" * 32 + "\n")
+    other.chmod(0o600)
+    monkeypatch.setenv(world_secret.FINGERPRINT_ENV, os.environ.get(world_secret.FINGERPRINT_ENV, ""))
+    monkeypatch.setenv(world_secret.SECRET_ENV, str(other))
+    assert split_rows(settings)[1] != held
+
+
 def test_trl_training_with_the_baseline_raises_preference_accuracy(task, tiny):
     settings = task.parse_settings(options(tiny))
     task.prepare(settings)

@@ -147,3 +147,32 @@ def test_resuming_a_run_made_before_world_secrets_says_its_numbers_change(secret
     config, archive = reopen_for_resume(secrets_dir / "old", {})
     archive.close()
     assert config.world_secret is None and "made before world secrets" in capsys.readouterr().err
+
+
+def test_the_docs_task_and_the_outside_task_draw_their_hidden_data_from_the_secret():
+    """tests/docs_task.py's hidden centres and examples/robust-weights' true line and held-out data come from the
+    data seed and the secret: the same secret gives the same numbers, the public seed alone does not give them."""
+    import sys
+    from pathlib import Path
+
+    from sklearn.datasets import make_regression
+
+    root = Path(__file__).resolve().parent
+    sys.path[:0] = [str(root), str(root.parent / "examples" / "robust-weights")]
+    try:
+        import docs_task
+        from llm2_robust_weights import task as robust
+    finally:
+        del sys.path[:2]
+    location = docs_task.Settings()
+    centres = docs_task._build(location)[1]["centres"]
+    assert torch.equal(centres, docs_task._build(location)[1]["centres"])
+    public = 10 * torch.randn(location.batches, generator=torch.Generator().manual_seed(location.data_seed))
+    assert not torch.allclose(centres, public)
+    regression = robust.Settings()
+    coef = robust.build_data(regression)[1]["coef"]
+    assert torch.equal(coef, robust.build_data(regression)[1]["coef"])
+    _, _, public_coef = make_regression(n_samples=regression.samples + robust.TEST_SAMPLES,
+                                        n_features=robust.FEATURES, noise=1.0, bias=3.0, coef=True,
+                                        random_state=regression.data_seed)
+    assert not np.allclose(coef.numpy(), public_coef)

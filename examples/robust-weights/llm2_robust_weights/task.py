@@ -21,7 +21,7 @@ from sklearn.datasets import make_regression
 from sklearn.metrics import mean_squared_error
 
 from llm2 import progress
-from llm2.task_api import cache
+from llm2.task_api import cache, world_secret
 from llm2.task_api.base import (Baseline, CandidateError, Contract, EvalSetting, MetricColumn, Metrics, TaskTexts,
                              TensorSpec, TrainOutput)
 from llm2.tasks.defaults import TaskBase
@@ -47,17 +47,23 @@ class Settings:
 
 
 def _paths(settings: Settings):
-    stem = f"robust-weights-seed{settings.data_seed}-n{settings.samples}-out{settings.outliers:g}"
+    # named by the world secret's fingerprint (published by the trusted process that prepared them): another
+    # secret, another data set; a worker finds its file without ever reading the secret
+    stem = (f"robust-weights-s{world_secret.published_fingerprint()}-seed{settings.data_seed}-n{settings.samples}"
+            f"-out{settings.outliers:g}")
     return cache.cache_dir() / f"{stem}-train.pt", cache.cache_dir() / f"{stem}-score.pt"
 
 
 def build_data(settings: Settings) -> list[dict]:
-    """[training half, scoring half]: the scoring half (clean held-out data, the true line) never reaches a worker."""
+    """[training half, scoring half]: the scoring half (clean held-out data, the true line) never reaches a worker.
+    Drawn from the data seed and the world secret (trusted process only): a candidate that knows the seed cannot
+    draw the true line or the held-out data again, nor tell which training targets are outliers."""
     with progress.step(f"robust-weights: making data set {settings.data_seed}"):
+        data_seed = world_secret.derive_seed("robust-weights", "data", settings.data_seed) % 2**32  # sklearn's range
         x, y, coef = make_regression(n_samples=settings.samples + TEST_SAMPLES, n_features=FEATURES, noise=1.0,
-                                     bias=3.0, coef=True, random_state=settings.data_seed)
+                                     bias=3.0, coef=True, random_state=data_seed)
         x_train, y_train = x[:settings.samples], y[:settings.samples].copy()
-        rng = np.random.default_rng(settings.data_seed + 7919)
+        rng = np.random.default_rng(world_secret.derive_seed("robust-weights", "outliers", settings.data_seed))
         wild = rng.random(settings.samples) < settings.outliers
         y_train[wild] += rng.choice([-1.0, 1.0], wild.sum()) * rng.uniform(3, 10, wild.sum()) * y.std()
     return [{"x": torch.tensor(x_train), "y": torch.tensor(y_train)},
@@ -154,6 +160,7 @@ class RobustWeightsTask(TaskBase):
 
     # -- trusted main process --------------------------------------------------------------------------------------
     def prepare(self, settings: Settings) -> None:
+        world_secret.fingerprint()  # publishes it, for the files' names (and the workers this process starts)
         cache.build_many_once(list(_paths(settings)), lambda: build_data(settings))
 
     # -- training side ---------------------------------------------------------------------------------------------

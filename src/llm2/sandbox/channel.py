@@ -4,14 +4,16 @@ A frame is ``!II`` (header length, payload length), the UTF-8 JSON header, then 
 nothing: lengths are capped before anything is read, reads stop at a deadline, the payload is parsed by safetensors
 (no pickle, no code) and every tensor is checked against the state dict the worker expects.
 
-Larger outputs stay on disk in the child's scratch directory and are read only once the child is dead: one
-safetensors file (``decode_file``, checked like a payload), or a whole directory (``take_directory``: moved out of
-the scratch first, then checked file by file: regular files of the task's names only, no links, a size limit, every
-safetensors header parsable; its tensors are the scorer's to check).
+Larger outputs stay in the child's scratch (its tmpfs, handed to the worker: ``handoff.py``) and are read only
+once the child is dead: one safetensors file (``decode_file``, checked like a payload), or a whole directory
+(``take_directory``: copied out of the tmpfs, or moved out of a scratch on disk, first, then checked file by file:
+regular files of the task's names only, no links, a size limit, every safetensors header parsable; its tensors are
+the scorer's to check).
 """
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import json
 import math
@@ -191,7 +193,7 @@ MAX_DIRECTORY_FILES = 4096
 
 def take_directory(scratch: Path, name: object, destination: Path, limit: int, patterns: Sequence[str]) -> Path:
     """Move the directory a (dead) child named, ``scratch/name``, to ``destination`` (a new path the child never
-    could reach), make it the worker's own, and check it: only regular files, each with a single name (no symbolic
+    could reach; copied, from the child's tmpfs), make it the worker's own, and check it: only regular files, each with a single name (no symbolic
     or hard links, no subdirectories), named as ``patterns`` allow, ``limit`` bytes in all, every ``*.safetensors``
     file's header valid. Returns ``destination``; ChannelError names the first problem (nothing is left behind)."""
     if not isinstance(name, str) or not PLAIN_NAME.fullmatch(name):
@@ -204,7 +206,12 @@ def take_directory(scratch: Path, name: object, destination: Path, limit: int, p
         raise ChannelError(f"the child wrote no directory {name!r}") from None
     if not stat.S_ISDIR(mode):
         raise ChannelError(f"the child's output {name!r} is not a directory (a symbolic link, or a file)")
-    os.rename(source, destination)  # out of the scratch before anything in it is looked at
+    try:
+        os.rename(source, destination)  # out of the scratch before anything in it is looked at
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        _copy_out(source, destination, limit, patterns)  # from the child's scratch tmpfs: its processes are all gone
     try:
         _own(destination, 0o700)  # no other user, the candidate's included, can enter it from here on
         _check_directory(destination, limit, patterns)
@@ -212,6 +219,59 @@ def take_directory(scratch: Path, name: object, destination: Path, limit: int, p
         shutil.rmtree(destination, ignore_errors=True)
         raise
     return destination
+
+
+def _copy_out(source: Path, destination: Path, limit: int, patterns: Sequence[str]) -> None:
+    """Copy a directory from another file system (the child's scratch tmpfs) into a new ``destination`` of the
+    worker's own: regular files with a single name only (opened without following a link, checked through the
+    descriptor), ``limit`` bytes in all; anything else is refused before it is copied, and nothing is left."""
+    os.mkdir(destination, 0o700)
+    try:
+        total = 0
+        with os.scandir(source) as scan:
+            for count, entry in enumerate(scan, 1):
+                if count > MAX_DIRECTORY_FILES:
+                    raise ChannelError(f"the output directory holds more than {MAX_DIRECTORY_FILES} entries")
+                if not stat.S_ISREG(entry.stat(follow_symlinks=False).st_mode):
+                    raise ChannelError(f"the output directory holds {entry.name[:100]!r}, which is not a regular "
+                                       "file (symbolic links, subdirectories, pipes and devices are refused)")
+                if not PLAIN_NAME.fullmatch(entry.name) or not any(fnmatch.fnmatchcase(entry.name, p)
+                                                                   for p in patterns):
+                    raise ChannelError(f"the output directory holds {entry.name[:100]!r}; only files named "
+                                       f"{', '.join(patterns)} are accepted")
+                total += _copy_file(source / entry.name, destination / entry.name, limit - total)
+                if total > limit:
+                    raise ChannelError(f"the output directory holds more than {limit:,} bytes, the most this "
+                                       "task's output takes")
+    except BaseException:
+        shutil.rmtree(destination, ignore_errors=True)
+        raise
+
+
+def _copy_file(source: Path, target: Path, room: int) -> int:
+    shown = source.name[:100]
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError:
+        raise ChannelError(f"the output directory holds {shown!r}, which is not a regular file (symbolic links, "
+                           "subdirectories, pipes and devices are refused)") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ChannelError(f"the output directory holds {shown!r}, which is not a regular file (subdirectories, "
+                               "pipes and devices are refused)")
+        if info.st_nlink != 1:
+            raise ChannelError(f"the output directory's {shown!r} is a hard link ({info.st_nlink} names): only "
+                               "files of its own are accepted")
+        if info.st_size > room:
+            return info.st_size  # over the limit: the caller says so, nothing copied
+        with os.fdopen(fd, "rb", closefd=False) as reader, open(target, "xb") as writer:
+            copied = shutil.copyfileobj(reader, writer, 1 << 20) or writer.tell()
+        if copied != info.st_size:
+            raise ChannelError(f"the output directory's {shown!r} changed while it was copied")
+        return copied
+    finally:
+        os.close(fd)
 
 
 def _check_directory(directory: Path, limit: int, patterns: Sequence[str]) -> None:

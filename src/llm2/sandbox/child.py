@@ -48,6 +48,7 @@ class ChildJob:
     result_fd: int  # child -> worker
     control_fd: int  # worker -> child (probe verdicts)
     fingerprint_only: bool = False  # contract checks, then the task's fingerprint of the candidate; no training
+    handoff_fd: int = -1  # child -> worker: the scratch tmpfs, for an output read from it (``handoff.py``)
 
 
 def run_child(job: ChildJob, task: Task, data: Any) -> None:
@@ -55,7 +56,8 @@ def run_child(job: ChildJob, task: Task, data: Any) -> None:
     stage = "static"
     try:
         _isolate_descriptors(job)
-        defences = confine(job.scratch, job.limits, list(job.readable), job.allow_missing, job.hidden)
+        defences = confine(job.scratch, job.limits, list(job.readable), job.allow_missing, job.hidden,
+                           job.handoff_fd)
         sys.dont_write_bytecode = True
         channel.send(job.result_fd, {"kind": "stage", "stage": stage, "defences": defences.as_dict()})
         fn = load_function(job.code, task.contract)
@@ -119,7 +121,7 @@ def _isolate_descriptors(job: ChildJob) -> None:
         os.dup2(target, fd)
         os.close(target)
     os.close(null)
-    keep = {0, 1, 2, job.result_fd, job.control_fd}
+    keep = {0, 1, 2, job.result_fd, job.control_fd, job.handoff_fd}
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
         if fd not in keep:
@@ -203,7 +205,8 @@ def main() -> None:
     job = ChildJob(job_record.code, job_record.setting, bool(request["cascade"]), Path(request["scratch"]),
                    SandboxLimits.from_dict(request["limits"]), tuple(request["readable"]),
                    frozenset(request["allow_missing"]), tuple(request["hidden"]), request["output"],
-                   int(request["result_fd"]), int(request["control_fd"]), job_record.fingerprint_only)
+                   int(request["result_fd"]), int(request["control_fd"]), job_record.fingerprint_only,
+                   int(request.get("handoff_fd", -1)))
     run_child(job, task, data)
 
 

@@ -29,7 +29,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from llm2.sandbox import landlock, seccomp
+from llm2.sandbox import handoff, landlock, seccomp
 from llm2.sandbox.capabilities import become_unprivileged, clear_capabilities, drop_bounding_set
 from llm2.sandbox.environment import replace_environment
 from llm2.sandbox.filesystem import apply_landlock, names_a_process, resolved_hidden
@@ -57,14 +57,17 @@ def prepare_worker() -> None:
 
 
 def confine(scratch: Path, limits: SandboxLimits, readable: list[str],
-            allow_missing: frozenset[str] = frozenset(), hidden: Iterable[str] = ()) -> Defences:
+            allow_missing: frozenset[str] = frozenset(), hidden: Iterable[str] = (),
+            handoff_fd: int | None = None) -> Defences:
     """Apply every layer to the calling (freshly forked) process; irreversible. Returns what took.
 
     Raises SandboxUnavailable when a layer cannot be applied and is not in ``allow_missing``; the caller must then
     not run candidate code (report the message instead). With the PID namespace this returns in a new process
     (the namespace's PID 1) that inherits every descriptor; the caller's process stays behind as its relay and
     never returns from here. ``hidden``: paths beneath the read roots the candidate must not see (already carved
-    out of ``readable``), covered in its mount namespace as well.
+    out of ``readable``), covered in its mount namespace as well. ``handoff_fd``: the child's end of the socket
+    over which the scratch tmpfs goes to the worker (``handoff.py``), for a task whose output is read from it;
+    closed here either way, before any candidate code.
     """
     layers = LayerRecorder(layer_names(allow_missing), simulated_missing())
     scratch = Path(os.path.realpath(scratch))
@@ -87,7 +90,16 @@ def confine(scratch: Path, limits: SandboxLimits, readable: list[str],
         require_single_thread()
     # in the final process, so that its /proc shows its own PID namespace
     hidden = resolved_hidden(hidden)
-    layers.apply("mount_namespace", lambda: _mount_namespace(scratch, limits, readable, hidden, namespace_error))
+    mounted = layers.apply("mount_namespace",
+                           lambda: _mount_namespace(scratch, limits, readable, hidden, namespace_error))
+    if mounted and handoff_fd is not None and handoff_fd >= 0 and limits.scratch_bytes:
+        try:
+            handoff.send_scratch(handoff_fd, scratch)
+        except OSError as exc:
+            raise SandboxUnavailable("mount_namespace", f"the scratch could not be handed to the worker: "
+                                                        f"{reason_of(exc)}") from None
+    else:
+        handoff.close_unsent(handoff_fd)
     own_proc = os.path.realpath("/proc/self")  # resolved here, in the final process: its own entry, no other
     roots = [r for r in readable if not names_a_process(r)] + [own_proc]
     if len(roots) != len(readable) + 1:

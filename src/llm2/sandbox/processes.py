@@ -37,3 +37,31 @@ def _signal_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def wait_group_gone(group: int, timeout_s: float = 10.0) -> bool:
+    """Whether every process of the process group ``group`` has ended (zombies have) within ``timeout_s``. The
+    child's relay is reaped by then, but the process inside the PID namespace is not ours to reap: it dies of the
+    same SIGKILL, an instant later, and only then can nothing it wrote change any more."""
+    deadline = time.monotonic() + timeout_s
+    while _group_members(group):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def _group_members(group: int) -> list[int]:
+    """Live (not zombie) processes in ``group``, from /proc (a PID namespace's processes show there too)."""
+    members = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as file:
+                fields = file.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # ended while we looked
+        if int(fields[2]) == group and fields[0] not in (b"Z", b"X"):
+            members.append(int(name))
+    return members

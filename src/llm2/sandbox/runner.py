@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -25,11 +26,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from llm2.curves import clean_curves
-from llm2.sandbox import channel
+from llm2.sandbox import channel, handoff
 from llm2.sandbox.child import CONTINUE, OUTPUT_FILE, ChildJob, run_child
 from llm2.sandbox.environment import worker_environment
 from llm2.sandbox.limits import (SPAWN_STARTUP_S, SandboxLimits, bytes_text, cuda_limits, end_child, kill_group,
                                  signal_reason)
+from llm2.sandbox.processes import wait_group_gone
 from llm2.task_api.base import EvalSetting, Runtime, Task, TrainOutput
 from llm2.task_api.optional import optional
 
@@ -75,9 +77,10 @@ def runtime_limits(limits: SandboxLimits, runtime: Runtime) -> SandboxLimits:
         limits = cuda_limits(limits)
     changes: dict[str, Any] = {}
     if runtime.output in ("file", "directory"):
-        changes["scratch_bytes"] = 0  # the worker reads the output from the scratch: it stays on disk
         if runtime.output_limit_bytes:
             changes["output_bytes"] = max(limits.output_bytes, runtime.output_limit_bytes)
+        if limits.scratch_bytes:  # the output is written to the scratch tmpfs too: room for it beside the rest
+            changes["scratch_bytes"] = limits.scratch_bytes + (runtime.output_limit_bytes or limits.output_bytes)
     if runtime.memory_bytes:
         changes["memory_bytes"] = max(limits.memory_bytes, runtime.memory_bytes)
     return replace(limits, **changes) if changes else limits
@@ -112,13 +115,20 @@ class SandboxRunner:
         os.chmod(scratch, 0o777)  # the child runs as an unprivileged user; the directory is its only workspace
         result_r, result_w = os.pipe()
         control_r, control_w = os.pipe()
+        # a file or directory output is written to the scratch tmpfs, which the child hands over before any
+        # candidate code runs (scratch_bytes 0, for benchmarks: the scratch stays on disk, nothing to hand over)
+        read_from_scratch = runtime.output != "pipe" and limits.scratch_bytes
+        worker_end, child_end = handoff.pair() if read_from_scratch else (None, None)
         job = ChildJob(code, setting, options.cascade, scratch, limits, self.readable, options.allow_missing,
-                       self.hidden, runtime.output, result_w, control_r, fingerprint_only)
+                       self.hidden, runtime.output, result_w, control_r, fingerprint_only,
+                       child_end.fileno() if child_end is not None else -1)
         try:
             pid = self._start(job, runtime.start, data)
         finally:
             os.close(result_w)
             os.close(control_r)
+            if child_end is not None:
+                child_end.close()
         spec = self.task.output_spec(data)
         directory = None
         if runtime.output == "directory":
@@ -127,7 +137,7 @@ class SandboxRunner:
                                         runtime.output_limit_bytes or limits.output_bytes, runtime.output_names)
         supervisor = _Supervisor(pid, result_r, control_w, limits, options.cascade, spec, scratch,
                                  self.task.probe_fraction, judge_probe,
-                                 SPAWN_STARTUP_S if runtime.start == "spawn" else 0.0, directory)
+                                 SPAWN_STARTUP_S if runtime.start == "spawn" else 0.0, directory, worker_end)
         try:
             return supervisor.run()
         finally:
@@ -135,6 +145,7 @@ class SandboxRunner:
                 end_child(pid)
             os.close(result_r)
             os.close(control_w)
+            supervisor.release_scratch()  # the child's tmpfs, if it was handed over, goes with this descriptor
             shutil.rmtree(scratch, ignore_errors=True)
 
     def _self_test(self, limits: SandboxLimits, allow_missing: frozenset[str]) -> str | None:
@@ -160,13 +171,14 @@ class SandboxRunner:
                    "readable": list(job.readable), "allow_missing": sorted(job.allow_missing),
                    "hidden": list(job.hidden),
                    "output": job.output, "result_fd": job.result_fd, "control_fd": job.control_fd,
-                   "parent": os.getpid()}
+                   "handoff_fd": job.handoff_fd, "parent": os.getpid()}
         # NVML answers torch.cuda.is_available() without initialising CUDA, which must first happen in the
         # confined process: confine forks (into the PID namespace), and CUDA does not survive a fork.
         environment = {**worker_environment(), "PYTORCH_NVML_BASED_CUDA_CHECK": "1"}
         # its own process group from the start, so that a timeout during its start-up kills it as well
         process = subprocess.Popen([sys.executable, "-m", "llm2.sandbox.child"], stdin=subprocess.PIPE,
-                                   pass_fds=(job.result_fd, job.control_fd), cwd=job.scratch, env=environment,
+                                   pass_fds=tuple(fd for fd in (job.result_fd, job.control_fd, job.handoff_fd)
+                                                  if fd >= 0), cwd=job.scratch, env=environment,
                                    start_new_session=True)
         process.stdin.write(json.dumps(request).encode())
         process.stdin.close()
@@ -179,8 +191,11 @@ class _Supervisor:
 
     def __init__(self, pid: int, result_fd: int, control_fd: int, limits: SandboxLimits, cascade: bool,
                  spec: channel.WeightsSpec, scratch: Path, probe_fraction: float, judge_probe: ProbeJudge,
-                 startup_s: float = 0.0, directory: DirectoryOutput | None = None):
+                 startup_s: float = 0.0, directory: DirectoryOutput | None = None,
+                 handoff_socket: socket.socket | None = None):
         self.pid, self.result_fd, self.control_fd = pid, result_fd, control_fd
+        self.handoff_socket = handoff_socket
+        self.scratch_fd: int | None = None  # the child's scratch tmpfs, once received
         self.limits, self.cascade, self.spec, self.scratch = limits, cascade, spec, scratch
         self.directory = directory
         self.probe_fraction, self.judge_probe = probe_fraction, judge_probe
@@ -273,7 +288,7 @@ class _Supervisor:
         if "file" in message.header:
             if message.header["kind"] != "result" or message.header["file"] != OUTPUT_FILE:
                 raise channel.ChannelError("the child named an unexpected output file")
-            weights = channel.decode_file(self.scratch / OUTPUT_FILE, self.spec)
+            weights = channel.decode_file(self._output_root() / OUTPUT_FILE, self.spec)
         else:
             weights = channel.decode_weights(message.payload, self.spec)
         trace = channel.decode_loss_trace(message.header)
@@ -286,12 +301,32 @@ class _Supervisor:
         if not wait_group_gone(self.pid):
             raise channel.ChannelError("the candidate's processes did not end, so its output directory was not read")
         try:
-            path = channel.take_directory(self.scratch, header["directory"], self.directory.destination,
+            path = channel.take_directory(self._output_root(), header["directory"], self.directory.destination,
                                           self.directory.limit_bytes, self.directory.names)
         except OSError as exc:
             raise channel.ChannelError(f"the output directory could not be taken: {exc}") from None
         trace = channel.decode_loss_trace(header)
         return TrainOutput({}, trace, int(header.get("steps", len(trace))), output_dir=str(path))
+
+    def _output_root(self) -> Path:
+        """Where the dead child's output is: its scratch tmpfs, through the descriptor it handed over before any
+        candidate code ran; the scratch on disk only where no mount namespace was made (the user's opt-out)."""
+        if self.handoff_socket is None:
+            return self.scratch
+        if self.scratch_fd is None:
+            self.scratch_fd = handoff.receive_scratch(self.handoff_socket)
+        if self.scratch_fd is not None:
+            return handoff.view(self.scratch_fd)
+        if "mount_namespace" in self.sandbox:
+            raise channel.ChannelError("the child's scratch was not handed over, so its output was not read")
+        return self.scratch
+
+    def release_scratch(self) -> None:
+        if self.scratch_fd is not None:
+            os.close(self.scratch_fd)
+            self.scratch_fd = None
+        if self.handoff_socket is not None:
+            self.handoff_socket.close()
 
     def _child_error(self, header: dict) -> ChildOutcome:
         self._end()
@@ -348,30 +383,3 @@ class _Supervisor:
         self.alive = False
         return end_child(self.pid)
 
-
-def wait_group_gone(group: int, timeout_s: float = 10.0) -> bool:
-    """Whether every process of the process group ``group`` has ended (zombies have) within ``timeout_s``. The
-    child's relay is reaped by then, but the process inside the PID namespace is not ours to reap: it dies of the
-    same SIGKILL, an instant later, and only then can nothing it wrote change any more."""
-    deadline = time.monotonic() + timeout_s
-    while _group_members(group):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
-def _group_members(group: int) -> list[int]:
-    """Live (not zombie) processes in ``group``, from /proc (a PID namespace's processes show there too)."""
-    members = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as file:
-                fields = file.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # ended while we looked
-        if int(fields[2]) == group and fields[0] not in (b"Z", b"X"):
-            members.append(int(name))
-    return members

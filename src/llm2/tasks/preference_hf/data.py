@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llm2.task_api import cache
+from llm2.task_api import cache, world_secret
 from llm2.tasks.preference_hf.models import (
     device_for,
     dtype_name,
@@ -78,7 +78,9 @@ def cache_key(settings: PreferenceHFSettings) -> str:
              "dataset": _path_fingerprint(settings.dataset), "split": settings.split,
              "eval_split": settings.eval_split, "train_size": settings.train_size, "eval_size": settings.eval_size,
              "data_seed": settings.data_seed, "max_length": settings.max_length,
-             "dtype": dtype_name(device_for(settings))}
+             "dtype": dtype_name(device_for(settings)),
+             # another world secret, another split: named by its fingerprint (a worker never reads the secret)
+             "secret": world_secret.published_fingerprint()}
     return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -99,6 +101,7 @@ def require_model_and_data(settings: PreferenceHFSettings) -> None:
 def prepare_data(settings: PreferenceHFSettings) -> None:
     """Build both cache files once (trusted main process)."""
     require_model_and_data(settings)
+    world_secret.fingerprint()  # publishes it, for the files' names
     cache.build_many_once(list(cache_paths(settings)), lambda: build(settings))
 
 
@@ -112,6 +115,7 @@ def load_training_file(settings: PreferenceHFSettings) -> dict:
 
 
 def load_scoring_file(settings: PreferenceHFSettings) -> dict:
+    world_secret.fingerprint()  # the scorer is trusted: the secret in use, published for the name
     _, path = cache_paths(settings)
     if not path.exists():
         prepare_data(settings)
@@ -190,14 +194,17 @@ def read_rows(source: str, split: str) -> list[dict]:
 
 
 def split_rows(settings: PreferenceHFSettings) -> tuple[list[dict], list[dict]]:
-    """(training pairs, held-out pairs), each a seeded choice; the two never share a pair."""
+    """(training pairs, held-out pairs), each a seeded choice; the two never share a pair. The choices mix the
+    world secret into the data seed (trusted process only): a candidate that knows the seed and the data set still
+    cannot tell which pairs are held out."""
     rows = read_rows(settings.dataset, settings.split)
     order = list(range(len(rows)))
-    random.Random(settings.data_seed).shuffle(order)
+    random.Random(world_secret.derive_seed("preference-hf", "split", settings.data_seed)).shuffle(order)
     if settings.eval_split is not None:
         held = read_rows(settings.dataset, settings.eval_split)
         held_order = list(range(len(held)))
-        random.Random(settings.data_seed + 1).shuffle(held_order)
+        random.Random(world_secret.derive_seed("preference-hf", "held-out order", settings.data_seed)).shuffle(
+            held_order)
         eval_rows = [held[i] for i in held_order[:settings.eval_size]]
         train_order = order
     else:
