@@ -3,6 +3,13 @@
     python bench/search_efficiency.py                       # 5 search seeds, the default discovery, before/after
     python bench/search_efficiency.py --search-seeds 2 --generations 4   # smaller
     python bench/search_efficiency.py --rungs --catalog     # also successive halving, and the catalog's rungs
+    python bench/search_efficiency.py --out DIR --results before_after.jsonl          # keep runs and figures
+    python bench/search_efficiency.py --compare-islands 2 --out DIR --results islands.jsonl   # reuses DIR's after runs
+
+Every run uses ``--workers`` (2) evaluation workers, one run at a time. With ``--out`` the runs stay in DIR and a
+run finished there is reused (a run cut short is started again), so the islands comparison takes its single
+conversation from the before/after bench's *after* run instead of running it twice; ``--results`` appends every
+figure as a JSON line the moment it is known, so a bench cut short still leaves its finished seeds.
 
 For each search seed the default discovery (``preference-synthetic``, its offline symbolic proposer, the default
 generations, population and training seeds) runs twice in this process, one way after the other on the same
@@ -15,12 +22,15 @@ duplicates are not trained; with ``--rungs`` also successive halving). Figures, 
 - (b) ``to_target_s``: evaluation core-seconds until the best proposal first reaches the fitness that the *before*
   run ends with at that seed (the unit: summed evaluation seconds, in the order candidates finished). The peer is
   the before run of the same seed, measured in the same process: the ratio after / before is the figure to keep.
-- (d) with ``--compare-islands N``: instead, a single conversation against N islands (``--islands N``, migration
-  every ``--migrate-every`` generations) at equal evaluation core-seconds (the smaller of the two runs' totals, per
-  seed): the best fitness reached within it (median over seeds), and the number of distinct behavioural clusters
-  among the top 20 proposals (fingerprints within ``--cluster-radius`` of a cluster's first member, in fitness order);
-  a third arm runs the same islands with ``--map-elites`` (parents drawn across the task's behaviour cells), its
-  figures beside the other two at the budget all three reached.
+- Each evaluation's seconds are timed on the clock, so on a loaded machine they grow with the load; beside each
+  figure in seconds the bench gives the same figure counted in trained evaluations (``dup_evals``,
+  ``evals_to_target``, and a budget in evaluations for (d)), which the load does not change.
+- (d) with ``--compare-islands N``: instead, a single conversation (the *after* run) against N islands with
+  ``--map-elites`` (parents drawn across the task's behaviour cells) and N islands alone (``--islands N``, migration
+  every ``--migrate-every`` generations), run in that order over all seeds, at equal evaluation core-seconds (the
+  smallest of the arms' totals, per seed): the best proposal's fitness reached within it (median over seeds), and the
+  number of distinct behavioural clusters among the top 20 proposals evaluated within it (fingerprints within
+  ``--cluster-radius`` of a cluster's first member, in fitness order).
 - (c) with ``--rungs``: the Spearman correlation between each lower rung and the full evaluation, over the
   candidates that reached the full evaluation (the run's ``rung_correlations`` event); with ``--catalog`` also over
   the task's whole catalog of known losses, each evaluated on the lowest rung and in full.
@@ -29,7 +39,9 @@ duplicates are not trained; with ``--rungs`` also successive halving). Figures, 
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import shutil
 import statistics
 import sys
 import tempfile
@@ -52,21 +64,35 @@ ENTRY = "llm2.tasks.preference.fingerprint:confined_fingerprint"
 
 
 def run_once(root: Path, label: str, seed: int, generations: int, after: bool, rungs: bool, islands: int = 1,
-             migrate_every: int = 2, map_elites: bool = False) -> Path:
+             migrate_every: int = 2, map_elites: bool = False, workers: int | None = None) -> Path:
+    """One default discovery in ``root/label-seed``; a run this bench finished earlier there is reused as it is."""
+    run_dir = root / f"{label}-{seed}"
+    done = run_dir / "bench-done"
+    if done.exists():
+        return run_dir
+    shutil.rmtree(run_dir, ignore_errors=True)  # a run cut short: started again, so every figure is a whole run
     task = load_task(TASK)
     config = DiscoveryConfig(task=TASK, generations=generations, seed=seed, fingerprints=after,
                              rungs=after and rungs, islands=islands, migrate_every=migrate_every,
-                             map_elites=map_elites)
+                             map_elites=map_elites, workers=workers)
     settings = task.settings_from_dict(config.task_settings)
     task.prepare(settings)
-    run_dir = root / f"{label}-{seed}"
     archive = create_run(config, run_dir, task)
     with make_executor("local", task_spec=TASK, task=task, workers=config.resolved_workers(),
                        timeout_s=config.timeout_s, warm_settings=settings) as executor:
         Discovery(config, task, archive, make_proposer("symbolic", seed=seed), executor,
                   Progress(generations, stream=open("/dev/null", "w"))).run()
     archive.close()
+    done.touch()
     return run_dir
+
+
+def keep(results: Path | None, row: dict) -> None:
+    """Print one finished figure and, with ``--results``, append it as a JSON line (a cut-short bench keeps it)."""
+    print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
+    if results is not None:
+        with results.open("a") as out:
+            out.write(json.dumps(row, default=str) + "\n")
 
 
 def evaluated(candidates: list[CandidateRecord]) -> list[CandidateRecord]:
@@ -75,29 +101,31 @@ def evaluated(candidates: list[CandidateRecord]) -> list[CandidateRecord]:
     return sorted(spent, key=lambda c: c.finished_at or math.inf)
 
 
-def duplicate_share(run_dir: Path, beta: float, tolerance: float) -> float:
+def duplicate_share(run_dir: Path, beta: float, tolerance: float) -> tuple[float, float]:
+    """The share of evaluation core-seconds, and of trained evaluations, spent on behavioural duplicates."""
     from llm2.sandbox.confined_call import call_confined
 
     with Archive.open(run_dir, readonly=True) as archive:
         spent = sorted(evaluated(archive.candidates()), key=lambda c: c.index)
     answers = call_confined(TASK, ENTRY, [(str(c.id), c.code) for c in spent], {"beta": beta}, timeout_s=300)
     prints = {int(a.name): tuple(a.value or ()) for a in answers}
-    wasted, seen = 0.0, []
+    wasted, repeats, seen = 0.0, 0, []
     for candidate in spent:
         vector = prints.get(candidate.id, ())
         if any(same_behaviour(vector, earlier, tolerance) for earlier in seen):
-            wasted += candidate.seconds
+            wasted, repeats = wasted + candidate.seconds, repeats + 1
         elif vector:
             seen.append(vector)
-    return wasted / sum(c.seconds for c in spent)
+    return wasted / sum(c.seconds for c in spent), repeats / len(spent)
 
 
-def seconds_to(run_dir: Path, target: float) -> float:
-    """Evaluation core-seconds until a proposal first scores ``target`` or more (inf: never)."""
+def seconds_to(run_dir: Path, target: float, unit: str = "s") -> float:
+    """Evaluation core-seconds (``unit`` "evals": trained evaluations) until a proposal first scores ``target`` or
+    more (inf: never). The count does not grow with the machine's load; the seconds, timed per evaluation, do."""
     with Archive.open(run_dir, readonly=True) as archive:
         spent = 0.0
         for candidate in evaluated(archive.candidates()):
-            spent += candidate.seconds
+            spent += candidate.seconds if unit == "s" else 1
             if candidate.generation > 0 and candidate.status == "ok" and (candidate.fitness or -math.inf) >= target:
                 return spent
     return math.inf
@@ -115,31 +143,40 @@ def rung_event(run_dir: Path) -> list[dict]:
     return events[-1].detail["correlations"] if events else []
 
 
-def best_within(run_dir: Path, budget_s: float) -> float:
-    """The best proposal's fitness among those finished within ``budget_s`` evaluation core-seconds."""
-    best, spent = -math.inf, 0.0
+def proposals_within(run_dir: Path, budget: float, unit: str = "s") -> list[CandidateRecord]:
+    """The scored proposals finished within ``budget`` evaluation core-seconds (``unit`` "evals": trained
+    evaluations, baselines included)."""
+    within, spent = [], 0.0
     with Archive.open(run_dir, readonly=True) as archive:
         for candidate in evaluated(archive.candidates()):
-            spent += candidate.seconds
-            if spent > budget_s:
+            spent += candidate.seconds if unit == "s" else 1
+            if spent > budget:
                 break
             if candidate.generation > 0 and candidate.fitness is not None:
-                best = max(best, candidate.fitness)
-    return best
+                within.append(candidate)
+    return within
 
 
-def total_seconds(run_dir: Path) -> float:
+def best_within(run_dir: Path, budget: float, unit: str = "s") -> float:
+    """The best proposal's fitness among those finished within ``budget``."""
+    return max((c.fitness for c in proposals_within(run_dir, budget, unit)), default=-math.inf)
+
+
+def total_seconds(run_dir: Path, unit: str = "s") -> float:
     with Archive.open(run_dir, readonly=True) as archive:
-        return sum(c.seconds for c in evaluated(archive.candidates()))
+        spent = evaluated(archive.candidates())
+    return sum(c.seconds for c in spent) if unit == "s" else float(len(spent))
 
 
-def top_clusters(run_dir: Path, radius: float, top: int = 20) -> int:
-    """Distinct behavioural clusters among the ``top`` proposals by fitness (leader clustering on fingerprints)."""
+def top_clusters(run_dir: Path, radius: float, budget: float = math.inf, unit: str = "s", top: int = 20) -> int:
+    """Distinct behavioural clusters among the ``top`` proposals by fitness finished within ``budget`` (leader
+    clustering on the run's recorded fingerprints, in fitness order)."""
     from llm2.archive.search_tables import fingerprints
 
     with Archive.open(run_dir, readonly=True) as archive:
         vectors = {f.candidate_id: f.vector for f in fingerprints(archive)}
-        best = [c for c in archive.best(top) if c.id in vectors]
+    within = [c for c in proposals_within(run_dir, budget, unit) if c.id in vectors]
+    best = sorted(within, key=lambda c: (-c.fitness, c.index))[:top]
     leaders: list[tuple[float, ...]] = []
     for candidate in best:
         vector = vectors[candidate.id]
@@ -148,25 +185,39 @@ def top_clusters(run_dir: Path, radius: float, top: int = 20) -> int:
     return len(leaders)
 
 
-def compare_islands(args) -> None:
-    rows, arms = [], ("single", "islands", "elites")
-    with tempfile.TemporaryDirectory(prefix="llm2-bench-islands-") as tmp:
-        for seed in range(args.search_seeds):
-            runs = {"single": run_once(Path(tmp), "single", seed, args.generations, after=True, rungs=False),
-                    "islands": run_once(Path(tmp), "islands", seed, args.generations, after=True, rungs=False,
-                                        islands=args.compare_islands, migrate_every=args.migrate_every),
-                    "elites": run_once(Path(tmp), "elites", seed, args.generations, after=True, rungs=False,
-                                       islands=args.compare_islands, migrate_every=args.migrate_every,
-                                       map_elites=True)}
-            budget = min(total_seconds(run) for run in runs.values())
-            row = {"seed": seed, "budget_s": budget,
-                   **{f"best_{arm}": best_within(runs[arm], budget) for arm in arms},
-                   **{f"clusters_{arm}": top_clusters(runs[arm], args.cluster_radius) for arm in arms}}
-            rows.append(row)
-            print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
-                  flush=True)
-    for key in [f"{kind}_{arm}" for kind in ("best", "clusters") for arm in arms]:
-        print(f"median_{key}={statistics.median(r[key] for r in rows):.4f}")
+def compare_islands(args, root: Path) -> None:
+    """Per search seed: the single conversation (the before/after bench's *after* run, reused when ``--out`` holds
+    it), then N islands with MAP-Elites at every seed, then N islands alone; compared at the budget all arms of a
+    seed reached. Each finished run is kept as it ends, so a cut-short bench still yields its figures."""
+    arms = {"single": {}, "elites": {"islands": args.compare_islands, "migrate_every": args.migrate_every,
+                                     "map_elites": True},
+            "islands": {"islands": args.compare_islands, "migrate_every": args.migrate_every}}
+    runs: dict[int, dict[str, Path]] = {seed: {} for seed in range(args.search_seeds)}
+    for arm, options in arms.items():
+        for seed in runs:
+            label = "after" if arm == "single" else arm
+            run = run_once(root, label, seed, args.generations, after=True, rungs=False, workers=args.workers,
+                           **options)
+            runs[seed][arm] = run
+            keep(args.results, {"arm": arm, "seed": seed, "total_s": total_seconds(run),
+                                "total_evals": total_seconds(run, "evals"), "best": final_best(run),
+                                "clusters_all": top_clusters(run, args.cluster_radius)})
+    rows = [arms_at_equal_budget(seed, by_arm, args.cluster_radius, unit) for unit in ("s", "evals")
+            for seed, by_arm in runs.items()]
+    for row in rows:
+        keep(args.results, row)
+    for unit in ("s", "evals"):
+        for key in [f"{kind}_{arm}" for kind in ("best", "clusters") for arm in arms]:
+            print(f"median_{key} (budget in {unit})="
+                  f"{statistics.median(r[key] for r in rows if r['unit'] == unit):.4f}")
+
+
+def arms_at_equal_budget(seed: int, by_arm: dict[str, Path], radius: float, unit: str) -> dict:
+    """One seed's arms at the budget all of them reached, in evaluation core-seconds or trained evaluations."""
+    budget = min(total_seconds(run, unit) for run in by_arm.values())
+    return {"seed": seed, "unit": unit, "budget": budget,
+            **{f"best_{arm}": best_within(run, budget, unit) for arm, run in by_arm.items()},
+            **{f"clusters_{arm}": top_clusters(run, radius, budget, unit) for arm, run in by_arm.items()}}
 
 
 def catalog_correlation(workers: int) -> None:
@@ -195,6 +246,40 @@ def catalog_correlation(workers: int) -> None:
     print(f"catalog_rung0_spearman={rho:.3f} n={len(pairs)} ({ladder[0].text()} vs the full evaluation)")
 
 
+def before_after(args, root: Path) -> None:
+    task = load_task(TASK)
+    beta = task.settings_from_dict({}).beta
+    rows = []
+    for seed in range(args.search_seeds):
+        before = run_once(root, "before", seed, args.generations, after=False, rungs=False, workers=args.workers)
+        after = run_once(root, "after" if not args.rungs else "rungs", seed, args.generations, after=True,
+                         rungs=args.rungs, workers=args.workers)
+        target = final_best(before)
+        dup_before = duplicate_share(before, beta, task.fingerprint_tolerance)
+        dup_after = duplicate_share(after, beta, task.fingerprint_tolerance)
+        row = {"seed": seed, "target": target, "dup_before": dup_before[0], "dup_after": dup_after[0],
+               "dup_evals_before": dup_before[1], "dup_evals_after": dup_after[1],
+               "to_target_before": seconds_to(before, target), "to_target_after": seconds_to(after, target),
+               "evals_to_target_before": seconds_to(before, target, "evals"),
+               "evals_to_target_after": seconds_to(after, target, "evals"),
+               "total_before": total_seconds(before), "total_after": total_seconds(after),
+               "best_after": final_best(after), "rungs": rung_event(after)}
+        rows.append(row)
+        keep(args.results, row)
+    if rows:  # --search-seeds 0: the catalog's correlation alone
+        before_s = statistics.median(r["to_target_before"] for r in rows)
+        after_s = statistics.median(r["to_target_after"] for r in rows)
+        print(f"median_to_target_s before={before_s:.0f} after={after_s:.0f} ratio_after_over_before="
+              f"{after_s / before_s:.2f}")
+        before_n = statistics.median(r["evals_to_target_before"] for r in rows)
+        after_n = statistics.median(r["evals_to_target_after"] for r in rows)
+        print(f"median_evals_to_target before={before_n:.0f} after={after_n:.0f} ratio={after_n / before_n:.2f}")
+        print(f"dup_share_max before={max(r['dup_before'] for r in rows):.1%} "
+              f"after={max(r['dup_after'] for r in rows):.1%}")
+    if args.catalog:
+        catalog_correlation(args.workers)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--search-seeds", type=int, default=5)
@@ -207,37 +292,18 @@ def main() -> None:
     parser.add_argument("--migrate-every", type=int, default=DiscoveryConfig().migrate_every)
     parser.add_argument("--cluster-radius", type=float, default=0.1,
                         help="fingerprint distance within which two of the top 20 count as one cluster")
+    parser.add_argument("--workers", type=int, default=2, help="evaluation workers per run (one run at a time)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="keep the runs here (default: a temporary folder); runs finished there are reused")
+    parser.add_argument("--results", type=Path, default=None, help="append each finished figure as a JSON line")
     args = parser.parse_args()
-    if args.compare_islands:
-        compare_islands(args)
-        return
-    task = load_task(TASK)
-    beta = task.settings_from_dict({}).beta
-    rows = []
     with tempfile.TemporaryDirectory(prefix="llm2-bench-search-") as tmp:
-        for seed in range(args.search_seeds):
-            before = run_once(Path(tmp), "before", seed, args.generations, after=False, rungs=False)
-            after = run_once(Path(tmp), "after", seed, args.generations, after=True, rungs=args.rungs)
-            target = final_best(before)
-            row = {"seed": seed, "target": target,
-                   "dup_before": duplicate_share(before, beta, task.fingerprint_tolerance),
-                   "dup_after": duplicate_share(after, beta, task.fingerprint_tolerance),
-                   "to_target_before": seconds_to(before, target), "to_target_after": seconds_to(after, target),
-                   "best_after": final_best(after), "rungs": rung_event(after)}
-            rows.append(row)
-            print(f"seed={seed} target={target:.4f} dup_share before={row['dup_before']:.1%} "
-                  f"after={row['dup_after']:.1%} to_target_s before={row['to_target_before']:.0f} "
-                  f"after={row['to_target_after']:.0f} best_after={row['best_after']:.4f} rungs={row['rungs']}",
-                  flush=True)
-    if rows:  # --search-seeds 0: the catalog's correlation alone
-        before_s = statistics.median(r["to_target_before"] for r in rows)
-        after_s = statistics.median(r["to_target_after"] for r in rows)
-        print(f"median_to_target_s before={before_s:.0f} after={after_s:.0f} ratio_after_over_before="
-              f"{after_s / before_s:.2f}")
-        print(f"dup_share_max before={max(r['dup_before'] for r in rows):.1%} "
-              f"after={max(r['dup_after'] for r in rows):.1%}")
-    if args.catalog:
-        catalog_correlation(DiscoveryConfig().resolved_workers())
+        root = args.out or Path(tmp)
+        root.mkdir(parents=True, exist_ok=True)
+        if args.compare_islands:
+            compare_islands(args, root)
+        else:
+            before_after(args, root)
     sys.stdout.flush()
 
 
