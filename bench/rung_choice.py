@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 
 from llm2.discovery.config import DiscoveryConfig
-from llm2.discovery.evaluations import evaluate_grid
+from llm2.discovery.fanout import evaluate_grid
 from llm2.execution import make_executor
 from llm2.task_api.base import EvalSetting
 from llm2.tasks import load_task

@@ -50,7 +50,7 @@ from pathlib import Path
 from llm2.archive import Archive, CandidateRecord
 from llm2.discovery.behaviour import same_behaviour
 from llm2.discovery.config import DiscoveryConfig
-from llm2.discovery.evaluations import evaluate_grid
+from llm2.discovery.fanout import evaluate_grid
 from llm2.discovery.loop import Discovery
 from llm2.discovery.progress import Progress
 from llm2.discovery.run import create_run
