@@ -68,7 +68,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1)
     args = parser.parse_args()
     task = load_task("preference-synthetic")
-    settings = task.default_settings()
+    settings = task.parse_settings({"fitness": "judge"})  # measured on the judge: no dpo frontier traced
     task.prepare(settings)
     load_before = os.getloadavg()[0]
     executors = {cascade: executor_for(task, settings, cascade) for cascade in (True, False)}

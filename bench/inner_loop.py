@@ -111,7 +111,7 @@ def main() -> None:
     torch.set_num_threads(1)  # both sides on one thread, as llm2's workers run
 
     task = load_task("preference-synthetic")
-    settings = task.default_settings()
+    settings = task.parse_settings({"fitness": "judge"})  # measured on the judge: no dpo frontier traced
     task.prepare(settings)
     llm2_runs, trl_runs = [], []
     for _ in range(args.repeats):

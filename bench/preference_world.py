@@ -42,7 +42,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
     task = load_task("preference-synthetic")
-    base = task.default_settings()
+    base = task.parse_settings({"fitness": "judge"})  # measured on the judge: no dpo frontier traced
     losses = {**{name: o.fn for name, o in OBJECTIVES.items()}, "reject_only": reject_only}
     timings: list[float] = []
 

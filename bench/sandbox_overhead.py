@@ -60,7 +60,8 @@ from llm2.tasks import load_task
 from llm2.task_api.base import EvalSetting
 from llm2.tasks.preference.catalog import OBJECTIVES
 task = load_task("preference-synthetic")
-print(evaluate_trusted(task, OBJECTIVES["dpo"].code, EvalSetting(task.default_settings(), 0, {budget})).fitness)
+setting = EvalSetting(task.parse_settings({{"fitness": "judge"}}), 0, {budget})  # the judge: no frontier traced
+print(evaluate_trusted(task, OBJECTIVES["dpo"].code, setting).fitness)
 """
 
 FILE_TASK = """
@@ -149,7 +150,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     task = load_task("preference-synthetic")
-    settings = task.default_settings()
+    settings = task.parse_settings({"fitness": "judge"})  # measured on the judge: no dpo frontier traced
     setting = EvalSetting(settings, 0, args.budget)
     task.prepare(settings)
     code = OBJECTIVES["dpo"].code

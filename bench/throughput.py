@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=1.0)
     args = parser.parse_args()
     task = load_task("preference-synthetic")
-    settings = task.default_settings()
+    settings = task.parse_settings({"fitness": "judge"})  # measured on the judge: no dpo frontier traced
     task.prepare(settings)
     load_before = os.getloadavg()[0]
     probes = dpo_probes(task, settings, (args.jobs - 1) // len(LOSSES) + 1, args.budget)

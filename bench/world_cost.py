@@ -39,7 +39,7 @@ def main() -> None:
 
         torch.set_num_threads(1)  # as a worker runs
         task = load_task("preference-synthetic")
-        settings = task.default_settings()
+        settings = task.parse_settings({"fitness": "judge"})  # measured on the judge: no dpo frontier traced
         start = time.perf_counter()
         task.prepare(settings)
         build = time.perf_counter() - start

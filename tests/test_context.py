@@ -41,7 +41,7 @@ def test_full_history_against_a_small_context_shrinks_and_finishes(tmp_path):
     with FakeOpenAIServer([], default=server_rule) as server:
         invoke_llm2("discover", "--proposer", "openai", "--model", "fake-model", "--base-url", server.base_url,
                     "--api-key-env", "NO_SUCH_KEY", "--max-tokens", "200", "--history", "full", "--generations", "10",
-                    "--population", "1", "--seeds", "1", "--run-dir", str(run_dir))
+                    "--population", "1", "--seeds", "1", "-o", "fitness=judge", "--run-dir", str(run_dir))
     assert server_rule.refused >= 1 and server_rule.largest_accepted <= server_rule.limit
     with Archive.open(run_dir, readonly=True) as archive:
         proposals = [c for c in archive.candidates() if c.generation > 0]

@@ -24,7 +24,7 @@ def test_evaluate_good_and_bad_objectives(tmp_path):
         (tmp_path / f"{name}.py").write_text(code)
     out = tmp_path / "eval.json"
     args = ["evaluate", "--objective", "dpo", "--objective", "hinge", "--seeds", "2", "-o", "beta=0.05",
-            "-o", "beta=0.5", "--json", str(out)]
+            "-o", "beta=0.5", "-o", "fitness=judge", "--json", str(out)]  # the judge: no dpo frontier to trace
     for name in files:
         args += ["--code", str(tmp_path / f"{name}.py")]
     result = subprocess.run([*LLM2, *args], capture_output=True, text=True, timeout=600)

@@ -18,7 +18,7 @@ from llm2.tasks.preference.catalog import OBJECTIVES
 from testkit import descendants
 
 TASK = load_task("preference-synthetic")
-SETTING = EvalSetting(TASK.default_settings(), budget=0.1)
+SETTING = EvalSetting(TASK.parse_settings({"fitness": "judge"}), budget=0.1)  # the judge: no dpo frontier to trace
 LOOP = OBJECTIVES["dpo"].code.replace("    rho =", "    while True:\n        pass\n    rho =", 1)
 JOBS = [
     EvalJob(OBJECTIVES["dpo"].code, SETTING, "dpo"),

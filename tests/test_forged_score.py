@@ -21,7 +21,7 @@ from llm2.tasks.preference_synthetic.world import load_world
 
 ATTACK = (Path(__file__).parent / "hostile" / "forged_score.py").read_text()
 TASK = load_task("preference-synthetic")
-SETTINGS = TASK.default_settings()
+SETTINGS = TASK.parse_settings({"fitness": "judge"})  # the attack is measured on the judge
 SEEDS = (0, 1)
 # "Within noise": dpo's judge score varies by about 0.003 between training seeds; the attack before the secret
 # gained 0.05.

@@ -108,7 +108,7 @@ def test_dpo_at_a_smaller_beta_renamed_sits_on_dpos_frontier_not_above(tmp_path)
     better than dpo; against dpo's frontier (beta × 0.5, 1, 2 on six held-out settings of one world) it is on it."""
     spec = f"{Path(__file__).parent / 'small_frontier_task.py'}:SmallFrontier"
     task = load_task(spec)
-    base = task.default_settings()
+    base = task.parse_settings({"fitness": "judge"})  # the held-out verdict is on the judge
     info = RunInfo(run_id="frontier-test", task=spec, proposer="replay", model="", config={}, seeds={}, versions={},
                    started_at=time.time(), finished_at=None, status="finished")
     with Archive.create(tmp_path / "run", info, TaskCard.of(task, base).to_dict()) as archive:

@@ -33,7 +33,8 @@ from testkit import descendants
 
 HOSTILE = Path(__file__).parent / "hostile"
 TASK = load_task("preference-synthetic")
-SETTING = EvalSetting(TASK.default_settings(), budget=0.1)  # a tenth of the training budget keeps the corpus quick
+# a tenth of the training budget keeps the corpus quick; the judge traces no dpo frontier
+SETTING = EvalSetting(TASK.parse_settings({"fitness": "judge"}), budget=0.1)
 HELDOUT = SETTING.replace(label_noise=0.1)  # a held-out setting: other pairs, trained by the same workers
 TIMEOUT_S = 10.0
 LIMITS = SandboxLimits(timeout_s=TIMEOUT_S, memory_bytes=1 * GIB, output_bytes=1 << 20, term_grace_s=0.5)

@@ -38,7 +38,9 @@ class Harness:
 
     def __init__(self, task):
         self.task = task
-        self.default_setting = EvalSetting(task.default_settings())
+        # the judge's own numbers: this file is about the world and the judge, not the default search fitness
+        # (frontier-gap, tests/test_fitness.py), so it traces no dpo frontier
+        self.default_setting = EvalSetting(task.parse_settings({"fitness": "judge"}))
 
     def train(self, fn, setting, checkpoint=None):
         self.task.prepare(setting.task)
@@ -57,8 +59,9 @@ class Harness:
 @pytest.fixture(scope="module")
 def task():
     task = load_task("preference-synthetic")
-    task.prepare(task.default_settings())
-    return Harness(task)
+    harness = Harness(task)
+    task.prepare(harness.default_setting.task)
+    return harness
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +144,8 @@ def test_the_other_fitnesses_are_options_and_the_proposer_is_told_which(task, fi
     texts = task.task.texts_for(settings)
     assert texts.fitness_name != task.task.texts.fitness_name and "judge" not in texts.fitness
     assert "judge" in task.task.texts_for(task.default_setting.task).fitness
+    assert task.task.default_settings().fitness == "frontier-gap"  # the default (docs/fitness.md)
+    assert task.task.texts.fitness_name == "judge gap to dpo's frontier"
 
 
 def test_an_unknown_fitness_is_a_clear_error(task):

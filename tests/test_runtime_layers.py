@@ -30,7 +30,7 @@ from llm2.task_api.base import EvalSetting
 
 HOSTILE = Path(__file__).parent / "hostile"
 TASK = load_task("preference-synthetic")
-SETTING = EvalSetting(TASK.default_settings(), budget=0.05)
+SETTING = EvalSetting(TASK.parse_settings({"fitness": "judge"}), budget=0.05)  # the judge: no dpo frontier to trace
 LIMITS = SandboxLimits(timeout_s=30.0, memory_bytes=1 * GIB)
 SECRETS = {"DATABASE_URL": "postgres://llm2:hunter2-db-secret@db.internal/runs", "GH_PAT": "ghp_secretTokenOfTheHost",
            "LLM2_TEST_HOST_ONLY_NAME": "a-name-only-the-host-has"}

@@ -32,7 +32,7 @@ from llm2.tasks.preference_synthetic.task import PreferenceSyntheticTask
 from testkit import descendants
 
 TASK = load_task("preference-synthetic")
-SETTING = EvalSetting(TASK.default_settings(), budget=0.1)
+SETTING = EvalSetting(TASK.parse_settings({"fitness": "judge"}), budget=0.1)  # the judge: no dpo frontier to trace
 DPO = OBJECTIVES["dpo"].code
 
 

@@ -341,7 +341,8 @@ def test_preference_synthetic_with_a_discovered_objective_training_the_factory(t
     """LLM²: the factory of preference losses trained with the DiscoPOP loss (through ObjectiveDPOTrainer)."""
     run_dir = tmp_path / "run"
     result = CliRunner().invoke(main, [
-        "self-develop", "--task", "preference-synthetic", *PREFERENCE_OPTIONS, "--iterations", "1", "--samples", "4",
+        "self-develop", "--task", "preference-synthetic", "-o", "fitness=judge", *PREFERENCE_OPTIONS, "--iterations",
+        "1", "--samples", "4",
         "--temperature", "0.7",
         "--seeds", "1", "--workers", "2", "--chosen-top", "0.5", "--rejected-bottom", "0.5", "--rejected-pool",
         "all", "--factory-objective", "discopop", "--run-dir", str(run_dir)])

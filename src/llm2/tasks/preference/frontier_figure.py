@@ -28,7 +28,8 @@ def frontier_verdict_figure(task: Any, context: FigureContext) -> Figure | Missi
     names = [c.name for c in context.best if index.heldout_settings(c.name)][:TOP_FRONTIER]
     if not names:
         return MissingFigure(title, f"No candidate has held-out points yet: run `llm2 heldout {context.run_dir}`.")
-    fitness_name = task.texts_for(context.settings).fitness_name
+    held_out = task.heldout_settings(context.settings)  # what the held-out points were scored on, as llm2 heldout
+    fitness_name = task.texts_for(held_out[0] if held_out else context.settings).fitness_name  # names it
     labels = {"fitness": fitness_name, **{c.key: c.label for c in task.metric_columns}}
     verdicts = {name: frontier_verdicts(index, trade_off, name, reference, labels) for name in names}
     knobs = [k.name for k in trade_off.knobs] + ["budget", "seed"]

@@ -95,7 +95,7 @@ class PreferenceSettings:
     world_seed: int = field(default=0, metadata={"help": "which synthetic world (generating process, reward, pairs)"})
     label_noise: float = field(default=0.2, metadata={
         "help": "share of preference labels that disagree with the gold reward, in [0, 0.5)"})
-    fitness: str = field(default="judge", metadata={"help": f"what is maximised: {' | '.join(FITNESSES)}"})
+    fitness: str = field(default="frontier-gap", metadata={"help": f"what is maximised: {' | '.join(FITNESSES)}"})
 
     def __post_init__(self) -> None:
         if not self.beta > 0:

@@ -29,9 +29,10 @@ DESCRIPTION = (
     "(the policy) starts from a supervised reference model and is trained on pairs of completions for the same\n"
     "prompt, one preferred (chosen) over the other (rejected) by noisy human-like labels: about one label in five\n"
     "is wrong. Your loss is applied to each pair for one epoch.")
-# What the fitness is, as the proposer is told it. ``judge`` (the default) plays the DiscoPOP paper's LLM judge: it
-# rates the gold reward only as far as a completion reads as natural text of the world, so collapsing onto
-# high-reward tokens does not pay; ``gold-reward`` is the raw sentiment score; ``kl-penalised`` charges per nat of KL.
+# What the fitness is, as the proposer is told it. ``judge`` plays the DiscoPOP paper's LLM judge: it rates the gold
+# reward only as far as a completion reads as natural text of the world, so collapsing onto high-reward tokens does
+# not pay; ``frontier-gap`` (the default: it agrees best with the held-out verdict, docs/fitness.md) is the judge
+# minus dpo's frontier at the same KL; ``gold-reward`` is the raw sentiment score; ``kl-penalised`` charges per nat.
 FITNESS_TEXTS = {
     "judge": ("judge score", (
         "a judge's mean rating of completions sampled from the trained policy on held-out prompts (0 to 1; higher\n"
@@ -65,7 +66,7 @@ class PreferenceSyntheticTask(PreferenceTask):
     name = "preference-synthetic"
     settings_type = PreferenceSettings
     texts = TaskTexts(kind="preference optimization loss", description=DESCRIPTION,
-                      fitness=FITNESS_TEXTS["judge"][1], fitness_name=FITNESS_TEXTS["judge"][0], expertise=EXPERTISE)
+                      fitness=FITNESS_TEXTS["frontier-gap"][1], fitness_name=FITNESS_TEXTS["frontier-gap"][0], expertise=EXPERTISE)
     metric_columns = (MetricColumn("gold_reward", "gold reward", 4, better="higher"),
                       MetricColumn("naturalness", "naturalness", 3, better="higher"),
                       MetricColumn("kl", "KL", 3, better="lower"))
