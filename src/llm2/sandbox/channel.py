@@ -248,6 +248,16 @@ def _copy_out(source: Path, destination: Path, limit: int, patterns: Sequence[st
         raise
 
 
+def _refuse_unless_own_file(info: os.stat_result, shown: str) -> None:
+    """A directory output's entry must be a regular file with one name: no pipe, device or hard link to elsewhere."""
+    if not stat.S_ISREG(info.st_mode):
+        raise ChannelError(f"the output directory holds {shown!r}, which is not a regular file (subdirectories, "
+                           "pipes and devices are refused)")
+    if info.st_nlink != 1:
+        raise ChannelError(f"the output directory's {shown!r} is a hard link ({info.st_nlink} names): only "
+                           "files of its own are accepted")
+
+
 def _copy_file(source: Path, target: Path, room: int) -> int:
     shown = source.name[:100]
     try:
@@ -257,12 +267,7 @@ def _copy_file(source: Path, target: Path, room: int) -> int:
                            "subdirectories, pipes and devices are refused)") from None
     try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ChannelError(f"the output directory holds {shown!r}, which is not a regular file (subdirectories, "
-                               "pipes and devices are refused)")
-        if info.st_nlink != 1:
-            raise ChannelError(f"the output directory's {shown!r} is a hard link ({info.st_nlink} names): only "
-                               "files of its own are accepted")
+        _refuse_unless_own_file(info, shown)
         if info.st_size > room:
             return info.st_size  # over the limit: the caller says so, nothing copied
         with os.fdopen(fd, "rb", closefd=False) as reader, open(target, "xb") as writer:
@@ -289,12 +294,7 @@ def _check_directory(directory: Path, limit: int, patterns: Sequence[str]) -> No
         if stat.S_ISLNK(info.st_mode):
             raise ChannelError(f"the output directory holds a symbolic link, {shown!r}: only regular files are "
                                "accepted")
-        if not stat.S_ISREG(info.st_mode):
-            raise ChannelError(f"the output directory holds {shown!r}, which is not a regular file (subdirectories, "
-                               "pipes and devices are refused)")
-        if info.st_nlink != 1:
-            raise ChannelError(f"the output directory's {shown!r} is a hard link ({info.st_nlink} names): only "
-                               "files of its own are accepted")
+        _refuse_unless_own_file(info, shown)
         if not PLAIN_NAME.fullmatch(entry.name) or not any(fnmatch.fnmatchcase(entry.name, p) for p in patterns):
             raise ChannelError(f"the output directory holds {shown!r}; only files named {allowed} are accepted")
         total += info.st_size
