@@ -110,3 +110,30 @@ def test_the_sweep_removes_an_empty_group_of_a_dead_worker_and_leaves_a_live_one
             if os.path.exists(path):
                 os.rmdir(path)
     assert not any(os.path.exists(path) for path in group.paths)
+
+
+SPAWN_TASK = """
+import dataclasses
+from llm2.tasks.preference_synthetic.task import PreferenceSyntheticTask
+
+class SpawnedPreference(PreferenceSyntheticTask):
+    def runtime(self, settings):
+        return dataclasses.replace(super().runtime(settings), start="spawn")
+"""
+
+
+def test_a_spawned_child_joins_its_cgroup_too(tmp_path):
+    """The group reaches a freshly spawned child (as CUDA tasks start) through its request, and is removed."""
+    path = tmp_path / "spawn_task.py"
+    path.write_text(SPAWN_TASK)
+    spec = f"{path}:SpawnedPreference"
+    task = load_task(spec)
+    setting = EvalSetting(task.default_settings(), budget=0.05)
+    task.prepare(setting.task)
+    before = _leftovers()
+    with make_executor("local", task_spec=spec, task=task, workers=1, timeout_s=60.0, limits=LIMITS,
+                       static_checks=False, warm_settings=setting.task) as executor:
+        over = executor.submit(EvalJob(FILL.replace("MIBS", "400"), setting)).result()
+    assert over.status == "failed" and "SIGKILL" in over.error, over.error
+    assert "cgroup" in over.sandbox
+    assert _leftovers() == before
