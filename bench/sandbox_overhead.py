@@ -11,6 +11,7 @@ from submission to the scored result:
   no_uid_drop    the same with the change to uid 65534 left out;
   no_new_layers  the same without the layers of issue 19 (the mount namespace with its tmpfs scratch, and the
                  seccomp allow-list): what they add per evaluation is warm_fork minus this;
+  no_cgroup      the same without the optional cgroup (made, joined and removed per candidate where one can be);
   fresh_python   a new ``python -c`` interpreter per candidate that imports torch, loads the task, evaluates;
   file_output_tmpfs    the same task with its weights returned as a file (``Runtime(output="file")``, as large
                  models do): written to the child's size-capped scratch tmpfs, handed to the worker and read
@@ -46,7 +47,7 @@ import torch
 from llm2.evaluation import EvalJob
 from llm2.trusted import evaluate_trusted
 from llm2.execution import make_executor
-from llm2.sandbox.limits import SIMULATE_ENV, SandboxLimits, confine, end_child, read_roots
+from llm2.sandbox.limits import LAYERS, SIMULATE_ENV, SandboxLimits, confine, end_child, read_roots
 from llm2.sandbox.loader import load_function
 from llm2.tasks import load_task
 from llm2.task_api.base import EvalSetting
@@ -77,7 +78,7 @@ FILE_WAYS = {"file_output_tmpfs": SandboxLimits().scratch_bytes, "file_output_on
 # name -> the layers left out (simulated missing, and allowed to be)
 NEW_LAYERS = ("mount_namespace", "seccomp")
 SANDBOXED = {"warm_fork": (), "no_pid_ns": ("pid_namespace",), "no_uid_drop": ("unprivileged_user",),
-             "no_new_layers": NEW_LAYERS}
+             "no_new_layers": NEW_LAYERS, "no_cgroup": ("cgroup",)}
 CONFINE_VARIANTS = {"bare_fork": None, "all_layers": (), "no_new_layers": NEW_LAYERS, "no_pid_ns": ("pid_namespace",),
                     "no_uid_drop": ("unprivileged_user",), "no_pid_ns_no_uid_drop": ("pid_namespace",
                                                                                      "unprivileged_user")}
@@ -90,7 +91,8 @@ def sandboxed_executor(task, settings, missing: tuple[str, ...], spec: str | Non
     os.environ[SIMULATE_ENV] = ",".join(missing)  # the worker copies this process's environment when it starts
     try:
         executor = make_executor("local", task_spec=spec or task.name, task=task, workers=1, timeout_s=300,
-                                 cascade=False, warm_settings=settings, allow_missing=frozenset(missing),
+                                 cascade=False, warm_settings=settings,
+                                 allow_missing=frozenset(m for m in missing if m in LAYERS),  # cgroup: optional
                                  limits=limits)
         first = executor.submit(EvalJob(OBJECTIVES["dpo"].code, EvalSetting(settings, 0, 0.01))).result()
     finally:
@@ -223,6 +225,8 @@ def main() -> None:
     print(f"pid_namespace_cost_end_to_end_s={medians['warm_fork'] - medians['no_pid_ns']:.3f}")
     print(f"uid_drop_cost_end_to_end_s={medians['warm_fork'] - medians['no_uid_drop']:.3f}")
     print(f"new_layers_cost_end_to_end_s={medians['warm_fork'] - medians['no_new_layers']:.3f} (target < 0.1)")
+    print(f"cgroup_cost_end_to_end_s={medians['warm_fork'] - medians['no_cgroup']:.3f} (target < 0.1; 0 where"
+          " no cgroup can be made)")
     print(f"file_output_tmpfs_cost_end_to_end_s={medians['file_output_tmpfs'] - medians['file_output_on_disk']:.3f}"
           " (target < 0.1)")
     print(f"new_layers_cost_ms={(reaped['all_layers'] - reaped['no_new_layers']) * 1e3:.1f}")

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from llm2.sandbox import channel
+from llm2.sandbox.cgroup import Cgroup
 from llm2.sandbox.limits import SandboxLimits, SandboxUnavailable, confine
 from llm2.sandbox.loader import load_function
 from llm2.task_api.base import CandidateError, EvalSetting, Task, TrainOutput
@@ -49,6 +50,7 @@ class ChildJob:
     control_fd: int  # worker -> child (probe verdicts)
     fingerprint_only: bool = False  # contract checks, then the task's fingerprint of the candidate; no training
     handoff_fd: int = -1  # child -> worker: the scratch tmpfs, for an output read from it (``handoff.py``)
+    cgroup: Cgroup | str | None = None  # the group the worker made for it, or why none (``cgroup.py``)
 
 
 def run_child(job: ChildJob, task: Task, data: Any) -> None:
@@ -57,7 +59,7 @@ def run_child(job: ChildJob, task: Task, data: Any) -> None:
     try:
         _isolate_descriptors(job)
         defences = confine(job.scratch, job.limits, list(job.readable), job.allow_missing, job.hidden,
-                           job.handoff_fd)
+                           job.handoff_fd, job.cgroup)
         sys.dont_write_bytecode = True
         channel.send(job.result_fd, {"kind": "stage", "stage": stage, "defences": defences.as_dict()})
         fn = load_function(job.code, task.contract)
@@ -206,8 +208,15 @@ def main() -> None:
                    SandboxLimits.from_dict(request["limits"]), tuple(request["readable"]),
                    frozenset(request["allow_missing"]), tuple(request["hidden"]), request["output"],
                    int(request["result_fd"]), int(request["control_fd"]), job_record.fingerprint_only,
-                   int(request.get("handoff_fd", -1)))
+                   int(request.get("handoff_fd", -1)), _cgroup_from(request.get("cgroup")))
     run_child(job, task, data)
+
+
+def _cgroup_from(record: Any) -> Cgroup | str | None:
+    """The worker's cgroup record as sent in the spawn request (a dict, a reason, or nothing)."""
+    if isinstance(record, dict):
+        return Cgroup(int(record["version"]), tuple(record["paths"]), str(record["detail"]))
+    return record if isinstance(record, str) else None
 
 
 if __name__ == "__main__":

@@ -17,7 +17,9 @@ It fails closed: a layer that cannot be applied raises SandboxUnavailable unless
   scratch directory (regular files and directories: no links, FIFOs, sockets or devices) and /dev/null; no TCP;
   no signals or abstract Unix sockets outside the sandbox (``filesystem.py``);
 - unprivileged_user, capabilities: uid and gid 65534 as root, every capability set empty (``capabilities.py``);
-- seccomp: a libseccomp allow-list of system calls, everything else EPERM (``seccomp.py``).
+- seccomp: a libseccomp allow-list of system calls, everything else EPERM (``seccomp.py``);
+- cgroup (optional, recorded last, joined first): the group its worker made for it, capping memory (page cache,
+  tmpfs and shared memory included) and processes; absent where none can be made, not a failure (``cgroup.py``).
 
 Before seccomp the environment is replaced by a fixed one (``environment.py``): nothing of the host's reaches the
 candidate.
@@ -29,6 +31,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+from llm2.sandbox import cgroup as cgroups
 from llm2.sandbox import handoff, landlock, seccomp
 from llm2.sandbox.capabilities import become_unprivileged, clear_capabilities, drop_bounding_set
 from llm2.sandbox.environment import replace_environment
@@ -58,7 +61,7 @@ def prepare_worker() -> None:
 
 def confine(scratch: Path, limits: SandboxLimits, readable: list[str],
             allow_missing: frozenset[str] = frozenset(), hidden: Iterable[str] = (),
-            handoff_fd: int | None = None) -> Defences:
+            handoff_fd: int | None = None, cgroup: cgroups.Cgroup | str | None = None) -> Defences:
     """Apply every layer to the calling (freshly forked) process; irreversible. Returns what took.
 
     Raises SandboxUnavailable when a layer cannot be applied and is not in ``allow_missing``; the caller must then
@@ -67,9 +70,12 @@ def confine(scratch: Path, limits: SandboxLimits, readable: list[str],
     never returns from here. ``hidden``: paths beneath the read roots the candidate must not see (already carved
     out of ``readable``), covered in its mount namespace as well. ``handoff_fd``: the child's end of the socket
     over which the scratch tmpfs goes to the worker (``handoff.py``), for a task whose output is read from it;
-    closed here either way, before any candidate code.
+    closed here either way, before any candidate code. ``cgroup``: the group the worker made for this child, joined
+    first so that every process of it is inside, or the reason there is none (recorded as absent); None: not
+    recorded at all (a caller that offers no cgroup layer).
     """
     layers = LayerRecorder(layer_names(allow_missing), simulated_missing())
+    joined = _join_cgroup(cgroup)
     scratch = Path(os.path.realpath(scratch))
     try:
         os.chdir(scratch)  # relative paths reach the scratch directory even where its parents are closed to nobody
@@ -119,6 +125,8 @@ def confine(scratch: Path, limits: SandboxLimits, readable: list[str],
     replace_environment(str(scratch))
     table: list[str] = []
     layers.apply("seccomp", lambda: _load_filter(syscall_filter, table))
+    if joined is not None:
+        layers.record_optional("cgroup", *joined)
 
     uids, gids = os.getresuid(), os.getresgid()
     lock = locked[0] if locked else None
@@ -126,6 +134,18 @@ def confine(scratch: Path, limits: SandboxLimits, readable: list[str],
                     gids[0] if len(set(gids)) == 1 else -1, tuple(applied_rlimits),
                     lock.abi if lock else 0, lock.features if lock else (), table[0] if table else "",
                     tuple(layers.notes))
+
+
+def _join_cgroup(cgroup: cgroups.Cgroup | str | None) -> tuple[bool, str] | None:
+    """Into the worker-made group while still root and alone; (took, detail) to record, None when none offered."""
+    if cgroup is None:
+        return None
+    if isinstance(cgroup, str):
+        return False, cgroup
+    try:
+        return True, cgroups.join(cgroup)
+    except OSError as exc:
+        return False, f"could not join {cgroup.paths[0]}: {reason_of(exc)}"
 
 
 def _mount_namespace(scratch: Path, limits: SandboxLimits, readable: list[str], hidden: list[str],

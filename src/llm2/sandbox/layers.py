@@ -16,6 +16,8 @@ from llm2.sandbox.landlock import failure_text
 
 LAYERS = ("process_group", "pid_namespace", "network_namespace", "mount_namespace", "rlimits", "landlock",
           "unprivileged_user", "capabilities", "seccomp")
+# layers that take where the machine allows and are recorded either way, never required (``cgroup.py``)
+OPTIONAL_LAYERS = ("cgroup",)
 SIMULATE_ENV = "LLM2_SANDBOX_SIMULATE_MISSING"
 
 
@@ -69,18 +71,19 @@ class Defences:
         return record
 
 
-def layer_names(names: Iterable[str], what: str = "allow_missing") -> frozenset[str]:
+def layer_names(names: Iterable[str], what: str = "allow_missing", known: tuple[str, ...] = LAYERS) -> frozenset[str]:
     """Validate layer names (for ``allow_missing`` or the simulation variable); ValueError names the unknown one."""
     chosen = frozenset(n.strip() for n in names if n and n.strip())
-    unknown = sorted(chosen - set(LAYERS))
+    unknown = sorted(chosen - set(known))
     if unknown:
-        raise ValueError(f"{what}: unknown sandbox layer {unknown[0]!r}; the layers are: {', '.join(LAYERS)}")
+        raise ValueError(f"{what}: unknown sandbox layer {unknown[0]!r}; the layers are: {', '.join(known)}")
     return chosen
 
 
 def simulated_missing() -> frozenset[str]:
-    """The layers LLM2_SANDBOX_SIMULATE_MISSING asks ``confine`` to treat as unavailable."""
-    return layer_names(os.environ.get(SIMULATE_ENV, "").split(","), SIMULATE_ENV)
+    """The layers LLM2_SANDBOX_SIMULATE_MISSING asks ``confine`` (or, for the cgroup, the worker) to treat as
+    unavailable."""
+    return layer_names(os.environ.get(SIMULATE_ENV, "").split(","), SIMULATE_ENV, LAYERS + OPTIONAL_LAYERS)
 
 
 class LayerRecorder:
@@ -104,6 +107,11 @@ class LayerRecorder:
             raise SandboxUnavailable(layer, reason)
         self.outcomes.append(LayerOutcome(layer, False, f"{reason} (allowed by the user's opt-out)"))
         return False
+
+
+    def record_optional(self, layer: str, applied: bool, detail: str) -> None:
+        """An optional layer's outcome (OPTIONAL_LAYERS): recorded, never raised for."""
+        self.outcomes.append(LayerOutcome(layer, applied, detail))
 
 
 def reason_of(exc: BaseException) -> str:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from llm2.curves import clean_curves
-from llm2.sandbox import channel, handoff
+from llm2.sandbox import cgroup, channel, handoff
 from llm2.sandbox.child import CONTINUE, OUTPUT_FILE, ChildJob, run_child
 from llm2.sandbox.environment import worker_environment
 from llm2.sandbox.limits import (SPAWN_STARTUP_S, SandboxLimits, bytes_text, cuda_limits, end_child, kill_group,
@@ -100,6 +100,7 @@ class SandboxRunner:
         self._outputs = 0
         self._refusal: tuple[str | None] | None = None  # the hidden-path self-test's verdict, once made
         prepare_worker()
+        cgroup.sweep()  # empty groups a SIGKILLed worker left behind
 
     def close(self) -> None:
         shutil.rmtree(self.scratch_root, ignore_errors=True)
@@ -119,11 +120,16 @@ class SandboxRunner:
         # candidate code runs (scratch_bytes 0, for benchmarks: the scratch stays on disk, nothing to hand over)
         read_from_scratch = runtime.output != "pipe" and limits.scratch_bytes
         worker_end, child_end = handoff.pair() if read_from_scratch else (None, None)
+        group = cgroup.make(limits.memory_bytes, limits.processes)
         job = ChildJob(code, setting, options.cascade, scratch, limits, self.readable, options.allow_missing,
                        self.hidden, runtime.output, result_w, control_r, fingerprint_only,
-                       child_end.fileno() if child_end is not None else -1)
+                       child_end.fileno() if child_end is not None else -1, group)
         try:
             pid = self._start(job, runtime.start, data)
+        except BaseException:
+            if isinstance(group, cgroup.Cgroup):
+                cgroup.remove(group)
+            raise
         finally:
             os.close(result_w)
             os.close(control_r)
@@ -147,6 +153,8 @@ class SandboxRunner:
             os.close(control_w)
             supervisor.release_scratch()  # the child's tmpfs, if it was handed over, goes with this descriptor
             shutil.rmtree(scratch, ignore_errors=True)
+            if isinstance(group, cgroup.Cgroup):
+                cgroup.remove(group)  # kills any process of it still alive (the relay's namespace), then rmdir
 
     def _self_test(self, limits: SandboxLimits, allow_missing: frozenset[str]) -> str | None:
         """Once per runner, before the first candidate: the hidden-path self-test (``selftest.py``)."""
@@ -171,7 +179,8 @@ class SandboxRunner:
                    "readable": list(job.readable), "allow_missing": sorted(job.allow_missing),
                    "hidden": list(job.hidden),
                    "output": job.output, "result_fd": job.result_fd, "control_fd": job.control_fd,
-                   "handoff_fd": job.handoff_fd, "parent": os.getpid()}
+                   "handoff_fd": job.handoff_fd, "parent": os.getpid(),
+                   "cgroup": asdict(job.cgroup) if isinstance(job.cgroup, cgroup.Cgroup) else job.cgroup}
         # NVML answers torch.cuda.is_available() without initialising CUDA, which must first happen in the
         # confined process: confine forks (into the PID namespace), and CUDA does not survive a fork.
         environment = {**worker_environment(), "PYTORCH_NVML_BASED_CUDA_CHECK": "1"}
