@@ -20,14 +20,19 @@ def replies(path: Path, codes: list[tuple[str, str]]) -> str:
     return str(path)
 
 
-def test_the_bandit_gives_the_better_proposer_the_larger_share(tmp_path):
-    # robust (absolute-error) losses beat the squared reference on outliers; a loss that ignores the target earns 0
+def good_and_bad_arms(folder: Path, replies_each: int) -> dict:
+    """Two replay proposers: robust (absolute-error) losses beat the squared reference on outliers; a loss that
+    ignores the target earns 0."""
     good = [(f"robust_{i}", f"def robust_{i}(prediction, target):\n    return {1 + i} * (prediction - target).abs()\n")
-            for i in range(10)]
+            for i in range(replies_each)]
     bad = [(f"blind_{i}", f"def blind_{i}(prediction, target):\n    return {1 + i} * prediction.abs()\n")
-           for i in range(10)]
-    arms = {"replay:good": make_proposer("replay", path=replies(tmp_path / "good.jsonl", good)),
-            "replay:bad": make_proposer("replay", path=replies(tmp_path / "bad.jsonl", bad))}
+           for i in range(replies_each)]
+    return {"replay:good": make_proposer("replay", path=replies(folder / "good.jsonl", good)),
+            "replay:bad": make_proposer("replay", path=replies(folder / "bad.jsonl", bad))}
+
+
+def test_the_bandit_gives_the_better_proposer_the_larger_share(tmp_path):
+    arms = good_and_bad_arms(tmp_path, 10)
     config = DiscoveryConfig(task=EXAMPLE_TASK, proposer="replay", generations=10, population=1, seeds=1)
     archive, summary = run_discovery(tmp_path, config, ProposerBandit(dict(reversed(list(arms.items())))))
     assert summary.status == "finished"

@@ -8,10 +8,9 @@ import re
 from llm2.archive import Archive
 from llm2.discovery.bandit import ProposerBandit
 from llm2.discovery.config import DiscoveryConfig
-from llm2.proposers import make_proposer
 from llm2.report.build import build_report
 from llm2.report.proposer_shares import proposer_shares, shares_html
-from test_bandit import EXAMPLE_TASK, replies
+from test_bandit import EXAMPLE_TASK, good_and_bad_arms
 from test_discovery import run_discovery
 from testkit import invoke_llm2, make_run
 
@@ -25,12 +24,7 @@ def table_rows(page: str) -> dict[str, list[str]]:
 
 
 def test_the_report_shows_each_proposer_s_share_and_what_it_earned(tmp_path):
-    good = [(f"robust_{i}", f"def robust_{i}(prediction, target):\n    return {1 + i} * (prediction - target).abs()\n")
-            for i in range(6)]
-    bad = [(f"blind_{i}", f"def blind_{i}(prediction, target):\n    return {1 + i} * prediction.abs()\n")
-           for i in range(6)]
-    arms = {"replay:good": make_proposer("replay", path=replies(tmp_path / "good.jsonl", good)),
-            "replay:bad": make_proposer("replay", path=replies(tmp_path / "bad.jsonl", bad))}
+    arms = good_and_bad_arms(tmp_path, 6)
     config = DiscoveryConfig(task=EXAMPLE_TASK, proposer="replay", generations=6, population=1, seeds=1,
                              more_proposers=("replay:bad",))
     archive, summary = run_discovery(tmp_path, config, ProposerBandit(arms))
