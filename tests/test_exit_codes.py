@@ -124,7 +124,7 @@ def test_ctrl_c_ends_a_run_with_130_and_says_how_to_resume(tmp_path):
             wait_for_archive(run_dir, process, lambda archive: bool(server.requests), "the proposer's request",
                              timeout_s=120)
             os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends to the job
-            output = process.communicate(timeout=180)[0]  # closing the workers takes a while under load
+            output = process.communicate(timeout=60)[0]
         finally:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
