@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from fake_openai_server import FakeOpenAIServer, completion, good_reply_json
 from llm2.cli import main
-from testkit import LLM2, start_in_session, wait_for_archive
+from testkit import LLM2, wait_for_archive
 
 TASK = f"{Path(__file__).with_name('example_task.py')}:RobustRegression"
 GOOD = "def soft_abs(prediction, target):\n    d = prediction - target\n    return torch.sqrt(1 + d * d) - 1\n"
@@ -114,20 +114,33 @@ def test_a_proposer_that_runs_out_stops_the_run_with_3(tmp_path):
     assert "replay exhausted" in done.stdout
 
 
+def _as_from_a_terminal() -> None:
+    """Ctrl-C's default, whatever the test process inherited: SIGINT handled and not blocked."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+
+
 def test_ctrl_c_ends_a_run_with_130_and_says_how_to_resume(tmp_path):
-    run_dir = tmp_path / "run"
-    with FakeOpenAIServer([completion(good_reply_json(code=GOOD), delay_s=300)]) as server:
-        process = start_in_session([*LLM2, "discover", "--task", TASK, "--proposer", "openai", "--model",
+    run_dir, log = tmp_path / "run", tmp_path / "output.txt"
+    with FakeOpenAIServer([completion(good_reply_json(code=GOOD), delay_s=300)]) as server, \
+            open(log, "w") as output_file:
+        # The output goes to a file, not a pipe: the test waits for llm2 itself to end, not for every process that
+        # may hold a copy of a pipe.
+        process = subprocess.Popen([*LLM2, "discover", "--task", TASK, "--proposer", "openai", "--model",
                                     "fake-model", "--base-url", server.base_url, "--population", "1", "--seeds",
-                                    "1", "--workers", "1", "--run-dir", str(run_dir)])
+                                    "1", "--workers", "1", "--run-dir", str(run_dir)],
+                                   stdout=output_file, stderr=subprocess.STDOUT, start_new_session=True,
+                                   preexec_fn=_as_from_a_terminal, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         try:
             wait_for_archive(run_dir, process, lambda archive: bool(server.requests), "the proposer's request",
                              timeout_s=120)
             os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends to the job
-            output = process.communicate(timeout=60)[0]
+            process.wait(timeout=120)
         finally:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+    output = log.read_text()
     assert process.returncode == 130, output[-3000:]
     assert f"llm2 discover --run-dir {run_dir} --resume" in output and "Traceback" not in output
 

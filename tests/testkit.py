@@ -74,7 +74,7 @@ def wait_for_archive(run_dir: Path, process: subprocess.Popen, reached: Callable
     """Poll the run's archive until ``reached(archive)``; fail when the process ends first or the deadline passes."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        assert process.poll() is None, process.stdout.read()
+        assert process.poll() is None, process.stdout.read() if process.stdout else "the process ended first"
         try:
             with Archive.open(run_dir, readonly=True) as archive:
                 if reached(archive):
