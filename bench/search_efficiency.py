@@ -172,17 +172,14 @@ def top_clusters(run_dir: Path, radius: float, budget: float = math.inf, unit: s
     """Distinct behavioural clusters among the ``top`` proposals by fitness finished within ``budget`` (leader
     clustering on the run's recorded fingerprints, in fitness order)."""
     from llm2.archive.search_tables import fingerprints
+    from llm2.report.clusters import behaviour_clusters
 
     with Archive.open(run_dir, readonly=True) as archive:
         vectors = {f.candidate_id: f.vector for f in fingerprints(archive)}
-    within = [c for c in proposals_within(run_dir, budget, unit) if c.id in vectors]
+    within = [c for c in proposals_within(run_dir, budget, unit) if vectors.get(c.id)]
     best = sorted(within, key=lambda c: (-c.fitness, c.index))[:top]
-    leaders: list[tuple[float, ...]] = []
-    for candidate in best:
-        vector = vectors[candidate.id]
-        if not any(len(vector) == len(lead) and math.dist(vector, lead) <= radius for lead in leaders):
-            leaders.append(vector)
-    return len(leaders)
+    clusters = behaviour_clusters(best, vectors, set(), radius)  # the report's clustering; it lists groups of 2+
+    return clusters.fingerprinted - sum(len(group) - 1 for group in clusters.groups)
 
 
 def compare_islands(args, root: Path) -> None:
