@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Callable
 
 from llm2.task_api.base import EvalSetting, Metrics, Task
 
@@ -41,20 +42,27 @@ class EvalJob:
     key: str = ""  # the caller's label (e.g. candidate id), echoed back unchanged
     baseline_probe: float | None = None  # the reference baseline's probe fitness at this setting and seed
     fingerprint_only: bool = False  # the cheap first stage: contract checks and the task's fingerprint, no training
+    # budgets (EvalSetting.budget's unit) at which a run that can pause hands its weights over as a rung's cut
+    pauses: tuple[float, ...] = ()
+    # on_pause(budget, the cut's result) -> train on? Asked in the process that drives the worker (a local
+    # executor's thread); it never crosses a pipe, so without it (Ray) every pause stops the run there
+    on_pause: "Callable[[float, EvalResult], bool] | None" = field(default=None, compare=False, repr=False)
 
 
 # -- plain-data forms, for the pipes between an executor and its worker processes --------------------------------
 def job_to_dict(job: EvalJob) -> dict:
     return {"code": job.code, "setting": {"task": dataclasses.asdict(job.setting.task), "seed": job.setting.seed,
                                           "budget": job.setting.budget},
-            "key": job.key, "baseline_probe": job.baseline_probe, "fingerprint_only": job.fingerprint_only}
+            "key": job.key, "baseline_probe": job.baseline_probe, "fingerprint_only": job.fingerprint_only,
+            "pauses": list(job.pauses)}
 
 
 def job_from_dict(data: dict, task: Task) -> EvalJob:
     setting = data["setting"]
     return EvalJob(str(data["code"]), EvalSetting(task.settings_from_dict(setting["task"]), int(setting["seed"]),
                                                   float(setting["budget"])),
-                   str(data.get("key", "")), data.get("baseline_probe"), bool(data.get("fingerprint_only", False)))
+                   str(data.get("key", "")), data.get("baseline_probe"), bool(data.get("fingerprint_only", False)),
+                   tuple(float(b) for b in data.get("pauses") or ()))
 
 
 def result_to_dict(result: EvalResult) -> dict:

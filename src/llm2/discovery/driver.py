@@ -42,7 +42,10 @@ class EvaluationDriver:
         self.fanout = SeedFanout(executor, setting, seeds, on_fingerprint=on_fingerprint)
         task_rungs = optional(task, "fidelity_rungs") if use_rungs else ()
         self.rungs = rungs.ladder_of(task_rungs, len(seeds)) if task_rungs else []
-        self.evaluator = rungs.Ladder(self.fanout, seeds, self.rungs) if self.rungs else self.fanout
+        # a promoted candidate trains on from its rung's cut where the task's training can pause and the executor
+        # answers pauses in this process; elsewhere it is trained again
+        pausable = optional(task, "can_pause")(setting.task) and getattr(executor, "answers_pauses", False)
+        self.evaluator = rungs.Ladder(self.fanout, seeds, self.rungs, pausable=pausable) if self.rungs else self.fanout
 
     def submit(self, candidate: CandidateRecord) -> None:
         """Start evaluating a pending candidate (once: a candidate already under way is left to finish)."""

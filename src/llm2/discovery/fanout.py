@@ -8,6 +8,8 @@ are `llm2.evaluation`'s EvalJob and EvalResult.)
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
+import threading
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -67,6 +69,17 @@ def _common_layers(results: list[EvalResult]) -> tuple[str, ...]:
 
 # on_fingerprint(key, fingerprint) -> True to evaluate the candidate, False when the caller has settled it otherwise
 FingerprintJudge = Callable[[int, tuple], bool]
+# on_pause(key, seed, budget, the cut's result) -> train on; asked from an executor's worker thread
+PauseJudge = Callable[[int, int, float, EvalResult], bool]
+
+
+@dataclass(frozen=True)
+class SeedRun:
+    """One training seed's job: trained to ``budget`` (None: the base setting's), pausing at ``pauses`` on the way."""
+
+    seed: int
+    budget: float | None = None
+    pauses: tuple[float, ...] = ()
 
 
 class SeedFanout:
@@ -78,6 +91,9 @@ class SeedFanout:
     With ``on_fingerprint`` set, a candidate first gets one cheap fingerprint job (contract checks and the task's
     fingerprint of its behaviour, in the confined child); its seeds are submitted only if ``on_fingerprint`` says
     so. A candidate that fails that stage is reported as it failed, without training.
+
+    A run with pauses (multi-fidelity, rungs.py) asks ``on_pause`` at each; that may add seeds to the candidate
+    (``add_runs``) from a worker thread, hence the lock.
     """
 
     def __init__(self, executor: Executor, base: EvalSetting, seeds: list[int],
@@ -85,68 +101,97 @@ class SeedFanout:
         self._executor, self._base, self._seeds = executor, base, seeds
         self.baseline_probe = dict(baseline_probe or {})
         self.on_fingerprint = on_fingerprint
+        self.on_pause: PauseJudge | None = None
+        self._lock = threading.RLock()
         self._futures: dict[cf.Future, tuple[int, int | None]] = {}  # seed None: the fingerprint job
         self._results: dict[int, dict[int, EvalResult]] = {}
         self._codes: dict[int, str] = {}
-        self._plans: dict[int, tuple[float | None, list[int]]] = {}  # key -> (budget, seeds) of its evaluation
+        self._plans: dict[int, list[SeedRun]] = {}  # key -> its seeds' runs, in seed order
 
     def submit(self, key: int, code: str, budget: float | None = None, seeds: list[int] | None = None,
-               fingerprint: bool = True) -> None:
-        """Evaluate ``code`` at ``budget`` (default: the base setting's) over ``seeds`` (default: all);
-        ``fingerprint=False`` skips the fingerprint stage (a candidate already fingerprinted)."""
-        self._results[key] = {}
-        self._plans[key] = (budget, list(seeds or self._seeds))
-        if self.on_fingerprint is not None and fingerprint:
-            self._codes[key] = code
-            job = EvalJob(code=code, setting=self._base.replace(seed=self._seeds[0]), key=f"{key}:fingerprint",
-                          fingerprint_only=True)
-            self._futures[self._executor.submit(job)] = (key, None)
-            return
-        self._submit_seeds(key, code)
+               fingerprint: bool = True, runs: list[SeedRun] | None = None) -> None:
+        """Evaluate ``code`` at ``budget`` (default: the base setting's) over ``seeds`` (default: all), or as
+        ``runs``; ``fingerprint=False`` skips the fingerprint stage (a candidate already fingerprinted)."""
+        with self._lock:
+            self._results[key] = {}
+            self._plans[key] = list(runs or [SeedRun(seed, budget) for seed in (seeds or self._seeds)])
+            if self.on_fingerprint is not None and fingerprint:
+                self._codes[key] = code
+                job = EvalJob(code=code, setting=self._base.replace(seed=self._seeds[0]), key=f"{key}:fingerprint",
+                              fingerprint_only=True)
+                self._futures[self._executor.submit(job)] = (key, None)
+                return
+            self._submit_runs(key, code, self._plans[key])
 
-    def _submit_seeds(self, key: int, code: str) -> None:
-        budget, seeds = self._plans[key]
-        base = self._base if budget is None else self._base.replace(budget=budget)
-        for seed in seeds:
-            job = EvalJob(code=code, setting=base.replace(seed=seed), key=f"{key}:{seed}",
+    def add_runs(self, key: int, code: str, runs: list[SeedRun]) -> None:
+        """More seeds for a candidate under way (promoted at a pause: the next rung's other seeds)."""
+        with self._lock:
+            self._plans[key].extend(runs)
+            self._submit_runs(key, code, runs)
+
+    def _submit_runs(self, key: int, code: str, runs: list[SeedRun]) -> None:
+        for run in runs:
+            base = self._base if run.budget is None else self._base.replace(budget=run.budget)
+            on_pause = (functools.partial(self._paused, key, run.seed) if run.pauses and self.on_pause is not None
+                        else None)
+            job = EvalJob(code=code, setting=base.replace(seed=run.seed), key=f"{key}:{run.seed}",
                           # the reference's probe was measured at the full budget: no yardstick for a lower rung
-                          baseline_probe=self.baseline_probe.get(seed) if budget in (None, 1.0) else None)
-            self._futures[self._executor.submit(job)] = (key, seed)
+                          baseline_probe=self.baseline_probe.get(run.seed) if run.budget in (None, 1.0) else None,
+                          pauses=run.pauses, on_pause=on_pause)
+            self._futures[self._executor.submit(job)] = (key, run.seed)
+
+    def _paused(self, key: int, seed: int, budget: float, cut: EvalResult) -> bool:
+        return self.on_pause(key, seed, budget, cut)
 
     def __contains__(self, key: int) -> bool:
         """Submitted and not yet handed to ``on_done``."""
-        return key in self._results
+        with self._lock:
+            return key in self._results
 
     def drain(self, on_done: Callable[[int, CandidateOutcome], None], block: bool = True) -> None:
         """Collect results as they arrive; ``on_done`` is called once per finished candidate.
 
         ``block=False`` takes only what is already done, so proposing the next candidate need not wait.
         """
-        while self._futures:
-            done, _ = cf.wait(list(self._futures), timeout=None if block else 0, return_when=cf.FIRST_COMPLETED)
+        while True:
+            with self._lock:
+                futures = list(self._futures)
+            if not futures:
+                return
+            done, _ = cf.wait(futures, timeout=None if block else 0, return_when=cf.FIRST_COMPLETED)
             for future in done:
-                key, seed = self._futures.pop(future)
+                with self._lock:
+                    key, seed = self._futures.pop(future)
+                    if seed is None:
+                        code = self._codes.pop(key)
+                    else:
+                        self._results[key][seed] = _result_of(future)
+                        plan = self._plans[key]
+                        complete = len(self._results[key]) == len(plan)
+                        if complete:
+                            per_seed = self._results.pop(key)
+                            self._plans.pop(key)
                 if seed is None:
-                    self._fingerprinted(key, _result_of(future), on_done)
-                    continue
-                self._results[key][seed] = _result_of(future)
-                seeds = self._plans[key][1]
-                if len(self._results[key]) == len(seeds):
-                    per_seed = self._results.pop(key)
-                    on_done(key, combine([per_seed[s] for s in seeds]))
+                    self._fingerprinted(key, code, _result_of(future), on_done)
+                elif complete:
+                    on_done(key, combine([per_seed[run.seed] for run in plan]))  # in the run's seed order
             if not block:
                 return
 
-    def _fingerprinted(self, key: int, result: EvalResult,
+    def _fingerprinted(self, key: int, code: str, result: EvalResult,
                        on_done: Callable[[int, CandidateOutcome], None]) -> None:
-        code = self._codes.pop(key)
         if result.status != "ok":  # broke the contract (or could not run): no training would change that
-            self._results.pop(key)
+            with self._lock:
+                self._results.pop(key)
+                self._plans.pop(key)
             on_done(key, combine([result]))
         elif self.on_fingerprint(key, result.fingerprint):
-            self._submit_seeds(key, code)
+            with self._lock:
+                self._submit_runs(key, code, self._plans[key])
         else:
-            self._results.pop(key)
+            with self._lock:
+                self._results.pop(key)
+                self._plans.pop(key)
 
 
 def record_outcome(archive: Archive, candidate: CandidateRecord, outcome: CandidateOutcome,

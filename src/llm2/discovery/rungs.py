@@ -8,16 +8,25 @@ Baselines always climb every rung: they are the yardstick. Each decision is kept
 candidate's metrics (``promotions``), and each rung's fitness in ``rung_fitness``; ``rung_correlations`` is the
 Spearman rank correlation between each rung and the full evaluation over the candidates that reached the top, so a
 user can see whether a low rung can be trusted.
+
+Where the task can pause its training (``can_pause``; a run at a share of the budget is then the first part of the
+whole run) and the executor answers pauses (the local one), a one-seed rung is a pause along the whole run of its
+seed: judged at the cut, a candidate not promoted stops there (its record is the rung's, as before), a promoted
+one trains on, so its rung's training is not repeated (``rung_seconds_saved``); only the seeds the rung did not
+train start from scratch. Its full fitness is the same as a full evaluation's from scratch. Elsewhere (a rung of
+several seeds, a task that cannot pause, Ray) a promoted candidate is trained again at the next rung.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, replace
 from typing import Callable
 
 from llm2.archive.records import CandidateRecord
-from llm2.discovery.fanout import CandidateOutcome, SeedFanout
+from llm2.discovery.fanout import CandidateOutcome, SeedFanout, SeedRun
+from llm2.evaluation import EvalResult
 
 ETA = 3  # promote the top third
 
@@ -38,49 +47,102 @@ def ladder_of(task_rungs: tuple[tuple[float, int], ...], seeds: int) -> list[Run
 
 
 class Ladder:
-    """Drives a SeedFanout through the rungs; ``on_done`` hears of each candidate once, where it stopped."""
+    """Drives a SeedFanout through the rungs; ``on_done`` hears of each candidate once, where it stopped.
 
-    def __init__(self, fanout: SeedFanout, seeds: list[int], rungs: list[Rung], eta: int = ETA):
-        self.fanout, self.seeds, self.rungs, self.eta = fanout, seeds, rungs, eta
+    With ``pausable`` (the task can pause its training and the executor answers pauses), the first seed of a
+    one-seed rung is trained along the whole run it would climb and pauses at the rung's budget: the rung is judged
+    there, from a worker thread (hence the lock), and a promoted candidate trains on instead of starting again.
+    """
+
+    def __init__(self, fanout: SeedFanout, seeds: list[int], rungs: list[Rung], eta: int = ETA,
+                 pausable: bool = False):
+        self.fanout, self.seeds, self.rungs, self.eta, self.pausable = fanout, seeds, rungs, eta, pausable
+        self._lock = threading.RLock()
         self._codes: dict[int, str] = {}
         self._level: dict[int, int] = {}
         self._always: set[int] = set()
         self._scores: list[dict[int, float]] = [{} for _ in rungs]  # what each rung has seen, key -> fitness
         self._evidence: dict[int, list[dict]] = {}
         self._seconds: dict[int, float] = {}  # evaluation seconds over the rungs climbed so far
+        self._saved: dict[int, float] = {}  # seconds of rung training not repeated: it went on from the cut
+        self._stopped_at_pause: set[int] = set()  # judged at a pause and not promoted: not judged again
+        if pausable:
+            fanout.on_pause = self._paused
 
     def submit(self, key: int, code: str, always_promote: bool = False) -> None:
-        self._codes[key], self._level[key], self._evidence[key], self._seconds[key] = code, 0, [], 0.0
-        if always_promote:
-            self._always.add(key)
-        self._submit(key, fingerprint=True)
+        with self._lock:
+            self._codes[key], self._level[key], self._evidence[key] = code, 0, []
+            self._seconds[key] = self._saved[key] = 0.0
+            if always_promote:
+                self._always.add(key)
+            self.fanout.submit(key, code, runs=self._runs(0, self.seeds[:self.rungs[0].seeds]), fingerprint=True)
 
-    def _submit(self, key: int, fingerprint: bool) -> None:
-        rung = self.rungs[self._level[key]]
-        self.fanout.submit(key, self._codes[key], budget=rung.budget, seeds=self.seeds[:rung.seeds],
-                           fingerprint=fingerprint)
+    def _runs(self, level: int, seeds: list[int]) -> list[SeedRun]:
+        """The jobs of ``seeds`` at ``level``: the first seed pauses at every one-seed rung from there up (when
+        the ladder is pausable) and trains to the budget of the rung above the last pause."""
+        runs = []
+        for seed in seeds:
+            pauses, top = [], level
+            while (self.pausable and seed == self.seeds[0] and top < len(self.rungs) - 1
+                   and self.rungs[top].seeds == 1 and self.rungs[top + 1].budget > self.rungs[top].budget):
+                pauses.append(self.rungs[top].budget)
+                top += 1
+            runs.append(SeedRun(seed, self.rungs[top].budget, tuple(pauses)))
+        return runs
 
     def __contains__(self, key: int) -> bool:
-        return key in self._level
+        with self._lock:
+            return key in self._level
+
+    def _paused(self, key: int, seed: int, budget: float, cut: EvalResult) -> bool:
+        """A run reached a rung's cut (a worker thread asks): judge the rung now; promoted, the run trains on and
+        the next rung's other seeds start."""
+        with self._lock:
+            level = self._level.get(key)
+            fitness = cut.fitness
+            if level is None or self.rungs[level].budget != budget or fitness is None or not math.isfinite(fitness):
+                return False  # stopped there, the cut's result is the rung's: judged once it is back
+            self._scores[level][key] = fitness
+            promoted, evidence = self._judge(key, level, fitness)
+            self._evidence[key].append({**evidence, "at_pause": True})
+            if not promoted:
+                self._stopped_at_pause.add(key)
+                return False
+            self._level[key] = level + 1
+            self._saved[key] += cut.seconds
+            others = [s for s in self.seeds[:self.rungs[level + 1].seeds] if s != seed]
+            if others:
+                self.fanout.add_runs(key, self._codes[key], self._runs(level + 1, others))
+            return True
 
     def drain(self, on_done: Callable[[int, CandidateOutcome], None], block: bool = True) -> None:
         def climbed(key: int, outcome: CandidateOutcome) -> None:
-            level = self._level[key]
-            self._seconds[key] += outcome.seconds
-            if outcome.status == "ok" and outcome.fitness is not None:
-                self._scores[level][key] = outcome.fitness
-            if level == len(self.rungs) - 1 or outcome.status != "ok" or outcome.fitness is None:
-                on_done(key, self._finished(key, outcome))
-                return
-            promoted, evidence = self._judge(key, level, outcome.fitness)
-            self._evidence[key].append(evidence)
-            if promoted:
-                self._level[key] = level + 1
-                self._submit(key, fingerprint=False)
-            else:
-                on_done(key, self._finished(key, replace(outcome, fitness=None, fitness_std=None, stage="rung")))
+            with self._lock:
+                finished = self._climbed(key, outcome)
+            if finished is not None:
+                on_done(key, finished)
 
         self.fanout.drain(climbed, block)
+
+    def _climbed(self, key: int, outcome: CandidateOutcome) -> CandidateOutcome | None:
+        """A rung's result is back: the candidate's final outcome, or None when it was promoted."""
+        level = self._level[key]
+        self._seconds[key] += outcome.seconds
+        if outcome.status == "ok" and outcome.fitness is not None:
+            self._scores[level][key] = outcome.fitness
+        if level == len(self.rungs) - 1 or outcome.status != "ok" or outcome.fitness is None:
+            return self._finished(key, outcome)
+        if key in self._stopped_at_pause:  # judged at its pause already
+            promoted = False
+        else:
+            promoted, evidence = self._judge(key, level, outcome.fitness)
+            self._evidence[key].append(evidence)
+        if not promoted:
+            return self._finished(key, replace(outcome, fitness=None, fitness_std=None, stage="rung"))
+        self._level[key] = level + 1
+        self.fanout.submit(key, self._codes[key], runs=self._runs(level + 1, self.seeds[:self.rungs[level + 1].seeds]),
+                           fingerprint=False)
+        return None
 
     def _judge(self, key: int, level: int, fitness: float) -> tuple[bool, dict]:
         seen = sorted(self._scores[level].values(), reverse=True)
@@ -92,10 +154,12 @@ class Ladder:
 
     def _finished(self, key: int, outcome: CandidateOutcome) -> CandidateOutcome:
         rung_fitness = [self._scores[level].get(key) for level in range(self._level[key] + 1)]
-        metrics = {**outcome.metrics, "rung_fitness": rung_fitness, "promotions": self._evidence.pop(key)}
+        metrics = {**outcome.metrics, "rung_fitness": rung_fitness, "promotions": self._evidence.pop(key),
+                   "rung_seconds_saved": self._saved.pop(key)}
         self._codes.pop(key)
         self._level.pop(key)
         self._always.discard(key)
+        self._stopped_at_pause.discard(key)
         return replace(outcome, metrics=metrics, seconds=self._seconds.pop(key))
 
 

@@ -23,6 +23,8 @@ class ExecutorBase:
 
     contract: Contract
     static_checks: bool = True
+    # whether a job's on_pause is asked (EvalJob.pauses): only where the handle runs in this process
+    answers_pauses: bool = False
 
     def close(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError

@@ -3,6 +3,8 @@
 The handle enforces an outer deadline: a worker that dies or hangs is killed, its job reported as failed with the
 reason, and a fresh worker is started for the next job. Weights arrive as safetensors files the worker writes into
 the handle's own directory; the handle scores them with its ``ScoringSide`` (trusted, in this process) and deletes them.
+A run asked to pause at a rung's cut (``EvalJob.pauses``) hands its weights over there: the handle scores them and
+asks the job's ``on_pause`` whether the run trains on; stopped there, the cut's score is the job's result.
 A task whose output is a directory (``Runtime(output="directory")``) has it arrive there too, already checked by the
 worker: the scorer gets ``TrainOutput(weights={}, ..., output_dir=its path)``, and the directory is removed after
 scoring, or kept like a weights file (under the job's key, without the suffix) when the executor keeps weights.
@@ -109,14 +111,18 @@ class WorkerHandle:
         deadline = time.monotonic() + limits.timeout_s + limits.term_grace_s + self.config.answer_grace_s
         if self.scoring.task.runtime(job.setting.task).start == "spawn":
             deadline += SPAWN_STARTUP_S  # the candidate's process starts an interpreter and loads its data first
+        cut: EvalResult | None = None  # the rung's cut where the run was told to stop
         while message["event"] != "result":  # from "started" on, the candidate's clock runs
-            message = self._expect(("probe", "result"), deadline)
+            message = self._expect(("probe", "pause", "result"), deadline)
+            scoring_started = time.monotonic()
             if message["event"] == "probe":
-                scoring_started = time.monotonic()
                 reason, fitness = self.scoring.judge_probe(job, self._take(message))
                 self._send({"verdict": "continue" if reason is None else "stop", "reason": reason,
                             "fitness": fitness})
-                deadline += time.monotonic() - scoring_started
+            elif message["event"] == "pause":
+                go_on, cut = self._pause(job, message, started)
+                self._send({"verdict": "continue" if go_on else "stop"})
+            deadline += time.monotonic() - scoring_started
         seconds = time.perf_counter() - started
         sandbox = tuple(message.get("sandbox") or ())
         probe = message.get("probe_fitness")
@@ -124,6 +130,10 @@ class WorkerHandle:
         if message["status"] != "ok":
             return EvalResult(message["status"], message["stage"], message.get("error"), seconds=seconds,
                               probe_fitness=probe, sandbox=sandbox, curves=curves)
+        if message["stage"] == "rung":  # stopped at a rung's cut: its score is the result, as a rung's run gives
+            if cut is None:
+                raise WorkerGone("the worker reported a stop at a rung it was never asked about")
+            return dataclasses.replace(cut, seconds=seconds, probe_fitness=probe, sandbox=sandbox, curves=curves)
         if job.fingerprint_only:  # nothing was trained: nothing to score
             return EvalResult("ok", "fingerprint", None, seconds=seconds, sandbox=sandbox,
                               fingerprint=tuple(float(v) for v in message.get("fingerprint") or ()))
@@ -141,6 +151,21 @@ class WorkerHandle:
                               sandbox=sandbox, curves=curves)
         return EvalResult("ok", "done", None, metrics, time.perf_counter() - started, tuple(output.loss_trace),
                           probe, sandbox, curves=curves)
+
+    def _pause(self, job: EvalJob, message: dict, started: float) -> tuple[bool, EvalResult | None]:
+        """A rung's cut: score its weights as that rung's evaluation would, and ask the job's ``on_pause`` whether
+        the run trains on (without one, as under Ray, it stops: the rung is then trained again if promoted)."""
+        budget = float(message["budget"])
+        keep = self.keep_dir is not None
+        output = self._take(message, remove=not keep)
+        metrics, error = self.scoring.score(job, output)
+        seconds = time.perf_counter() - started
+        cut = (EvalResult("ok", "done", None, metrics, seconds, tuple(output.loss_trace)) if metrics is not None
+               else EvalResult("failed", "score", error, seconds=seconds))
+        go_on = metrics is not None and job.on_pause is not None and job.on_pause(budget, cut)
+        if keep:  # a run stopped here keeps the cut's weights, as a rung's own run would
+            self._keep(Path(message["path"]), job.key if metrics is not None and not go_on else None)
+        return go_on, cut
 
     def _take(self, message: dict, remove: bool = True) -> TrainOutput:
         """The weights file the worker wrote (in this handle's own directory), read and (unless kept) removed; or

@@ -23,6 +23,8 @@ class LocalExecutor(ExecutorBase):
     """``environments``: one per worker, set in its environment (one worker per GPU: CUDA_VISIBLE_DEVICES); when
     given, there are that many workers. ``keep_dir``: where scored weights are kept by job key (checkpoints)."""
 
+    answers_pauses = True  # the handles run in this process's threads: a job's on_pause is called directly
+
     def __init__(self, config: WorkerConfig, task: Task, workers: int, static_checks: bool = True,
                  environments: list[dict[str, str]] | None = None, keep_dir: Path | None = None):
         self.contract, self.static_checks = task.contract, static_checks

@@ -36,7 +36,7 @@ from llm2.task_api.base import TensorSpec
 
 _FRAME = struct.Struct("!II")
 MAX_HEADER_BYTES = 1 << 20
-HEADER_KINDS = frozenset({"stage", "probe", "result", "error", "fingerprint"})
+HEADER_KINDS = frozenset({"stage", "probe", "pause", "result", "error", "fingerprint"})
 
 
 class ChannelError(Exception):

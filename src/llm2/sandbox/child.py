@@ -2,9 +2,10 @@
 
 Only this process ever executes candidate code. It reports through the channel: ``stage`` notes as it advances (the
 first carries the sandbox layers that took), a ``probe`` (weights after the probe fraction; it then waits for the
-worker's verdict), and finally ``result`` (weights, or the name of the file holding them, or, for a task whose
-output is a directory of files, the name of that directory in the scratch; and the loss trace) or ``error`` (stage
-and reason). It never scores anything itself.
+worker's verdict), a ``pause`` at each rung's budget the job asks for (weights, then a verdict too), and finally
+``result`` (weights, or the name of the file holding them, or, for a task whose output is a directory of files,
+the name of that directory in the scratch; and the loss trace) or ``error`` (stage and reason). It never scores
+anything itself.
 
 The process is either forked from the warm worker (CPU tasks: the task's training data is already in memory) or
 spawned fresh (``python -m llm2.sandbox.child``, for CUDA, which does not survive a fork): then it loads the task and
@@ -29,6 +30,7 @@ from llm2.sandbox.cgroup import Cgroup
 from llm2.sandbox.limits import SandboxLimits, SandboxUnavailable, confine
 from llm2.sandbox.loader import load_function
 from llm2.task_api.base import CandidateError, EvalSetting, Task, TrainOutput
+from llm2.task_api.checkpoint import Checkpoint
 from llm2.task_api.optional import optional
 
 CONTINUE = b"c"  # the worker's probe verdict; any other byte, or none, stops training
@@ -51,6 +53,7 @@ class ChildJob:
     fingerprint_only: bool = False  # contract checks, then the task's fingerprint of the candidate; no training
     handoff_fd: int = -1  # child -> worker: the scratch tmpfs, for an output read from it (``handoff.py``)
     cgroup: Cgroup | str | None = None  # the group the worker made for it, or why none (``cgroup.py``)
+    pauses: tuple[float, ...] = ()  # budgets at which the run hands its weights over as a rung's cut
 
 
 def run_child(job: ChildJob, task: Task, data: Any) -> None:
@@ -72,14 +75,20 @@ def run_child(job: ChildJob, task: Task, data: Any) -> None:
         stage = "probe" if job.cascade else "train"
         channel.send(job.result_fd, {"kind": "stage", "stage": stage})
 
-        def checkpoint(output: TrainOutput) -> bool:
+        def probe(output: TrainOutput) -> bool:
             nonlocal stage
             _send_output(job, "probe", output, to_file=False)
             verdict = os.read(job.control_fd, 1)
             stage = "train"
             return verdict == CONTINUE
 
-        output = task.train(fn, data, job.setting, checkpoint if job.cascade else None)
+        def pause(budget: float, output: TrainOutput) -> bool:
+            _send_output(job, "pause", output, to_file=False, budget=float(budget))
+            return os.read(job.control_fd, 1) == CONTINUE
+
+        checkpoint = (Checkpoint(probe if job.cascade else None, pause, job.pauses) if job.pauses else
+                      probe if job.cascade else None)
+        output = task.train(fn, data, job.setting, checkpoint)
         _send_output(job, "result", output, to_file=job.output == "file")
     except SandboxUnavailable as exc:
         _send_error(job.result_fd, "static", str(exc), sandbox=True)
@@ -135,9 +144,9 @@ def _isolate_descriptors(job: ChildJob) -> None:
     sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
 
 
-def _send_output(job: ChildJob, kind: str, output: TrainOutput, to_file: bool) -> None:
+def _send_output(job: ChildJob, kind: str, output: TrainOutput, to_file: bool, **extra: Any) -> None:
     header = {"kind": kind, "steps": int(output.steps), "stop_reason": output.stop_reason,
-              "loss_trace": [float(v) for v in output.loss_trace], "curves": output.curves}
+              "loss_trace": [float(v) for v in output.loss_trace], "curves": output.curves, **extra}
     payload = b""
     if not output.stop_reason:
         if kind == "result" and job.output == "directory":
@@ -208,7 +217,7 @@ def main() -> None:
                    SandboxLimits.from_dict(request["limits"]), tuple(request["readable"]),
                    frozenset(request["allow_missing"]), tuple(request["hidden"]), request["output"],
                    int(request["result_fd"]), int(request["control_fd"]), job_record.fingerprint_only,
-                   int(request.get("handoff_fd", -1)), _cgroup_from(request.get("cgroup")))
+                   int(request.get("handoff_fd", -1)), _cgroup_from(request.get("cgroup")), job_record.pauses)
     run_child(job, task, data)
 
 

@@ -3,7 +3,8 @@
 The worker holding a ``SandboxRunner`` has imported torch and loaded the task's training data once; each candidate
 costs a fork (or, for CUDA, a fresh spawned process), not an interpreter. It never imports candidate code and never
 scores: it validates the child's tensors against the task's output spec and hands them on, and asks its caller
-(``judge_probe``) whether a probe may go on.
+(``judge_probe``) whether a probe may go on, and (``judge_pause``) whether a run paused at a rung's cut trains on.
+Reading the child's messages is the ``Supervisor``'s job (supervisor.py).
 
 A task whose output is a directory (``Runtime(output="directory")``, e.g. a model written shard by shard) gets it
 back only once every process of the child is gone: the directory is then moved out of the scratch into the
@@ -16,29 +17,21 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from llm2.curves import clean_curves
-from llm2.sandbox import cgroup, channel, handoff
-from llm2.sandbox.child import CONTINUE, OUTPUT_FILE, ChildJob, run_child
+from llm2.sandbox import cgroup, handoff
+from llm2.sandbox.child import ChildJob, run_child
 from llm2.sandbox.environment import worker_environment
-from llm2.sandbox.limits import (SPAWN_STARTUP_S, SandboxLimits, bytes_text, cuda_limits, end_child, kill_group,
-                                 signal_reason)
-from llm2.sandbox.processes import wait_group_gone
-from llm2.task_api.base import EvalSetting, Runtime, Task, TrainOutput
+from llm2.sandbox.limits import SPAWN_STARTUP_S, SandboxLimits, cuda_limits, end_child
+from llm2.sandbox.supervisor import (ChildOutcome, DirectoryOutput, PauseJudge, ProbeJudge,  # noqa: F401 - re-exported
+                                     Supervisor)
+from llm2.task_api.base import EvalSetting, Runtime, Task
 from llm2.task_api.optional import optional
-
-_CHILD_STAGES = ("static", "contract", "probe", "train")
-
-# judge_probe(output) -> (reason to stop, or None to go on; the probe's fitness when it was scored)
-ProbeJudge = Callable[[TrainOutput], tuple["str | None", "float | None"]]
 
 
 @dataclass(frozen=True)
@@ -46,27 +39,6 @@ class SandboxOptions:
     limits: SandboxLimits = SandboxLimits()
     cascade: bool = True
     allow_missing: frozenset[str] = frozenset()  # sandbox layers the user explicitly opted out of (recorded)
-
-
-@dataclass(frozen=True)
-class ChildOutcome:
-    status: str  # ok | invalid | failed | timeout
-    stage: str
-    error: str | None = None
-    output: TrainOutput | None = None  # validated tensors, when status is ok
-    sandbox: tuple[str, ...] = ()  # the layers that took in the child
-    probe_fitness: float | None = None
-    fingerprint: tuple[float, ...] = ()  # a fingerprint job's answer
-    curves: dict = field(default_factory=dict)  # the task's training curves (clean_curves), also when it failed
-
-
-@dataclass(frozen=True)
-class DirectoryOutput:
-    """Where a child's output directory goes once it is dead, and what it may hold."""
-
-    destination: Path
-    limit_bytes: int
-    names: tuple[str, ...]
 
 
 def runtime_limits(limits: SandboxLimits, runtime: Runtime) -> SandboxLimits:
@@ -106,7 +78,10 @@ class SandboxRunner:
         shutil.rmtree(self.scratch_root, ignore_errors=True)
 
     def evaluate(self, code: str, setting: EvalSetting, data: Any, options: SandboxOptions,
-                 judge_probe: ProbeJudge, fingerprint_only: bool = False) -> ChildOutcome:
+                 judge_probe: ProbeJudge, fingerprint_only: bool = False, pauses: tuple[float, ...] = (),
+                 judge_pause: PauseJudge | None = None) -> ChildOutcome:
+        """``pauses``: budgets at which a task that can pause hands its weights to ``judge_pause``; a run stopped at
+        one ends ok at stage "rung", without output (the judge has had the weights)."""
         runtime = self.task.runtime(setting.task)
         limits = runtime_limits(options.limits, runtime)
         refusal = self._self_test(limits, options.allow_missing)
@@ -123,7 +98,7 @@ class SandboxRunner:
         group = cgroup.make(limits.memory_bytes, limits.processes)
         job = ChildJob(code, setting, options.cascade, scratch, limits, self.readable, options.allow_missing,
                        self.hidden, runtime.output, result_w, control_r, fingerprint_only,
-                       child_end.fileno() if child_end is not None else -1, group)
+                       child_end.fileno() if child_end is not None else -1, group, tuple(pauses))
         try:
             pid = self._start(job, runtime.start, data)
         except BaseException:
@@ -141,9 +116,10 @@ class SandboxRunner:
             self._outputs += 1
             directory = DirectoryOutput(self.scratch_root / f"output-{self._outputs}",
                                         runtime.output_limit_bytes or limits.output_bytes, runtime.output_names)
-        supervisor = _Supervisor(pid, result_r, control_w, limits, options.cascade, spec, scratch,
+        supervisor = Supervisor(pid, result_r, control_w, limits, options.cascade, spec, scratch,
                                  self.task.probe_fraction, judge_probe,
-                                 SPAWN_STARTUP_S if runtime.start == "spawn" else 0.0, directory, worker_end)
+                                 SPAWN_STARTUP_S if runtime.start == "spawn" else 0.0, directory, worker_end,
+                                 tuple(pauses) if judge_pause is not None else (), judge_pause)
         try:
             return supervisor.run()
         finally:
@@ -174,7 +150,8 @@ class SandboxRunner:
         from llm2.evaluation import EvalJob, job_to_dict
 
         request = {"task": self.task_spec, "job": job_to_dict(EvalJob(job.code, job.setting,
-                                                                         fingerprint_only=job.fingerprint_only)),
+                                                                         fingerprint_only=job.fingerprint_only,
+                                                                         pauses=job.pauses)),
                    "cascade": job.cascade, "scratch": str(job.scratch), "limits": asdict(job.limits),
                    "readable": list(job.readable), "allow_missing": sorted(job.allow_missing),
                    "hidden": list(job.hidden),
@@ -194,201 +171,4 @@ class SandboxRunner:
         process.returncode = 0  # reaped by end_child/kill_group below, never by Popen
         return process.pid
 
-
-class _Supervisor:
-    """Reads the child's messages until a result, a death or the deadline; answers the probe."""
-
-    def __init__(self, pid: int, result_fd: int, control_fd: int, limits: SandboxLimits, cascade: bool,
-                 spec: channel.WeightsSpec, scratch: Path, probe_fraction: float, judge_probe: ProbeJudge,
-                 startup_s: float = 0.0, directory: DirectoryOutput | None = None,
-                 handoff_socket: socket.socket | None = None):
-        self.pid, self.result_fd, self.control_fd = pid, result_fd, control_fd
-        self.handoff_socket = handoff_socket
-        self.scratch_fd: int | None = None  # the child's scratch tmpfs, once received
-        self.limits, self.cascade, self.spec, self.scratch = limits, cascade, spec, scratch
-        self.directory = directory
-        self.probe_fraction, self.judge_probe = probe_fraction, judge_probe
-        self.max_payload = channel.payload_limit(spec)
-        self.stage = "static"
-        self.sandbox: tuple[str, ...] = ()
-        self.probe_fitness: float | None = None
-        self.probe_passed = False
-        self.alive = True
-        self.starting = startup_s > 0  # until its first message: a spawned child is still starting
-        self.deadline = time.monotonic() + limits.timeout_s + startup_s
-
-    def run(self) -> ChildOutcome:
-        while True:
-            try:
-                message = channel.receive(self.result_fd, self.deadline, self.max_payload)
-            except channel.ChannelTimeout:
-                return self._timeout()
-            except channel.ChannelClosed:
-                return self._died()
-            except channel.ChannelError as exc:
-                return self._fail(self.stage, str(exc))
-            if self.starting:  # confined now: from here on the candidate's own timeout applies
-                self.starting = False
-                self.deadline = time.monotonic() + self.limits.timeout_s
-            kind = message.header["kind"]
-            if kind == "stage":
-                self._note_stage(message.header)
-            elif kind == "probe":
-                verdict = self._judge_probe(message)
-                if verdict is not None:
-                    return verdict
-            elif kind == "error":
-                return self._child_error(message.header)
-            elif kind == "fingerprint":
-                self._end()
-                values = message.header.get("values")
-                values = tuple(float(v) for v in values) if isinstance(values, list) else ()
-                return ChildOutcome("ok", "fingerprint", None, None, self.sandbox, fingerprint=values)
-            else:
-                return self._final(message)
-
-    def _note_stage(self, header: dict) -> None:
-        if header.get("stage") in _CHILD_STAGES:
-            self.stage = header["stage"]
-        defences = header.get("defences")
-        if isinstance(defences, dict) and isinstance(defences.get("applied"), list):
-            self.sandbox = tuple(str(layer) for layer in defences["applied"])
-
-    def _judge_probe(self, message: channel.Message) -> ChildOutcome | None:
-        """Have the probe's weights scored; None lets training continue, an outcome ends the run."""
-        started = time.monotonic()
-        self.stage = "probe"
-        fraction = f"after {self.probe_fraction:.0%} of training"
-        try:
-            reason, self.probe_fitness = self.judge_probe(self._output(message))
-        except channel.ChannelError as exc:
-            reason = str(exc)
-        if reason is not None:
-            return self._fail("probe", f"{reason}, {fraction}")
-        try:
-            os.write(self.control_fd, CONTINUE)
-        except BrokenPipeError:
-            pass  # the child is gone; the next read reports how it ended
-        self.deadline += time.monotonic() - started  # the candidate's clock does not run while we score
-        self.probe_passed = True
-        self.stage = "train"
-        return None
-
-    def _final(self, message: channel.Message) -> ChildOutcome:
-        self._end()  # dead before anything it wrote is read
-        header = message.header
-        stop_reason = header.get("stop_reason")
-        curves = clean_curves(header.get("curves"))
-        if stop_reason:
-            stage = "train" if self.probe_passed or not self.cascade else "probe"
-            return replace(self._fail(stage, str(stop_reason)[:500]), curves=curves)
-        try:
-            output = self._output(message)
-        except channel.ChannelError as exc:
-            return self._fail("score", str(exc))
-        return ChildOutcome("ok", "done", None, output, self.sandbox, self.probe_fitness, curves=curves)
-
-    def _output(self, message: channel.Message) -> TrainOutput:
-        final = message.header["kind"] == "result"
-        if self.directory is not None and final:
-            return self._directory_output(message.header)
-        if "directory" in message.header:
-            raise channel.ChannelError("the child named an output directory where tensors were expected")
-        if "file" in message.header:
-            if message.header["kind"] != "result" or message.header["file"] != OUTPUT_FILE:
-                raise channel.ChannelError("the child named an unexpected output file")
-            weights = channel.decode_file(self._output_root() / OUTPUT_FILE, self.spec)
-        else:
-            weights = channel.decode_weights(message.payload, self.spec)
-        trace = channel.decode_loss_trace(message.header)
-        return TrainOutput(weights, trace, int(message.header.get("steps", len(trace))))
-
-    def _directory_output(self, header: dict) -> TrainOutput:
-        """The directory the child named, once none of its processes is left to change it: moved, then checked."""
-        if "directory" not in header:
-            raise channel.ChannelError("the child named no output directory")
-        if not wait_group_gone(self.pid):
-            raise channel.ChannelError("the candidate's processes did not end, so its output directory was not read")
-        try:
-            path = channel.take_directory(self._output_root(), header["directory"], self.directory.destination,
-                                          self.directory.limit_bytes, self.directory.names)
-        except OSError as exc:
-            raise channel.ChannelError(f"the output directory could not be taken: {exc}") from None
-        trace = channel.decode_loss_trace(header)
-        return TrainOutput({}, trace, int(header.get("steps", len(trace))), output_dir=str(path))
-
-    def _output_root(self) -> Path:
-        """Where the dead child's output is: its scratch tmpfs, through the descriptor it handed over before any
-        candidate code ran; the scratch on disk only where no mount namespace was made (the user's opt-out)."""
-        if self.handoff_socket is None:
-            return self.scratch
-        if self.scratch_fd is None:
-            self.scratch_fd = handoff.receive_scratch(self.handoff_socket)
-        if self.scratch_fd is not None:
-            return handoff.view(self.scratch_fd)
-        if "mount_namespace" in self.sandbox:
-            raise channel.ChannelError("the child's scratch was not handed over, so its output was not read")
-        return self.scratch
-
-    def release_scratch(self) -> None:
-        if self.scratch_fd is not None:
-            os.close(self.scratch_fd)
-            self.scratch_fd = None
-        if self.handoff_socket is not None:
-            self.handoff_socket.close()
-
-    def _child_error(self, header: dict) -> ChildOutcome:
-        self._end()
-        stage = header.get("stage") if header.get("stage") in _CHILD_STAGES else self.stage
-        message = str(header.get("message", "unknown error"))[:1000]
-        if header.get("sandbox"):
-            return ChildOutcome("failed", "static", message)
-        message += self._hint(message)
-        status = "invalid" if stage in ("static", "contract") else "failed"
-        return ChildOutcome(status, stage, f"{stage}: {message}", sandbox=self.sandbox,
-                            probe_fitness=self.probe_fitness)
-
-    def _hint(self, message: str) -> str:
-        """Which sandbox limit a bare OS error comes from, so the proposer knows what to change."""
-        if "[Errno 27]" in message:  # EFBIG: Python ignores SIGXFSZ, so the size limit surfaces as an OSError
-            return f" (the output limit is {bytes_text(self.limits.output_bytes)}: print or write less)"
-        if "MemoryError" in message or "Cannot allocate memory" in message:
-            return f" (the memory limit is {bytes_text(self.limits.memory_bytes)})"
-        if "[Errno 1] Operation not permitted" in message:
-            return (" (the sandbox allows only the system calls training needs: no new processes, programs, sockets,"
-                    " links, shared memory or signals to others)")
-        if "[Errno 28] No space left on device" in message and self.limits.scratch_bytes:
-            return f" (the working directory holds at most {bytes_text(self.limits.scratch_bytes)} in all)"
-        if "[Errno 13] Permission denied" in message:
-            return " (the sandbox allows writing only in the working directory, reading only Python's own files)"
-        return ""
-
-    def _timeout(self) -> ChildOutcome:
-        kill_group(self.pid, self.limits.term_grace_s)
-        self.alive = False
-        if self.starting:  # our own start-up, before any candidate code: not the candidate's fault, but no result
-            return ChildOutcome("failed", "static", f"the spawned process did not start within {SPAWN_STARTUP_S:g}"
-                                                    " s (loading the task's training data and warming up)")
-        return ChildOutcome("timeout", self.stage, f"timeout: no result after {self.limits.timeout_s:g} s; "
-                                                   "the process group was killed", sandbox=self.sandbox,
-                            probe_fitness=self.probe_fitness)
-
-    def _died(self) -> ChildOutcome:
-        status = self._end()
-        if os.WIFSIGNALED(status):
-            reason = signal_reason(os.WTERMSIG(status), self.limits)
-        else:
-            reason = f"it exited with code {os.WEXITSTATUS(status)} without sending a result"
-        return self._fail(self.stage, f"the candidate's process ended early: {reason}")
-
-    def _fail(self, stage: str, reason: str) -> ChildOutcome:
-        self._end()
-        return ChildOutcome("failed", stage, f"{stage}: {reason}", sandbox=self.sandbox,
-                            probe_fitness=self.probe_fitness)
-
-    def _end(self) -> int:
-        if not self.alive:
-            return 0
-        self.alive = False
-        return end_child(self.pid)
 

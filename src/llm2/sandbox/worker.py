@@ -10,8 +10,9 @@ directory too, and named in the result as ``directory`` instead of ``path``; the
 
 Protocol, one JSON object per line. Handle -> worker: ``{"job": {...}}``, ``{"verdict": "continue" | "stop",
 "reason": ...}``. Worker -> handle: ``{"event": "ready"}``, ``{"event": "started"}``, ``{"event": "probe", "path",
-"steps", "loss_trace"}``, ``{"event": "result", "status", "stage", "error", "path" | "directory", "steps",
-"loss_trace", "sandbox", "probe_fitness"}``.
+"steps", "loss_trace"}``, ``{"event": "pause", "budget", "path", "steps", "loss_trace"}`` (a rung's cut, answered
+with a verdict as a probe is), ``{"event": "result", "status", "stage", "error", "path" | "directory", "steps",
+"loss_trace", "sandbox", "probe_fitness"}`` (stage "rung" without weights: stopped at a pause).
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ class _Worker:
             data = self.data(job.setting.task)
             self.reply({"event": "started"})
             outcome = self.runner.evaluate(job.code, job.setting, data, self.options, self.ask_probe,
-                                           job.fingerprint_only)
+                                           job.fingerprint_only, job.pauses, self.ask_pause)
         except Exception as exc:  # noqa: BLE001 - a fault of trusted code: report it, keep serving
             self.reply({"event": "result", "status": "failed", "stage": "train",
                         "error": f"worker error: {type(exc).__name__}: {exc}"})
@@ -115,6 +116,13 @@ class _Worker:
         if verdict.get("verdict") == "continue":
             return None, fitness
         return str(verdict.get("reason") or "stopped by the probe"), fitness
+
+    def ask_pause(self, budget: float, output: Any) -> bool:
+        """Hand a rung's cut to the handle, which scores it and says whether the run trains on."""
+        self.reply({"event": "pause", "budget": budget, "path": self.save(output.weights), "steps": output.steps,
+                    "loss_trace": output.loss_trace})
+        line = self.requests.readline()
+        return bool(line) and json.loads(line).get("verdict") == "continue"
 
     def save(self, weights: dict) -> str:
         from safetensors.torch import save_file

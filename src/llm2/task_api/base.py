@@ -211,7 +211,7 @@ class Task(Protocol):
     """What the core calls on every task. The optional parts, which a task may leave out, are declared with their
     defaults in ``llm2.task_api.optional.OptionalParts`` and read through ``optional(task, name)``: ``trade_off``
     (when set, ``llm2 heldout`` judges candidates on the reference's frontier), ``descriptors`` (MAP-Elites axes),
-    ``fidelity_rungs``, ``prompt_dir``, ``offline_proposers``,
+    ``fidelity_rungs`` with ``can_pause``, ``prompt_dir``, ``offline_proposers``,
     ``fingerprint`` with ``fingerprint_tolerance`` and ``fingerprint_note``, ``curves_text``, ``warm_up``,
     ``hidden_paths``, ``default_settings``, ``export_checkpoint``, ``plot_objectives`` and ``plot_results``."""
 

@@ -46,6 +46,12 @@ class OptionalParts:
     def default_settings(self) -> Any:
         return self.settings_type()
 
+    def can_pause(self, settings: Any) -> bool:
+        """Whether ``train`` at these settings pauses where asked (``llm2.task_api.checkpoint``): its run at a share
+        of the budget is then the first part of the whole run, so a candidate promoted from a rung trains on from
+        the rung's cut instead of starting again. False: a promoted candidate is retrained from scratch."""
+        return False
+
     def export_checkpoint(self, output: Any, settings: Any, out_dir: Any) -> dict[str, Any]:
         """``llm2 export --checkpoints``: write a kept candidate's ``output`` (a TrainOutput as the scorer saw it:
         its tensors, or its ``output_dir``) into the directory ``out_dir`` in the task's usual format; return facts

@@ -91,6 +91,11 @@ class PreferenceSyntheticTask(PreferenceTask):
     # over a recorded run's 47 proposals only 0.66 (three quarters: 0.72): discovered losses change order late
     fidelity_rungs = ((0.5, 1),)
 
+    def can_pause(self, settings: PreferenceSettings) -> bool:
+        """A run at a share of the budget is the first part of the whole run (a constant learning rate, the same
+        batches); judge-peak's run goes past the budget and hands back several checkpoints, so it cannot pause."""
+        return settings.fitness != "judge-peak"
+
     def __init__(self, world_config: WorldConfig | None = None, train_config: TrainConfig | None = None):
         self.world_config = world_config or WorldConfig()
         self.train_config = train_config or TrainConfig()

@@ -16,6 +16,7 @@ import torch
 
 from llm2.curves import subsample
 from llm2.task_api.base import CandidateError, EvalSetting, TrainOutput
+from llm2.task_api.checkpoint import pause_budgets
 from llm2.task_api.checks import backpropagate, per_example_losses
 from llm2.tasks.preference_synthetic.config import TrainConfig
 from llm2.tasks.preference_synthetic.model import completion_logps
@@ -46,6 +47,8 @@ def train_policy(fn: Callable, world: TrainingWorld, setting: EvalSetting, confi
     pairs = world.pairs
     steps = total_steps(len(pairs), setting.budget, config)
     probe_step = max(1, math.ceil(probe_fraction * steps))
+    # a rung's cut: where a run at that budget would end (the same batches, a constant learning rate)
+    pauses = {total_steps(len(pairs), budget, config): budget for budget in pause_budgets(checkpoint)}
     trace: list[float] = []
     watched = Watched()
     stop_reason = None
@@ -87,6 +90,10 @@ def train_policy(fn: Callable, world: TrainingWorld, setting: EvalSetting, confi
             if checkpoint is not None and step + 1 == probe_step:
                 if not checkpoint(TrainOutput(snapshot(policy), list(trace), step + 1)):
                     stop_reason = f"stopped by the probe checkpoint after {step + 1} of {steps} steps"
+                    break
+            if step + 1 in pauses:
+                if not checkpoint.pause(pauses[step + 1], TrainOutput(snapshot(policy), list(trace), step + 1)):
+                    stop_reason = f"stopped at a rung's cut after {step + 1} of {steps} steps"
                     break
     if stop_reason is None and not all(torch.isfinite(p).all() for p in policy.parameters()):
         stop_reason = "the weights became non-finite"
