@@ -44,3 +44,16 @@ class PausingRegression(RobustRegression):
                 if not checkpoint.pause(pauses[step + 1], TrainOutput(weights, list(trace), step + 1)):
                     break
         return TrainOutput({"w": w.detach().clone(), "b": b.detach().clone()}, trace, len(trace))
+
+
+class SlowPausingRegression(PausingRegression):
+    """Slow enough (10 ms a step: 2 s for a full run) that a kill lands in the middle of a run, along its rungs."""
+
+    def train(self, fn, training, setting: EvalSetting, checkpoint=None) -> TrainOutput:
+        import time
+
+        def slow_loss(prediction, target):
+            time.sleep(0.01)
+            return fn(prediction, target)
+
+        return super().train(slow_loss, training, setting, checkpoint)

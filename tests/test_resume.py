@@ -60,6 +60,40 @@ def test_sigkill_mid_evaluation_then_resume(tmp_path):
     assert Archive.open(run_dir, readonly=True).run.status == "finished"
 
 
+def test_sigkill_mid_rung_then_resume(tmp_path):
+    """With --rungs on a task whose runs pause at the rungs: killed while a proposal's run is under way along them,
+    the resumed run evaluates it afresh and nothing recorded again."""
+    import json
+
+    replies = tmp_path / "replies.jsonl"
+    bodies = ["torch.log1p((prediction - target) ** 2)", "torch.clamp((prediction - target).abs(), max=1.0)",
+              "(prediction - target).abs() ** 1.5", "torch.sqrt(1 + (prediction - target) ** 2) - 1",
+              "torch.log(torch.cosh(prediction - target))", "(prediction - target) ** 4 / 100"]
+    replies.write_text("".join(json.dumps({"thought": "t", "name": f"loss{i}", "code":
+                                           f"def loss{i}(prediction, target):\n    return {body}\n"}) + "\n"
+                               for i, body in enumerate(bodies)), encoding="utf-8")
+    run_dir = tmp_path / "run"
+    task = f"{Path(__file__).parent / 'pausing_task.py'}:SlowPausingRegression"
+    first = discover(run_dir, "--task", task, "--proposer", "replay", "--replay", str(replies), "--rungs",
+                     "--generations", "2", "--population", "2", "--seeds", "2")
+    wait_for_archive(run_dir, first, mid_evaluation, "the middle of an evaluation")
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(timeout=30)
+    before, _ = snapshot(run_dir)
+    finished_before = [c for c in before if c.status != "pending"]
+    assert any(c.status == "pending" for c in before)
+
+    second = discover(run_dir, "--resume")
+    output, _ = second.communicate(timeout=600)
+    assert second.returncode == 0, output
+    after, _ = snapshot(run_dir)
+    assert not any(c.status == "pending" for c in after)
+    assert_untouched(finished_before, after)
+    judged = [c for c in after if c.generation > 0 and c.status == "ok"]
+    assert judged and all(c.metrics["promotions"] for c in judged)
+    assert all(c.metrics["rung_seconds_saved"] > 0 for c in judged if c.fitness is not None)
+
+
 # --- the proposer's side: replies and money survive a kill ------------------------------------------------------
 
 def requests_of(run_dir: Path):
