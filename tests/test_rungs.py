@@ -9,7 +9,6 @@ from pathlib import Path
 from test_discovery import run_discovery
 from llm2.archive.ranking import ranked
 from llm2.discovery.config import DiscoveryConfig
-from llm2.discovery.fanout import evaluate_grid
 from llm2.discovery.rungs import Rung, ladder_of
 from llm2.evaluation import EvalJob
 from llm2.execution import make_executor
@@ -41,16 +40,11 @@ def test_successive_halving_promotes_the_best_and_records_why(tmp_path):
         assert len(candidate.metrics["fitness_per_seed"]) == 2  # the top rung is the full evaluation
         # judged at the pause along its seed's run, which then went on: the rung's training was not repeated
         assert candidate.metrics["promotions"][-1]["at_pause"] and candidate.metrics["rung_seconds_saved"] > 0
-    # the same numbers as a full evaluation from scratch at the same seeds
-    task = load_task("preference-synthetic")
-    settings = task.settings_from_dict(config.task_settings)
-    with make_executor("local", task_spec="preference-synthetic", task=task, workers=2,
-                       warm_settings=settings) as executor:
-        fresh = evaluate_grid(executor, [(promoted[0].id, promoted[0].code)], [EvalSetting(settings)], [0, 1])
-    assert fresh[(0, promoted[0].id)].metrics["fitness_per_seed"] == promoted[0].metrics["fitness_per_seed"]
     assert all(c.fitness is not None for c in ranked(candidates))
     event = next(e for e in archive.run_events() if e.kind == "rung_correlations")
     assert event.detail["correlations"][0]["n"] == len(promoted) + 1  # the promoted and the baseline
+    saved = sum(c.metrics["rung_seconds_saved"] for c in candidates if c.metrics.get("rung_seconds_saved"))
+    assert event.detail["seconds_saved"] == saved > 0
     assert summary.status == "finished"
     archive.close()
     from llm2.report.build import build_report

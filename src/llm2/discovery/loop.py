@@ -90,9 +90,10 @@ class Discovery:
         self.driver.drain()
         sync_messages(self.archive, self.book)
         if self.driver.rungs:
-            ladder = self.driver.rungs
+            ladder, candidates = self.driver.rungs, self.archive.candidates()
             self.archive.add_run_event("rung_correlations", {"rungs": [r.text() for r in ladder], "correlations":
-                                       rungs.rung_correlations(self.archive.candidates(), len(ladder))})
+                                       rungs.rung_correlations(candidates, len(ladder)),
+                                       "seconds_saved": rungs.seconds_saved(candidates)})
         self.progress.close()
         status = "stopped" if message else "finished"
         self.archive.set_run_status(status, time.time())

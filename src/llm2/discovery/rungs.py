@@ -176,3 +176,9 @@ def rung_correlations(candidates: list[CandidateRecord], rungs: int) -> list[dic
         rho = float(spearmanr(*zip(*pairs)).statistic) if len(pairs) >= 3 else None
         rows.append({"rung": level, "spearman": None if rho is None or math.isnan(rho) else rho, "n": len(pairs)})
     return rows
+
+
+def seconds_saved(candidates: list[CandidateRecord]) -> float:
+    """Evaluation seconds of rung training that candidates promoted at a pause did not repeat (a retraining ladder
+    would have spent them again)."""
+    return float(sum(c.metrics.get("rung_seconds_saved") or 0.0 for c in candidates))
