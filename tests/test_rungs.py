@@ -80,6 +80,8 @@ def test_a_paused_run_is_the_rung_where_it_stops_and_the_full_evaluation_where_i
     assert [budget for budget, _ in cuts] == [0.5] and cuts[0][1].metrics == rung.metrics
     assert stopped.metrics == rung.metrics and stopped.curves == rung.curves and stopped.loss_trace == rung.loss_trace
     assert rung.metrics != full.metrics  # half the training is not the whole: the comparison above can fail
+    # the probe of a run along the rungs is the full run's (at a quarter of the whole budget), paused or not
+    assert went_on.probe_fitness == stopped.probe_fitness == full.probe_fitness is not None
 
 
 def test_a_task_that_cannot_pause_is_retrained_and_one_that_can_goes_on_with_the_same_numbers(tmp_path):

@@ -46,7 +46,7 @@ class EvalJob:
     pauses: tuple[float, ...] = ()
     # on_pause(budget, the cut's result) -> train on? Asked in the process that drives the worker (a local
     # executor's thread); it never crosses a pipe, so without it (Ray) every pause stops the run there
-    on_pause: "Callable[[float, EvalResult], bool] | None" = field(default=None, compare=False, repr=False)
+    on_pause: Callable[[float, EvalResult], bool] | None = field(default=None, compare=False, repr=False)
 
 
 # -- plain-data forms, for the pipes between an executor and its worker processes --------------------------------
