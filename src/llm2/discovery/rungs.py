@@ -48,6 +48,7 @@ class Ladder:
         self._scores: list[dict[int, float]] = [{} for _ in rungs]  # what each rung has seen, key -> fitness
         self._evidence: dict[int, list[dict]] = {}
         self._seconds: dict[int, float] = {}  # evaluation seconds over the rungs climbed so far
+        self._cpu: dict[int, float] = {}  # and their processor seconds
 
     def submit(self, key: int, code: str, always_promote: bool = False) -> None:
         self._codes[key], self._level[key], self._evidence[key], self._seconds[key] = code, 0, [], 0.0
@@ -67,6 +68,7 @@ class Ladder:
         def climbed(key: int, outcome: CandidateOutcome) -> None:
             level = self._level[key]
             self._seconds[key] += outcome.seconds
+            self._cpu[key] = self._cpu.get(key, 0.0) + float(outcome.metrics.get("cpu_seconds") or 0.0)
             if outcome.status == "ok" and outcome.fitness is not None:
                 self._scores[level][key] = outcome.fitness
             if level == len(self.rungs) - 1 or outcome.status != "ok" or outcome.fitness is None:
@@ -92,7 +94,8 @@ class Ladder:
 
     def _finished(self, key: int, outcome: CandidateOutcome) -> CandidateOutcome:
         rung_fitness = [self._scores[level].get(key) for level in range(self._level[key] + 1)]
-        metrics = {**outcome.metrics, "rung_fitness": rung_fitness, "promotions": self._evidence.pop(key)}
+        metrics = {**outcome.metrics, "rung_fitness": rung_fitness, "promotions": self._evidence.pop(key),
+                   "cpu_seconds": self._cpu.pop(key, 0.0)}
         self._codes.pop(key)
         self._level.pop(key)
         self._always.discard(key)

@@ -31,7 +31,7 @@ from llm2.sandbox.child import CONTINUE, OUTPUT_FILE, ChildJob, run_child
 from llm2.sandbox.environment import worker_environment
 from llm2.sandbox.limits import (SPAWN_STARTUP_S, SandboxLimits, bytes_text, cuda_limits, end_child, kill_group,
                                  signal_reason)
-from llm2.sandbox.processes import wait_group_gone
+from llm2.sandbox.processes import group_processor_seconds, wait_group_gone
 from llm2.task_api.base import EvalSetting, Runtime, Task, TrainOutput
 from llm2.task_api.optional import optional
 
@@ -58,6 +58,7 @@ class ChildOutcome:
     probe_fitness: float | None = None
     fingerprint: tuple[float, ...] = ()  # a fingerprint job's answer
     curves: dict = field(default_factory=dict)  # the task's training curves (clean_curves), also when it failed
+    cpu_seconds: float = 0.0  # processor seconds of the candidate's processes
 
 
 @dataclass(frozen=True)
@@ -145,9 +146,10 @@ class SandboxRunner:
                                  self.task.probe_fraction, judge_probe,
                                  SPAWN_STARTUP_S if runtime.start == "spawn" else 0.0, directory, worker_end)
         try:
-            return supervisor.run()
+            outcome = supervisor.run()
         finally:
             if supervisor.alive:
+                supervisor.cpu_seconds = group_processor_seconds(pid)
                 end_child(pid)
             os.close(result_r)
             os.close(control_w)
@@ -155,6 +157,7 @@ class SandboxRunner:
             shutil.rmtree(scratch, ignore_errors=True)
             if isinstance(group, cgroup.Cgroup):
                 cgroup.remove(group)  # kills any process of it still alive (the relay's namespace), then rmdir
+        return replace(outcome, cpu_seconds=supervisor.cpu_seconds)
 
     def _self_test(self, limits: SandboxLimits, allow_missing: frozenset[str]) -> str | None:
         """Once per runner, before the first candidate: the hidden-path self-test (``selftest.py``)."""
@@ -214,6 +217,7 @@ class _Supervisor:
         self.probe_fitness: float | None = None
         self.probe_passed = False
         self.alive = True
+        self.cpu_seconds = 0.0  # the candidate's processes' processor time, read just before they are ended
         self.starting = startup_s > 0  # until its first message: a spawned child is still starting
         self.deadline = time.monotonic() + limits.timeout_s + startup_s
 
@@ -364,6 +368,7 @@ class _Supervisor:
         return ""
 
     def _timeout(self) -> ChildOutcome:
+        self.cpu_seconds = group_processor_seconds(self.pid)
         kill_group(self.pid, self.limits.term_grace_s)
         self.alive = False
         if self.starting:  # our own start-up, before any candidate code: not the candidate's fault, but no result
@@ -390,5 +395,6 @@ class _Supervisor:
         if not self.alive:
             return 0
         self.alive = False
+        self.cpu_seconds = group_processor_seconds(self.pid)
         return end_child(self.pid)
 
