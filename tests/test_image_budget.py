@@ -134,8 +134,10 @@ class AcceptsImages:
 
 def test_one_proposer_refusing_images_does_not_stop_them_to_another(tmp_path):
     log: list[str] = []
+    # a context that holds everything: the pictures go through the budget (counted) and are never left out for it
     config = DiscoveryConfig(task=CURVED_TASK, proposer="openai", generations=6, population=1, seeds=1,
-                             proposer_options={"model": "vision", "images": True}, more_proposers=("openai:text",))
+                             context_tokens=100_000, proposer_options={"model": "vision", "images": True},
+                             more_proposers=("openai:text",))
     with FakeOpenAIServer([], default=AcceptsImages(log, "vision"), models=["vision"]) as vision, \
             FakeOpenAIServer([], default=RefusesImages(log, "text"), models=["text"]) as text:
         # equal prices and equal usage: the bandit's rewards are the proposals' gains alone, so both arms are asked
@@ -153,7 +155,7 @@ def test_one_proposer_refusing_images_does_not_stop_them_to_another(tmp_path):
     by_label = {label: [r.request for r in requests if r.request["proposer"] == label] for label in arms}
     refusal = next(r for r in by_label["openai:text"] if r.get("images_left_out"))
     assert refusal["images_sent"] == 0 and "refused image parts" in refusal["images_left_out"][0]["reason"]
-    assert any(r["images_sent"] == 1 for r in by_label["openai:vision"])
+    assert any(r["images_sent"] == 1 and r["images"][0]["tokens"] == 85 + 170 for r in by_label["openai:vision"])
     assert all(r["images_sent"] == 0 for r in by_label["openai:text"])
 
 
@@ -170,3 +172,14 @@ def test_a_pictures_tokens_follow_the_tile_rule_unless_the_proposer_says():
 
     assert curve_images.image_tokens(sized(2048, 4096)) == 85 + 170 * 6  # 1024 x 2048, then 768 x 1536: 2 x 3 tiles
     assert curve_images.image_tokens(sized(1000, 300)) == 85 + 170 * 2  # small enough: as it is, 2 x 1 tiles
+
+
+def test_image_tokens_need_pictures_to_count(tmp_path):
+    from click.testing import CliRunner
+
+    from llm2.cli import main
+
+    result = CliRunner().invoke(main, ["discover", "--proposer", "openai", "--model", "m", "--image-tokens", "100",
+                                       "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "--image-tokens counts the pictures --send-curve-images sends" in result.output
+    assert not (tmp_path / "run").exists()

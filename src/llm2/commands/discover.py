@@ -67,8 +67,9 @@ def proposer_options(proposer: str, *, model: str | None, base_url: str | None, 
 @click.option("--top-k", type=click.IntRange(min=1), default=DEFAULTS.top_k, show_default=True)
 @click.option("--context-tokens", type=click.IntRange(min=64), default=None,
               help="The proposer's context in tokens: the prompt is kept within it (the task card, the best and the "
-              "latest results first, older ones in a line each) [default: what the server reports, else unbounded; "
-              "a prompt the server refuses as too long is shrunk and sent again].")
+              "latest results first, a curve picture's tokens counted, older ones in a line each) [default: what the "
+              "server reports, else unbounded; a prompt the server refuses as too long is sent again without its "
+              "picture, else shrunk].")
 @click.option("--temperature", type=click.FloatRange(min=0), default=DEFAULTS.temperature, show_default=True)
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True, help="Seed of the proposer's requests.")
 @click.option("--seeds", type=click.IntRange(min=1), default=DEFAULTS.seeds, show_default=True,
