@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
-from llm2.discovery.curve_images import image_record, image_tokens
+from llm2.discovery.curve_images import image_record
 from llm2.discovery.parse import ParsedReply, ReplyError, parse_reply
 from llm2.proposers.base import Message, ProposalRequest, Proposer, ProposerError, Reply
 
@@ -41,7 +41,7 @@ def request_payload(proposer: Proposer, request: ProposalRequest) -> dict:
     payload["images_sent"] = len(sent)  # every request says whether it carried a picture
     if sent:  # what was sent, not the pixels again
         per_image = getattr(proposer, "image_tokens", None)
-        payload["images"] = [{**image_record(i), "tokens": image_tokens(i.png, per_image)} for i in sent]
+        payload["images"] = [image_record(i, per_image) for i in sent]
     return payload
 
 

@@ -70,6 +70,8 @@ def images_tokens(images: tuple[Image, ...], per_image: int | None = None) -> in
     return sum(image_tokens(image.png, per_image) for image in images)
 
 
-def image_record(image: Image) -> dict:
-    """A picture as the archive keeps it with its request: what it shows and which bytes, not the pixels."""
-    return {"caption": image.caption, "bytes": len(image.png), "sha256": hashlib.sha256(image.png).hexdigest()}
+def image_record(image: Image, per_image: int | None = None) -> dict:
+    """A picture as the archive keeps it with its request: what it shows, which bytes (not the pixels) and the
+    prompt tokens it counts for."""
+    return {"caption": image.caption, "bytes": len(image.png), "sha256": hashlib.sha256(image.png).hexdigest(),
+            "tokens": image_tokens(image.png, per_image)}

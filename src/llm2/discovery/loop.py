@@ -31,6 +31,11 @@ from llm2.task_api.base import EvalSetting, Task
 from llm2.task_api.optional import optional
 
 
+# why a picture drawn for a request was not sent, as recorded with the request
+OVER_BUDGET = "over the prompt budget: it would push out best or recent results"
+REFUSED_AS_TOO_LONG = "the server refused the prompt with it as over its context"
+
+
 @dataclass(frozen=True)
 class RunSummary:
     status: str  # finished | stopped
@@ -135,8 +140,7 @@ class Discovery:
             if messages is None:
                 messages, pictures_fit = self._request_messages(view, label, () if left_out else drawn)
                 if drawn and not left_out and not pictures_fit:
-                    left_out[:] = [{**image_record(i), "reason": "over the prompt budget: it would push out best "
-                                    "or recent results"} for i in drawn]
+                    left_out[:] = self._left_out(drawn, OVER_BUDGET)
                 messages = islands.with_parents_note(messages, self._parents_note(parents))
                 if self.config.advice_every:
                     messages = advice.with_advice(messages, self.book, advice.in_force(advice.state(self.archive,
@@ -157,8 +161,7 @@ class Discovery:
                 pictures = request.images if getattr(self.proposer, "accepts_images", False) else ()
                 self._shrink_prompt(label, request.messages, pictures, exc)
                 if pictures:  # the picture goes first: the same words again, without it
-                    left_out[:] = [{**image_record(i), "reason": "the server refused the prompt with it as over "
-                                    "its context"} for i in pictures]
+                    left_out[:] = self._left_out(pictures, REFUSED_AS_TOO_LONG)
                 else:
                     messages = None
         if asked is None:
@@ -188,7 +191,7 @@ class Discovery:
         budget = self._prompt_budget(label)
         if budget is None:
             return request_messages(view, self.config, self.book, self.task.metrics_text), True
-        cost = images_tokens(images, getattr(self.proposer, "image_tokens", None))
+        cost = images_tokens(images, self._per_image())
         return context.fit_prompt(view, self.config, self.book, self.task.metrics_text, budget, cost)
 
     def _elite_chooser(self, index: int):
@@ -225,7 +228,7 @@ class Discovery:
         return None if tokens is None else tokens - context.reply_room(tokens, self._max_tokens())
 
     def _shrink_prompt(self, label: str, sent: tuple[Message, ...], pictures: tuple, refusal: ContextTooLong) -> None:
-        cost = images_tokens(pictures, getattr(self.proposer, "image_tokens", None))
+        cost = images_tokens(pictures, self._per_image())
         budget = context.shrunk_budget(sent, refusal, self._max_tokens(), cost)
         self.prompt_budgets[label] = budget
         self.archive.add_run_event("prompt_shrunk", {"budget_tokens": budget, "refusal": str(refusal),
@@ -235,6 +238,13 @@ class Discovery:
 
     def _max_tokens(self) -> int | None:
         return getattr(self.proposer, "max_tokens", None)
+
+    def _left_out(self, pictures: tuple, reason: str) -> list[dict]:
+        return [{**image_record(picture, self._per_image()), "reason": reason} for picture in pictures]
+
+    def _per_image(self) -> int | None:
+        """The tokens the proposer's server counts for one picture, where it says; None: the pixel-size estimate."""
+        return getattr(self.proposer, "image_tokens", None)
 
     def _feedback(self, candidate: CandidateRecord, outcome: CandidateOutcome) -> str | None:
         """What the proposer is told of its candidate's result (nothing of a baseline's)."""
