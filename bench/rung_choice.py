@@ -6,7 +6,8 @@
 Every catalog loss is trained once per (budget share, training seed) and scored; the full evaluation is the
 discovery's default (the whole budget, the mean of its 2 training seeds). Each candidate rung (a budget share with 1
 seed or with both) is compared with it by the Spearman rank correlation over the losses (scipy), beside its cost as
-a share of the full evaluation's core-seconds (measured: the seconds its evaluations took, summed over the losses).
+a share of the full evaluation's core-seconds (measured: the processor seconds its evaluations took, summed over the
+losses).
 Training at a share of the budget is the first part of the same run (constant learning rate, the same batch order),
 so a rung "along the same run" ranks exactly as a rung trained on its own.
 
@@ -48,6 +49,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=DiscoveryConfig().resolved_workers())
     parser.add_argument("--archive", default=None, help="also a recorded run's proposals (its fitness is the full)")
     parser.add_argument("--no-catalog", action="store_true", help="only the recorded run's proposals")
+    parser.add_argument("--retrain-full", action="store_true",
+                        help="evaluate the recorded proposals in full again (the run was scored by other code or "
+                             "another machine's world secret) instead of taking their recorded fitness")
     parser.add_argument("--seeds", type=int, default=DiscoveryConfig().seeds,
                         help="training seeds evaluated at the low rungs (the full evaluation uses the default 2)")
     args = parser.parse_args()
@@ -57,7 +61,8 @@ def main() -> None:
     seeds = DiscoveryConfig().training_seeds()[:args.seeds]
     items = [] if args.no_catalog else [(name, task.baselines[name].code, None) for name in task.baselines]
     if args.archive:
-        items += recorded_proposals(args.archive)
+        items += [(name, code, None if args.retrain_full else fitness)
+                  for name, code, fitness in recorded_proposals(args.archive)]
     codes = [(i, code) for i, (_, code, _) in enumerate(items)]
     need_full = any(full is None for _, _, full in items)
     if need_full and len(seeds) < DiscoveryConfig().seeds:
@@ -70,8 +75,11 @@ def main() -> None:
         for seed in seeds:
             grid = evaluate_grid(executor, codes, [EvalSetting(settings, budget=b) for b in budgets], [seed])
             for position, budget in enumerate(budgets):
-                per_seed[(budget, seed)] = {key: (grid[(position, key)].fitness, grid[(position, key)].seconds)
+                per_seed[(budget, seed)] = {key: (grid[(position, key)].fitness, grid[(position, key)].metrics.get("cpu_seconds"))
                                             for key, _ in codes}
+            for (_, key), result in grid.items():
+                if result.status != "ok":
+                    print(f"{items[key][0]} seed {seed}: {result.status}: {result.error}", flush=True)
     full = {key: recorded if recorded is not None else _mean([per_seed[(1.0, s)][key][0] for s in seeds])
             for key, (_, _, recorded) in enumerate(items)}
     for key, (name, _, _) in enumerate(items):

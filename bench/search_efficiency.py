@@ -16,15 +16,17 @@ generations, population and training seeds) runs twice in this process, one way 
 machine: **before** (every candidate with new code is trained: fingerprints off) and **after** (behavioural
 duplicates are not trained; with ``--rungs`` also successive halving). Figures, per seed and as medians:
 
-- (a) ``dup_share``: the share of evaluation core-seconds (the seconds each candidate's evaluations took, summed,
-  baselines included) spent on candidates behaviourally identical to an earlier evaluated one. Fingerprints are
-  taken after the fact for both runs, in a confined process (``confined_call``), with the task's own tolerance.
+- (a) ``dup_share``: the share of evaluation core-seconds (the processor seconds of each candidate's evaluations:
+  worker, candidate and scorer, summed, baselines included) spent on candidates behaviourally identical to an
+  earlier evaluated one. Fingerprints are taken after the fact for both runs, in a confined process
+  (``confined_call``), with the task's own tolerance.
 - (b) ``to_target_s``: evaluation core-seconds until the best proposal first reaches the fitness that the *before*
-  run ends with at that seed (the unit: summed evaluation seconds, in the order candidates finished). The peer is
-  the before run of the same seed, measured in the same process: the ratio after / before is the figure to keep.
-- Each evaluation's seconds are timed on the clock, so on a loaded machine they grow with the load; beside each
-  figure in seconds the bench gives the same figure counted in trained evaluations (``dup_evals``,
-  ``evals_to_target``, and a budget in evaluations for (d)), which the load does not change.
+  run ends with at that seed (in the order candidates finished). The peer is the before run of the same seed,
+  measured in the same process: the ratio after / before is the figure to keep.
+- Processor seconds do not grow with the machine's other load as clock seconds do (a run recorded before they were
+  counted falls back to the clock). Beside each figure the bench gives the same figure counted in trained
+  evaluations (``dup_evals``, ``evals_to_target``, and a budget in evaluations for (d)); with rungs, a candidate
+  stopped on a low rung counts as one evaluation there, so only core-seconds compare across the two ways.
 - (d) with ``--compare-islands N``: instead, a single conversation (the *after* run) against N islands with
   ``--map-elites`` (parents drawn across the task's behaviour cells) and N islands alone (``--islands N``, migration
   every ``--migrate-every`` generations), run in that order over all seeds, at equal evaluation core-seconds (the
@@ -95,6 +97,15 @@ def keep(results: Path | None, row: dict) -> None:
             out.write(json.dumps(row, default=str) + "\n")
 
 
+def cost(candidate: CandidateRecord, unit: str = "s") -> float:
+    """A candidate's evaluation core-seconds: the processor seconds of its evaluations (worker, candidate, scorer;
+    the clock seconds for a run recorded before they were counted); ``unit`` "evals": 1 per trained candidate."""
+    if unit != "s":
+        return 1.0
+    processor = (candidate.metrics or {}).get("cpu_seconds")
+    return float(processor) if processor else float(candidate.seconds or 0.0)
+
+
 def evaluated(candidates: list[CandidateRecord]) -> list[CandidateRecord]:
     """Candidates whose evaluation cost something (baselines included), in the order they finished."""
     spent = [c for c in candidates if (c.seconds or 0) > 0]
@@ -113,19 +124,19 @@ def duplicate_share(run_dir: Path, beta: float, tolerance: float) -> tuple[float
     for candidate in spent:
         vector = prints.get(candidate.id, ())
         if any(same_behaviour(vector, earlier, tolerance) for earlier in seen):
-            wasted, repeats = wasted + candidate.seconds, repeats + 1
+            wasted, repeats = wasted + cost(candidate), repeats + 1
         elif vector:
             seen.append(vector)
-    return wasted / sum(c.seconds for c in spent), repeats / len(spent)
+    return wasted / sum(cost(c) for c in spent), repeats / len(spent)
 
 
 def seconds_to(run_dir: Path, target: float, unit: str = "s") -> float:
     """Evaluation core-seconds (``unit`` "evals": trained evaluations) until a proposal first scores ``target`` or
-    more (inf: never). The count does not grow with the machine's load; the seconds, timed per evaluation, do."""
+    more (inf: never). Neither grows with the machine's load: processor seconds, not the clock's, are counted."""
     with Archive.open(run_dir, readonly=True) as archive:
         spent = 0.0
         for candidate in evaluated(archive.candidates()):
-            spent += candidate.seconds if unit == "s" else 1
+            spent += cost(candidate, unit)
             if candidate.generation > 0 and candidate.status == "ok" and (candidate.fitness or -math.inf) >= target:
                 return spent
     return math.inf
@@ -149,7 +160,7 @@ def proposals_within(run_dir: Path, budget: float, unit: str = "s") -> list[Cand
     within, spent = [], 0.0
     with Archive.open(run_dir, readonly=True) as archive:
         for candidate in evaluated(archive.candidates()):
-            spent += candidate.seconds if unit == "s" else 1
+            spent += cost(candidate, unit)
             if spent > budget:
                 break
             if candidate.generation > 0 and candidate.fitness is not None:
@@ -165,7 +176,7 @@ def best_within(run_dir: Path, budget: float, unit: str = "s") -> float:
 def total_seconds(run_dir: Path, unit: str = "s") -> float:
     with Archive.open(run_dir, readonly=True) as archive:
         spent = evaluated(archive.candidates())
-    return sum(c.seconds for c in spent) if unit == "s" else float(len(spent))
+    return sum(cost(c, unit) for c in spent)
 
 
 def top_clusters(run_dir: Path, radius: float, budget: float = math.inf, unit: str = "s", top: int = 20) -> int:

@@ -29,6 +29,8 @@ class EvalResult:
     # a fingerprint job's answer: the task's fingerprint of the candidate's behaviour (empty: the task has none for it)
     fingerprint: tuple[float, ...] = field(default=(), repr=False)
     curves: dict = field(default_factory=dict, repr=False)  # the task's small training curves, name -> values
+    # processor time the evaluation took (worker, candidate and scoring), unlike ``seconds`` unmoved by other load
+    cpu_seconds: float = 0.0
 
     @property
     def fitness(self) -> float | None:
@@ -69,11 +71,13 @@ def result_to_dict(result: EvalResult) -> dict:
     metrics = None if result.metrics is None else dataclasses.asdict(result.metrics)
     return {"status": result.status, "stage": result.stage, "error": result.error, "metrics": metrics,
             "seconds": result.seconds, "loss_trace": list(result.loss_trace), "probe_fitness": result.probe_fitness,
-            "sandbox": list(result.sandbox), "fingerprint": list(result.fingerprint), "curves": result.curves}
+            "sandbox": list(result.sandbox), "fingerprint": list(result.fingerprint), "curves": result.curves,
+            "cpu_seconds": result.cpu_seconds}
 
 
 def result_from_dict(data: dict) -> EvalResult:
     metrics = None if data.get("metrics") is None else Metrics(**data["metrics"])
     return EvalResult(data["status"], data["stage"], data.get("error"), metrics, float(data.get("seconds", 0.0)),
                       tuple(data.get("loss_trace", ())), data.get("probe_fitness"), tuple(data.get("sandbox", ())),
-                      tuple(float(v) for v in data.get("fingerprint") or ()), dict(data.get("curves") or {}))
+                      tuple(float(v) for v in data.get("fingerprint") or ()), dict(data.get("curves") or {}),
+                      float(data.get("cpu_seconds", 0.0)))

@@ -20,10 +20,12 @@ MODEL_PROPOSERS = ("openai", "hf", "replay", "factory")
 def proposer_options(proposer: str, *, model: str | None, base_url: str | None, api_key_env: str | None,
                      replay: str | None, seed: int, max_cost: float | None, price_prompt: float | None,
                      price_completion: float | None, request_timeout: float | None, max_tokens: int | None,
-                     resuming: bool = False, images: bool = False) -> dict:
+                     resuming: bool = False, images: bool = False, image_tokens: int | None = None) -> dict:
     """The proposer's options from the command line; on resume only those given (they replace the recorded ones)."""
     if images and proposer != "openai":
         raise click.UsageError("--send-curve-images needs --proposer openai (with a model that reads images)")
+    if image_tokens is not None and not images and not resuming:
+        raise click.UsageError("--image-tokens counts the pictures --send-curve-images sends; give both")
     if proposer not in MODEL_PROPOSERS:
         return {} if resuming else {"seed": seed}
     if proposer == "replay":
@@ -39,7 +41,8 @@ def proposer_options(proposer: str, *, model: str | None, base_url: str | None, 
                                "cost is counted, so the cap would cap nothing")
     options = {"model": model, "base_url": base_url, "api_key_env": api_key_env, "max_cost_usd": max_cost,
                "price_prompt_per_1k": price_prompt, "price_completion_per_1k": price_completion,
-               "request_timeout_s": request_timeout, "max_tokens": max_tokens, "images": images or None}
+               "request_timeout_s": request_timeout, "max_tokens": max_tokens, "images": images or None,
+               "image_tokens": image_tokens}
     return {k: v for k, v in options.items() if v is not None}
 
 
@@ -64,8 +67,9 @@ def proposer_options(proposer: str, *, model: str | None, base_url: str | None, 
 @click.option("--top-k", type=click.IntRange(min=1), default=DEFAULTS.top_k, show_default=True)
 @click.option("--context-tokens", type=click.IntRange(min=64), default=None,
               help="The proposer's context in tokens: the prompt is kept within it (the task card, the best and the "
-              "latest results first, older ones in a line each) [default: what the server reports, else unbounded; "
-              "a prompt the server refuses as too long is shrunk and sent again].")
+              "latest results first, a curve picture's tokens counted, older ones in a line each) [default: what the "
+              "server reports, else unbounded; a prompt the server refuses as too long is sent again without its "
+              "picture, else shrunk].")
 @click.option("--temperature", type=click.FloatRange(min=0), default=DEFAULTS.temperature, show_default=True)
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True, help="Seed of the proposer's requests.")
 @click.option("--seeds", type=click.IntRange(min=1), default=DEFAULTS.seeds, show_default=True,
@@ -109,13 +113,16 @@ def proposer_options(proposer: str, *, model: str | None, base_url: str | None, 
 @click.option("--send-curve-images", "send_curve_images", is_flag=True,
               help="With --proposer openai and a model that reads images: send the plot of the latest candidate's "
               "training curves (drawn by llm2 from the recorded numbers) with its feedback.")
+@click.option("--image-tokens", type=click.IntRange(min=0), default=None, metavar="N",
+              help="With --send-curve-images: the prompt tokens your server counts for one picture, in the prompt "
+              "budget [default: estimated from its pixel size, 85 + 170 per 512-pixel tile].")
 @allow_missing_option
 @world_secret_option
 def discover(task_spec, task_options, proposers, model, base_url, api_key_env, replay, generations, population,
              history, top_k, context_tokens, temperature, seed, seeds, run_dir, resume, prompt_dir, executor, workers, ray_address,
              timeout, request_timeout, max_tokens, max_cost, price_prompt, price_completion, keep_checkpoints,
              rungs, islands, migrate_every, advice_every, map_elites, temperature_schedule, send_curve_images,
-             allow_missing) -> None:
+             image_tokens, allow_missing) -> None:
     """Let a proposer invent algorithms for a task; with no options, a short offline run on the built-in task and
     its offline proposer."""
     from llm2.archive import ArchiveError
@@ -131,7 +138,8 @@ def discover(task_spec, task_options, proposers, model, base_url, api_key_env, r
         raise click.UsageError("a resumed run keeps its temperature schedule; drop --temperature-schedule")
     cli_proposer = dict(model=model, base_url=base_url, api_key_env=api_key_env, replay=replay, seed=seed,
                         max_cost=max_cost, price_prompt=price_prompt, price_completion=price_completion,
-                        request_timeout=request_timeout, max_tokens=max_tokens, images=send_curve_images)
+                        request_timeout=request_timeout, max_tokens=max_tokens, images=send_curve_images,
+                        image_tokens=image_tokens)
     if resume:
         if run_dir is None:
             raise click.UsageError("--resume needs --run-dir DIR")

@@ -11,10 +11,10 @@ reply (usable or not) is left for the loop to append, so the same rule holds whe
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
+from llm2.discovery.curve_images import image_record
 from llm2.discovery.parse import ParsedReply, ReplyError, parse_reply
 from llm2.proposers.base import Message, ProposalRequest, Proposer, ProposerError, Reply
 
@@ -37,10 +37,21 @@ def request_payload(proposer: Proposer, request: ProposalRequest) -> dict:
     payload = {"messages": [{"role": m.role, "content": m.content} for m in request.messages],
                "proposer": proposer.name, "model": str(getattr(proposer, "model", "") or ""),
                "temperature": request.temperature, "seed": request.seed}
-    if request.images and getattr(proposer, "accepts_images", False):  # what was sent, not the pixels again
-        payload["images"] = [{"caption": i.caption, "bytes": len(i.png), "sha256": hashlib.sha256(i.png).hexdigest()}
-                             for i in request.images]
+    sent = request.images if getattr(proposer, "accepts_images", False) else ()
+    payload["images_sent"] = len(sent)  # every request says whether it carried a picture
+    if sent:  # what was sent, not the pixels again
+        per_image = getattr(proposer, "image_tokens", None)
+        payload["images"] = [image_record(i, per_image) for i in sent]
     return payload
+
+
+def _settle_images(proposer: Proposer, payload: dict) -> None:
+    """A server that refused the pictures got the words only (the proposer resent them so): record that."""
+    if payload.get("images") and not getattr(proposer, "accepts_images", False):
+        refused = payload.pop("images")
+        payload["images_sent"] = 0
+        payload["images_left_out"] = [{**picture, "reason": "the server refused image parts; words only from then "
+                                       "on for this proposer"} for picture in refused]
 
 
 def ask_for_candidate(proposer: Proposer, request: ProposalRequest, *, reask: Callable[[str], str],
@@ -67,9 +78,9 @@ def ask_for_candidate(proposer: Proposer, request: ProposalRequest, *, reask: Ca
             try:
                 reply = proposer.propose(current)
                 payload["proposer"] = proposer.name  # a bandit over proposers names the one it chose
-                if not getattr(proposer, "accepts_images", False):  # the server refused them: words only went
-                    payload.pop("images", None)
+                _settle_images(proposer, payload)
             except ProposerError as exc:
+                _settle_images(proposer, payload)
                 record(attempt, payload, None, str(exc))
                 raise
             request_id = record(attempt, payload, reply, None)

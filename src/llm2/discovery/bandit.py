@@ -68,6 +68,40 @@ class ProposerBandit:
         self.name = self.labels[0]
         self.selects = False  # True once the loop selects the proposer of each proposal itself
         self.spent_usd = 0.0  # the run's spending in all (the loop sets what earlier sessions spent)
+        self._note: Callable[[str], None] | None = None
+
+    # What the loop asks of "the proposer" is asked of the arm last selected: each arm keeps its own context,
+    # reply room and pictures (one whose server refused images gets words; the others keep sending them).
+    @property
+    def current(self) -> object:
+        return self.arms[self.name]
+
+    @property
+    def accepts_images(self) -> bool:
+        return bool(getattr(self.current, "accepts_images", False))
+
+    @property
+    def image_tokens(self) -> int | None:
+        return getattr(self.current, "image_tokens", None)
+
+    @property
+    def context_tokens(self) -> int | None:
+        return getattr(self.current, "context_tokens", None)
+
+    @property
+    def max_tokens(self) -> int | None:
+        return getattr(self.current, "max_tokens", None)
+
+    @property
+    def on_event(self) -> Callable[[str], None] | None:
+        return self._note
+
+    @on_event.setter
+    def on_event(self, note: Callable[[str], None] | None) -> None:
+        self._note = note
+        for label, arm in self.arms.items():  # each arm's lines name it
+            if hasattr(arm, "on_event"):
+                arm.on_event = None if note is None else (lambda line, label=label: note(f"{label}: {line}"))
 
     def bind_evidence(self, evidence: Callable[[], tuple[list[CandidateRecord], float | None]]) -> None:
         self.evidence = evidence

@@ -7,6 +7,11 @@ feedback), then every older candidate summarised in one line. When all of it doe
 cut first, then the recent turns (which join the summary), then the best candidates. With ``--history full`` the whole log is sent while it
 fits. A server that still refuses the prompt as too long (``ContextTooLong``) gets a smaller budget
 (``shrunk_budget``) and the same request again.
+
+A picture sent with the prompt (``fit_prompt``) counts in the budget at its estimated token cost
+(``curve_images.image_tokens``). It ranks below the opening, the best candidates and the recent turns, above the
+one-line summary: it goes only when the words beside it keep as many best candidates and recent turns as they
+would without it; else it is left out and the words get the whole budget.
 """
 
 from __future__ import annotations
@@ -37,10 +42,12 @@ def reply_room(context_tokens: int, max_tokens: int | None) -> int:
     return max_tokens if max_tokens else context_tokens // 4
 
 
-def shrunk_budget(sent: tuple[Message, ...], error: ContextTooLong, max_tokens: int | None) -> int:
+def shrunk_budget(sent: tuple[Message, ...], error: ContextTooLong, max_tokens: int | None,
+                  image_tokens: int = 0) -> int:
     """A prompt budget below what the server refused: its stated context less the reply's room (and under the
-    refused prompt's estimate); where it did not state one, a good step under the refused prompt's estimate."""
-    estimate = estimate_tokens(sent)
+    refused prompt's estimate); where it did not state one, a good step under the refused prompt's estimate.
+    ``image_tokens``: what the pictures sent with the refused prompt count for."""
+    estimate = estimate_tokens(sent) + image_tokens
     if error.limit_tokens:
         return max(1, min(estimate - 1, error.limit_tokens - reply_room(error.limit_tokens, max_tokens)))
     return max(1, int(estimate * SHRINK_FACTOR))
@@ -56,9 +63,35 @@ class _Shape:
 def bounded_messages(archive: Archive, config: DiscoveryConfig, book: PromptBook,
                      metrics_text: Callable[[dict], str], budget_tokens: int) -> tuple[Message, ...]:
     """The richest prompt whose estimate fits ``budget_tokens`` (else the opening alone, the smallest there is)."""
+    return _richest(archive, config, book, metrics_text, budget_tokens).messages
+
+
+def fit_prompt(archive: Archive, config: DiscoveryConfig, book: PromptBook, metrics_text: Callable[[dict], str],
+               budget_tokens: int, image_tokens: int) -> tuple[tuple[Message, ...], bool]:
+    """The prompt's words within ``budget_tokens`` and whether pictures costing ``image_tokens`` go beside them:
+    they go when the words, with the pictures' cost taken off the budget, still keep every best candidate and
+    recent turn they keep without it (only the one-line summary may be shorter for them)."""
+    words = _richest(archive, config, book, metrics_text, budget_tokens)
+    if image_tokens <= 0:
+        return words.messages, True
+    beside = _richest(archive, config, book, metrics_text, budget_tokens - image_tokens)
+    if beside.fits and beside.kept == words.kept:
+        return beside.messages, True
+    return words.messages, False
+
+
+@dataclass(frozen=True)
+class _Fitted:
+    messages: tuple[Message, ...]
+    kept: tuple  # what of the best candidates and recent turns it holds: ("log",) or (best, recent)
+    fits: bool  # False: even the smallest prompt is over the budget
+
+
+def _richest(archive: Archive, config: DiscoveryConfig, book: PromptBook, metrics_text: Callable[[dict], str],
+             budget_tokens: int) -> _Fitted:
     log = [Message(m.role, m.content) for m in archive.messages()]
     if len(log) <= 2 or (config.history == "full" and estimate_tokens(tuple(log)) <= budget_tokens):
-        return tuple(log)
+        return _Fitted(tuple(log), ("log",), estimate_tokens(tuple(log)) <= budget_tokens)
     turns: dict[int, list[Message]] = {}
     for m in archive.messages():
         if m.candidate_id is not None:
@@ -68,8 +101,8 @@ def bounded_messages(archive: Archive, config: DiscoveryConfig, book: PromptBook
     for shape in _shapes(config, len(finished)):
         messages = _build(log[:2], finished, turns, shape, book, metrics_text)
         if estimate_tokens(messages) <= budget_tokens:
-            return messages
-    return messages
+            return _Fitted(messages, (shape.best, shape.recent), True)
+    return _Fitted(messages, (0, 0), False)
 
 
 def _shapes(config: DiscoveryConfig, finished: int) -> list[_Shape]:

@@ -43,6 +43,7 @@ class CandidateOutcome:
 def combine(results: list[EvalResult]) -> CandidateOutcome:
     """All seeds must succeed; the first failure (in seed order) speaks for the candidate."""
     seconds = sum(r.seconds for r in results)
+    cpu_seconds = sum(r.cpu_seconds for r in results)
     sandbox = _common_layers(results)
     probes = [r.probe_fitness for r in results]
     failed = [r for r in results if r.status != "ok"]
@@ -50,10 +51,11 @@ def combine(results: list[EvalResult]) -> CandidateOutcome:
     if failed:
         first = failed[0]
         return CandidateOutcome(first.status, first.stage, first.error, None, None,
-                                {"probe_fitness_per_seed": probes}, seconds, sandbox, curves)
+                                {"probe_fitness_per_seed": probes, "cpu_seconds": cpu_seconds}, seconds, sandbox,
+                                curves)
     fitness, fitness_std = mean_std([r.metrics.fitness for r in results])
     metrics = {"fitness_per_seed": [r.metrics.fitness for r in results], "probe_fitness_per_seed": probes,
-               "seconds_per_eval": seconds / len(results)}
+               "seconds_per_eval": seconds / len(results), "cpu_seconds": cpu_seconds}
     for key in results[0].metrics.values:
         metrics[key], metrics[f"{key}_std"] = mean_std([r.metrics.values.get(key, float("nan")) for r in results])
     return CandidateOutcome("ok", "done", None, fitness, fitness_std, metrics, seconds, sandbox, curves)

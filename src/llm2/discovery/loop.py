@@ -16,7 +16,7 @@ from llm2.archive.ranking import baseline
 from llm2.discovery import advice, behaviour, context, elites, feedback, islands, rungs
 from llm2.discovery.ask import AskOutcome, ask_for_candidate
 from llm2.discovery.config import DiscoveryConfig
-from llm2.discovery.curve_images import latest_curve_images
+from llm2.discovery.curve_images import image_record, images_tokens, latest_curve_images
 from llm2.discovery.conversation import request_messages, scored_history, start_conversation, sync_messages
 from llm2.discovery.driver import EvaluationDriver, add_proposal
 from llm2.discovery.fanout import CandidateOutcome
@@ -29,6 +29,11 @@ from llm2.proposers.base import (BudgetExceeded, ContextTooLong, Message, Propos
                                  Reply, check_before_run)
 from llm2.task_api.base import EvalSetting, Task
 from llm2.task_api.optional import optional
+
+
+# why a picture drawn for a request was not sent, as recorded with the request
+OVER_BUDGET = "over the prompt budget: it would push out best or recent results"
+REFUSED_AS_TOO_LONG = "the server refused the prompt with it as over its context"
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,7 @@ class Discovery:
             proposer.bind_evidence(lambda: (archive.candidates(), getattr(self._reference(), "fitness", None)))
         if hasattr(proposer, "on_event"):
             proposer.on_event = self.progress.note
-        self.prompt_budget: int | None = None  # set once a server refuses a prompt as too long
+        self.prompt_budgets: dict[str, int] = {}  # per proposer label: set once its server refuses a prompt as too long
         self.temperatures = Temperatures(config.temperature_schedule, config.islands, default=config.temperature)
         if hasattr(proposer, "spent_usd"):  # a resumed run's cap counts what earlier sessions spent
             proposer.spent_usd = archive.spent_usd()
@@ -106,7 +111,11 @@ class Discovery:
                    if r.reply is not None]
         attempts = [len(self.archive.requests(index=index))]  # numbering goes on across shrunk prompts
 
+        left_out: list[dict] = []  # the pictures drawn for this request and not sent, with why
+
         def record(attempt: int, payload: dict, reply: Reply | None, error: str | None) -> int:
+            if left_out:
+                payload = {**payload, "images_left_out": left_out}
             return self.archive.record_request(
                 index=index, attempt=attempts[0] + attempt, request=payload,
                 reply=None if reply is None else reply.text,
@@ -126,17 +135,22 @@ class Discovery:
             history = islands.history(self.archive, parents) if parents else None
         label = self.proposer.select() if hasattr(self.proposer, "select") else self.config.proposer
         temperature = self.temperatures.at(label, island, generation, self.config.generations)
-        asked, refusal = None, None
+        asked, refusal, messages = None, None, None
+        drawn = latest_curve_images(view, self.archive, self.proposer)  # () unless this proposer takes pictures
         for _ in range(context.MAX_SHRINKS + 1):
-            messages = islands.with_parents_note(self._request_messages(view), self._parents_note(parents))
-            if self.config.advice_every:
-                messages = advice.with_advice(messages, self.book, advice.in_force(advice.state(self.archive,
-                                                                                                 self.book)))
+            if messages is None:
+                messages, pictures_fit = self._request_messages(view, label, () if left_out else drawn)
+                if drawn and not left_out and not pictures_fit:
+                    left_out[:] = self._left_out(drawn, OVER_BUDGET)
+                messages = islands.with_parents_note(messages, self._parents_note(parents))
+                if self.config.advice_every:
+                    messages = advice.with_advice(messages, self.book, advice.in_force(advice.state(self.archive,
+                                                                                                     self.book)))
             request = ProposalRequest(
                 messages=messages,
                 history=scored_history(self.archive) if history is None else history,
                 temperature=temperature, seed=self.config.seed * 1_000_003 + index,
-                images=latest_curve_images(view, self.archive, self.proposer))
+                images=() if left_out else drawn)
             try:
                 asked = ask_for_candidate(self.proposer, request, max_reasks=self.config.max_reasks, record=record,
                                           reask=lambda reason: self.book.render("reask", reason=reason),
@@ -145,7 +159,12 @@ class Discovery:
             except ContextTooLong as exc:  # recorded by ask_for_candidate; ask again with a smaller prompt
                 refusal = exc
                 attempts[0] = len(self.archive.requests(index=index))
-                self._shrink_prompt(request.messages, exc)
+                pictures = request.images if getattr(self.proposer, "accepts_images", False) else ()
+                self._shrink_prompt(label, request.messages, pictures, exc)
+                if pictures:  # the picture goes first: the same words again, without it
+                    left_out[:] = self._left_out(pictures, REFUSED_AS_TOO_LONG)
+                else:
+                    messages = None
         if asked is None:
             error = f"no prompt small enough for the proposer's context: {refusal}"
             asked = AskOutcome(None, (), (), (f"unusable:{error}",), error, ())
@@ -168,11 +187,13 @@ class Discovery:
         if record_.status != "pending":
             self.progress.record(status=record_.status, name=record_.name, fitness=None, seconds=0.0, evals=0)
 
-    def _request_messages(self, view) -> tuple[Message, ...]:
-        budget = self._prompt_budget()
+    def _request_messages(self, view, label: str, images: tuple) -> tuple[tuple[Message, ...], bool]:
+        """The words of the next request, and whether ``images`` fit beside them in the prompt budget."""
+        budget = self._prompt_budget(label)
         if budget is None:
-            return request_messages(view, self.config, self.book, self.task.metrics_text)
-        return context.bounded_messages(view, self.config, self.book, self.task.metrics_text, budget)
+            return request_messages(view, self.config, self.book, self.task.metrics_text), True
+        cost = images_tokens(images, self._per_image())
+        return context.fit_prompt(view, self.config, self.book, self.task.metrics_text, budget, cost)
 
     def _elite_chooser(self, index: int):
         """Parents for proposal ``index``: elites of distinct occupied cells (discovery/elites.py)."""
@@ -199,21 +220,32 @@ class Discovery:
                                + (f", island {step['reset']} reset to the others' best" if step["reset"] is not None
                                   else ""))
 
-    def _prompt_budget(self) -> int | None:
-        """Tokens the prompt may take: a budget learnt from a refusal, else the configured (or the server's
-        reported) context less the reply's room; None: unbounded."""
-        if self.prompt_budget is not None:
-            return self.prompt_budget
+    def _prompt_budget(self, label: str) -> int | None:
+        """Tokens the prompt to proposer ``label`` may take: a budget learnt from its refusal, else the configured
+        (or its server's reported) context less the reply's room; None: unbounded."""
+        if label in self.prompt_budgets:
+            return self.prompt_budgets[label]
         tokens = self.config.context_tokens or getattr(self.proposer, "context_tokens", None)
         return None if tokens is None else tokens - context.reply_room(tokens, self._max_tokens())
 
-    def _shrink_prompt(self, sent: tuple[Message, ...], refusal: ContextTooLong) -> None:
-        self.prompt_budget = context.shrunk_budget(sent, refusal, self._max_tokens())
-        self.archive.add_run_event("prompt_shrunk", {"budget_tokens": self.prompt_budget, "refusal": str(refusal)})
-        self.progress.note(f"the prompt was over the proposer's context; shrunk to about {self.prompt_budget} tokens")
+    def _shrink_prompt(self, label: str, sent: tuple[Message, ...], pictures: tuple, refusal: ContextTooLong) -> None:
+        cost = images_tokens(pictures, self._per_image())
+        budget = context.shrunk_budget(sent, refusal, self._max_tokens(), cost)
+        self.prompt_budgets[label] = budget
+        self.archive.add_run_event("prompt_shrunk", {"budget_tokens": budget, "refusal": str(refusal),
+                                                     "proposer": label, "image_tokens": cost})
+        self.progress.note(f"the prompt was over the proposer's context; shrunk to about {budget} tokens"
+                           + (", the picture left out" if pictures else ""))
 
     def _max_tokens(self) -> int | None:
         return getattr(self.proposer, "max_tokens", None)
+
+    def _left_out(self, pictures: tuple, reason: str) -> list[dict]:
+        return [{**image_record(picture, self._per_image()), "reason": reason} for picture in pictures]
+
+    def _per_image(self) -> int | None:
+        """The tokens the proposer's server counts for one picture, where it says; None: the pixel-size estimate."""
+        return getattr(self.proposer, "image_tokens", None)
 
     def _feedback(self, candidate: CandidateRecord, outcome: CandidateOutcome) -> str | None:
         """What the proposer is told of its candidate's result (nothing of a baseline's)."""

@@ -64,6 +64,7 @@ class Ladder:
         self._scores: list[dict[int, float]] = [{} for _ in rungs]  # what each rung has seen, key -> fitness
         self._evidence: dict[int, list[dict]] = {}
         self._seconds: dict[int, float] = {}  # evaluation seconds over the rungs climbed so far
+        self._cpu: dict[int, float] = {}  # and their processor seconds
         self._saved: dict[int, float] = {}  # seconds of rung training not repeated: it went on from the cut
         self._stopped_at_pause: set[int] = set()  # judged at a pause and not promoted: not judged again
         if pausable:
@@ -128,6 +129,7 @@ class Ladder:
         """A rung's result is back: the candidate's final outcome, or None when it was promoted."""
         level = self._level[key]
         self._seconds[key] += outcome.seconds
+        self._cpu[key] = self._cpu.get(key, 0.0) + float(outcome.metrics.get("cpu_seconds") or 0.0)
         if outcome.status == "ok" and outcome.fitness is not None:
             self._scores[level][key] = outcome.fitness
         if level == len(self.rungs) - 1 or outcome.status != "ok" or outcome.fitness is None:
@@ -155,7 +157,7 @@ class Ladder:
     def _finished(self, key: int, outcome: CandidateOutcome) -> CandidateOutcome:
         rung_fitness = [self._scores[level].get(key) for level in range(self._level[key] + 1)]
         metrics = {**outcome.metrics, "rung_fitness": rung_fitness, "promotions": self._evidence.pop(key),
-                   "rung_seconds_saved": self._saved.pop(key)}
+                   "rung_seconds_saved": self._saved.pop(key), "cpu_seconds": self._cpu.pop(key, 0.0)}
         self._codes.pop(key)
         self._level.pop(key)
         self._always.discard(key)

@@ -112,9 +112,10 @@ class WorkerHandle:
         if self.scoring.task.runtime(job.setting.task).start == "spawn":
             deadline += SPAWN_STARTUP_S  # the candidate's process starts an interpreter and loads its data first
         cut: EvalResult | None = None  # the rung's cut where the run was told to stop
+        scoring_cpu = 0.0  # the scorer runs in this thread, on one torch thread: its thread time is its processor time
         while message["event"] != "result":  # from "started" on, the candidate's clock runs
             message = self._expect(("probe", "pause", "result"), deadline)
-            scoring_started = time.monotonic()
+            scoring_started, cpu_before = time.monotonic(), time.thread_time()
             if message["event"] == "probe":
                 reason, fitness = self.scoring.judge_probe(job, self._take(message))
                 self._send({"verdict": "continue" if reason is None else "stop", "reason": reason,
@@ -122,35 +123,42 @@ class WorkerHandle:
             elif message["event"] == "pause":
                 go_on, cut = self._pause(job, message, started)
                 self._send({"verdict": "continue" if go_on else "stop"})
+            scoring_cpu += time.thread_time() - cpu_before
             deadline += time.monotonic() - scoring_started
         seconds = time.perf_counter() - started
+        worker_cpu = float(message.get("cpu_seconds") or 0.0)
         sandbox = tuple(message.get("sandbox") or ())
         probe = message.get("probe_fitness")
         curves = clean_curves(message.get("curves"))
         if message["status"] != "ok":
             return EvalResult(message["status"], message["stage"], message.get("error"), seconds=seconds,
-                              probe_fitness=probe, sandbox=sandbox, curves=curves)
+                              probe_fitness=probe, sandbox=sandbox, curves=curves,
+                              cpu_seconds=worker_cpu + scoring_cpu)
         if message["stage"] == "rung":  # stopped at a rung's cut: its score is the result, as a rung's run gives
             if cut is None:
                 raise WorkerGone("the worker reported a stop at a rung it was never asked about")
-            return dataclasses.replace(cut, seconds=seconds, probe_fitness=probe, sandbox=sandbox, curves=curves)
+            return dataclasses.replace(cut, seconds=seconds, probe_fitness=probe, sandbox=sandbox, curves=curves,
+                                       cpu_seconds=worker_cpu + scoring_cpu)
         if job.fingerprint_only:  # nothing was trained: nothing to score
             return EvalResult("ok", "fingerprint", None, seconds=seconds, sandbox=sandbox,
-                              fingerprint=tuple(float(v) for v in message.get("fingerprint") or ()))
+                              fingerprint=tuple(float(v) for v in message.get("fingerprint") or ()),
+                              cpu_seconds=worker_cpu)
         keep = self.keep_dir is not None
         output = self._take(message, remove=not keep)
+        cpu_before = time.thread_time()
         try:
             metrics, error = self.scoring.score(job, output)
         finally:
+            scoring_cpu += time.thread_time() - cpu_before
             if output.output_dir is not None and not keep:
                 shutil.rmtree(output.output_dir, ignore_errors=True)
         if keep:
             self._keep(Path(output.output_dir or message["path"]), job.key if metrics is not None else None)
         if metrics is None:
             return EvalResult("failed", "score", error, seconds=time.perf_counter() - started, probe_fitness=probe,
-                              sandbox=sandbox, curves=curves)
+                              sandbox=sandbox, curves=curves, cpu_seconds=worker_cpu + scoring_cpu)
         return EvalResult("ok", "done", None, metrics, time.perf_counter() - started, tuple(output.loss_trace),
-                          probe, sandbox, curves=curves)
+                          probe, sandbox, curves=curves, cpu_seconds=worker_cpu + scoring_cpu)
 
     def _pause(self, job: EvalJob, message: dict, started: float) -> tuple[bool, EvalResult | None]:
         """A rung's cut: score its weights as that rung's evaluation would, and ask the job's ``on_pause`` whether

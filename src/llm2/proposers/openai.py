@@ -49,10 +49,12 @@ class OpenAIProposer:
                  price_completion_per_1k: float | None = None, max_cost_usd: float | None = None,
                  spent_usd: float = 0.0, max_tokens: int | None = None,
                  max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES, on_event: Callable[[str], None] | None = None,
-                 timeout_s: float | None = None, images: bool = False):
+                 timeout_s: float | None = None, images: bool = False, image_tokens: int | None = None):
         """``timeout_s`` is the older name of ``request_timeout_s``; ``spent_usd`` is what earlier sessions of
         the run already spent, so that a resumed run keeps to the same cap. ``images``: the model reads images, so
-        a request's pictures (``ProposalRequest.images``) go with its last user message as image parts."""
+        a request's pictures (``ProposalRequest.images``) go with its last user message as image parts;
+        ``image_tokens``: the prompt tokens the server counts for one picture, where it differs from llm2's estimate
+        from the pixel size (``discovery.curve_images.image_tokens``)."""
         if not model:
             raise ValueError("the openai proposer needs a model name (--model)")
         timeout = request_timeout_s if request_timeout_s is not None else timeout_s
@@ -62,6 +64,7 @@ class OpenAIProposer:
         _require(backoff_s >= 0, f"backoff_s must be 0 or more, not {backoff_s:g}")
         _require(max_reply_bytes > 0, f"max_reply_bytes must be positive, not {max_reply_bytes}")
         _require(max_tokens is None or max_tokens >= 1, f"max_tokens must be at least 1, not {max_tokens}")
+        _require(image_tokens is None or image_tokens >= 0, f"image_tokens must be 0 or more, not {image_tokens}")
         _require(spent_usd >= 0, f"spent_usd must be 0 or more, not {spent_usd:g}")
         for label, price in (("price_prompt_per_1k", price_prompt_per_1k),
                              ("price_completion_per_1k", price_completion_per_1k)):
@@ -80,7 +83,7 @@ class OpenAIProposer:
         # What it may spend: prices per 1,000 tokens, and the cap over the whole run (resumes included).
         self.price_prompt_per_1k, self.price_completion_per_1k = price_prompt_per_1k, price_completion_per_1k
         self.max_cost_usd = max_cost_usd
-        self.accepts_images = bool(images)
+        self.accepts_images, self.image_tokens = bool(images), image_tokens
         # What the server accepts, learnt from its rejections and kept for the rest of the run.
         self.json_mode, self.send_temperature, self.send_seed = json_mode, True, True
         self.max_tokens_parameter = "max_tokens"

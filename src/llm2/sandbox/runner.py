@@ -28,6 +28,7 @@ from llm2.sandbox import cgroup, handoff
 from llm2.sandbox.child import ChildJob, run_child
 from llm2.sandbox.environment import worker_environment
 from llm2.sandbox.limits import SPAWN_STARTUP_S, SandboxLimits, cuda_limits, end_child
+from llm2.sandbox.processes import group_processor_seconds
 from llm2.sandbox.supervisor import (ChildOutcome, DirectoryOutput, PauseJudge, ProbeJudge,  # noqa: F401 - re-exported
                                      Supervisor)
 from llm2.task_api.base import EvalSetting, Runtime, Task
@@ -121,9 +122,10 @@ class SandboxRunner:
                                  SPAWN_STARTUP_S if runtime.start == "spawn" else 0.0, directory, worker_end,
                                  tuple(pauses) if judge_pause is not None else (), judge_pause)
         try:
-            return supervisor.run()
+            outcome = supervisor.run()
         finally:
             if supervisor.alive:
+                supervisor.cpu_seconds = group_processor_seconds(pid)
                 end_child(pid)
             os.close(result_r)
             os.close(control_w)
@@ -131,6 +133,7 @@ class SandboxRunner:
             shutil.rmtree(scratch, ignore_errors=True)
             if isinstance(group, cgroup.Cgroup):
                 cgroup.remove(group)  # kills any process of it still alive (the relay's namespace), then rmdir
+        return replace(outcome, cpu_seconds=supervisor.cpu_seconds)
 
     def _self_test(self, limits: SandboxLimits, allow_missing: frozenset[str]) -> str | None:
         """Once per runner, before the first candidate: the hidden-path self-test (``selftest.py``)."""

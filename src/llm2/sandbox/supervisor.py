@@ -14,7 +14,7 @@ from llm2.curves import clean_curves
 from llm2.sandbox import channel, handoff
 from llm2.sandbox.child import CONTINUE, OUTPUT_FILE
 from llm2.sandbox.limits import SPAWN_STARTUP_S, SandboxLimits, bytes_text, end_child, kill_group, signal_reason
-from llm2.sandbox.processes import wait_group_gone
+from llm2.sandbox.processes import group_processor_seconds, wait_group_gone
 from llm2.task_api.base import TrainOutput
 
 _CHILD_STAGES = ("static", "contract", "probe", "train")
@@ -36,6 +36,7 @@ class ChildOutcome:
     probe_fitness: float | None = None
     fingerprint: tuple[float, ...] = ()  # a fingerprint job's answer
     curves: dict = field(default_factory=dict)  # the task's training curves (clean_curves), also when it failed
+    cpu_seconds: float = 0.0  # processor seconds of the candidate's processes
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class Supervisor:
         self.probe_fitness: float | None = None
         self.probe_passed = False
         self.alive = True
+        self.cpu_seconds = 0.0  # the candidate's processes' processor time, read just before they are ended
         self.starting = startup_s > 0  # until its first message: a spawned child is still starting
         self.deadline = time.monotonic() + limits.timeout_s + startup_s
 
@@ -248,6 +250,7 @@ class Supervisor:
         return ""
 
     def _timeout(self) -> ChildOutcome:
+        self.cpu_seconds = group_processor_seconds(self.pid)
         kill_group(self.pid, self.limits.term_grace_s)
         self.alive = False
         if self.starting:  # our own start-up, before any candidate code: not the candidate's fault, but no result
@@ -274,5 +277,6 @@ class Supervisor:
         if not self.alive:
             return 0
         self.alive = False
+        self.cpu_seconds = group_processor_seconds(self.pid)
         return end_child(self.pid)
 

@@ -22,6 +22,7 @@ import ctypes
 import json
 import os
 import pickle
+import resource
 import signal
 import sys
 from dataclasses import dataclass
@@ -87,6 +88,7 @@ class _Worker:
             self.runner.close()
 
     def run(self, job: Any) -> None:
+        cpu_started = processor_seconds()
         try:
             data = self.data(job.setting.task)
             self.reply({"event": "started"})
@@ -98,7 +100,8 @@ class _Worker:
             return
         reply = {"event": "result", "status": outcome.status, "stage": outcome.stage, "error": outcome.error,
                  "sandbox": list(outcome.sandbox), "probe_fitness": outcome.probe_fitness,
-                 "fingerprint": list(outcome.fingerprint), "curves": outcome.curves}
+                 "fingerprint": list(outcome.fingerprint), "curves": outcome.curves,
+                 "cpu_seconds": processor_seconds() - cpu_started + outcome.cpu_seconds}
         output = outcome.output
         if output is not None:
             where = ({"directory": self.adopt(output.output_dir)} if output.output_dir is not None else
@@ -143,6 +146,12 @@ class _Worker:
         data = (json.dumps(message) + "\n").encode()
         while data:
             data = data[os.write(self.replies_fd, data):]
+
+
+def processor_seconds() -> float:
+    """This worker's own processor time (the candidate's processes are counted by the runner: ``ChildOutcome``)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return own.ru_utime + own.ru_stime
 
 
 def main() -> None:
