@@ -5,7 +5,8 @@
 Two arms of the default discovery with ``--rungs`` (the symbolic proposer, fingerprints on, at each search seed):
 ``retrain``, the same task declared unable to pause (every promoted candidate is trained again at the full
 evaluation, as before), and ``pause``, the task as it is (a promoted candidate trains on from its rung's cut). Per
-arm: the evaluation core-seconds of the run (the seconds each candidate's evaluations took, summed), the trained
+arm: the evaluation core-seconds of the run (the seconds each candidate's evaluations took, summed; beside them the
+processor seconds, ``cpu_seconds``, which the machine's other load does not move), the trained
 seconds the pause arm did not repeat (``rung_seconds_saved``), and the ratio pause / retrain of the core-seconds
 per candidate that reached the full evaluation (the arms may propose differently after the first promotions:
 their feedback arrives in another order). ``same_fitness``: for the code both arms evaluated in full, whether the
@@ -64,6 +65,7 @@ def figures(run_dir: Path) -> dict:
     full = [c for c in candidates if c.fitness is not None]
     return {"core_s": sum(c.seconds for c in candidates), "full": len(full),
             "full_s_each": statistics.mean(c.seconds for c in full) if full else float("nan"),
+            "full_cpu_each": statistics.mean(c.metrics.get("cpu_seconds") or 0.0 for c in full) if full else float("nan"),
             "saved_s": sum(c.metrics.get("rung_seconds_saved") or 0.0 for c in candidates),
             "fitness": {c.code: c.metrics.get("fitness_per_seed") for c in full}}
 
@@ -80,8 +82,9 @@ def main(argv: list[str] | None = None) -> None:
             same = all(arms["retrain"]["fitness"][code] == arms["pause"]["fitness"][code] for code in shared)
             print(f"seed={seed} " + " ".join(
                 f"{arm}: core_s={f['core_s']:.1f} full={f['full']} full_s_each={f['full_s_each']:.2f} "
-                f"saved_s={f['saved_s']:.1f}" for arm, f in arms.items())
+                f"full_cpu_each={f['full_cpu_each']:.2f} saved_s={f['saved_s']:.1f}" for arm, f in arms.items())
                 + f" ratio_full_s_each={arms['pause']['full_s_each'] / arms['retrain']['full_s_each']:.3f}"
+                + f" ratio_full_cpu_each={arms['pause']['full_cpu_each'] / arms['retrain']['full_cpu_each']:.3f}"
                 + f" same_fitness={same} ({len(shared)} codes)", flush=True)
 
 
