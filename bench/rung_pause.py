@@ -65,7 +65,8 @@ def figures(run_dir: Path) -> dict:
     full = [c for c in candidates if c.fitness is not None]
     return {"core_s": sum(c.seconds for c in candidates), "full": len(full),
             "full_s_each": statistics.mean(c.seconds for c in full) if full else float("nan"),
-            "full_cpu_each": statistics.mean(c.metrics.get("cpu_seconds") or 0.0 for c in full) if full else float("nan"),
+            "full_cpu_each": (statistics.mean(c.metrics.get("cpu_seconds") or 0.0 for c in full) if full
+                              else float("nan")),
             "saved_s": sum(c.metrics.get("rung_seconds_saved") or 0.0 for c in candidates),
             "fitness": {c.code: c.metrics.get("fitness_per_seed") for c in full}}
 

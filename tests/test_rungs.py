@@ -89,8 +89,9 @@ def test_a_task_that_cannot_pause_is_retrained_and_one_that_can_goes_on_with_the
     (asked to pause anyway, its run fails closed). The same task with a train that pauses, over two one-seed rungs:
     a promoted candidate trains on from each cut, and every rung's fitness and its full fitness are those of the
     retraining run."""
-    losses = {"cauchy": "torch.log1p((prediction - target) ** 2)", "pseudo_huber":
-              "torch.sqrt(1 + (prediction - target) ** 2) - 1", "clipped": "torch.clamp((prediction - target).abs(), max=1.0)",
+    losses = {"cauchy": "torch.log1p((prediction - target) ** 2)",
+              "pseudo_huber": "torch.sqrt(1 + (prediction - target) ** 2) - 1",
+              "clipped": "torch.clamp((prediction - target).abs(), max=1.0)",
               "power": "(prediction - target).abs() ** 1.5", "quartic": "(prediction - target) ** 4 / 100",
               "log_cosh": "torch.log(torch.cosh(prediction - target))"}
     replies = tmp_path / "replies.jsonl"
