@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import json
+import os
 
 import pytest
 
@@ -38,10 +40,24 @@ def run_discovery(tmp_path, config: DiscoveryConfig, proposer) -> tuple[Archive,
     settings = task.settings_from_dict(config.task_settings)
     task.prepare(settings)
     archive = create_run(config, tmp_path / "run", task)
-    with make_executor("local", task_spec=config.task, task=task, workers=2, timeout_s=config.timeout_s,
-                       warm_settings=settings) as executor:
-        summary = Discovery(config, task, archive, proposer, executor).run()
+    summary = Discovery(config, task, archive, proposer, warm_pool(config, task, settings)).run()
     return archive, summary
+
+
+_POOLS: dict[tuple, object] = {}
+
+
+def warm_pool(config: DiscoveryConfig, task, settings):
+    """Two warm workers, shared by every run of the session with the same task, timeout and environment: a pool
+    starts interpreters that import torch and load the world (seconds each on two cores), and a discovery leaves
+    its workers as it found them. Closed when the session ends."""
+    key = (config.task, config.timeout_s, tuple(sorted(os.environ.items())))
+    if key not in _POOLS:
+        if not _POOLS:
+            atexit.register(lambda: [pool.close() for pool in _POOLS.values()])
+        _POOLS[key] = make_executor("local", task_spec=config.task, task=task, workers=2,
+                                    timeout_s=config.timeout_s, warm_settings=settings)
+    return _POOLS[key]
 
 
 def assert_conversation_alternates(archive: Archive) -> None:

@@ -4,7 +4,8 @@ the same KL) and judge-peak (the best checkpoint of a longer run, chosen on some
 Training and scoring run in this process (trusted catalog code); the sandboxed path is the same ``train`` and
 ``score`` the other tests of the task cover. The slow tests run on the task's default setting and fitness
 (frontier-gap): they follow the default, and share the one dpo frontier the suite traces (about 110 core-seconds on
-first use, then cached in LLM2_CACHE_DIR); no other test traces one.
+first use, over the cores, then cached in LLM2_CACHE_DIR); apart from tests/test_frontier_trace.py's tiny ones,
+no other test traces one.
 """
 
 from __future__ import annotations

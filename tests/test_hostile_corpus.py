@@ -223,7 +223,8 @@ def test_the_sandbox_alone_stops_them_without_static_checks(arena, monkeypatch):
     for layer in sorted({p.layer for p in programs if p.layer}):
         monkeypatch.setenv(SIMULATE_ENV, layer)
         chosen = [p for p in programs if p.layer == layer]
-        executor = make_executor("local", task_spec="preference-synthetic", task=TASK, workers=2,
+        # a worker per program at most: each one starts an interpreter and loads the world
+        executor = make_executor("local", task_spec="preference-synthetic", task=TASK, workers=min(2, len(chosen)),
                                  timeout_s=TIMEOUT_S, limits=LIMITS, static_checks=False,
                                  allow_missing=frozenset({layer}), warm_settings=SETTING.task)
         try:

@@ -27,7 +27,7 @@ from llm2.task_api import cache, world_secret
 from llm2.task_api.base import EvalSetting
 from llm2.tasks.preference_synthetic.config import PreferenceSettings, TrainConfig
 from llm2.tasks.preference_synthetic.score import score_weights
-from llm2.tasks.preference_synthetic.train import total_steps, train_policy
+from llm2.tasks.preference_synthetic.frontier_runs import DpoRuns, run_dpo
 from llm2.tasks.preference_synthetic.world import TrainingWorld, World
 
 VERSION = 1  # bump when the tracing changes, so stale frontiers are not reused
@@ -90,29 +90,25 @@ def load_frontier(world: World, settings: PreferenceSettings, config: TrainConfi
     return ReferenceFrontier.from_state(cache.load(path))
 
 
-def trace_frontier(world: World, settings: PreferenceSettings, config: TrainConfig, tolerance: int) -> dict:
-    """{"full", "quick"}: [seeds, points, 2] tensors of (KL, judge), the untrained start first."""
-    from llm2.tasks.preference.losses import dpo  # the reference's trusted function, never candidate code
+def trace_frontier(world: World, settings: PreferenceSettings, config: TrainConfig, tolerance: int,
+                   workers: int | None = None) -> dict:
+    """{"full", "quick"}: [seeds, points, 2] tensors of (KL, judge), the untrained start first.
 
+    Each (seed, β multiple) run is independent and single-threaded, so the runs go to ``workers`` processes (default:
+    the cores this process may use) and give the same numbers as one after another; ``workers=1`` traces here."""
     training = TrainingWorld(world.config, world.seed, settings.label_noise, world.reference_weights,
                              world.pairs(settings.label_noise))
-    steps = sorted({total_steps(len(training.pairs), b, config) for b in config.frontier_budgets})
     start = [(0.0, score_weights(world, world.reference_weights, config, tolerance, quick=q).judge)
              for q in (False, True)]
+    runs = [(seed, multiple) for seed in range(config.frontier_seeds) for multiple in config.frontier_betas]
+    results = run_dpo(DpoRuns(world, training, settings, config, tolerance), runs, workers)
     full, quick = [], []
     for seed in range(config.frontier_seeds):
         points: tuple[list, list] = ([start[0]], [start[1]])
-        for multiple in config.frontier_betas:
-            setting = EvalSetting(replace(settings, beta=settings.beta * multiple), seed,
-                                  budget=max(config.frontier_budgets))
-            kept: dict = dict.fromkeys(steps)
-            train_policy(dpo, training, setting, config, probe_fraction=1.0, kept=kept)
-            for weights in kept.values():
-                if weights is None:  # the run stopped early (diverged): its later budgets are not points
-                    continue
-                for index, is_quick in enumerate((False, True)):
-                    scores = score_weights(world, weights, config, tolerance, quick=is_quick)
-                    points[index].append((scores.kl, scores.judge))
+        for (run_seed, _), run_points in zip(runs, results):
+            if run_seed == seed:
+                for index in (0, 1):
+                    points[index].extend(run_points[index])
         full.append(points[0]), quick.append(points[1])
     width = max(len(p) for p in full)  # every seed has the same points unless a run stopped early: pad with start
     pad = (lambda rows: [row + [row[0]] * (width - len(row)) for row in rows])  # noqa: E731
