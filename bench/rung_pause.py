@@ -22,15 +22,11 @@ import tempfile
 from pathlib import Path
 
 from llm2.archive import Archive
-from llm2.discovery.config import DiscoveryConfig
-from llm2.discovery.loop import Discovery
-from llm2.discovery.progress import Progress
-from llm2.discovery.run import create_run
-from llm2.execution import make_executor
-from llm2.proposers import make_proposer
 from llm2.tasks.preference_synthetic.task import PreferenceSyntheticTask
 
-TASK = "preference-synthetic"
+sys.path.insert(0, str(Path(__file__).parent))
+from search_efficiency import TASK, run_once  # noqa: E402 - the bench folder is not a package
+
 RETRAINING = f"{Path(__file__).resolve()}:RetrainingPreference"
 
 
@@ -42,21 +38,8 @@ class RetrainingPreference(PreferenceSyntheticTask):
 
 
 def run_arm(root: Path, arm: str, seed: int, generations: int) -> Path:
-    from llm2.task_api.registry import load_task
-
-    spec = RETRAINING if arm == "retrain" else TASK
-    task = load_task(spec)
-    config = DiscoveryConfig(task=spec, generations=generations, seed=seed, rungs=True)
-    settings = task.settings_from_dict(config.task_settings)
-    task.prepare(settings)
-    run_dir = root / f"{arm}-{seed}"
-    archive = create_run(config, run_dir, task)
-    with make_executor("local", task_spec=spec, task=task, workers=config.resolved_workers(),
-                       timeout_s=config.timeout_s, warm_settings=settings) as executor:
-        Discovery(config, task, archive, make_proposer("symbolic", seed=seed), executor,
-                  Progress(generations, stream=open("/dev/null", "w"))).run()
-    archive.close()
-    return run_dir
+    return run_once(root, arm, seed, generations, after=True, rungs=True,
+                    task_spec=RETRAINING if arm == "retrain" else TASK)
 
 
 def figures(run_dir: Path) -> dict:

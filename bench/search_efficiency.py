@@ -66,21 +66,22 @@ ENTRY = "llm2.tasks.preference.fingerprint:confined_fingerprint"
 
 
 def run_once(root: Path, label: str, seed: int, generations: int, after: bool, rungs: bool, islands: int = 1,
-             migrate_every: int = 2, map_elites: bool = False, workers: int | None = None) -> Path:
+             migrate_every: int = 2, map_elites: bool = False, workers: int | None = None,
+             task_spec: str = TASK) -> Path:
     """One default discovery in ``root/label-seed``; a run this bench finished earlier there is reused as it is."""
     run_dir = root / f"{label}-{seed}"
     done = run_dir / "bench-done"
     if done.exists():
         return run_dir
     shutil.rmtree(run_dir, ignore_errors=True)  # a run cut short: started again, so every figure is a whole run
-    task = load_task(TASK)
-    config = DiscoveryConfig(task=TASK, generations=generations, seed=seed, fingerprints=after,
+    task = load_task(task_spec)
+    config = DiscoveryConfig(task=task_spec, generations=generations, seed=seed, fingerprints=after,
                              rungs=after and rungs, islands=islands, migrate_every=migrate_every,
                              map_elites=map_elites, workers=workers)
     settings = task.settings_from_dict(config.task_settings)
     task.prepare(settings)
     archive = create_run(config, run_dir, task)
-    with make_executor("local", task_spec=TASK, task=task, workers=config.resolved_workers(),
+    with make_executor("local", task_spec=task_spec, task=task, workers=config.resolved_workers(),
                        timeout_s=config.timeout_s, warm_settings=settings) as executor:
         Discovery(config, task, archive, make_proposer("symbolic", seed=seed), executor,
                   Progress(generations, stream=open("/dev/null", "w"))).run()
