@@ -1,16 +1,21 @@
 """The runs of dpo behind its reference frontier, over the cores: each (training seed, β multiple) run is independent
 and single-threaded, so worker processes give exactly the numbers of one run after another.
 
-Trusted code only: the catalog's dpo, in processes of the trusted scorer's own. This module imports no more than a
-run needs (not scipy), since each worker process imports it afresh.
+Trusted code only: the catalog's dpo, in processes of the trusted scorer's own, started as
+``python -m llm2.tasks.preference_synthetic.frontier_runs`` (not through multiprocessing, whose spawned workers
+import the caller's main module again: a user's script without a ``__main__`` guard would run twice). The runs go
+in and the points come back pickled over the worker's pipes. This module imports no more than a run needs (not
+scipy), since each worker process imports it afresh.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
+import pickle
+import subprocess
+import sys
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from llm2.task_api.base import EvalSetting
 from llm2.tasks.preference_synthetic.config import PreferenceSettings, TrainConfig
@@ -56,24 +61,47 @@ def run_dpo(runs: DpoRuns, which: list[tuple[int, float]], workers: int | None =
     workers = min(len(which), workers or available_cores())
     if workers <= 1:
         return [runs.run(seed, multiple) for seed, multiple in which]
-    # spawned, not forked: a fork copies whatever locks the caller's other threads hold at that moment
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_keep, initargs=(runs,)) as pool:
-        return list(pool.map(_run_kept, *zip(*which)))
+    shares = [which[i::workers] for i in range(workers)]  # the runs take about as long as one another
+    processes = [_start(runs, share) for share in shares]
+    answers = [_answer(process) for process in processes]
+    points: list[Points] = [([], [])] * len(which)
+    for i, answer in enumerate(answers):
+        points[i::workers] = answer
+    return points
+
+
+def _start(runs: DpoRuns, share: list[tuple[int, float]]) -> subprocess.Popen:
+    import llm2
+
+    source = str(Path(llm2.__file__).resolve().parents[1])  # this llm2, also when it is not installed
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                   "PYTHONPATH": os.pathsep.join(filter(None, (source, os.environ.get("PYTHONPATH"))))}
+    process = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env=environment)
+    assert process.stdin is not None
+    process.stdin.write(pickle.dumps((runs, share)))  # the worker reads all of it before it starts
+    process.stdin.close()
+    process.stdin = None  # written and closed: communicate() only reads
+    return process
+
+
+def _answer(process: subprocess.Popen) -> list[Points]:
+    output, errors = process.communicate()
+    if process.returncode != 0:
+        last = errors.decode(errors="replace").strip().splitlines()[-1:] or ["no message"]
+        raise RuntimeError(f"a worker tracing dpo's frontier failed (exit {process.returncode}): {last[0]}")
+    return pickle.loads(output)  # our own trusted worker's answer
 
 
 def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-_kept: DpoRuns | None = None  # a worker process's runs, from its initializer
+def _serve() -> None:
+    """A worker: the runs from stdin, their points to stdout."""
+    runs, share = pickle.loads(sys.stdin.buffer.read())
+    sys.stdout.buffer.write(pickle.dumps([runs.run(seed, multiple) for seed, multiple in share]))
 
 
-def _keep(runs: DpoRuns) -> None:
-    global _kept
-    _kept = runs
-
-
-def _run_kept(seed: int, multiple: float) -> Points:
-    assert _kept is not None
-    return _kept.run(seed, multiple)
+if __name__ == "__main__":
+    _serve()
