@@ -128,11 +128,15 @@ def wait_inside_migration(run_dir, process, generation: int, population: int) ->
                               (generation,)).fetchall()
         logged = {row[0] for row in reader.execute("SELECT candidate_id FROM messages")}
         if len(done) == population and all(row[0] in logged for row in done):
-            try:
-                sqlite3.connect(run_dir / "archive.sqlite", timeout=0).execute("BEGIN IMMEDIATE").close()
+            probe = sqlite3.connect(run_dir / "archive.sqlite", timeout=0)
+            try:  # closed at once: a connection left to the garbage collector would keep its lock meanwhile
+                probe.execute("BEGIN IMMEDIATE")
+                probe.rollback()
             except sqlite3.OperationalError:  # locked: the step's transaction is open
                 reader.close()
                 return
+            finally:
+                probe.close()
         time.sleep(0.02)
     raise AssertionError(f"generation {generation}'s migration step was not seen")
 
