@@ -77,6 +77,10 @@ class ProposerBandit:
         return self.arms[self.name]
 
     @property
+    def model(self) -> str | None:  # recorded with each request: the model of the arm that was asked
+        return getattr(self.current, "model", None)
+
+    @property
     def accepts_images(self) -> bool:
         return bool(getattr(self.current, "accepts_images", False))
 
