@@ -85,6 +85,18 @@ def test_the_same_model_at_two_servers_gets_two_labels(tmp_path):
     assert chosen.more == ("openai:m@http://b:8000/v1", "openai:n")  # the shared-options form keeps its label
     assert chosen.more_options == {"openai:m@http://b:8000/v1": {"model": "m", "base_url": "http://b:8000/v1"}}
 
+    # the first may name its file or model too; a JSON file lists entries as TOML's tables do, the command line's
+    # options their defaults
+    listing = tmp_path / "proposers.json"
+    listing.write_text(json.dumps([{"name": "openai", "model": "big", "base_url": "https://api.example/v1",
+                                    "api_key_env": "BIG_KEY"}, {"name": "symbolic"}]))
+    chosen = choose_proposers(("replay:r.jsonl",), listing, {**cli, "request_timeout": 30.0}, None)
+    assert (chosen.first, chosen.first_options) == ("replay", {"path": "r.jsonl"})
+    assert chosen.more == ("openai:big", "symbolic")
+    assert chosen.more_options == {"openai:big": {"model": "big", "base_url": "https://api.example/v1",
+                                                  "api_key_env": "BIG_KEY", "request_timeout_s": 30.0},
+                                   "symbolic": {"seed": 0}}
+
 
 def toml(tmp_path: Path, text: str) -> str:
     path = tmp_path / "proposers.toml"
@@ -109,6 +121,9 @@ BAD = [
     (lambda p: ["--proposer-config", toml(p, "[[proposer]]\nname = 'replay'\nreplay = 'r.jsonl'\n"
                                              "base_url = 'http://a/v1'\n")], "only openai proposers have a server"),
     (lambda p: ["--proposer-config", toml(p, "title = 'x'\n")], "unknown key(s) title"),
+    (lambda p: ["--proposer-config", toml(p, "[[proposer]]\nname = 'openai:m'\n")], "needs a name such as openai"),
+    (lambda p: ["--proposer-config", toml(p, "[[proposer]]\nname = 'openai'\nmodel = 'm'\nrequest_timeout = nan\n")],
+     "request_timeout must be a finite number"),
     (lambda p: ["--proposer", "openai:m", "--proposer-config", toml(p, "[[proposer]]\nname = 'openai'\nmodel = 'm'\n")],
      "proposer openai:m is given twice"),
 ]

@@ -27,7 +27,8 @@ DEFAULTS = DiscoveryConfig()
 @click.option("--proposer-config", "proposer_config", type=click.Path(dir_okay=False, path_type=Path),
               help="A TOML or JSON file listing proposers ([[proposer]] tables: name, model, base_url, api_key_env, "
               "replay, price_prompt, price_completion, request_timeout, max_tokens, images, image_tokens), each with "
-              "its own server, model and key; after any --proposer, whose options are their defaults.")
+              "its own server, model and key; they come after any --proposer, and the other options on the command "
+              "line are their defaults (docs/cli.md).")
 @click.option("--model", help="Model name (openai) or local path / hub id (hf).")
 @click.option("--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 for vLLM.")
 @click.option("--api-key-env", default=None, help="Environment variable holding the API key [default: "
@@ -92,8 +93,9 @@ DEFAULTS = DiscoveryConfig()
               "budget [default: estimated from its pixel size, 85 + 170 per 512-pixel tile].")
 @allow_missing_option
 @world_secret_option
-def discover(task_spec, task_options, proposers, proposer_config, model, base_url, api_key_env, replay, generations, population,
-             history, top_k, context_tokens, temperature, seed, seeds, run_dir, resume, prompt_dir, executor, workers, ray_address,
+def discover(task_spec, task_options, proposers, proposer_config, model, base_url, api_key_env, replay, generations,
+             population, history, top_k, context_tokens, temperature, seed, seeds, run_dir, resume, prompt_dir, executor,
+             workers, ray_address,
              timeout, request_timeout, max_tokens, max_cost, price_prompt, price_completion, keep_checkpoints,
              rungs, islands, migrate_every, advice_every, map_elites, temperature_schedule, send_curve_images,
              image_tokens, allow_missing) -> None:

@@ -11,6 +11,8 @@ options are each entry's defaults. Every bad value is one line and exit code 2, 
 from __future__ import annotations
 
 import json
+import math
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +33,7 @@ ENTRY_KEYS: dict[str, tuple[str, type | tuple[type, ...]]] = {
     "price_completion": ("price_completion", (int, float)), "request_timeout": ("request_timeout", (int, float)),
     "max_tokens": ("max_tokens", int), "images": ("images", bool), "image_tokens": ("image_tokens", int),
 }
+PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]+")  # a registered proposer's name: labels add :VALUE and @URL to it
 AT_LEAST = {"price_prompt": 0, "price_completion": 0, "max_tokens": 1, "image_tokens": 0}
 
 
@@ -145,8 +148,8 @@ def _entry(path: Path, number: int, raw: Any, cli: dict[str, Any]) -> tuple[str,
     if unknown:
         raise BadInput(f"{where}: unknown key(s) {', '.join(unknown)}; known: name, {', '.join(ENTRY_KEYS)}")
     name = raw.get("name")
-    if not isinstance(name, str) or not name:
-        raise BadInput(f"{where}: needs a name (openai, hf, replay, or an offline proposer)")
+    if not isinstance(name, str) or not PLAIN_NAME.fullmatch(name):
+        raise BadInput(f"{where}: needs a name such as openai, hf, replay or an offline proposer's, not {name!r}")
     own = dict(cli)
     if name not in SERVED:  # the command line's pictures are for its openai proposers, not for this one
         own.update(images=False, image_tokens=None)
@@ -168,6 +171,8 @@ def _checked(where: str, key: str, value: Any) -> Any:
     kinds = ENTRY_KEYS[key][1]
     if not isinstance(value, kinds) or (isinstance(value, bool) and kinds is not bool):
         raise BadInput(f"{where}: {key} must be {_kind_text(kinds)}, not {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise BadInput(f"{where}: {key} must be a finite number, not {value!r}")
     if key == "request_timeout" and not value > 0:
         raise BadInput(f"{where}: {key} must be positive, not {value!r}")
     if key in AT_LEAST and value < AT_LEAST[key]:
