@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from click.testing import CliRunner
+
 from fake_openai_server import FakeOpenAIServer, Received, completion, error, good_reply_json
 from testkit import invoke_llm2
 
 from llm2.archive import Archive, RunEvent
+from llm2.cli import main
 from llm2.discovery import context
 from llm2.proposers.base import Message
 
@@ -19,18 +22,20 @@ PADDING = "An idea worth trying on data with outliers, written out at some lengt
 
 class SmallContext:
     """Counts characters / 4 and refuses, stating its context, a prompt that leaves no room for max_tokens; its
-    context is the opening (the first prompt) plus room for about two turns."""
+    context is the opening (the first prompt) plus room for about two turns. Once it has refused a prompt and then
+    answered ``stop_after`` in all, it fails the next request once (a plain bad request), which stops the run."""
 
-    def __init__(self) -> None:
+    def __init__(self, stop_after: int) -> None:
         self.limit: int | None = None
-        self.refused = 0
-        self.answered = 0
-        self.sizes: list[int] = []  # the tokens of each prompt received, refused or not
+        self.refused = self.answered = 0
+        self.stop_after: int | None = stop_after
 
     def __call__(self, received: Received) -> object:
         tokens = sum(len(m["content"]) for m in received.body["messages"]) // 4
-        self.sizes.append(tokens)
         self.limit = self.limit or tokens + 600 + MAX_TOKENS
+        if self.refused and self.answered == self.stop_after:
+            self.stop_after = None
+            return error(400, "the server is going down for maintenance")
         if tokens + MAX_TOKENS > self.limit:
             self.refused += 1
             return error(400, f"This model's maximum context length is {self.limit} tokens. However, you requested "
@@ -41,30 +46,33 @@ class SmallContext:
         return completion(good_reply_json(f"robust_{number}", thought=PADDING, code=code))
 
 
-def test_a_resumed_run_starts_from_the_budget_its_server_taught_it(tmp_path):
-    rule, run_dir = SmallContext(), tmp_path / "run"
+def test_a_stopped_run_resumes_from_the_budget_its_server_taught_it(tmp_path):
+    rule, run_dir = SmallContext(stop_after=5), tmp_path / "run"
     with FakeOpenAIServer([], default=rule) as server:  # the server stays up; the run stops and is resumed
-        invoke_llm2("discover", "--task", EXAMPLE_TASK, "--proposer", "openai", "--model", "fake-model",
-                    "--base-url", server.base_url, "--api-key-env", "NO_SUCH_KEY", "--max-tokens", str(MAX_TOKENS),
-                    "--history", "full", "--generations", "5", "--population", "1", "--seeds", "1",
-                    "--workers", "1", "--run-dir", str(run_dir))
+        stopped = CliRunner().invoke(main, [
+            "discover", "--task", EXAMPLE_TASK, "--proposer", "openai", "--model", "fake-model", "--base-url",
+            server.base_url, "--api-key-env", "NO_SUCH_KEY", "--max-tokens", str(MAX_TOKENS), "--history", "full",
+            "--generations", "8", "--population", "1", "--seeds", "1", "--workers", "1", "--run-dir", str(run_dir)])
+        assert stopped.exit_code == 3 and "going down" in stopped.output, stopped.output[-2000:]
         assert rule.refused >= 1  # the first session learnt the budget the hard way
         with Archive.open(run_dir, readonly=True) as archive:
+            assert archive.run.status == "stopped"
+            assert sum(1 for c in archive.candidates() if c.generation > 0) == 5
             learnt = [e.detail for e in archive.run_events() if e.kind == "prompt_shrunk"]
             first_session = len(archive.requests())
         budget = learnt[-1]["budget_tokens"]
         assert budget == rule.limit - MAX_TOKENS
 
         refused_before, received_before = rule.refused, len(server.requests)
-        invoke_llm2("discover", "--run-dir", str(run_dir), "--resume", "--generations", "7")
+        invoke_llm2("discover", "--run-dir", str(run_dir), "--resume")
         resumed = server.requests[received_before:]
     assert rule.refused == refused_before  # no new refusal: the first request of the resumed run already fit
     with Archive.open(run_dir, readonly=True) as archive:
         assert archive.run.status == "finished"
-        assert sum(1 for c in archive.candidates() if c.generation > 0) == 7
+        assert sum(1 for c in archive.candidates() if c.generation > 0) == 8
         assert len([e for e in archive.run_events() if e.kind == "prompt_shrunk"]) == len(learnt)
         requests = archive.requests()[first_session:]
-        assert requests and not any(r.error for r in requests)
+        assert len(requests) == len(resumed) == 3 and not any(r.error for r in requests)
         first = tuple(Message(m["role"], m["content"]) for m in requests[0].request["messages"])
     assert context.estimate_tokens(first) <= budget
     # the budget, not luck, kept it small: the whole conversation (the opening, then each of the 5 proposals' reply
