@@ -74,6 +74,23 @@ def test_two_proposers_at_two_servers_each_with_its_model_and_key(tmp_path):
     assert all(label == f"openai:{model}" for label, model in requests), requests
 
 
+def test_each_server_is_checked_before_the_run_and_a_wrong_one_named(tmp_path):
+    from fake_openai_server import error
+
+    run_dir = tmp_path / "run"
+    with FakeOpenAIServer([], default=Answering("alpha"), models=["alpha"]) as alpha_server, \
+            FakeOpenAIServer([], default=error(404, "The model 'beta' does not exist"), models=["gamma"]) as beta_server:
+        result = CliRunner().invoke(main, [
+            "discover", "--task", EXAMPLE_TASK, "--proposer", f"openai:alpha@{alpha_server.base_url}",
+            "--proposer", f"openai:beta@{beta_server.base_url}", "--api-key-env", "NO_SUCH_KEY", "--seeds", "1",
+            "--workers", "1", "--run-dir", str(run_dir)])
+        assert result.exit_code == 3, result.output[-2000:]
+        assert "openai:beta: the model 'beta' does not answer" in result.output and "Traceback" not in result.output
+        assert alpha_server.requests == [] and len(alpha_server.listing_requests) == 1  # checked, nothing asked
+    with Archive.open(run_dir, readonly=True) as archive:
+        assert archive.candidates() == []  # stopped before the baselines were measured
+
+
 def test_the_same_model_at_two_servers_gets_two_labels(tmp_path):
     from llm2.commands.discover_proposers import choose_proposers
 
