@@ -95,10 +95,9 @@ DEFAULTS = DiscoveryConfig()
 @world_secret_option
 def discover(task_spec, task_options, proposers, proposer_config, model, base_url, api_key_env, replay, generations,
              population, history, top_k, context_tokens, temperature, seed, seeds, run_dir, resume, prompt_dir, executor,
-             workers, ray_address,
-             timeout, request_timeout, max_tokens, max_cost, price_prompt, price_completion, keep_checkpoints,
-             rungs, islands, migrate_every, advice_every, map_elites, temperature_schedule, send_curve_images,
-             image_tokens, allow_missing) -> None:
+             workers, ray_address, timeout, request_timeout, max_tokens, max_cost, price_prompt, price_completion,
+             keep_checkpoints, rungs, islands, migrate_every, advice_every, map_elites, temperature_schedule,
+             send_curve_images, image_tokens, allow_missing) -> None:
     """Let a proposer invent algorithms for a task; with no options, a short offline run on the built-in task and
     its offline proposer."""
     from llm2.archive import ArchiveError
