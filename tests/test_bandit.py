@@ -134,7 +134,7 @@ def test_one_max_cost_holds_for_several_proposers_across_resumes(tmp_path):
         # each proposer alone spent 0.1 and could buy another; the run's 0.2 cannot
         assert sorted(r.body["model"] for r in server.requests) == ["m1", "m2"]
     with FakeOpenAIServer([], default=costly, models=("m1", "m2")) as server:
-        second = discover("--resume")
+        second = discover("--resume", "--base-url", server.base_url)  # the servers are checked first
         assert second.exit_code == 3 and "spending cap" in second.output, second.output
         assert server.requests == []  # what both spent before was counted: nothing more was bought
     with Archive.open(run_dir, readonly=True) as archive:

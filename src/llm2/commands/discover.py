@@ -10,50 +10,25 @@ import click
 from llm2.commands.common import (NoArchive, allow_missing_option, check_layers, check_sandbox, failed_if_refused,
                                   hold_run_dir, load_task, parse_settings, refuse_existing_run, reopen_for_resume, require_run,
                                   start_new_run, task_option, task_settings_option, world_secret_option)
+from llm2.commands.discover_proposers import (MODEL_PROPOSERS, choose_proposers, proposer_options,  # noqa: F401
+                                              several_proposers)
 from llm2.commands.exits import STOPPED, BadInput, Interrupted, WorkFailed
 from llm2.discovery.config import DiscoveryConfig
 
 DEFAULTS = DiscoveryConfig()
-MODEL_PROPOSERS = ("openai", "hf", "replay", "factory")
-
-
-def proposer_options(proposer: str, *, model: str | None, base_url: str | None, api_key_env: str | None,
-                     replay: str | None, seed: int, max_cost: float | None, price_prompt: float | None,
-                     price_completion: float | None, request_timeout: float | None, max_tokens: int | None,
-                     resuming: bool = False, images: bool = False, image_tokens: int | None = None) -> dict:
-    """The proposer's options from the command line; on resume only those given (they replace the recorded ones)."""
-    if images and proposer != "openai":
-        raise click.UsageError("--send-curve-images needs --proposer openai (with a model that reads images)")
-    if image_tokens is not None and not images and not resuming:
-        raise click.UsageError("--image-tokens counts the pictures --send-curve-images sends; give both")
-    if proposer not in MODEL_PROPOSERS:
-        return {} if resuming else {"seed": seed}
-    if proposer == "replay":
-        if not replay and not resuming:
-            raise click.UsageError("--proposer replay needs --replay FILE.jsonl")
-        return {"path": replay} if replay else {}
-    if not model and not resuming:
-        raise click.UsageError(f"--proposer {proposer} needs --model")
-    if proposer in ("hf", "factory"):
-        return {"model": model} if model else {}
-    if max_cost is not None and price_prompt is None and price_completion is None:
-        raise click.UsageError("--max-cost needs --price-prompt and/or --price-completion: without prices no "
-                               "cost is counted, so the cap would cap nothing")
-    options = {"model": model, "base_url": base_url, "api_key_env": api_key_env, "max_cost_usd": max_cost,
-               "price_prompt_per_1k": price_prompt, "price_completion_per_1k": price_completion,
-               "request_timeout_s": request_timeout, "max_tokens": max_tokens, "images": images or None,
-               "image_tokens": image_tokens}
-    return {k: v for k, v in options.items() if v is not None}
-
-
 @click.command()
 @task_option()
 @task_settings_option
 @click.option("--proposer", "proposers", multiple=True,
               help="symbolic, openai, hf, replay, or a task's own [default: the task's offline proposer]. Given "
-              "again (NAME, or NAME:FILE for replay, NAME:MODEL for openai and hf, sharing the other options), a "
-              "bandit picks which proposer writes each proposal from the improvement each earned per dollar "
-              "(per evaluation second without prices).")
+              "again (NAME, or NAME:FILE for replay, NAME:MODEL for openai and hf, sharing the other options; "
+              "openai:MODEL@URL for a model at its own server), a bandit picks which proposer writes each proposal "
+              "from the improvement each earned per dollar (per evaluation second without prices).")
+@click.option("--proposer-config", "proposer_config", type=click.Path(dir_okay=False, path_type=Path),
+              help="A TOML or JSON file listing proposers ([[proposer]] tables: name, model, base_url, api_key_env, "
+              "replay, price_prompt, price_completion, request_timeout, max_tokens, images, image_tokens), each with "
+              "its own server, model and key; they come after any --proposer, and the other options on the command "
+              "line are their defaults (docs/cli.md).")
 @click.option("--model", help="Model name (openai) or local path / hub id (hf).")
 @click.option("--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 for vLLM.")
 @click.option("--api-key-env", default=None, help="Environment variable holding the API key [default: "
@@ -118,11 +93,11 @@ def proposer_options(proposer: str, *, model: str | None, base_url: str | None, 
               "budget [default: estimated from its pixel size, 85 + 170 per 512-pixel tile].")
 @allow_missing_option
 @world_secret_option
-def discover(task_spec, task_options, proposers, model, base_url, api_key_env, replay, generations, population,
-             history, top_k, context_tokens, temperature, seed, seeds, run_dir, resume, prompt_dir, executor, workers, ray_address,
-             timeout, request_timeout, max_tokens, max_cost, price_prompt, price_completion, keep_checkpoints,
-             rungs, islands, migrate_every, advice_every, map_elites, temperature_schedule, send_curve_images,
-             image_tokens, allow_missing) -> None:
+def discover(task_spec, task_options, proposers, proposer_config, model, base_url, api_key_env, replay, generations,
+             population, history, top_k, context_tokens, temperature, seed, seeds, run_dir, resume, prompt_dir, executor,
+             workers, ray_address, timeout, request_timeout, max_tokens, max_cost, price_prompt, price_completion,
+             keep_checkpoints, rungs, islands, migrate_every, advice_every, map_elites, temperature_schedule,
+             send_curve_images, image_tokens, allow_missing) -> None:
     """Let a proposer invent algorithms for a task; with no options, a short offline run on the built-in task and
     its offline proposer."""
     from llm2.archive import ArchiveError
@@ -131,8 +106,7 @@ def discover(task_spec, task_options, proposers, model, base_url, api_key_env, r
     from llm2.task_api.optional import optional
 
     allowed = check_layers(allow_missing)
-    proposer, more_proposers = (proposers[0], tuple(proposers[1:])) if proposers else (None, ())
-    if resume and more_proposers:
+    if resume and (len(proposers) > 1 or proposer_config):
         raise click.UsageError("a resumed run keeps its proposers; give --proposer once at most")
     if resume and temperature_schedule:
         raise click.UsageError("a resumed run keeps its temperature schedule; drop --temperature-schedule")
@@ -160,20 +134,21 @@ def discover(task_spec, task_options, proposers, model, base_url, api_key_env, r
     else:
         task = load_task(task_spec)
         settings = parse_settings(task, task_options)
-        proposer = proposer or task.offline_proposer
         if map_elites and not optional(task, "descriptors"):
             raise BadInput(f"task {task.name} names no behaviour descriptors, so --map-elites has no grid")
-        if proposer is None:
+        chosen = choose_proposers(proposers, proposer_config, cli_proposer, task.offline_proposer)
+        if chosen is None:
             raise click.UsageError(f"task {task.name} has no offline proposer; choose one with --proposer")
         try:
             config = DiscoveryConfig(
-                task=task_spec, task_settings=_as_dict(settings), proposer=proposer,
-                proposer_options=proposer_options(proposer, **cli_proposer),
+                task=task_spec, task_settings=_as_dict(settings), proposer=chosen.first,
+                proposer_options=chosen.first_options, more_proposers=chosen.more,
+                more_proposer_options=chosen.more_options,
                 generations=generations or DEFAULTS.generations, population=population, history=history,
                 top_k=top_k, context_tokens=context_tokens, temperature=temperature, seed=seed, seeds=seeds, executor=executor,
                 workers=workers, ray_address=ray_address, timeout_s=timeout, prompt_dir=prompt_dir,
                 allow_missing=tuple(sorted(allowed)), keep_checkpoints=keep_checkpoints, rungs=rungs,
-                islands=islands, migrate_every=migrate_every, more_proposers=more_proposers,
+                islands=islands, migrate_every=migrate_every,
                 advice_every=advice_every, map_elites=map_elites, temperature_schedule=temperature_schedule,
                 world_secret=world_secret.fingerprint())
         except ValueError as exc:
@@ -232,34 +207,16 @@ def start(config: DiscoveryConfig, task, run_dir: Path):
             proposer = several_proposers(config, proposer, task)
     except (ProposerError, ValueError, KeyError, TypeError) as exc:
         raise BadInput(str(exc).strip("'\"")) from None
-    click.echo(f"llm2 discover: task {config.task} ({task.setting_text(settings)}), proposer {config.proposer}, "
-               f"run {run_dir}", err=True)
+    named = (f"proposers {', '.join(config.proposer_labels())}" if config.more_proposers
+             else f"proposer {config.proposer}")
+    click.echo(f"llm2 discover: task {config.task} ({task.setting_text(settings)}), {named}, run {run_dir}",
+               err=True)
     try:
         with progress_on_stderr():
             task.prepare(settings)
     except (ValueError, OSError) as exc:
         raise WorkFailed(f"task {task.name} cannot prepare {task.setting_text(settings)}: {exc}") from None
     return proposer
-
-
-def several_proposers(config: DiscoveryConfig, first, task=None):
-    """The bandit over the run's proposers; each of ``more_proposers`` shares the first one's options, with its
-    VALUE as the replay file (replay) or the model (others). Labels name each as recorded on its candidates."""
-    from llm2.discovery.bandit import ProposerBandit
-    from llm2.proposers import make_proposer
-
-    arms = {config.proposer_labels()[0]: first}
-    for spec in config.more_proposers:
-        name, _, value = spec.partition(":")
-        options = {k: v for k, v in config.proposer_options.items() if k not in ("model", "path")}
-        if value:
-            options["path" if name == "replay" else "model"] = value
-        if name not in ("openai", "hf", "replay", "factory"):
-            options = {"seed": config.seed} if name != "replay" else options
-        if spec in arms:
-            raise ValueError(f"proposer {spec} is given twice")
-        arms[spec] = make_proposer(name, task=task, **options)
-    return ProposerBandit(arms)
 
 
 def run(config: DiscoveryConfig, task, archive, proposer, run_dir: Path):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from llm2.archive import CandidateRecord
-from llm2.proposers.base import ProposalRequest, Reply
+from llm2.proposers.base import ProposalRequest, ProposerError, Reply, check_before_run
 
 EXPLORATION = 1.0  # UCB1's constant, on rewards scaled by the best arm's mean
 
@@ -77,6 +77,10 @@ class ProposerBandit:
         return self.arms[self.name]
 
     @property
+    def model(self) -> str | None:  # recorded with each request: the model of the arm that was asked
+        return getattr(self.current, "model", None)
+
+    @property
     def accepts_images(self) -> bool:
         return bool(getattr(self.current, "accepts_images", False))
 
@@ -114,6 +118,15 @@ class ProposerBandit:
         self.name = choose(rewards(candidates, self.labels, reference), self.labels)
         self.selects = True
         return self.name
+
+    def check(self) -> None:
+        """Each arm's own check before the run (its server answers, knows its model, takes its key); the first
+        that fails names its label."""
+        for label, arm in self.arms.items():
+            try:
+                check_before_run(arm)
+            except ProposerError as exc:
+                raise ProposerError(f"{label}: {exc}") from None
 
     def propose(self, request: ProposalRequest) -> Reply:
         if not self.selects:

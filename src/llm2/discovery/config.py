@@ -44,6 +44,8 @@ class DiscoveryConfig:
     advice_every: int = 0  # every G generations the proposer rewrites its advice, kept if no worse (0: never)
     map_elites: bool = False  # parents drawn across the task's behaviour cells (discovery/elites.py)
     more_proposers: tuple[str, ...] = ()  # NAME or NAME:VALUE beside ``proposer``; a bandit picks (discovery/bandit.py)
+    # label -> the options of one of ``more_proposers`` with its own server, model or key (absent: the first's shared)
+    more_proposer_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     temperature_schedule: tuple[str, ...] = ()  # [PROPOSER=]SCHEDULE each (discovery/temperature.py); () : constant
 
     def __post_init__(self) -> None:
@@ -69,6 +71,9 @@ class DiscoveryConfig:
             problems.append(f"workers must be at least 1, not {self.workers}")
         if self.prompt_dir is not None and not Path(self.prompt_dir).is_dir():
             problems.append(f"prompt directory {self.prompt_dir!r} does not exist")
+        strays = sorted(set(self.more_proposer_options) - set(self.more_proposers))
+        if strays:
+            problems.append(f"options recorded for proposer(s) the run does not have: {', '.join(strays)}")
         if self.temperature_schedule:
             try:
                 Temperatures(self.temperature_schedule, self.islands, self.proposer_labels(), self.temperature)

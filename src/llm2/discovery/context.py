@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
-from llm2.archive import Archive, CandidateRecord
+from llm2.archive import Archive, CandidateRecord, RunEvent
 from llm2.archive.ranking import ranked
 from llm2.discovery.config import DiscoveryConfig
 from llm2.discovery.feedback import details, fmt
@@ -31,6 +31,9 @@ CHARS_PER_TOKEN = 4.0  # the usual rough ratio; a server that counts more refuse
 MESSAGE_OVERHEAD_TOKENS = 8  # the chat template's tokens around each message
 MAX_SHRINKS = 6  # smaller prompts tried for one candidate before it is recorded as unusable
 SHRINK_FACTOR = 0.7  # a refused prompt's estimate times this, when the server did not say its context
+# a resume that changes one of these asks another server or model, or leaves the reply other room: what was learnt
+# of the old context no longer holds
+SERVER_OPTIONS = ("model", "base_url", "max_tokens")
 
 
 def estimate_tokens(messages: tuple[Message, ...]) -> int:
@@ -51,6 +54,29 @@ def shrunk_budget(sent: tuple[Message, ...], error: ContextTooLong, max_tokens: 
     if error.limit_tokens:
         return max(1, min(estimate - 1, error.limit_tokens - reply_room(error.limit_tokens, max_tokens)))
     return max(1, int(estimate * SHRINK_FACTOR))
+
+
+def learnt_budgets(events: Iterable[RunEvent]) -> dict[str, int]:
+    """The prompt budget each proposer (by label) learnt from its server's refusals in the run's earlier sessions:
+    its latest ``prompt_shrunk`` event, so a resumed run does not first send a prompt its server refused before. A
+    resume that changed the proposer's server, model or reply room forgets them."""
+    budgets: dict[str, int] = {}
+    for event in events:
+        if event.kind == "resumed" and _changes_server(event.detail):
+            budgets.clear()
+        elif event.kind == "prompt_shrunk":
+            label, budget = event.detail.get("proposer"), event.detail.get("budget_tokens")
+            if isinstance(label, str) and type(budget) is int and budget > 0:
+                budgets[label] = budget
+    return budgets
+
+
+def _changes_server(resumed: dict) -> bool:
+    change = resumed.get("changed", {}).get("proposer_options")
+    if not isinstance(change, dict):
+        return False
+    before, after = change.get("from") or {}, change.get("to") or {}
+    return any(before.get(name) != after.get(name) for name in SERVER_OPTIONS)
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,9 @@ class Discovery:
             proposer.bind_evidence(lambda: (archive.candidates(), getattr(self._reference(), "fitness", None)))
         if hasattr(proposer, "on_event"):
             proposer.on_event = self.progress.note
-        self.prompt_budgets: dict[str, int] = {}  # per proposer label: set once its server refuses a prompt as too long
+        # per proposer label: set once its server refuses a prompt as too long; a resumed run starts from the last
+        # budget each learnt in earlier sessions
+        self.prompt_budgets: dict[str, int] = context.learnt_budgets(archive.run_events())
         self.temperatures = Temperatures(config.temperature_schedule, config.islands, default=config.temperature)
         if hasattr(proposer, "spent_usd"):  # a resumed run's cap counts what earlier sessions spent
             proposer.spent_usd = archive.spent_usd()
