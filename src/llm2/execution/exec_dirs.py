@@ -142,7 +142,7 @@ def _parse(data: bytes) -> Owner | None:
     try:
         fields = json.loads(data)
         owner = Owner(**fields)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         return None
     numbers_ok = all(type(v) is int and v >= 0 for v in (owner.pid, owner.start_ticks)) and owner.pid > 0
     texts_ok = all(type(v) is str and v for v in (owner.boot_id, owner.pid_namespace))
