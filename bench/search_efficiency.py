@@ -3,6 +3,7 @@
     python bench/search_efficiency.py                       # 5 search seeds, the default discovery, before/after
     python bench/search_efficiency.py --search-seeds 2 --generations 4   # smaller
     python bench/search_efficiency.py --rungs --catalog     # also successive halving, and the catalog's rungs
+    python bench/search_efficiency.py --race --after-generations 24   # also seed racing; the after run may go on
     python bench/search_efficiency.py --out DIR --results before_after.jsonl          # keep runs and figures
     python bench/search_efficiency.py --compare-islands 2 --out DIR --results islands.jsonl   # reuses DIR's after runs
 
@@ -22,7 +23,11 @@ duplicates are not trained; with ``--rungs`` also successive halving). Figures, 
   (``confined_call``), with the task's own tolerance.
 - (b) ``to_target_s``: evaluation core-seconds until the best proposal first reaches the fitness that the *before*
   run ends with at that seed (in the order candidates finished). The peer is the before run of the same seed,
-  measured in the same process: the ratio after / before is the figure to keep.
+  measured in the same process: the ratio after / before is the figure to keep. An after run that spends less per
+  generation may be given more generations (``--after-generations``): the time to a target is only measured if
+  the run is long enough to get there. It then counts only within the before run's whole spend (reached later:
+  not sooner), and ``to_target_after_default_generations`` gives the same figure over its first
+  ``--generations`` alone (a longer run begins with exactly the shorter one: same seed, same proposals).
 - Processor seconds do not grow with the machine's other load as clock seconds do (a run recorded before they were
   counted falls back to the clock). Beside each figure the bench gives the same figure counted in trained
   evaluations (``dup_evals``, ``evals_to_target``, and a budget in evaluations for (d)); with rungs, a candidate
@@ -67,7 +72,7 @@ ENTRY = "llm2.tasks.preference.fingerprint:confined_fingerprint"
 
 def run_once(root: Path, label: str, seed: int, generations: int, after: bool, rungs: bool, islands: int = 1,
              migrate_every: int = 2, map_elites: bool = False, workers: int | None = None,
-             task_spec: str = TASK) -> Path:
+             task_spec: str = TASK, race: bool = False) -> Path:
     """One default discovery in ``root/label-seed``; a run this bench finished earlier there is reused as it is."""
     run_dir = root / f"{label}-{seed}"
     done = run_dir / "bench-done"
@@ -76,7 +81,7 @@ def run_once(root: Path, label: str, seed: int, generations: int, after: bool, r
     shutil.rmtree(run_dir, ignore_errors=True)  # a run cut short: started again, so every figure is a whole run
     task = load_task(task_spec)
     config = DiscoveryConfig(task=task_spec, generations=generations, seed=seed, fingerprints=after,
-                             rungs=after and rungs, islands=islands, migrate_every=migrate_every,
+                             rungs=after and rungs, race=after and race, islands=islands, migrate_every=migrate_every,
                              map_elites=map_elites, workers=workers)
     settings = task.settings_from_dict(config.task_settings)
     task.prepare(settings)
@@ -131,12 +136,15 @@ def duplicate_share(run_dir: Path, beta: float, tolerance: float) -> tuple[float
     return wasted / sum(cost(c) for c in spent), repeats / len(spent)
 
 
-def seconds_to(run_dir: Path, target: float, unit: str = "s") -> float:
+def seconds_to(run_dir: Path, target: float, unit: str = "s", generations: int | None = None) -> float:
     """Evaluation core-seconds (``unit`` "evals": trained evaluations) until a proposal first scores ``target`` or
-    more (inf: never). Neither grows with the machine's load: processor seconds, not the clock's, are counted."""
+    more (inf: never), counting only the first ``generations`` when given. Neither grows with the machine's load:
+    processor seconds, not the clock's, are counted."""
     with Archive.open(run_dir, readonly=True) as archive:
         spent = 0.0
         for candidate in evaluated(archive.candidates()):
+            if generations is not None and candidate.generation > generations:
+                continue
             spent += cost(candidate, unit)
             if candidate.generation > 0 and candidate.status == "ok" and (candidate.fitness or -math.inf) >= target:
                 return spent
@@ -259,10 +267,13 @@ def before_after(args, root: Path) -> None:
     task = load_task(TASK)
     beta = task.settings_from_dict({}).beta
     rows = []
+    longer = args.after_generations or args.generations
+    label = "-".join(["after", *(["rungs"] if args.rungs else []), *(["race"] if args.race else []),
+                      *([f"g{longer}"] if longer != args.generations else [])])
     for seed in range(args.search_seeds):
         before = run_once(root, "before", seed, args.generations, after=False, rungs=False, workers=args.workers)
-        after = run_once(root, "after" if not args.rungs else "rungs", seed, args.generations, after=True,
-                         rungs=args.rungs, workers=args.workers)
+        after = run_once(root, label, seed, longer, after=True, rungs=args.rungs, race=args.race,
+                         workers=args.workers)
         target = final_best(before)
         dup_before = duplicate_share(before, beta, task.fingerprint_tolerance)
         dup_after = duplicate_share(after, beta, task.fingerprint_tolerance)
@@ -272,7 +283,12 @@ def before_after(args, root: Path) -> None:
                "evals_to_target_before": seconds_to(before, target, "evals"),
                "evals_to_target_after": seconds_to(after, target, "evals"),
                "total_before": total_seconds(before), "total_after": total_seconds(after),
-               "best_after": final_best(after), "rungs": rung_event(after)}
+               "best_after": final_best(after), "rungs": rung_event(after),
+               # the after run's first --generations alone (a longer run begins with exactly that run)
+               "to_target_after_default_generations": seconds_to(after, target, generations=args.generations)}
+        # a longer after run counts only within the before run's whole spend: beyond it, it did not get there sooner
+        if row["to_target_after"] > row["total_before"]:
+            row["to_target_after"] = math.inf
         rows.append(row)
         keep(args.results, row)
     if rows:  # --search-seeds 0: the catalog's correlation alone
@@ -294,6 +310,10 @@ def main() -> None:
     parser.add_argument("--search-seeds", type=int, default=5)
     parser.add_argument("--generations", type=int, default=DiscoveryConfig().generations)
     parser.add_argument("--rungs", action="store_true", help="after: also successive halving over the task's rungs")
+    parser.add_argument("--race", action="store_true", help="after: also seed racing (--race)")
+    parser.add_argument("--after-generations", type=int, default=None, metavar="G",
+                        help="the after run may go on for G generations (default: --generations); it counts only "
+                        "within the before run's whole spend of core-seconds")
     parser.add_argument("--catalog", action="store_true", help="also the catalog's rung-to-full correlation")
     parser.add_argument("--compare-islands", type=int, default=0, metavar="N",
                         help="instead: a single conversation against N islands, and N islands with MAP-Elites, "

@@ -35,13 +35,14 @@ def add_proposal(archive: Archive, *, code: str, **fields) -> CandidateRecord:
 
 class EvaluationDriver:
     def __init__(self, archive: Archive, task: Task, executor: Executor, setting: EvalSetting, seeds: list[int],
-                 use_rungs: bool = False, on_fingerprint: FingerprintJudge | None = None,
+                 use_rungs: bool = False, race: bool = False, on_fingerprint: FingerprintJudge | None = None,
                  feedback: Feedback | None = None, on_recorded: OnRecorded | None = None):
         self.archive, self.task, self.seeds = archive, task, seeds
         self.feedback, self.on_recorded = feedback, on_recorded
         self.fanout = SeedFanout(executor, setting, seeds, on_fingerprint=on_fingerprint)
         task_rungs = optional(task, "fidelity_rungs") if use_rungs else ()
-        self.rungs = rungs.ladder_of(task_rungs, len(seeds)) if task_rungs else []
+        race = race and len(seeds) > 1  # seed racing: the first seed, then the others only if it could be the best
+        self.rungs = rungs.ladder_of(task_rungs, len(seeds), race) if task_rungs or race else []
         # a promoted candidate trains on from its rung's cut where the task's training can pause and the executor
         # answers pauses in this process; elsewhere it is trained again
         pausable = optional(task, "can_pause")(setting.task) and getattr(executor, "answers_pauses", False)

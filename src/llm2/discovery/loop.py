@@ -58,7 +58,7 @@ class Discovery:
         self.texts = task.texts_for(self.setting.task)
         fingerprints = config.fingerprints and optional(task, "fingerprint") is not None
         self.driver = EvaluationDriver(archive, task, executor, self.setting, config.training_seeds(),
-                                       use_rungs=config.rungs,
+                                       use_rungs=config.rungs, race=config.race,
                                        on_fingerprint=self._on_fingerprint if fingerprints else None,
                                        feedback=self._feedback, on_recorded=self._recorded)
         if hasattr(proposer, "bind_evidence"):  # a bandit over several proposers learns from this run's results
