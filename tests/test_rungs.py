@@ -160,4 +160,13 @@ def test_seed_racing_stops_only_the_clearly_worse_and_trains_no_seed_twice(tmp_p
     assert max(e["margin"] for c in stopped for e in c.metrics["promotions"]) <= max(
         c.fitness - c.metrics["rung_fitness"][0] for c in full) + 1e-12
     assert summary.status == "finished"
+    # a resumed run's ladder starts from the evidence recorded, not from nothing (it would promote everything)
+    from llm2.discovery.driver import EvaluationDriver
+
+    task = load_task("preference-synthetic")
+    resumed = EvaluationDriver(archive, task, None, EvalSetting(task.settings_from_dict(config.task_settings)),
+                               config.training_seeds(), race=True).evaluator
+    assert resumed._best_full == max(c.fitness for c in full if c.status != "duplicate")
+    assert sorted(resumed._shifts[0]) == sorted(c.fitness - c.metrics["rung_fitness"][0] for c in full
+                                                if c.status != "duplicate")
     archive.close()

@@ -47,6 +47,8 @@ class EvaluationDriver:
         # answers pauses in this process; elsewhere it is trained again
         pausable = optional(task, "can_pause")(setting.task) and getattr(executor, "answers_pauses", False)
         self.evaluator = rungs.Ladder(self.fanout, seeds, self.rungs, pausable=pausable) if self.rungs else self.fanout
+        if self.rungs:  # a resumed run judges its next rungs on the evidence its earlier sessions gathered
+            self.evaluator.learn(archive.candidates())
 
     def submit(self, candidate: CandidateRecord) -> None:
         """Start evaluating a pending candidate (once: a candidate already under way is left to finish)."""

@@ -263,7 +263,8 @@ class Discovery:
 
     def _recorded(self, candidate: CandidateRecord, outcome: CandidateOutcome, status: str) -> None:
         self.progress.record(status=status, name=candidate.name, fitness=outcome.fitness, seconds=outcome.seconds,
-                             evals=len(self.config.training_seeds()), proposal=candidate.generation > 0)
+                             evals=len(outcome.metrics.get("fitness_per_seed") or self.config.training_seeds()),
+                             proposal=candidate.generation > 0)
         self._prune_checkpoints()
         for duplicate in self.archive.candidates(status="duplicate"):
             if duplicate.duplicate_of == candidate.id and duplicate.feedback is None:

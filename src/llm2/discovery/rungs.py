@@ -88,6 +88,21 @@ class Ladder:
         if pausable:
             fanout.on_pause = self._paused
 
+    def learn(self, candidates: list[CandidateRecord]) -> None:
+        """The evidence of full evaluations already recorded on this ladder (a resumed run): the noise rule's best
+        and rises, as if this session had seen them."""
+        with self._lock:
+            for candidate in candidates:
+                climbed = (candidate.metrics or {}).get("rung_fitness") or []
+                if candidate.fitness is not None and len(climbed) == len(self.rungs) and candidate.status != "duplicate":
+                    self._learn_full(candidate.fitness, climbed)
+
+    def _learn_full(self, fitness: float, rung_fitness: list[float | None]) -> None:
+        self._best_full = max(self._best_full, fitness)
+        for level, score in enumerate(rung_fitness[:-1]):
+            if score is not None:
+                self._shifts[level].append(fitness - score)
+
     def submit(self, key: int, code: str, always_promote: bool = False) -> None:
         with self._lock:
             self._codes[key], self._level[key], self._evidence[key] = code, 0, []
@@ -197,10 +212,7 @@ class Ladder:
     def _finished(self, key: int, outcome: CandidateOutcome) -> CandidateOutcome:
         rung_fitness = [self._scores[level].get(key) for level in range(self._level[key] + 1)]
         if self._level[key] == len(self.rungs) - 1 and outcome.status == "ok" and outcome.fitness is not None:
-            self._best_full = max(self._best_full, outcome.fitness)
-            for level, score in enumerate(rung_fitness[:-1]):
-                if score is not None:
-                    self._shifts[level].append(outcome.fitness - score)
+            self._learn_full(outcome.fitness, rung_fitness)
         metrics = {**outcome.metrics, "rung_fitness": rung_fitness, "promotions": self._evidence.pop(key),
                    "rung_seconds_saved": self._saved.pop(key), "cpu_seconds": self._cpu.pop(key, 0.0)}
         self._codes.pop(key)
