@@ -3,7 +3,7 @@
     python bench/search_efficiency.py                       # 5 search seeds, the default discovery, before/after
     python bench/search_efficiency.py --search-seeds 2 --generations 4   # smaller
     python bench/search_efficiency.py --rungs --catalog     # also successive halving, and the catalog's rungs
-    python bench/search_efficiency.py --race --after-generations 24   # also seed racing; the after run may go on
+    python bench/search_efficiency.py --after-generations 36   # the after run may go on to reach the target
     python bench/search_efficiency.py --out DIR --results before_after.jsonl          # keep runs and figures
     python bench/search_efficiency.py --compare-islands 2 --out DIR --results islands.jsonl   # reuses DIR's after runs
 
@@ -14,8 +14,10 @@ figure as a JSON line the moment it is known, so a bench cut short still leaves 
 
 For each search seed the default discovery (``preference-synthetic``, its offline symbolic proposer, the default
 generations, population and training seeds) runs twice in this process, one way after the other on the same
-machine: **before** (every candidate with new code is trained: fingerprints off) and **after** (behavioural
-duplicates are not trained; with ``--rungs`` also successive halving). Figures, per seed and as medians:
+machine: **before** (every candidate with new code is trained on every seed: fingerprints and seed racing off) and
+**after** (today's default: behavioural duplicates are not trained, and a proposal's second seed only if its first
+could still be the best; ``--no-race`` without the racing; with ``--rungs`` also successive halving). Figures, per
+seed and as medians:
 
 - (a) ``dup_share``: the share of evaluation core-seconds (the processor seconds of each candidate's evaluations:
   worker, candidate and scorer, summed, baselines included) spent on candidates behaviourally identical to an
@@ -73,7 +75,7 @@ ENTRY = "llm2.tasks.preference.fingerprint:confined_fingerprint"
 
 def run_once(root: Path, label: str, seed: int, generations: int, after: bool, rungs: bool, islands: int = 1,
              migrate_every: int = 2, map_elites: bool = False, workers: int | None = None,
-             task_spec: str = TASK, race: bool = False) -> Path:
+             task_spec: str = TASK, race: bool | None = None) -> Path:
     """One default discovery in ``root/label-seed``; a run this bench finished earlier there is reused as it is."""
     run_dir = root / f"{label}-{seed}"
     done = run_dir / "bench-done"
@@ -82,7 +84,8 @@ def run_once(root: Path, label: str, seed: int, generations: int, after: bool, r
     shutil.rmtree(run_dir, ignore_errors=True)  # a run cut short: started again, so every figure is a whole run
     task = load_task(task_spec)
     config = DiscoveryConfig(task=task_spec, generations=generations, seed=seed, fingerprints=after,
-                             rungs=after and rungs, race=after and race, islands=islands, migrate_every=migrate_every,
+                             rungs=after and rungs, race=after and (DiscoveryConfig().race if race is None else race),
+                             islands=islands, migrate_every=migrate_every,
                              map_elites=map_elites, workers=workers)
     settings = task.settings_from_dict(config.task_settings)
     task.prepare(settings)
@@ -309,13 +312,13 @@ def before_after(args, root: Path) -> None:
     beta = task.settings_from_dict({}).beta
     rows = []
     longer = args.after_generations or args.generations
-    label = "-".join(["after", *(["rungs"] if args.rungs else []), *(["race"] if args.race else [])])
+    label = "-".join(["after", *(["rungs"] if args.rungs else []), *(["norace"] if args.no_race else [])])
     for seed in range(args.search_seeds):
         before = run_once(root, "before", seed, args.generations, after=False, rungs=False, workers=args.workers)
         target = final_best(before)
         after = run_to_target(root, label, seed, args.generations, longer, target,
                               total_seconds(before) / baseline_seconds(before),
-                              rungs=args.rungs, race=args.race, workers=args.workers)
+                              rungs=args.rungs, race=not args.no_race, workers=args.workers)
         dup_before = duplicate_share(before, beta, task.fingerprint_tolerance)
         dup_after = duplicate_share(after, beta, task.fingerprint_tolerance)
         row = {"seed": seed, "target": target, "dup_before": dup_before[0], "dup_after": dup_after[0],
@@ -360,7 +363,7 @@ def main() -> None:
     parser.add_argument("--search-seeds", type=int, default=5)
     parser.add_argument("--generations", type=int, default=DiscoveryConfig().generations)
     parser.add_argument("--rungs", action="store_true", help="after: also successive halving over the task's rungs")
-    parser.add_argument("--race", action="store_true", help="after: also seed racing (--race)")
+    parser.add_argument("--no-race", action="store_true", help="after: without seed racing (the default races)")
     parser.add_argument("--after-generations", type=int, default=None, metavar="G",
                         help="the after run may go on for G generations (default: --generations); it counts only "
                         "within the before run's whole spend of core-seconds")

@@ -21,7 +21,7 @@ PAUSING_TASKS = Path(__file__).with_name("pausing_task.py")
 
 
 def test_successive_halving_promotes_the_best_and_records_why(tmp_path):
-    config = DiscoveryConfig(generations=2, population=3, seeds=2, baselines=("dpo",), rungs=True)
+    config = DiscoveryConfig(generations=2, population=3, seeds=2, baselines=("dpo",), rungs=True, race=False)
     archive, summary = run_discovery(tmp_path, config, make_proposer("symbolic", seed=0))
     candidates = archive.candidates()
     dpo = next(c for c in candidates if c.name == "dpo")
@@ -101,7 +101,7 @@ def test_a_task_that_cannot_pause_is_retrained_and_one_that_can_goes_on_with_the
     runs = {}
     for name in ("RungRegression", "PausingRegression"):
         config = DiscoveryConfig(task=f"{PAUSING_TASKS}:{name}", generations=2, population=3, seeds=2, rungs=True,
-                                 baselines=("squared", "absolute"))
+                                 race=False, baselines=("squared", "absolute"))
         archive, summary = run_discovery(tmp_path / name, config, ReplayProposer(replies))
         assert summary.status == "finished"
         runs[name] = {c.name: c for c in archive.candidates()}

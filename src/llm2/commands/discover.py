@@ -94,9 +94,10 @@ def proposer_options(proposer: str, *, model: str | None, base_url: str | None, 
               "RUN_DIR/checkpoints, for llm2 export --checkpoints (local executor).")
 @click.option("--rungs", is_flag=True, help="Multi-fidelity: evaluate every candidate first on the task's lower "
               "rungs (a share of training, fewer seeds) and promote only the best third to the full evaluation.")
-@click.option("--race", is_flag=True, help="Seed racing: train every proposal on its first training seed, and "
-              "its other seeds only if it could still be the best (its first seed within the largest rise to a full "
-              "evaluation seen so far); the clearly worse stop after one seed.")
+@click.option("--race/--no-race", default=DEFAULTS.race, show_default=True,
+              help="Seed racing: train every proposal on its first training seed, and its other seeds only if it "
+              "could still be the best (its first seed within the largest rise to a full evaluation seen so far); "
+              "the clearly worse stop after one seed.")
 @click.option("--islands", type=click.IntRange(min=1), default=DEFAULTS.islands, show_default=True,
               help="Sub-populations, each with its own conversation and parents; the proposals of a generation are "
               "dealt round them.")

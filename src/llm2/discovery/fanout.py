@@ -10,7 +10,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import functools
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 from llm2.archive import Archive
@@ -111,6 +111,7 @@ class SeedFanout:
         self._results: dict[int, dict[int, EvalResult]] = {}
         self._codes: dict[int, str] = {}
         self._plans: dict[int, list[SeedRun]] = {}  # key -> its seeds' runs, in seed order
+        self._checks: dict[int, EvalResult] = {}  # key -> its fingerprint stage's result, until its seeds are back
 
     def submit(self, key: int, code: str, budget: float | None = None, seeds: list[int] | None = None,
                fingerprint: bool = True, runs: list[SeedRun] | None = None,
@@ -187,9 +188,19 @@ class SeedFanout:
                 if seed is None:
                     self._fingerprinted(key, code, _result_of(future), on_done)
                 elif complete:
-                    on_done(key, combine([per_seed[run.seed] for run in plan]))  # in the run's seed order
+                    outcome = combine([per_seed[run.seed] for run in plan])  # in the run's seed order
+                    on_done(key, self._with_check_cost(key, outcome))
             if not block:
                 return
+
+    def _with_check_cost(self, key: int, outcome: CandidateOutcome) -> CandidateOutcome:
+        """The outcome with its fingerprint stage's seconds counted: a candidate's cost is all it took."""
+        with self._lock:
+            check = self._checks.pop(key, None)
+        if check is None:
+            return outcome
+        metrics = {**outcome.metrics, "cpu_seconds": outcome.metrics.get("cpu_seconds", 0.0) + check.cpu_seconds}
+        return replace(outcome, seconds=outcome.seconds + check.seconds, metrics=metrics)
 
     def _fingerprinted(self, key: int, code: str, result: EvalResult,
                        on_done: Callable[[int, CandidateOutcome], None]) -> None:
@@ -200,6 +211,7 @@ class SeedFanout:
             on_done(key, combine([result]))
         elif self.on_fingerprint(key, result.fingerprint):
             with self._lock:
+                self._checks[key] = result
                 self._submit_runs(key, code, self._untrained(key))
         else:
             with self._lock:
