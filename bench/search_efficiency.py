@@ -3,6 +3,7 @@
     python bench/search_efficiency.py                       # 5 search seeds, the default discovery, before/after
     python bench/search_efficiency.py --search-seeds 2 --generations 4   # smaller
     python bench/search_efficiency.py --rungs --catalog     # also successive halving, and the catalog's rungs
+    python bench/search_efficiency.py --after-generations 36   # the after run may go on to reach the target
     python bench/search_efficiency.py --out DIR --results before_after.jsonl          # keep runs and figures
     python bench/search_efficiency.py --compare-islands 2 --out DIR --results islands.jsonl   # reuses DIR's after runs
 
@@ -13,8 +14,10 @@ figure as a JSON line the moment it is known, so a bench cut short still leaves 
 
 For each search seed the default discovery (``preference-synthetic``, its offline symbolic proposer, the default
 generations, population and training seeds) runs twice in this process, one way after the other on the same
-machine: **before** (every candidate with new code is trained: fingerprints off) and **after** (behavioural
-duplicates are not trained; with ``--rungs`` also successive halving). Figures, per seed and as medians:
+machine: **before** (every candidate with new code is trained on every seed: fingerprints and seed racing off) and
+**after** (today's default: behavioural duplicates are not trained, and a proposal's second seed only if its first
+could still be the best; ``--no-race`` without the racing; with ``--rungs`` also successive halving). Figures, per
+seed and as medians:
 
 - (a) ``dup_share``: the share of evaluation core-seconds (the processor seconds of each candidate's evaluations:
   worker, candidate and scorer, summed, baselines included) spent on candidates behaviourally identical to an
@@ -22,7 +25,11 @@ duplicates are not trained; with ``--rungs`` also successive halving). Figures, 
   (``confined_call``), with the task's own tolerance.
 - (b) ``to_target_s``: evaluation core-seconds until the best proposal first reaches the fitness that the *before*
   run ends with at that seed (in the order candidates finished). The peer is the before run of the same seed,
-  measured in the same process: the ratio after / before is the figure to keep.
+  measured in the same process: the ratio after / before is the figure to keep. An after run that spends less per
+  generation may go on for more generations (``--after-generations``, resumed 4 at a time while it has neither
+  reached the target nor spent the before run's whole core-seconds): the time to a target is only measured if the
+  run is long enough to get there. Reached beyond the before run's spend counts as not sooner (inf), and
+  ``to_target_after_default_generations`` gives the figure over its first ``--generations`` alone.
 - Processor seconds do not grow with the machine's other load as clock seconds do (a run recorded before they were
   counted falls back to the clock). Beside each figure the bench gives the same figure counted in trained
   evaluations (``dup_evals``, ``evals_to_target``, and a budget in evaluations for (d)); with rungs, a candidate
@@ -47,6 +54,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from llm2.archive import Archive, CandidateRecord
@@ -67,7 +75,7 @@ ENTRY = "llm2.tasks.preference.fingerprint:confined_fingerprint"
 
 def run_once(root: Path, label: str, seed: int, generations: int, after: bool, rungs: bool, islands: int = 1,
              migrate_every: int = 2, map_elites: bool = False, workers: int | None = None,
-             task_spec: str = TASK) -> Path:
+             task_spec: str = TASK, race: bool | None = None) -> Path:
     """One default discovery in ``root/label-seed``; a run this bench finished earlier there is reused as it is."""
     run_dir = root / f"{label}-{seed}"
     done = run_dir / "bench-done"
@@ -76,7 +84,8 @@ def run_once(root: Path, label: str, seed: int, generations: int, after: bool, r
     shutil.rmtree(run_dir, ignore_errors=True)  # a run cut short: started again, so every figure is a whole run
     task = load_task(task_spec)
     config = DiscoveryConfig(task=task_spec, generations=generations, seed=seed, fingerprints=after,
-                             rungs=after and rungs, islands=islands, migrate_every=migrate_every,
+                             rungs=after and rungs, race=after and (DiscoveryConfig().race if race is None else race),
+                             islands=islands, migrate_every=migrate_every,
                              map_elites=map_elites, workers=workers)
     settings = task.settings_from_dict(config.task_settings)
     task.prepare(settings)
@@ -90,6 +99,34 @@ def run_once(root: Path, label: str, seed: int, generations: int, after: bool, r
     return run_dir
 
 
+def run_to_target(root: Path, label: str, seed: int, generations: int, most: int, target: float, budget: float,
+                  step: int = 4, **options) -> Path:
+    """An after run of ``generations``, then continued (resumed, ``step`` generations at a time, up to ``most``)
+    while it has neither reached ``target`` nor spent ``budget`` (in its own baseline evaluations, so the load of
+    the moment does not decide how long it may run): the time to the target needs a run long enough to get there,
+    and no more. A resumed run asks for the same proposals a longer run would have asked
+    for, and its ladder judges on the evidence recorded before."""
+    from llm2.discovery.run import reopen_run
+
+    run_dir = run_once(root, label, seed, generations, after=True, **options)
+    while seconds_to(run_dir, target) == math.inf and total_seconds(run_dir) / baseline_seconds(run_dir) < budget:
+        config, archive, _ = reopen_run(run_dir, {"generations": None})
+        if config.generations >= most:
+            archive.close()
+            break
+        config = replace(config, generations=min(most, config.generations + step))
+        archive.set_run_config(config.to_dict(), "")
+        task = load_task(config.task)
+        settings = task.settings_from_dict(config.task_settings)
+        task.prepare(settings)
+        with make_executor("local", task_spec=config.task, task=task, workers=config.resolved_workers(),
+                           timeout_s=config.timeout_s, warm_settings=settings) as executor:
+            Discovery(config, task, archive, make_proposer("symbolic", seed=seed), executor,
+                      Progress(config.generations, stream=open("/dev/null", "w"))).run()
+        archive.close()
+    return run_dir
+
+
 def keep(results: Path | None, row: dict) -> None:
     """Print one finished figure and, with ``--results``, append it as a JSON line (a cut-short bench keeps it)."""
     print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
@@ -100,9 +137,12 @@ def keep(results: Path | None, row: dict) -> None:
 
 def cost(candidate: CandidateRecord, unit: str = "s") -> float:
     """A candidate's evaluation core-seconds: the processor seconds of its evaluations (worker, candidate, scorer;
-    the clock seconds for a run recorded before they were counted); ``unit`` "evals": 1 per trained candidate."""
-    if unit != "s":
+    the clock seconds for a run recorded before they were counted); ``unit`` "evals": 1 per trained candidate;
+    "seed-runs": the training runs it had (one per seed trained; a rung's shorter run counts as one)."""
+    if unit == "evals":
         return 1.0
+    if unit == "seed-runs":
+        return float(len((candidate.metrics or {}).get("fitness_per_seed") or [None]))
     processor = (candidate.metrics or {}).get("cpu_seconds")
     return float(processor) if processor else float(candidate.seconds or 0.0)
 
@@ -131,16 +171,28 @@ def duplicate_share(run_dir: Path, beta: float, tolerance: float) -> tuple[float
     return wasted / sum(cost(c) for c in spent), repeats / len(spent)
 
 
-def seconds_to(run_dir: Path, target: float, unit: str = "s") -> float:
+def seconds_to(run_dir: Path, target: float, unit: str = "s", generations: int | None = None) -> float:
     """Evaluation core-seconds (``unit`` "evals": trained evaluations) until a proposal first scores ``target`` or
-    more (inf: never). Neither grows with the machine's load: processor seconds, not the clock's, are counted."""
+    more (inf: never), counting only the first ``generations`` when given. Neither grows with the machine's load:
+    processor seconds, not the clock's, are counted."""
     with Archive.open(run_dir, readonly=True) as archive:
         spent = 0.0
         for candidate in evaluated(archive.candidates()):
+            if generations is not None and candidate.generation > generations:
+                continue
             spent += cost(candidate, unit)
             if candidate.generation > 0 and candidate.status == "ok" and (candidate.fitness or -math.inf) >= target:
                 return spent
     return math.inf
+
+
+def baseline_seconds(run_dir: Path) -> float:
+    """The mean core-seconds of one baseline evaluation in this run: every run trains the same baselines first, so
+    this is the run's own yardstick of how fast the machine was (processor seconds still grow with the load of other
+    jobs on shared cores, by up to 1.6x measured)."""
+    with Archive.open(run_dir, readonly=True) as archive:
+        baselines = [c for c in archive.candidates() if c.generation == 0 and c.fitness is not None]
+    return statistics.mean(cost(c) for c in baselines)
 
 
 def final_best(run_dir: Path) -> float:
@@ -259,11 +311,14 @@ def before_after(args, root: Path) -> None:
     task = load_task(TASK)
     beta = task.settings_from_dict({}).beta
     rows = []
+    longer = args.after_generations or args.generations
+    label = "-".join(["after", *(["rungs"] if args.rungs else []), *(["norace"] if args.no_race else [])])
     for seed in range(args.search_seeds):
         before = run_once(root, "before", seed, args.generations, after=False, rungs=False, workers=args.workers)
-        after = run_once(root, "after" if not args.rungs else "rungs", seed, args.generations, after=True,
-                         rungs=args.rungs, workers=args.workers)
         target = final_best(before)
+        after = run_to_target(root, label, seed, args.generations, longer, target,
+                              total_seconds(before) / baseline_seconds(before),
+                              rungs=args.rungs, race=not args.no_race, workers=args.workers)
         dup_before = duplicate_share(before, beta, task.fingerprint_tolerance)
         dup_after = duplicate_share(after, beta, task.fingerprint_tolerance)
         row = {"seed": seed, "target": target, "dup_before": dup_before[0], "dup_after": dup_after[0],
@@ -271,8 +326,19 @@ def before_after(args, root: Path) -> None:
                "to_target_before": seconds_to(before, target), "to_target_after": seconds_to(after, target),
                "evals_to_target_before": seconds_to(before, target, "evals"),
                "evals_to_target_after": seconds_to(after, target, "evals"),
+               "seed_runs_to_target_before": seconds_to(before, target, "seed-runs"),
+               "seed_runs_to_target_after": seconds_to(after, target, "seed-runs"),
+               "baseline_s_before": baseline_seconds(before), "baseline_s_after": baseline_seconds(after),
                "total_before": total_seconds(before), "total_after": total_seconds(after),
-               "best_after": final_best(after), "rungs": rung_event(after)}
+               "best_after": final_best(after), "rungs": rung_event(after),
+               # the after run's first --generations alone (a longer run begins with exactly that run)
+               "to_target_after_default_generations": seconds_to(after, target, generations=args.generations)}
+        # a longer after run counts only within the before run's whole spend: beyond it, it did not get there sooner
+        if row["to_target_after"] / row["baseline_s_after"] > row["total_before"] / row["baseline_s_before"]:
+            row["to_target_after"] = math.inf
+        # the same ratio with each run's core-seconds in its own baseline evaluations: load-free
+        row["ratio_in_baseline_units"] = ((row["to_target_after"] / row["baseline_s_after"])
+                                          / (row["to_target_before"] / row["baseline_s_before"]))
         rows.append(row)
         keep(args.results, row)
     if rows:  # --search-seeds 0: the catalog's correlation alone
@@ -283,6 +349,9 @@ def before_after(args, root: Path) -> None:
         before_n = statistics.median(r["evals_to_target_before"] for r in rows)
         after_n = statistics.median(r["evals_to_target_after"] for r in rows)
         print(f"median_evals_to_target before={before_n:.0f} after={after_n:.0f} ratio={after_n / before_n:.2f}")
+        print(f"median_ratio_in_baseline_units={statistics.median(r['ratio_in_baseline_units'] for r in rows):.2f}")
+        print("median_ratio_in_seed_runs="
+              f"{statistics.median(r['seed_runs_to_target_after'] / r['seed_runs_to_target_before'] for r in rows):.2f}")
         print(f"dup_share_max before={max(r['dup_before'] for r in rows):.1%} "
               f"after={max(r['dup_after'] for r in rows):.1%}")
     if args.catalog:
@@ -294,6 +363,10 @@ def main() -> None:
     parser.add_argument("--search-seeds", type=int, default=5)
     parser.add_argument("--generations", type=int, default=DiscoveryConfig().generations)
     parser.add_argument("--rungs", action="store_true", help="after: also successive halving over the task's rungs")
+    parser.add_argument("--no-race", action="store_true", help="after: without seed racing (the default races)")
+    parser.add_argument("--after-generations", type=int, default=None, metavar="G",
+                        help="the after run may go on for G generations (default: --generations); it counts only "
+                        "within the before run's whole spend of core-seconds")
     parser.add_argument("--catalog", action="store_true", help="also the catalog's rung-to-full correlation")
     parser.add_argument("--compare-islands", type=int, default=0, metavar="N",
                         help="instead: a single conversation against N islands, and N islands with MAP-Elites, "

@@ -21,7 +21,7 @@ PAUSING_TASKS = Path(__file__).with_name("pausing_task.py")
 
 
 def test_successive_halving_promotes_the_best_and_records_why(tmp_path):
-    config = DiscoveryConfig(generations=2, population=3, seeds=2, baselines=("dpo",), rungs=True)
+    config = DiscoveryConfig(generations=2, population=3, seeds=2, baselines=("dpo",), rungs=True, race=False)
     archive, summary = run_discovery(tmp_path, config, make_proposer("symbolic", seed=0))
     candidates = archive.candidates()
     dpo = next(c for c in candidates if c.name == "dpo")
@@ -101,7 +101,7 @@ def test_a_task_that_cannot_pause_is_retrained_and_one_that_can_goes_on_with_the
     runs = {}
     for name in ("RungRegression", "PausingRegression"):
         config = DiscoveryConfig(task=f"{PAUSING_TASKS}:{name}", generations=2, population=3, seeds=2, rungs=True,
-                                 baselines=("squared", "absolute"))
+                                 race=False, baselines=("squared", "absolute"))
         archive, summary = run_discovery(tmp_path / name, config, ReplayProposer(replies))
         assert summary.status == "finished"
         runs[name] = {c.name: c for c in archive.candidates()}
@@ -128,3 +128,45 @@ def test_a_task_that_cannot_pause_is_retrained_and_one_that_can_goes_on_with_the
         result = executor.submit(EvalJob(task.baselines["squared"].code, EvalSetting(task.default_settings()),
                                          pauses=(0.5,), on_pause=lambda budget, cut: True)).result()
     assert result.status == "failed" and "ended without pausing at budget 0.5" in result.error
+
+
+def test_seed_racing_stops_only_the_clearly_worse_and_trains_no_seed_twice(tmp_path):
+    """--race: every proposal trains its first seed; its second only if that first seed, raised by the largest rise
+    to a full mean seen so far, could still reach the best full evaluation. A promoted candidate's first seed is
+    carried up, not trained again."""
+    config = DiscoveryConfig(generations=3, population=3, seeds=2, baselines=("dpo", "hinge", "ipo"), race=True,
+                             task_settings={"fitness": "judge"})  # any fitness: the judge traces no frontier
+    archive, summary = run_discovery(tmp_path, config, make_proposer("symbolic", seed=0))
+    candidates = archive.candidates()
+    for baseline in (c for c in candidates if c.generation == 0):  # the yardstick: always both seeds
+        assert len(baseline.metrics["fitness_per_seed"]) == 2 and baseline.fitness is not None
+    judged = [c for c in candidates if c.generation > 0 and c.metrics.get("promotions") and c.status != "duplicate"]
+    stopped = [c for c in judged if not c.metrics["promotions"][-1]["promoted"]]
+    promoted = [c for c in judged if c.metrics["promotions"][-1]["promoted"]]
+    assert stopped and promoted, [(c.name, c.metrics.get("promotions")) for c in judged]
+    for candidate in stopped:
+        evidence = candidate.metrics["promotions"][-1]
+        assert evidence["rule"] == "noise" and evidence["pairs"] >= 3
+        assert evidence["fitness"] + evidence["margin"] < evidence["best_full"]
+        assert candidate.status == "ok" and candidate.stage == "rung" and candidate.fitness is None
+        assert len(candidate.metrics["fitness_per_seed"]) == 1  # the second seed was never trained
+        assert "its other seeds were not trained" in candidate.feedback
+    for candidate in promoted:
+        per_seed = candidate.metrics["fitness_per_seed"]
+        assert len(per_seed) == 2 and per_seed[0] == candidate.metrics["rung_fitness"][0]  # carried, not retrained
+        assert candidate.fitness == sum(per_seed) / 2
+    # the margin is what was measured: the largest rise from the first seed to the mean among full evaluations
+    full = [c for c in candidates if c.fitness is not None and len(c.metrics.get("rung_fitness") or []) == 2]
+    assert max(e["margin"] for c in stopped for e in c.metrics["promotions"]) <= max(
+        c.fitness - c.metrics["rung_fitness"][0] for c in full) + 1e-12
+    assert summary.status == "finished"
+    # a resumed run's ladder starts from the evidence recorded, not from nothing (it would promote everything)
+    from llm2.discovery.driver import EvaluationDriver
+
+    task = load_task("preference-synthetic")
+    resumed = EvaluationDriver(archive, task, None, EvalSetting(task.settings_from_dict(config.task_settings)),
+                               config.training_seeds(), race=True).evaluator
+    assert resumed._best_full == max(c.fitness for c in full if c.status != "duplicate")
+    assert sorted(resumed._shifts[0]) == sorted(c.fitness - c.metrics["rung_fitness"][0] for c in full
+                                                if c.status != "duplicate")
+    archive.close()

@@ -69,6 +69,10 @@ DEFAULTS = DiscoveryConfig()
               "RUN_DIR/checkpoints, for llm2 export --checkpoints (local executor).")
 @click.option("--rungs", is_flag=True, help="Multi-fidelity: evaluate every candidate first on the task's lower "
               "rungs (a share of training, fewer seeds) and promote only the best third to the full evaluation.")
+@click.option("--race/--no-race", default=DEFAULTS.race, show_default=True,
+              help="Seed racing: train every proposal on its first training seed, and its other seeds only if it "
+              "could still be the best (its first seed within the largest rise to a full evaluation seen so far); "
+              "the clearly worse stop after one seed.")
 @click.option("--islands", type=click.IntRange(min=1), default=DEFAULTS.islands, show_default=True,
               help="Sub-populations, each with its own conversation and parents; the proposals of a generation are "
               "dealt round them.")
@@ -96,7 +100,7 @@ DEFAULTS = DiscoveryConfig()
 def discover(task_spec, task_options, proposers, proposer_config, model, base_url, api_key_env, replay, generations,
              population, history, top_k, context_tokens, temperature, seed, seeds, run_dir, resume, prompt_dir, executor,
              workers, ray_address, timeout, request_timeout, max_tokens, max_cost, price_prompt, price_completion,
-             keep_checkpoints, rungs, islands, migrate_every, advice_every, map_elites, temperature_schedule,
+             keep_checkpoints, rungs, race, islands, migrate_every, advice_every, map_elites, temperature_schedule,
              send_curve_images, image_tokens, allow_missing) -> None:
     """Let a proposer invent algorithms for a task; with no options, a short offline run on the built-in task and
     its offline proposer."""
@@ -148,7 +152,7 @@ def discover(task_spec, task_options, proposers, proposer_config, model, base_ur
                 top_k=top_k, context_tokens=context_tokens, temperature=temperature, seed=seed, seeds=seeds, executor=executor,
                 workers=workers, ray_address=ray_address, timeout_s=timeout, prompt_dir=prompt_dir,
                 allow_missing=tuple(sorted(allowed)), keep_checkpoints=keep_checkpoints, rungs=rungs,
-                islands=islands, migrate_every=migrate_every,
+                race=race, islands=islands, migrate_every=migrate_every,
                 advice_every=advice_every, map_elites=map_elites, temperature_schedule=temperature_schedule,
                 world_secret=world_secret.fingerprint())
         except ValueError as exc:

@@ -37,6 +37,7 @@ class DiscoveryConfig:
     allow_missing: tuple[str, ...] = ()  # sandbox layers the user explicitly let go (recorded, shown in reports)
     fingerprints: bool = True  # behavioural duplicates are not evaluated (where the task fingerprints candidates)
     rungs: bool = False  # successive halving over the task's fidelity rungs (discovery/rungs.py)
+    race: bool = True  # seed racing: a proposal's other seeds only if its first could be the best (rungs.py)
     keep_checkpoints: int = 0  # keep the trained weights of this many best candidates (their first seed's)
     world_secret: str | None = None  # the fingerprint of the world secret the run's worlds were built with
     islands: int = 1  # sub-populations, each with its own conversation and parents (discovery/islands.py)
@@ -101,6 +102,7 @@ class DiscoveryConfig:
         if unknown:
             raise ValueError(f"unknown setting(s) in the recorded config: {', '.join(unknown)}")
         values = dict(data)
+        values.setdefault("race", False)  # a run recorded before seed racing went on without it
         for name in ("baselines", "allow_missing", "more_proposers", "temperature_schedule"):
             if values.get(name) is not None:
                 values[name] = tuple(values[name])

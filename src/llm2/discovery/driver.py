@@ -35,17 +35,20 @@ def add_proposal(archive: Archive, *, code: str, **fields) -> CandidateRecord:
 
 class EvaluationDriver:
     def __init__(self, archive: Archive, task: Task, executor: Executor, setting: EvalSetting, seeds: list[int],
-                 use_rungs: bool = False, on_fingerprint: FingerprintJudge | None = None,
+                 use_rungs: bool = False, race: bool = False, on_fingerprint: FingerprintJudge | None = None,
                  feedback: Feedback | None = None, on_recorded: OnRecorded | None = None):
         self.archive, self.task, self.seeds = archive, task, seeds
         self.feedback, self.on_recorded = feedback, on_recorded
         self.fanout = SeedFanout(executor, setting, seeds, on_fingerprint=on_fingerprint)
         task_rungs = optional(task, "fidelity_rungs") if use_rungs else ()
-        self.rungs = rungs.ladder_of(task_rungs, len(seeds)) if task_rungs else []
+        race = race and len(seeds) > 1  # seed racing: the first seed, then the others only if it could be the best
+        self.rungs = rungs.ladder_of(task_rungs, len(seeds), race) if task_rungs or race else []
         # a promoted candidate trains on from its rung's cut where the task's training can pause and the executor
         # answers pauses in this process; elsewhere it is trained again
         pausable = optional(task, "can_pause")(setting.task) and getattr(executor, "answers_pauses", False)
         self.evaluator = rungs.Ladder(self.fanout, seeds, self.rungs, pausable=pausable) if self.rungs else self.fanout
+        if self.rungs:  # a resumed run judges its next rungs on the evidence its earlier sessions gathered
+            self.evaluator.learn(archive.candidates())
 
     def submit(self, candidate: CandidateRecord) -> None:
         """Start evaluating a pending candidate (once: a candidate already under way is left to finish)."""

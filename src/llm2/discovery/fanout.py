@@ -10,7 +10,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import functools
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 from llm2.archive import Archive
@@ -35,6 +35,7 @@ class CandidateOutcome:
     seconds: float = 0.0
     sandbox: tuple[str, ...] = ()
     curves: tuple[dict, ...] = ()  # the task's training curves per seed, in seed order (empty dicts where none)
+    per_seed: tuple[EvalResult, ...] = ()  # each seed's own result, for a rung that carries it up (not recorded)
 
     def value(self, key: str) -> float | None:
         return metric_value(self.metrics, key)
@@ -52,13 +53,14 @@ def combine(results: list[EvalResult]) -> CandidateOutcome:
         first = failed[0]
         return CandidateOutcome(first.status, first.stage, first.error, None, None,
                                 {"probe_fitness_per_seed": probes, "cpu_seconds": cpu_seconds}, seconds, sandbox,
-                                curves)
+                                curves, tuple(results))
     fitness, fitness_std = mean_std([r.metrics.fitness for r in results])
     metrics = {"fitness_per_seed": [r.metrics.fitness for r in results], "probe_fitness_per_seed": probes,
                "seconds_per_eval": seconds / len(results), "cpu_seconds": cpu_seconds}
     for key in results[0].metrics.values:
         metrics[key], metrics[f"{key}_std"] = mean_std([r.metrics.values.get(key, float("nan")) for r in results])
-    return CandidateOutcome("ok", "done", None, fitness, fitness_std, metrics, seconds, sandbox, curves)
+    return CandidateOutcome("ok", "done", None, fitness, fitness_std, metrics, seconds, sandbox, curves,
+                            tuple(results))
 
 
 def _common_layers(results: list[EvalResult]) -> tuple[str, ...]:
@@ -109,21 +111,31 @@ class SeedFanout:
         self._results: dict[int, dict[int, EvalResult]] = {}
         self._codes: dict[int, str] = {}
         self._plans: dict[int, list[SeedRun]] = {}  # key -> its seeds' runs, in seed order
+        self._checks: dict[int, EvalResult] = {}  # key -> its fingerprint stage's result, until its seeds are back
 
     def submit(self, key: int, code: str, budget: float | None = None, seeds: list[int] | None = None,
-               fingerprint: bool = True, runs: list[SeedRun] | None = None) -> None:
+               fingerprint: bool = True, runs: list[SeedRun] | None = None,
+               done: dict[int, EvalResult] | None = None) -> None:
         """Evaluate ``code`` at ``budget`` (default: the base setting's) over ``seeds`` (default: all), or as
-        ``runs``; ``fingerprint=False`` skips the fingerprint stage (a candidate already fingerprinted)."""
+        ``runs``; ``fingerprint=False`` skips the fingerprint stage (a candidate already fingerprinted); ``done``:
+        seeds already trained (a rung's results carried up), combined with the new ones in seed order."""
         with self._lock:
-            self._results[key] = {}
-            self._plans[key] = list(runs or [SeedRun(seed, budget) for seed in (seeds or self._seeds)])
+            self._results[key] = dict(done or {})
+            planned = list(runs or [SeedRun(seed, budget) for seed in (seeds or self._seeds)])
+            assert planned, "a submission trains at least one seed"
+            planned += [SeedRun(seed) for seed in self._results[key]]
+            order = {seed: n for n, seed in enumerate(self._seeds)}
+            self._plans[key] = sorted(planned, key=lambda run: order.get(run.seed, len(order)))
             if self.on_fingerprint is not None and fingerprint:
                 self._codes[key] = code
                 job = EvalJob(code=code, setting=self._base.replace(seed=self._seeds[0]), key=f"{key}:fingerprint",
                               fingerprint_only=True)
                 self._futures[self._executor.submit(job)] = (key, None)
                 return
-            self._submit_runs(key, code, self._plans[key])
+            self._submit_runs(key, code, self._untrained(key))
+
+    def _untrained(self, key: int) -> list[SeedRun]:
+        return [run for run in self._plans[key] if run.seed not in self._results[key]]
 
     def add_runs(self, key: int, code: str, runs: list[SeedRun]) -> None:
         """More seeds for a candidate under way (promoted at a pause: the next rung's other seeds)."""
@@ -176,9 +188,19 @@ class SeedFanout:
                 if seed is None:
                     self._fingerprinted(key, code, _result_of(future), on_done)
                 elif complete:
-                    on_done(key, combine([per_seed[run.seed] for run in plan]))  # in the run's seed order
+                    outcome = combine([per_seed[run.seed] for run in plan])  # in the run's seed order
+                    on_done(key, self._with_check_cost(key, outcome))
             if not block:
                 return
+
+    def _with_check_cost(self, key: int, outcome: CandidateOutcome) -> CandidateOutcome:
+        """The outcome with its fingerprint stage's seconds counted: a candidate's cost is all it took."""
+        with self._lock:
+            check = self._checks.pop(key, None)
+        if check is None:
+            return outcome
+        metrics = {**outcome.metrics, "cpu_seconds": outcome.metrics.get("cpu_seconds", 0.0) + check.cpu_seconds}
+        return replace(outcome, seconds=outcome.seconds + check.seconds, metrics=metrics)
 
     def _fingerprinted(self, key: int, code: str, result: EvalResult,
                        on_done: Callable[[int, CandidateOutcome], None]) -> None:
@@ -189,7 +211,8 @@ class SeedFanout:
             on_done(key, combine([result]))
         elif self.on_fingerprint(key, result.fingerprint):
             with self._lock:
-                self._submit_runs(key, code, self._plans[key])
+                self._checks[key] = result
+                self._submit_runs(key, code, self._untrained(key))
         else:
             with self._lock:
                 self._results.pop(key)

@@ -29,6 +29,10 @@ def feedback_duplicate(book: PromptBook, *, original_name: str, original_fitness
 
 def feedback_rung(book: PromptBook, evidence: dict, metrics_text: str) -> str:
     """A candidate that stopped on a lower rung of the multi-fidelity ladder, with the evidence of that decision."""
+    if evidence.get("rule") == "noise":
+        return book.render("feedback_race", rung=evidence["rung_text"], fitness=fmt(evidence["fitness"]),
+                           details=details(metrics_text, ", "), margin=fmt(evidence["margin"]),
+                           best=fmt(evidence["best_full"]))
     return book.render("feedback_rung", rung=evidence["rung_text"], fitness=fmt(evidence["fitness"]),
                        details=details(metrics_text, ", "), rank=evidence["rank"], of=evidence["of"],
                        quota=evidence["quota"])

@@ -58,7 +58,7 @@ class Discovery:
         self.texts = task.texts_for(self.setting.task)
         fingerprints = config.fingerprints and optional(task, "fingerprint") is not None
         self.driver = EvaluationDriver(archive, task, executor, self.setting, config.training_seeds(),
-                                       use_rungs=config.rungs,
+                                       use_rungs=config.rungs, race=config.race,
                                        on_fingerprint=self._on_fingerprint if fingerprints else None,
                                        feedback=self._feedback, on_recorded=self._recorded)
         if hasattr(proposer, "bind_evidence"):  # a bandit over several proposers learns from this run's results
@@ -265,7 +265,8 @@ class Discovery:
 
     def _recorded(self, candidate: CandidateRecord, outcome: CandidateOutcome, status: str) -> None:
         self.progress.record(status=status, name=candidate.name, fitness=outcome.fitness, seconds=outcome.seconds,
-                             evals=len(self.config.training_seeds()), proposal=candidate.generation > 0)
+                             evals=len(outcome.metrics.get("fitness_per_seed") or self.config.training_seeds()),
+                             proposal=candidate.generation > 0)
         self._prune_checkpoints()
         for duplicate in self.archive.candidates(status="duplicate"):
             if duplicate.duplicate_of == candidate.id and duplicate.feedback is None:

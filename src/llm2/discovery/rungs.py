@@ -9,6 +9,13 @@ candidate's metrics (``promotions``), and each rung's fitness in ``rung_fitness`
 Spearman rank correlation between each rung and the full evaluation over the candidates that reached the top, so a
 user can see whether a low rung can be trusted.
 
+Seed racing (``--race``; the run's own rung, no task needs to declare it): every proposal is first trained on its
+first training seed at the full budget; its other seeds are trained only if it could still be the best. The rule is
+the noise's, not a quota: it goes on unless its first seed's fitness, raised by the most any fully evaluated
+candidate's mean has ever risen above its own first seed (baselines included, at least ``MIN_PAIRS`` of them), is
+still below the best full evaluation, both as they stood when the candidate was submitted. So it stops only what is clearly worse, and the first seed's result is
+kept, not trained again.
+
 Where the task can pause its training (``can_pause``; a run at a share of the budget is then the first part of the
 whole run) and the executor answers pauses (the local one), a one-seed rung is a pause along the whole run of its
 seed: judged at the cut, a candidate not promoted stops there (its record is the rung's, as before), a promoted
@@ -29,20 +36,25 @@ from llm2.discovery.fanout import CandidateOutcome, SeedFanout, SeedRun
 from llm2.evaluation import EvalResult
 
 ETA = 3  # promote the top third
+MIN_PAIRS = 3  # full evaluations the noise rule needs before it stops anything
 
 
 @dataclass(frozen=True)
 class Rung:
     budget: float  # share of the full training budget
     seeds: int  # how many of the run's training seeds
+    rule: str = "asha"  # asha: the top 1/ETA go on; noise: all but the clearly worse (seed racing)
 
     def text(self) -> str:
         return f"{self.budget:.0%} of the training budget with {self.seeds} seed{'s' * (self.seeds != 1)}"
 
 
-def ladder_of(task_rungs: tuple[tuple[float, int], ...], seeds: int) -> list[Rung]:
-    """The task's rungs (budget share, seeds), lowest first, then the full evaluation."""
+def ladder_of(task_rungs: tuple[tuple[float, int], ...], seeds: int, race: bool = False) -> list[Rung]:
+    """The task's rungs (budget share, seeds), lowest first; with ``race`` (and more than one seed) the whole budget
+    on the first seed; then the full evaluation."""
     rungs = [Rung(float(budget), min(int(n), seeds)) for budget, n in task_rungs if 0 < budget < 1]
+    if race and seeds > 1:
+        rungs.append(Rung(1.0, 1, rule="noise"))
     return sorted(rungs, key=lambda r: (r.budget, r.seeds)) + [Rung(1.0, seeds)]
 
 
@@ -67,8 +79,29 @@ class Ladder:
         self._cpu: dict[int, float] = {}  # and their processor seconds
         self._saved: dict[int, float] = {}  # seconds of rung training not repeated: it went on from the cut
         self._stopped_at_pause: set[int] = set()  # judged at a pause and not promoted: not judged again
+        self._shifts: list[list[float]] = [[] for _ in rungs]  # per rung: full fitness minus that rung's, measured
+        self._best_full = -math.inf
+        # what the noise rule judges a candidate against: the evidence as it stood when the candidate was submitted,
+        # so the decision does not hang on which other candidate's seeds happen to finish first (same seed, same run)
+        self._yardstick: dict[int, tuple[float, tuple[tuple[float, ...], ...]]] = {}
+        self._carried: dict[int, tuple[float, float]] = {}  # seconds, processor seconds of results reused at a rung
         if pausable:
             fanout.on_pause = self._paused
+
+    def learn(self, candidates: list[CandidateRecord]) -> None:
+        """The evidence of full evaluations already recorded on this ladder (a resumed run): the noise rule's best
+        and rises, as if this session had seen them."""
+        with self._lock:
+            for candidate in candidates:
+                climbed = (candidate.metrics or {}).get("rung_fitness") or []
+                if candidate.fitness is not None and len(climbed) == len(self.rungs) and candidate.status != "duplicate":
+                    self._learn_full(candidate.fitness, climbed)
+
+    def _learn_full(self, fitness: float, rung_fitness: list[float | None]) -> None:
+        self._best_full = max(self._best_full, fitness)
+        for level, score in enumerate(rung_fitness[:-1]):
+            if score is not None:
+                self._shifts[level].append(fitness - score)
 
     def submit(self, key: int, code: str, always_promote: bool = False) -> None:
         with self._lock:
@@ -76,6 +109,7 @@ class Ladder:
             self._seconds[key] = self._saved[key] = 0.0
             if always_promote:
                 self._always.add(key)
+            self._yardstick[key] = (self._best_full, tuple(tuple(shifts) for shifts in self._shifts))
             self.fanout.submit(key, code, runs=self._runs(0, self.seeds[:self.rungs[0].seeds]), fingerprint=True)
 
     def _runs(self, level: int, seeds: list[int]) -> list[SeedRun]:
@@ -128,8 +162,9 @@ class Ladder:
     def _climbed(self, key: int, outcome: CandidateOutcome) -> CandidateOutcome | None:
         """A rung's result is back: the candidate's final outcome, or None when it was promoted."""
         level = self._level[key]
-        self._seconds[key] += outcome.seconds
-        self._cpu[key] = self._cpu.get(key, 0.0) + float(outcome.metrics.get("cpu_seconds") or 0.0)
+        carried_seconds, carried_cpu = self._carried.pop(key, (0.0, 0.0))  # counted on the rung that trained them
+        self._seconds[key] += outcome.seconds - carried_seconds
+        self._cpu[key] = self._cpu.get(key, 0.0) + float(outcome.metrics.get("cpu_seconds") or 0.0) - carried_cpu
         if outcome.status == "ok" and outcome.fitness is not None:
             self._scores[level][key] = outcome.fitness
         if level == len(self.rungs) - 1 or outcome.status != "ok" or outcome.fitness is None:
@@ -142,11 +177,19 @@ class Ladder:
         if not promoted:
             return self._finished(key, replace(outcome, fitness=None, fitness_std=None, stage="rung"))
         self._level[key] = level + 1
-        self.fanout.submit(key, self._codes[key], runs=self._runs(level + 1, self.seeds[:self.rungs[level + 1].seeds]),
-                           fingerprint=False)
+        wanted = self.seeds[:self.rungs[level + 1].seeds]
+        # seeds this rung trained at the next rung's budget are not trained again: their results are carried up
+        same_budget = self.rungs[level].budget == self.rungs[level + 1].budget
+        kept = dict(zip(self.seeds[:self.rungs[level].seeds], outcome.per_seed)) if same_budget else {}
+        kept = {seed: result for seed, result in kept.items() if seed in wanted}
+        self._carried[key] = (sum(r.seconds for r in kept.values()), sum(r.cpu_seconds for r in kept.values()))
+        self.fanout.submit(key, self._codes[key], runs=self._runs(level + 1, [s for s in wanted if s not in kept]),
+                           fingerprint=False, done=kept)
         return None
 
     def _judge(self, key: int, level: int, fitness: float) -> tuple[bool, dict]:
+        if self.rungs[level].rule == "noise":
+            return self._judge_noise(key, level, fitness)
         seen = sorted(self._scores[level].values(), reverse=True)
         rank = seen.index(fitness) + 1
         quota = max(1, math.ceil(len(seen) / self.eta))
@@ -154,12 +197,27 @@ class Ladder:
         return promoted, {"rung": level, "rung_text": self.rungs[level].text(), "fitness": fitness, "rank": rank,
                           "of": len(seen), "quota": quota, "promoted": promoted}
 
+    def _judge_noise(self, key: int, level: int, fitness: float) -> tuple[bool, dict]:
+        """Go on unless even the largest rise from this rung to a full evaluation seen so far leaves it below the
+        best full evaluation (with fewer than MIN_PAIRS rises measured: go on)."""
+        best_full, all_shifts = self._yardstick[key]
+        shifts = all_shifts[level]
+        margin = max(shifts) if len(shifts) >= MIN_PAIRS else math.inf
+        promoted = fitness + margin >= best_full or key in self._always
+        return promoted, {"rung": level, "rung_text": self.rungs[level].text(), "fitness": fitness, "rule": "noise",
+                          "best_full": best_full if math.isfinite(best_full) else None,
+                          "margin": margin if math.isfinite(margin) else None, "pairs": len(shifts),
+                          "promoted": promoted}
+
     def _finished(self, key: int, outcome: CandidateOutcome) -> CandidateOutcome:
         rung_fitness = [self._scores[level].get(key) for level in range(self._level[key] + 1)]
+        if self._level[key] == len(self.rungs) - 1 and outcome.status == "ok" and outcome.fitness is not None:
+            self._learn_full(outcome.fitness, rung_fitness)
         metrics = {**outcome.metrics, "rung_fitness": rung_fitness, "promotions": self._evidence.pop(key),
                    "rung_seconds_saved": self._saved.pop(key), "cpu_seconds": self._cpu.pop(key, 0.0)}
         self._codes.pop(key)
         self._level.pop(key)
+        self._yardstick.pop(key, None)
         self._always.discard(key)
         self._stopped_at_pause.discard(key)
         return replace(outcome, metrics=metrics, seconds=self._seconds.pop(key))

@@ -179,7 +179,10 @@ class OfflineProposer:
                      finish_reason=grammar.finish_reason)
 
     def _parents(self, read: list[tuple[ScoredCandidate, Any]], context: Any) -> list[Parent]:
-        scored = [(c, g) for c, g in read if c.fitness is not None and math.isfinite(c.fitness)]
+        # a duplicate's fitness is its original's, not a measurement: the original alone stands for that behaviour,
+        # so the parents are distinct behaviours instead of one behaviour under many names
+        scored = [(c, g) for c, g in read if c.fitness is not None and math.isfinite(c.fitness)
+                  and c.status != "duplicate"]
         scored.sort(key=lambda pair: -pair[0].fitness)  # stable: earlier candidates win ties
         parents: list[Parent] = []
         keys: set[str] = set()
