@@ -33,7 +33,9 @@ def snapshot(run_dir: Path):
 
 def test_sigkill_mid_evaluation_then_resume(tmp_path):
     run_dir = tmp_path / "run"
-    options = ["--task", "classification", "--generations", "3", "--population", "2", "--seeds", "1", "--seed", "5"]
+    # a sixth of the default's epochs: a run still long enough to be killed mid-evaluation
+    options = ["--task", "classification", "-o", "epochs=10", "--generations", "3", "--population", "2", "--seeds",
+               "1", "--seed", "5"]
     first = discover(run_dir, *options)
     wait_for_archive(run_dir, first, mid_evaluation, "the middle of an evaluation")
     os.killpg(first.pid, signal.SIGKILL)
