@@ -22,7 +22,7 @@ RUNAWAY_CODE = (
 
 def test_the_prompt_after_a_diverging_candidate_says_what_its_curves_show(tmp_path):
     script = [completion(good_reply_json("runaway", code=RUNAWAY_CODE)), completion(good_reply_json("dpo_again"))]
-    # the default world: on the small one, one epoch is too few steps for the log-ratios to run off that far
+    # the default world: the small one trains too few steps for the log-ratios to run off that far
     config = DiscoveryConfig(proposer="openai", generations=2, population=1, seeds=1, baselines=("dpo",),
                              proposer_options={"model": "fake-model"})
     with FakeOpenAIServer(script) as server:
