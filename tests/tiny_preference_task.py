@@ -17,7 +17,8 @@ TINY_TASK = f"{Path(__file__).resolve()}:TinyPreference"
 # the learning rate for the twelfth of the steps, so that the policy moves as far as on the default world (dpo at
 # beta 0.05: judge 0.76 from 0.42 at KL 3.4; hinge and ipo near it; discopop collapses) and the losses rank apart
 WORLD = WorldConfig(reference_sequences=2000, reference_epochs=2, pairs=256, heldout_prompts=128)
-TRAIN = TrainConfig(lr=2e-3, quick_prompts=32, frontier_seeds=1, frontier_betas=(1.0,), frontier_budgets=(0.5, 1.0, 2.0))
+TRAIN = TrainConfig(lr=2e-3, quick_prompts=32, frontier_seeds=1, frontier_betas=(1.0,),
+                    frontier_budgets=(0.5, 1.0, 2.0))
 
 
 class TinyPreference(PreferenceSyntheticTask):
