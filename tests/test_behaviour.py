@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fake_openai_server import FakeOpenAIServer, completion, good_reply_json
 from test_discovery import run_discovery
+from tiny_preference_task import TINY_TASK
 from llm2.archive.search_tables import behaviour_duplicates, fingerprints
 from llm2.discovery.config import DiscoveryConfig
 from llm2.discovery.progress import Progress
@@ -24,9 +25,9 @@ def test_scaled_hinges_are_evaluated_once_and_another_margin_is_not_merged(tmp_p
     names = ["hinge_a1", "hinge_a05", "hinge_a15", "margin_one"]
     codes = [hinge(4.0, 1.0), hinge(4.0, 0.5), hinge(4.0, 1.5), hinge(1.0, 1.0)]
     script = [completion(good_reply_json(name, code=code)) for name, code in zip(names, codes)]
-    # on the judge: duplicates are told by behaviour, whatever the fitness, and the judge traces no dpo frontier
-    config = DiscoveryConfig(proposer="openai", generations=4, population=1, seeds=1, baselines=("dpo",),
-                             task_settings={"fitness": "judge"}, proposer_options={"model": "fake-model"})
+    # on the small world: duplicates are told by behaviour on a fixed probe batch, whatever the world and fitness
+    config = DiscoveryConfig(task=TINY_TASK, proposer="openai", generations=4, population=1, seeds=1,
+                             baselines=("dpo",), proposer_options={"model": "fake-model"})
     with FakeOpenAIServer(script) as server:
         proposer = make_proposer("openai", model="fake-model", base_url=server.base_url, api_key_env="NO_SUCH_KEY")
         archive, summary = run_discovery(tmp_path, config, proposer)

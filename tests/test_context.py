@@ -7,6 +7,7 @@ import json
 
 from fake_openai_server import GOOD_CODE, FakeOpenAIServer, Received, completion, error, good_reply_json
 from testkit import invoke_llm2
+from tiny_preference_task import TINY_TASK
 from llm2.archive import Archive
 from llm2.discovery import context
 from llm2.proposers.base import ContextTooLong, Message, context_error
@@ -41,7 +42,7 @@ def test_full_history_against_a_small_context_shrinks_and_finishes(tmp_path):
     with FakeOpenAIServer([], default=server_rule) as server:
         invoke_llm2("discover", "--proposer", "openai", "--model", "fake-model", "--base-url", server.base_url,
                     "--api-key-env", "NO_SUCH_KEY", "--max-tokens", "200", "--history", "full", "--generations", "10",
-                    "--population", "1", "--seeds", "1", "-o", "fitness=judge", "--run-dir", str(run_dir))
+                    "--population", "1", "--seeds", "1", "--task", TINY_TASK, "--run-dir", str(run_dir))
     assert server_rule.refused >= 1 and server_rule.largest_accepted <= server_rule.limit
     with Archive.open(run_dir, readonly=True) as archive:
         proposals = [c for c in archive.candidates() if c.generation > 0]

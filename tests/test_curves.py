@@ -8,6 +8,7 @@ import math
 
 from fake_openai_server import FakeOpenAIServer, completion, good_reply_json
 from test_discovery import run_discovery
+from tiny_preference_task import TINY_TASK
 from llm2.archive.search_tables import curves
 from llm2.curves import clean_curves
 from llm2.discovery.config import DiscoveryConfig
@@ -21,6 +22,7 @@ RUNAWAY_CODE = (
 
 def test_the_prompt_after_a_diverging_candidate_says_what_its_curves_show(tmp_path):
     script = [completion(good_reply_json("runaway", code=RUNAWAY_CODE)), completion(good_reply_json("dpo_again"))]
+    # the default world: the small one trains too few steps for the log-ratios to run off that far
     config = DiscoveryConfig(proposer="openai", generations=2, population=1, seeds=1, baselines=("dpo",),
                              proposer_options={"model": "fake-model"})
     with FakeOpenAIServer(script) as server:
@@ -49,8 +51,8 @@ def test_the_report_draws_the_curves_per_candidate(tmp_path):
     from llm2.report.build import build_report
 
     script = [completion(good_reply_json("runaway", code=RUNAWAY_CODE))]
-    config = DiscoveryConfig(proposer="openai", generations=1, population=1, seeds=1, baselines=("dpo",),
-                             proposer_options={"model": "fake-model"})
+    config = DiscoveryConfig(task=TINY_TASK, proposer="openai", generations=1, population=1, seeds=1,
+                             baselines=("dpo",), proposer_options={"model": "fake-model"})
     with FakeOpenAIServer(script) as server:
         proposer = make_proposer("openai", model="fake-model", base_url=server.base_url, api_key_env="NO_SUCH_KEY")
         archive, _ = run_discovery(tmp_path, config, proposer)

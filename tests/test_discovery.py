@@ -16,6 +16,7 @@ from llm2.discovery.run import create_run
 from llm2.execution import make_executor
 from llm2.proposers import make_proposer
 from llm2.tasks import load_task
+from tiny_preference_task import TINY_TASK
 
 HINGE_CODE = (
     "def loss(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta):\n"
@@ -68,7 +69,7 @@ def assert_conversation_alternates(archive: Archive) -> None:
 
 
 def test_symbolic_discovery_offline(tmp_path):
-    config = DiscoveryConfig(generations=2, population=2, seeds=1, baselines=("dpo", "hinge"))
+    config = DiscoveryConfig(task=TINY_TASK, generations=2, population=2, seeds=1, baselines=("dpo", "hinge"))
     archive, summary = run_discovery(tmp_path, config, make_proposer("symbolic", seed=0))
     candidates = archive.candidates()
     baselines = [c for c in candidates if c.generation == 0]
@@ -111,8 +112,8 @@ def test_openai_discovery_against_a_scripted_server(tmp_path):
     ]
     # kto_pair: a baseline none of the scripted losses behaves like (a behavioural duplicate of a baseline is not
     # evaluated, which is not what this test is about)
-    config = DiscoveryConfig(proposer="openai", generations=8, population=1, seeds=1, baselines=("kto_pair",),
-                             proposer_options={"model": "fake-model"}, temperature=0.3)
+    config = DiscoveryConfig(task=TINY_TASK, proposer="openai", generations=8, population=1, seeds=1,
+                             baselines=("kto_pair",), proposer_options={"model": "fake-model"}, temperature=0.3)
     with FakeOpenAIServer(script) as server:
         proposer = make_proposer("openai", model="fake-model", base_url=server.base_url, api_key_env="NO_SUCH_KEY",
                                  request_timeout_s=0.5, max_retries=3, backoff_s=0.01)
@@ -140,8 +141,8 @@ def test_openai_discovery_against_a_scripted_server(tmp_path):
 
 
 def test_topk_history_stays_bounded(tmp_path):
-    config = DiscoveryConfig(generations=4, population=2, seeds=1, baselines=("dpo",), history="topk", top_k=2,
-                             recent=1)
+    config = DiscoveryConfig(task=TINY_TASK, generations=4, population=2, seeds=1, baselines=("dpo",),
+                             history="topk", top_k=2, recent=1)
     archive, _ = run_discovery(tmp_path, config, make_proposer("symbolic", seed=3))
     from llm2.discovery.conversation import request_messages
     from llm2.discovery.prompts import PromptBook

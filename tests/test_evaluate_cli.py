@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-from testkit import LLM2
+from testkit import LLM2, llm2_here
 
 WRONG_SHAPE = (
     "def loss(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta):\n"
@@ -57,7 +57,8 @@ def test_evaluate_refuses_what_it_cannot_read_before_any_work(tmp_path):
              (["--objective-file", f"{tmp_path / 'no_function.py'}:loss"], "has no function 'loss'"),
              (["--objective", "dpo", "-o", "beta=0.1", "-o", "betta=1"], "unknown option 'betta'"),
              ([], "at least one")]
-    for extra, message in cases:
-        result = subprocess.run([*LLM2, "evaluate", *extra], capture_output=True, text=True, timeout=120)
+    for number, (extra, message) in enumerate(cases):  # one in a real process, the rest in this one
+        result = (subprocess.run([*LLM2, "evaluate", *extra], capture_output=True, text=True, timeout=120)
+                  if number == 0 else llm2_here("evaluate", *extra))
         assert result.returncode == 2, (extra, result.stderr)
         assert message in result.stderr and "Traceback" not in result.stderr, (extra, result.stderr)

@@ -53,10 +53,11 @@ def ray_instance():
 def test_ray_and_local_give_the_same_results(ray_instance):
     before = descendants()
     TASK.prepare(SETTING.task)
-    with make_executor("local", task_spec="preference-synthetic", workers=2, timeout_s=8,
+    # the looping job holds a worker until the timeout, in each executor: short, yet 3x an honest job under load
+    with make_executor("local", task_spec="preference-synthetic", workers=2, timeout_s=5,
                        warm_settings=SETTING.task) as local:
         expected = {job.key: f.result() for job, f in [(job, local.submit(job)) for job in JOBS]}
-    with make_executor("ray", task_spec="preference-synthetic", timeout_s=8, warm_settings=SETTING.task,
+    with make_executor("ray", task_spec="preference-synthetic", timeout_s=5, warm_settings=SETTING.task,
                        ray_resources={"num_cpus": 1}) as remote:
         futures = [(job, remote.submit(job)) for job in JOBS]
         actual = {job.key: future.result(timeout=300) for job, future in futures}

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from fake_openai_server import FakeOpenAIServer, completion, good_reply_json
 from llm2.cli import main
-from testkit import LLM2, wait_for_archive
+from testkit import LLM2, llm2_here, wait_for_archive
 
 TASK = f"{Path(__file__).with_name('example_task.py')}:RobustRegression"
 GOOD = "def soft_abs(prediction, target):\n    d = prediction - target\n    return torch.sqrt(1 + d * d) - 1\n"
@@ -77,10 +77,12 @@ def test_evaluate_exits_non_zero_when_a_candidate_is_broken_mismatched_or_reject
     for name, code in files.items():
         (tmp_path / f"{name}.py").write_text(code)
     arguments = ["evaluate", "--task", TASK, "--seeds", "1", "--workers", "1", "--code"]
-    # a file the static check refuses is bad input, refused before any work (2) ...
+    # a file the static check refuses is bad input, refused before any work (2; the first in a real process, the
+    # others in this one: each real one pays the torch imports again) ...
     for name, reason in (("broken", "syntax error"), ("mismatch", "no function takes"), ("rejected", "'os'")):
-        done = subprocess.run([*LLM2, *arguments, str(tmp_path / f"{name}.py")], capture_output=True, text=True,
-                              timeout=300, env=ENV)
+        done = (subprocess.run([*LLM2, *arguments, str(tmp_path / f"{name}.py")], capture_output=True, text=True,
+                               timeout=300, env=ENV) if name == "broken"
+                else llm2_here(*arguments, str(tmp_path / f"{name}.py")))
         assert done.returncode == 2, done.stderr
         assert "refused by the static checks" in done.stderr and reason in done.stderr, done.stderr
     # ... one that passes it but breaks the contract when it runs is work that failed (1)

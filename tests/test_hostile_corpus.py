@@ -36,7 +36,8 @@ TASK = load_task("preference-synthetic")
 # a tenth of the training budget keeps the corpus quick; the judge traces no dpo frontier
 SETTING = EvalSetting(TASK.parse_settings({"fitness": "judge"}), budget=0.1)
 HELDOUT = SETTING.replace(label_noise=0.1)  # a held-out setting: other pairs, trained by the same workers
-TIMEOUT_S = 10.0
+# the corpus's three runaways each hold a worker this long; an honest evaluation at this budget takes 1-2 s loaded
+TIMEOUT_S = 6.0
 LIMITS = SandboxLimits(timeout_s=TIMEOUT_S, memory_bytes=1 * GIB, output_bytes=1 << 20, term_grace_s=0.5)
 
 

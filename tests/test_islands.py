@@ -144,8 +144,8 @@ def wait_inside_migration(run_dir, process, generation: int, population: int) ->
 @pytest.mark.slow
 def test_sigkill_mid_migration_then_resume(tmp_path):
     run_dir = tmp_path / "run"
-    options = ["--task", "classification", "--generations", "3", "--population", "3", "--seeds", "1", "--seed", "3",
-               "--islands", "3", "--migrate-every", "1", "--workers", "1"]
+    options = ["--task", "classification", "-o", "epochs=10", "--generations", "3", "--population", "3", "--seeds",
+               "1", "--seed", "3", "--islands", "3", "--migrate-every", "1", "--workers", "1"]
     first = start_in_session([*LLM2, "discover", "--run-dir", str(run_dir), *options])
     slow_down_migrations(run_dir, first)
     wait_inside_migration(run_dir, first, 1, 3)

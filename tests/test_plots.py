@@ -103,8 +103,8 @@ def test_candidate_code_runs_in_a_child_process_with_a_time_limit():
 
     looping = ("def loss(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps,"
                " reference_rejected_logps, beta):\n    while True:\n        pass\n")
-    (timed_out,) = shapes_from_code([("looping", looping)], beta=0.05, points=5, timeout_s=8)
-    assert timed_out.panels == () and "CPU-time limit of 9 s" in timed_out.error
+    (timed_out,) = shapes_from_code([("looping", looping)], beta=0.05, points=5, timeout_s=3)
+    assert timed_out.panels == () and "CPU-time limit of 4 s" in timed_out.error
 
 
 def test_candidate_code_for_shapes_is_checked_and_confined(tmp_path, monkeypatch):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fake_openai_server import FakeOpenAIServer, completion, good_reply_json
 from test_discovery import run_discovery
+from tiny_preference_task import TINY_TASK
 
 from llm2.archive.records import CandidateRecord
 from llm2.discovery.config import DiscoveryConfig
@@ -22,9 +23,9 @@ HINGE = SIGNATURE + "    return torch.relu(1.0 - x)\n"  # 0.32 from dpo
 def test_the_report_shows_near_duplicates_as_one_cluster(tmp_path):
     script = [completion(good_reply_json("smoothed_dpo", code=SMOOTHED_DPO)),
               completion(good_reply_json("plain_hinge", code=HINGE))]
-    # on the judge: clusters are of behaviour, whatever the fitness, and the judge traces no dpo frontier
-    config = DiscoveryConfig(proposer="openai", generations=2, population=1, seeds=1, baselines=("dpo",),
-                             task_settings={"fitness": "judge"}, proposer_options={"model": "fake-model"})
+    # on the small world: clusters are of behaviour on a fixed probe batch, whatever the world and fitness
+    config = DiscoveryConfig(task=TINY_TASK, proposer="openai", generations=2, population=1, seeds=1,
+                             baselines=("dpo",), proposer_options={"model": "fake-model"})
     with FakeOpenAIServer(script) as server:
         proposer = make_proposer("openai", model="fake-model", base_url=server.base_url, api_key_env="NO_SUCH_KEY")
         archive, _ = run_discovery(tmp_path, config, proposer)

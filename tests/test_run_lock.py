@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 from fake_openai_server import FakeOpenAIServer, completion, good_reply_json
-from testkit import LLM2, start_in_session, wait_for_archive
+from testkit import LLM2, llm2_here, start_in_session, wait_for_archive
 
 TASK = f"{Path(__file__).with_name('example_task.py')}:RobustRegression"
 CODE = "def soft_abs(prediction, target):\n    d = prediction - target\n    return torch.sqrt(1 + d * d) - 1\n"
@@ -34,14 +34,15 @@ def test_a_second_writer_is_refused_readers_go_on_and_a_killed_run_resumes(tmp_p
         try:
             wait_for_archive(run_dir, writer, lambda archive: len(server.requests) >= 2,
                              "the proposer's second request", timeout_s=120)
+            # the first in a real process, the others in this one (each real one pays the torch imports again)
             for second in (llm2("discover", "--run-dir", str(run_dir), "--resume"),
-                           llm2("evaluate", "--task", TASK, "--objective", "squared", "--seeds", "1",
-                                "--run-dir", str(run_dir))):
+                           llm2_here("evaluate", "--task", TASK, "--objective", "squared", "--seeds", "1",
+                                     "--run-dir", str(run_dir))):
                 assert second.returncode == 2, second.stderr
                 lines = second.stderr.strip().splitlines()
                 assert len(lines) == 1 and f"process {writer.pid}" in lines[0], second.stderr
-            for reader in (llm2("leaderboard", str(run_dir)), llm2("report", str(run_dir)),
-                           llm2("export", str(run_dir), "--top", "1", "--out", str(tmp_path / "best.py"))):
+            for reader in (llm2("leaderboard", str(run_dir)), llm2_here("report", str(run_dir)),
+                           llm2_here("export", str(run_dir), "--top", "1", "--out", str(tmp_path / "best.py"))):
                 assert reader.returncode == 0, reader.stderr
             assert writer.poll() is None  # the refused writers changed nothing for the running one
         finally:

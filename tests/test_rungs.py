@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from test_discovery import run_discovery
+from tiny_preference_task import TINY_TASK
 from llm2.archive.ranking import ranked
 from llm2.discovery.config import DiscoveryConfig
 from llm2.discovery.rungs import Rung, ladder_of
@@ -21,7 +22,8 @@ PAUSING_TASKS = Path(__file__).with_name("pausing_task.py")
 
 
 def test_successive_halving_promotes_the_best_and_records_why(tmp_path):
-    config = DiscoveryConfig(generations=2, population=3, seeds=2, baselines=("dpo",), rungs=True, race=False)
+    config = DiscoveryConfig(task=TINY_TASK, generations=2, population=3, seeds=2, baselines=("dpo",), rungs=True,
+                             race=False)
     archive, summary = run_discovery(tmp_path, config, make_proposer("symbolic", seed=0))
     candidates = archive.candidates()
     dpo = next(c for c in candidates if c.name == "dpo")

@@ -21,6 +21,7 @@ from llm2.selfdev.outcomes import SampleOutcome, build_pairs, iteration_stats
 from llm2.selfdev.plan import SelfDevPlan, TrainingRecipe, temperature_schedule
 from llm2.selfdev.reading import read_completion
 from testkit import LLM2, assert_untouched, start_in_session, wait_for_archive
+from tiny_preference_task import TINY_TASK
 
 # A default factory small enough to build in seconds (it is cached in the tests' cache directory after the first).
 TINY_FACTORY = {"programs": 48, "chains": 4, "steps": 150, "vocab_size": 1024, "layers": 2, "width": 64}
@@ -341,7 +342,7 @@ def test_preference_synthetic_with_a_discovered_objective_training_the_factory(t
     """LLM²: the factory of preference losses trained with the DiscoPOP loss (through ObjectiveDPOTrainer)."""
     run_dir = tmp_path / "run"
     result = CliRunner().invoke(main, [
-        "self-develop", "--task", "preference-synthetic", "-o", "fitness=judge", *PREFERENCE_OPTIONS, "--iterations",
+        "self-develop", "--task", TINY_TASK, *PREFERENCE_OPTIONS, "--iterations",
         "1", "--samples", "4",
         "--temperature", "0.7",
         "--seeds", "1", "--workers", "2", "--chosen-top", "0.5", "--rejected-bottom", "0.5", "--rejected-pool",

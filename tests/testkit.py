@@ -40,6 +40,18 @@ def invoke_llm2(*arguments: str, env: dict[str, str] | None = None):
     return result
 
 
+def llm2_here(*arguments: str) -> subprocess.CompletedProcess:
+    """The command line in this process, for the checks of bad input: a real process pays the torch imports again
+    per call. An exception the command lets escape fails the test (a real process would print its traceback)."""
+    from click.testing import CliRunner
+
+    from llm2.cli import main
+
+    result = CliRunner().invoke(main, list(arguments), catch_exceptions=True)
+    assert result.exception is None or isinstance(result.exception, SystemExit), (arguments, result.exception)
+    return subprocess.CompletedProcess(["llm2", *arguments], result.exit_code, result.stdout, result.stderr)
+
+
 def import_file(path: str | os.PathLike, name: str) -> ModuleType:
     """The Python file at ``path`` imported as module ``name``; it is in sys.modules while it runs (a dataclass or
     a pickle looks its module up there) and removed after, so the next test's import starts afresh."""
