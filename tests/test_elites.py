@@ -85,12 +85,17 @@ def test_tasks_name_their_axes_and_map_elites_refuses_a_task_without():
 def test_a_discovery_with_map_elites_fills_the_grid_and_records_the_choice(tmp_path):
     from test_discovery import run_discovery
 
-    config = DiscoveryConfig(generations=2, population=2, seeds=1, baselines=("dpo",), islands=2, map_elites=True)
+    from tiny_preference_task import TINY_TASK
+
+    config = DiscoveryConfig(task=TINY_TASK, generations=2, population=2, seeds=1, baselines=("dpo",), islands=2,
+                             map_elites=True)
     archive, summary = run_discovery(tmp_path, config, make_proposer("symbolic", seed=0))
     assert summary.status == "finished" and archive.run.config["map_elites"] is True
     grid = elites(archive)
     ok = [c for c in archive.candidates() if c.generation > 0 and c.status == "ok"]
     assert grid and {e.candidate_id for e in grid} <= {c.id for c in ok}
+    # every cell a proposal landed in has its elite, the last generation's too (offered once the run ends)
+    assert {e.cell for e in grid} == {map_elites.cell_of(c.metrics, DESCRIPTORS) for c in ok} - {None}
     for elite in grid:  # each cell's elite is the best of the evaluated proposals in that cell
         rivals = [c.fitness for c in ok if map_elites.cell_of(c.metrics, DESCRIPTORS) == elite.cell]
         assert elite.fitness == max(rivals)

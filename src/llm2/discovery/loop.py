@@ -96,6 +96,8 @@ class Discovery:
             message = f"stopped: the proposer failed: {exc}"
         self.driver.drain()
         sync_messages(self.archive, self.book)
+        if self.config.map_elites:  # the grid is offered proposals when parents are chosen: the last ones too
+            elites.update(self.archive, self.archive.candidates(), optional(self.task, "descriptors"))
         if self.driver.rungs:
             ladder, candidates = self.driver.rungs, self.archive.candidates()
             self.archive.add_run_event("rung_correlations", {"rungs": [r.text() for r in ladder], "correlations":
