@@ -350,8 +350,8 @@ def before_after(args, root: Path) -> None:
         after_n = statistics.median(r["evals_to_target_after"] for r in rows)
         print(f"median_evals_to_target before={before_n:.0f} after={after_n:.0f} ratio={after_n / before_n:.2f}")
         print(f"median_ratio_in_baseline_units={statistics.median(r['ratio_in_baseline_units'] for r in rows):.2f}")
-        print("median_ratio_in_seed_runs="
-              f"{statistics.median(r['seed_runs_to_target_after'] / r['seed_runs_to_target_before'] for r in rows):.2f}")
+        seed_runs = statistics.median(r["seed_runs_to_target_after"] / r["seed_runs_to_target_before"] for r in rows)
+        print(f"median_ratio_in_seed_runs={seed_runs:.2f}")
         print(f"dup_share_max before={max(r['dup_before'] for r in rows):.1%} "
               f"after={max(r['dup_after'] for r in rows):.1%}")
     if args.catalog:

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 TEMPLATE_NAMES = ("system", "intro", "baseline", "feedback_ok", "feedback_rejected", "feedback_duplicate",
-                  "feedback_behaviour", "topk_summary", "older_summary", "reask", "curves", "feedback_rung", "feedback_race",
-                  "parents", "advice", "advice_note", "advice_rewrite")
+                  "feedback_behaviour", "topk_summary", "older_summary", "reask", "curves", "feedback_rung",
+                  "feedback_race", "parents", "advice", "advice_note", "advice_rewrite")
 
 
 class PromptBook:

@@ -9,12 +9,12 @@ candidate's metrics (``promotions``), and each rung's fitness in ``rung_fitness`
 Spearman rank correlation between each rung and the full evaluation over the candidates that reached the top, so a
 user can see whether a low rung can be trusted.
 
-Seed racing (``--race``; the run's own rung, no task needs to declare it): every proposal is first trained on its
-first training seed at the full budget; its other seeds are trained only if it could still be the best. The rule is
-the noise's, not a quota: it goes on unless its first seed's fitness, raised by the most any fully evaluated
-candidate's mean has ever risen above its own first seed (baselines included, at least ``MIN_PAIRS`` of them), is
-still below the best full evaluation, both as they stood when the candidate was submitted. So it stops only what is clearly worse, and the first seed's result is
-kept, not trained again.
+Seed racing (on by default, ``--no-race``; the run's own rung, no task needs to declare it): every proposal is first
+trained on its first training seed at the full budget; its other seeds are trained only if it could still be the
+best. The rule is the noise's, not a quota: it goes on unless its first seed's fitness, raised by the most any fully
+evaluated candidate's mean has ever risen above its own first seed (baselines included, at least ``MIN_PAIRS`` of
+them), is still below the best full evaluation, both as they stood when the candidate was submitted. So it stops
+only what is clearly worse, and the first seed's result is kept, not trained again.
 
 Where the task can pause its training (``can_pause``; a run at a share of the budget is then the first part of the
 whole run) and the executor answers pauses (the local one), a one-seed rung is a pause along the whole run of its
@@ -94,7 +94,8 @@ class Ladder:
         with self._lock:
             for candidate in candidates:
                 climbed = (candidate.metrics or {}).get("rung_fitness") or []
-                if candidate.fitness is not None and len(climbed) == len(self.rungs) and candidate.status != "duplicate":
+                measured = candidate.fitness is not None and candidate.status != "duplicate"
+                if measured and len(climbed) == len(self.rungs):
                     self._learn_full(candidate.fitness, climbed)
 
     def _learn_full(self, fitness: float, rung_fitness: list[float | None]) -> None:
