@@ -121,7 +121,7 @@ class SeedFanout:
         seeds already trained (a rung's results carried up), combined with the new ones in seed order."""
         with self._lock:
             self._results[key] = dict(done or {})
-            planned = list(runs or [SeedRun(seed, budget) for seed in (seeds or self._seeds)])
+            planned = list(runs) if runs is not None else [SeedRun(seed, budget) for seed in (seeds or self._seeds)]
             assert planned, "a submission trains at least one seed"
             planned += [SeedRun(seed) for seed in self._results[key]]
             order = {seed: n for n, seed in enumerate(self._seeds)}
