@@ -99,3 +99,33 @@ def test_the_last_budget_of_each_proposer_wins_and_a_new_server_forgets_them():
         moved = resumed({"model": "m"}, {"model": "m", **change})
         assert context.learnt_budgets([*shrunk, moved]) == {}
         assert context.learnt_budgets([*shrunk, moved, shrunk[0]]) == {"openai:a": 900}
+
+
+def test_a_proposers_own_context_from_its_config_bounds_its_first_prompts(tmp_path):
+    """--proposer-config's context_tokens for one proposer: its prompts fit from the first, where the same run
+    without it is refused once to learn; and it is taken over the run's own --context-tokens."""
+
+    def discover(server, run_dir: Path, *extra: str) -> None:
+        invoke_llm2("discover", "--task", EXAMPLE_TASK, "--api-key-env", "NO_SUCH_KEY", "--max-tokens",
+                    str(MAX_TOKENS), "--history", "full", "--generations", "6", "--population", "1", "--seeds", "1",
+                    "--workers", "1", "--run-dir", str(run_dir), *extra)
+
+    learning = SmallContext(stop_after=None)
+    with FakeOpenAIServer([], default=learning) as server:
+        discover(server, tmp_path / "learning", "--proposer", "openai", "--model", "fake-model", "--base-url",
+                 server.base_url)
+    assert learning.refused >= 1  # without a known context the run learns it from a refusal
+
+    told = SmallContext(stop_after=None)
+    told.limit = learning.limit  # the same model: the same context, now known beforehand
+    with FakeOpenAIServer([], default=told) as server:
+        config = tmp_path / "proposers.toml"
+        config.write_text(f'[[proposer]]\nname = "openai"\nmodel = "fake-model"\nbase_url = "{server.base_url}"\n'
+                          f"context_tokens = {told.limit}\n")
+        discover(server, tmp_path / "told", "--proposer-config", str(config), "--context-tokens", "100000")
+        longest = max(len(r.body["messages"]) for r in server.requests)
+    assert told.refused == 0 and told.answered == 6
+    assert longest < 2 + 2 * 5  # the budget trimmed the full history: not luck
+    with Archive.open(tmp_path / "told", readonly=True) as archive:
+        assert archive.run.status == "finished"
+        assert archive.run.config["proposer_options"]["context_tokens"] == told.limit  # recorded, for --resume

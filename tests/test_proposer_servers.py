@@ -137,6 +137,10 @@ BAD = [
      "max_tokens must be a whole number"),
     (lambda p: ["--proposer-config", toml(p, "[[proposer]]\nname = 'replay'\nreplay = 'r.jsonl'\n"
                                              "base_url = 'http://a/v1'\n")], "only openai proposers have a server"),
+    (lambda p: ["--proposer-config", toml(p, "[[proposer]]\nname = 'symbolic'\ncontext_tokens = 4096\n")],
+     "only openai proposers take context_tokens"),
+    (lambda p: ["--proposer-config", toml(p, "[[proposer]]\nname = 'openai'\nmodel = 'm'\ncontext_tokens = 10\n")],
+     "context_tokens must be at least 64"),
     (lambda p: ["--proposer-config", toml(p, "title = 'x'\n")], "unknown key(s) title"),
     (lambda p: ["--proposer-config", toml(p, "[[proposer]]\nname = 'openai:m'\n")], "needs a name such as openai"),
     (lambda p: ["--proposer-config", toml(p, "[[proposer]]\nname = 'openai'\nmodel = 'm'\nrequest_timeout = nan\n")],

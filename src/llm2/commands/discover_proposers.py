@@ -32,9 +32,11 @@ ENTRY_KEYS: dict[str, tuple[str, type | tuple[type, ...]]] = {
     "replay": ("replay", str), "price_prompt": ("price_prompt", (int, float)),
     "price_completion": ("price_completion", (int, float)), "request_timeout": ("request_timeout", (int, float)),
     "max_tokens": ("max_tokens", int), "images": ("images", bool), "image_tokens": ("image_tokens", int),
+    "context_tokens": ("context_tokens", int),
 }
+OWN_ONLY = ("context_tokens",)  # entry keys with no command-line default: --context-tokens is the whole run's
 PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]+")  # a registered proposer's name: labels add :VALUE and @URL to it
-AT_LEAST = {"price_prompt": 0, "price_completion": 0, "max_tokens": 1, "image_tokens": 0}
+AT_LEAST = {"price_prompt": 0, "price_completion": 0, "max_tokens": 1, "image_tokens": 0, "context_tokens": 64}
 
 
 @dataclass(frozen=True)
@@ -154,16 +156,19 @@ def _entry(path: Path, number: int, raw: Any, cli: dict[str, Any]) -> tuple[str,
     if name not in SERVED:  # the command line's pictures are for its openai proposers, not for this one
         own.update(images=False, image_tokens=None)
     for key, value in raw.items():
-        if key != "name":
+        if key != "name" and key not in OWN_ONLY:
             own[ENTRY_KEYS[key][0]] = _checked(where, key, value)
+    for key in ("base_url", *OWN_ONLY):
+        if key in raw and name not in SERVED:
+            what = "have a server (base_url)" if key == "base_url" else f"take {key}"
+            raise BadInput(f"{where}: only {', '.join(SERVED)} proposers {what}")
     if "base_url" in raw:
-        if name not in SERVED:
-            raise BadInput(f"{where}: only {', '.join(SERVED)} proposers have a server (base_url)")
         _check_url(raw["base_url"], where)
     needed = "replay" if name == "replay" else "model" if name in MODEL_PROPOSERS else None
     if needed and not own.get(needed):
         raise BadInput(f"{where}: {name} needs {needed}")
     options = _options(name, own, where)
+    options.update({key: _checked(where, key, raw[key]) for key in OWN_ONLY if key in raw})
     return name, options, _without_cap(options)
 
 

@@ -93,6 +93,10 @@ class ProposerBandit:
         return getattr(self.current, "context_tokens", None)
 
     @property
+    def own_context_tokens(self) -> int | None:
+        return getattr(self.current, "own_context_tokens", None)
+
+    @property
     def max_tokens(self) -> int | None:
         return getattr(self.current, "max_tokens", None)
 

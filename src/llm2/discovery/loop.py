@@ -225,11 +225,13 @@ class Discovery:
                                   else ""))
 
     def _prompt_budget(self, label: str) -> int | None:
-        """Tokens the prompt to proposer ``label`` may take: a budget learnt from its refusal, else the configured
-        (or its server's reported) context less the reply's room; None: unbounded."""
+        """Tokens the prompt to proposer ``label`` may take: a budget learnt from its refusal, else its own given
+        context, the run's (``--context-tokens``) or its server's reported one, less the reply's room; None:
+        unbounded."""
         if label in self.prompt_budgets:
             return self.prompt_budgets[label]
-        tokens = self.config.context_tokens or getattr(self.proposer, "context_tokens", None)
+        tokens = (getattr(self.proposer, "own_context_tokens", None) or self.config.context_tokens
+                  or getattr(self.proposer, "context_tokens", None))
         return None if tokens is None else tokens - context.reply_room(tokens, self._max_tokens())
 
     def _shrink_prompt(self, label: str, sent: tuple[Message, ...], pictures: tuple, refusal: ContextTooLong) -> None:

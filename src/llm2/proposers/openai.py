@@ -49,12 +49,14 @@ class OpenAIProposer:
                  price_completion_per_1k: float | None = None, max_cost_usd: float | None = None,
                  spent_usd: float = 0.0, max_tokens: int | None = None,
                  max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES, on_event: Callable[[str], None] | None = None,
-                 timeout_s: float | None = None, images: bool = False, image_tokens: int | None = None):
+                 timeout_s: float | None = None, images: bool = False, image_tokens: int | None = None,
+                 context_tokens: int | None = None):
         """``timeout_s`` is the older name of ``request_timeout_s``; ``spent_usd`` is what earlier sessions of
         the run already spent, so that a resumed run keeps to the same cap. ``images``: the model reads images, so
         a request's pictures (``ProposalRequest.images``) go with its last user message as image parts;
         ``image_tokens``: the prompt tokens the server counts for one picture, where it differs from llm2's estimate
-        from the pixel size (``discovery.curve_images.image_tokens``)."""
+        from the pixel size (``discovery.curve_images.image_tokens``); ``context_tokens``: the model's context as the
+        user knows it, taken before the run's ``--context-tokens`` and the server's report."""
         if not model:
             raise ValueError("the openai proposer needs a model name (--model)")
         timeout = request_timeout_s if request_timeout_s is not None else timeout_s
@@ -65,6 +67,8 @@ class OpenAIProposer:
         _require(max_reply_bytes > 0, f"max_reply_bytes must be positive, not {max_reply_bytes}")
         _require(max_tokens is None or max_tokens >= 1, f"max_tokens must be at least 1, not {max_tokens}")
         _require(image_tokens is None or image_tokens >= 0, f"image_tokens must be 0 or more, not {image_tokens}")
+        _require(context_tokens is None or context_tokens >= 64,
+                 f"context_tokens must be at least 64, not {context_tokens}")
         _require(spent_usd >= 0, f"spent_usd must be 0 or more, not {spent_usd:g}")
         for label, price in (("price_prompt_per_1k", price_prompt_per_1k),
                              ("price_completion_per_1k", price_completion_per_1k)):
@@ -87,7 +91,8 @@ class OpenAIProposer:
         # What the server accepts, learnt from its rejections and kept for the rest of the run.
         self.json_mode, self.send_temperature, self.send_seed = json_mode, True, True
         self.max_tokens_parameter = "max_tokens"
-        self.context_tokens: int | None = None  # the model's context, where the server's listing reports it
+        self.own_context_tokens = context_tokens  # given for this proposer: wins over the run's and the server's
+        self.context_tokens: int | None = context_tokens  # else the model's context, where the server reports it
         # Accounting.
         self.spent_usd = float(spent_usd)
         self.prompt_tokens = self.completion_tokens = self.largest_completion_tokens = 0
@@ -264,7 +269,7 @@ class OpenAIProposer:
         items = getattr(page, "data", None) or []
         for item in items:  # vLLM and others say how long a context the model has
             if str(getattr(item, "id", "")) == self.model:
-                self.context_tokens = _reported_context(item) or self.context_tokens
+                self.context_tokens = self.own_context_tokens or _reported_context(item) or self.context_tokens
         ids = [str(getattr(item, "id", "")) for item in items]
         return [i for i in ids if i] or None
 
