@@ -18,13 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from llm2.execution import exec_dirs, make_executor
-from llm2.execution.exec_dirs import MARKER, PREFIX, Owner, make_run_dir, sweep, write_marker
+from llm2 import temp_dirs as exec_dirs
+from llm2.execution import make_executor
+from llm2.temp_dirs import MARKER, PREFIX, Owner, make_run_dir, sweep, write_marker
 
 EXAMPLE_TASK = f"{Path(__file__).parent / 'example_task.py'}:RobustRegression"
 MAKES_A_DIR = """
 import sys
-from llm2.execution.exec_dirs import make_run_dir
+from llm2.temp_dirs import make_run_dir
 print(make_run_dir(sys.argv[1]), flush=True)
 sys.stdin.read()
 """
@@ -172,3 +173,30 @@ def test_an_executor_start_sweeps_what_a_killed_run_left(tmp_path, monkeypatch):
         assert not Path(executor._root).exists()
     finally:
         _end(live)
+
+
+MAKES_EVERY_KIND = """
+import sys, tempfile
+from llm2.temp_dirs import PREFIXES, marked_dir, temporary_dir
+for prefix in PREFIXES[1:]:
+    marked_dir(prefix, sys.argv[1])
+with temporary_dir("llm2-call-", sys.argv[1]) as scratch:
+    tempfile.mkdtemp(prefix="llm2-unlisted-", dir=sys.argv[1])  # not a prefix of ours: never swept
+    print(scratch, flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_every_kind_of_llm2_directory_a_killed_run_leaves_is_swept_and_no_other(tmp_path):
+    killed, scratch = _child(MAKES_EVERY_KIND, tmp_path)
+    left = sorted(p.name.rsplit("-", 1)[0] for p in tmp_path.iterdir())
+    assert left == sorted([p.rstrip("-") for p in exec_dirs.PREFIXES[1:]] + ["llm2-call", "llm2-unlisted"])
+    _kill(killed)  # in the middle of its confined call: the scratch stays behind
+    assert Path(scratch).is_dir()
+
+    mine = make_run_dir(str(tmp_path))  # the next executor start
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([Path(mine).name] + [
+        p.name for p in tmp_path.iterdir() if p.name.startswith("llm2-unlisted-")])
+    with pytest.raises(AssertionError, match="add it to PREFIXES"):
+        exec_dirs.marked_dir("llm2-new-kind-", str(tmp_path))  # a maker the sweep would not know

@@ -21,7 +21,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from llm2.sandbox.environment import stripped_environment
 from llm2.sandbox.limits import SPAWN_STARTUP_S
 from llm2.sandbox.worker import WorkerConfig
 from llm2.task_api.base import TrainOutput
+from llm2.temp_dirs import marked_dir
 
 STARTUP_TIMEOUT_S = 900.0  # a first world build takes about half a minute on two busy cores; be generous
 
@@ -78,7 +78,7 @@ class WorkerHandle:
     def start(self) -> None:
         """Start the worker and wait until its training data is loaded; raises WorkerGone with the reason."""
         self.stop()
-        self._home = Path(tempfile.mkdtemp(prefix="llm2-worker-", dir=self.parent_dir))
+        self._home = Path(marked_dir("llm2-worker-", self.parent_dir))
         os.chmod(self._home, 0o711)  # the candidate (another user) passes through to its scratch, lists nothing
         config = dataclasses.replace(self.config, home=str(self._home))
         with open(self._log_path, "wb") as log:

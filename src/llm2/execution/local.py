@@ -10,7 +10,7 @@ from pathlib import Path
 
 from llm2.evaluation import EvalJob, EvalResult
 from llm2.execution.base import ExecutorBase
-from llm2.execution.exec_dirs import make_run_dir
+from llm2.temp_dirs import make_run_dir
 from llm2.execution.handle import WorkerGone, WorkerHandle
 from llm2.execution.scoring import ScoringSide
 from llm2.sandbox.worker import WorkerConfig
@@ -28,7 +28,7 @@ class LocalExecutor(ExecutorBase):
     def __init__(self, config: WorkerConfig, task: Task, workers: int, static_checks: bool = True,
                  environments: list[dict[str, str]] | None = None, keep_dir: Path | None = None):
         self.contract, self.static_checks = task.contract, static_checks
-        self._root = make_run_dir()  # after sweeping the directories of runs that were killed (exec_dirs.py)
+        self._root = make_run_dir()  # after sweeping the directories of runs that were killed (temp_dirs.py)
         self._queue: queue.Queue = queue.Queue()
         self._closed = False
         self._lock = threading.Lock()

@@ -13,12 +13,12 @@ import concurrent.futures
 import dataclasses
 import os
 import shutil
-import tempfile
 
 from llm2.evaluation import EvalJob, EvalResult, job_from_dict, job_to_dict, result_from_dict, result_to_dict
 from llm2.execution.base import ExecutorBase
 from llm2.sandbox.worker import WorkerConfig
 from llm2.task_api.base import Task
+from llm2.temp_dirs import make_run_dir
 
 DEFAULT_RESOURCES = {"num_cpus": 1}
 
@@ -60,7 +60,7 @@ class RayExecutor(ExecutorBase):
                  resources: dict | None = None, static_checks: bool = True):
         ray = self._ray = _import_ray()
         self.contract, self.static_checks = task.contract, static_checks
-        self._root = tempfile.mkdtemp(prefix="llm2-ray-")
+        self._root = make_run_dir(prefix="llm2-ray-")  # after sweeping killed runs' directories
         self._encoded = dataclasses.replace(config, home=self._root).encode()
         self._started_ray = not ray.is_initialized()
         if self._started_ray:

@@ -13,12 +13,12 @@ import importlib
 import json
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from llm2.task_api.optional import optional
+from llm2.temp_dirs import temporary_dir
 
 MAX_ANSWER_BYTES = 16 << 20
 
@@ -38,7 +38,7 @@ def call_confined(task_spec: str, entry: str, items: Sequence[tuple[str, str]], 
     request = {"task": task_spec, "entry": entry, "items": [list(item) for item in items], "payload": payload,
                "timeout_s": timeout_s, "allow_missing": list(allow_missing)}
     try:
-        with tempfile.TemporaryDirectory(prefix="llm2-call-") as scratch:
+        with temporary_dir("llm2-call-") as scratch:
             done = subprocess.run([sys.executable, "-m", "llm2.sandbox.confined_call"], input=json.dumps(request),
                                   capture_output=True, text=True, timeout=timeout_s + 30,
                                   env=stripped_environment(), cwd=scratch)

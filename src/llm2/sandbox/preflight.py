@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from llm2.sandbox.limits import SandboxUnavailable, last_line_of
+from llm2.temp_dirs import temporary_dir
 
 __all__ = ["SandboxUnavailable", "preflight"]
 
@@ -23,7 +23,7 @@ def preflight(allow_missing: frozenset[str] = frozenset(), timeout_s: float = 60
     from llm2.sandbox.environment import stripped_environment
 
     request = json.dumps({"allow_missing": sorted(allow_missing)})
-    with tempfile.TemporaryDirectory(prefix="llm2-preflight-") as scratch:
+    with temporary_dir("llm2-preflight-") as scratch:
         Path(scratch).chmod(0o777)
         try:
             done = subprocess.run([sys.executable, "-m", "llm2.sandbox.preflight", scratch], input=request,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +23,7 @@ from llm2.task_api.base import Metrics, TrainOutput
 from llm2.tasks.hf_generation import greedy_answers
 from llm2.tasks.merging_hf.answers import Question, is_correct, load_questions
 from llm2.tasks.merging_hf.streaming import INDEX_FILE
+from llm2.temp_dirs import marked_dir
 
 PLAIN_PROMPT = "Question: {question}\nAnswer:"
 CONFIG_FILES = ("config.json", "generation_config.json")  # from the base model, never the merged directory
@@ -35,7 +35,7 @@ def weights_view(model_dir: str | Path, config_dir: str | Path) -> Iterator[Path
     after checking that it names only those files) and ``config_dir``'s config files; removed afterwards."""
     model_dir = Path(model_dir)
     weights = {p.name for p in model_dir.glob("*.safetensors") if p.is_file() and not p.is_symlink()}
-    view = Path(tempfile.mkdtemp(prefix="llm2-merged-"))
+    view = Path(marked_dir("llm2-merged-"))
     try:
         index = model_dir / INDEX_FILE
         if index.exists():

@@ -8,7 +8,6 @@ DPOTrainer, on a real preference dataset, scored by held-out preference accuracy
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
@@ -16,6 +15,7 @@ from typing import Any, Callable
 from llm2.task_api.base import EvalSetting, MetricColumn, Runtime, TaskTexts, TensorSpec, TrainOutput
 from llm2.tasks.preference.common import EXPERTISE, PreferenceTask
 from llm2.tasks.preference_hf.settings import PreferenceHFSettings
+from llm2.temp_dirs import temporary_dir
 
 HELDOUT_BETAS = (0.025, 0.1)
 # fitness setting -> (its name in tables, what it measures, for the proposer)
@@ -151,7 +151,7 @@ class PreferenceHFTask(PreferenceTask):
         baseline = self.baselines[self.reference_baseline]
         fn = load_function(baseline.code, self.contract, filename=f"<baseline {baseline.name}>")
         self.check_contract(fn, data)
-        with tempfile.TemporaryDirectory(prefix="llm2-warm-up-") as workdir:
+        with temporary_dir("llm2-warm-up-") as workdir:
             warm_up(fn, data, settings, Path(workdir))
 
     # -- scoring side ------------------------------------------------------------------------------------------

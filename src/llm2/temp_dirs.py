@@ -1,13 +1,15 @@
-"""The local executor's per-run directory (``llm2-exec-*`` in the temp dir) and the sweep of those left by killed runs.
+"""llm2's own temporary directories (the executor's ``llm2-exec-*``, Ray's, a worker's home, a confined call's
+scratch...) and the sweep of those left by killed runs.
 
 A clean close removes its directory; a run that was SIGKILLed cannot, so each new executor sweeps before it makes its
-own. The maker, the trusted parent, writes a marker into the directory as soon as it exists: its pid, that process's
-start time (``/proc/<pid>/stat`` field 22), the boot and its PID namespace. A directory is removed only when every one
-of these holds: its name has the prefix; it is a real directory, not a symbolic link, owned by this user; its marker
-is a regular file of this user that parses; and its owner is gone (another boot, no such pid, or that pid now names a
-later process: pid reuse). Anything else is kept: no marker (a foreign directory, or one whose maker is between
-``mkdtemp`` and the marker), a marker of another PID namespace (its pids mean nothing here), a /proc that cannot be
-read. The sweep fails safe by keeping, and any error while removing is ignored (another sweeper may race this one).
+own, every prefix of ``PREFIXES`` (an allow-list: only names llm2 makes). The maker, the trusted parent, writes a
+marker into the directory as soon as it exists: its pid, that process's start time (``/proc/<pid>/stat`` field 22),
+the boot and its PID namespace. A directory is removed only when every one of these holds: its name has one of the
+prefixes; it is a real directory, not a symbolic link, owned by this user; its marker is a regular file of this user
+that parses; and its owner is gone (another boot, no such pid, or that pid now names a later process: pid reuse).
+Anything else is kept: no marker (a foreign directory, or one whose maker is between ``mkdtemp`` and the marker), a
+marker of another PID namespace (its pids mean nothing here), a /proc that cannot be read. The sweep fails safe by
+keeping, and any error while removing is ignored (another sweeper may race this one).
 """
 
 from __future__ import annotations
@@ -18,8 +20,12 @@ import os
 import shutil
 import stat
 import tempfile
+from contextlib import contextmanager
+from typing import Iterator
 
-PREFIX = "llm2-exec-"
+PREFIX = "llm2-exec-"  # the local executor's run directory
+# every temporary directory llm2 makes, and so may sweep; a new maker adds its prefix here
+PREFIXES = (PREFIX, "llm2-ray-", "llm2-worker-", "llm2-call-", "llm2-preflight-", "llm2-warm-up-", "llm2-merged-")
 MARKER = "llm2-owner.json"
 _MARKER_BYTES = 4096  # a real marker is under 200 bytes; anything longer is not ours
 
@@ -62,14 +68,31 @@ def this_process() -> Owner | None:
     return Owner(os.getpid(), ticks, boot_id, namespace)
 
 
-def make_run_dir(parent: str | None = None) -> str:
-    """Sweep the stale run directories in ``parent`` (the temp dir by default), then make this run's, marked."""
+def make_run_dir(parent: str | None = None, prefix: str = PREFIX) -> str:
+    """Sweep the stale directories in ``parent`` (the temp dir by default), then make this run's, marked."""
     sweep(parent)
-    path = tempfile.mkdtemp(prefix=PREFIX, dir=parent)
+    return marked_dir(prefix, parent)
+
+
+def marked_dir(prefix: str, parent: str | None = None) -> str:
+    """A new directory (``tempfile.mkdtemp``) with its owner's marker, so a sweep can remove it once its maker is
+    killed."""
+    assert prefix in PREFIXES, f"{prefix!r}: add it to PREFIXES, or the sweep will never remove it"
+    path = tempfile.mkdtemp(prefix=prefix, dir=parent)
     owner = this_process()
     if owner is not None:
         write_marker(path, owner)
     return path
+
+
+@contextmanager
+def temporary_dir(prefix: str, parent: str | None = None) -> Iterator[str]:
+    """``tempfile.TemporaryDirectory`` with a marker: removed on leaving, swept if its maker is killed first."""
+    path = marked_dir(prefix, parent)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def write_marker(path: str, owner: Owner) -> None:
@@ -83,14 +106,14 @@ def write_marker(path: str, owner: Owner) -> None:
 
 
 def sweep(parent: str | None = None) -> list[str]:
-    """Remove the run directories in ``parent`` whose owner is gone; returns their paths. Never raises."""
+    """Remove llm2's directories in ``parent`` whose owner is gone; returns their paths. Never raises."""
     here = this_process()
     if here is None:
         return []
     parent = parent or tempfile.gettempdir()
     try:
         with os.scandir(parent) as entries:
-            names = [e.name for e in entries if e.name.startswith(PREFIX) and e.is_dir(follow_symlinks=False)]
+            names = [e.name for e in entries if e.name.startswith(PREFIXES) and e.is_dir(follow_symlinks=False)]
     except OSError:
         return []
     removed = []
