@@ -83,7 +83,8 @@ class Ladder:
         self._best_full = -math.inf
         # what the noise rule judges a candidate against: the evidence as it stood when the candidate was submitted,
         # so the decision does not hang on which other candidate's seeds happen to finish first (same seed, same run)
-        self._yardstick: dict[int, tuple[float, tuple[tuple[float, ...], ...]]] = {}
+        # (best full fitness, per rung: the largest rise measured and how many were)
+        self._yardstick: dict[int, tuple[float, tuple[tuple[float, int], ...]]] = {}
         self._carried: dict[int, tuple[float, float]] = {}  # seconds, processor seconds of results reused at a rung
         if pausable:
             fanout.on_pause = self._paused
@@ -110,7 +111,8 @@ class Ladder:
             self._seconds[key] = self._saved[key] = 0.0
             if always_promote:
                 self._always.add(key)
-            self._yardstick[key] = (self._best_full, tuple(tuple(shifts) for shifts in self._shifts))
+            self._yardstick[key] = (self._best_full,
+                                    tuple((max(shifts, default=-math.inf), len(shifts)) for shifts in self._shifts))
             self.fanout.submit(key, code, runs=self._runs(0, self.seeds[:self.rungs[0].seeds]), fingerprint=True)
 
     def _runs(self, level: int, seeds: list[int]) -> list[SeedRun]:
@@ -201,13 +203,13 @@ class Ladder:
     def _judge_noise(self, key: int, level: int, fitness: float) -> tuple[bool, dict]:
         """Go on unless even the largest rise from this rung to a full evaluation seen so far leaves it below the
         best full evaluation (with fewer than MIN_PAIRS rises measured: go on)."""
-        best_full, all_shifts = self._yardstick[key]
-        shifts = all_shifts[level]
-        margin = max(shifts) if len(shifts) >= MIN_PAIRS else math.inf
+        best_full, rises = self._yardstick[key]
+        largest, pairs = rises[level]
+        margin = largest if pairs >= MIN_PAIRS else math.inf
         promoted = fitness + margin >= best_full or key in self._always
         return promoted, {"rung": level, "rung_text": self.rungs[level].text(), "fitness": fitness, "rule": "noise",
                           "best_full": best_full if math.isfinite(best_full) else None,
-                          "margin": margin if math.isfinite(margin) else None, "pairs": len(shifts),
+                          "margin": margin if math.isfinite(margin) else None, "pairs": pairs,
                           "promoted": promoted}
 
     def _finished(self, key: int, outcome: CandidateOutcome) -> CandidateOutcome:
