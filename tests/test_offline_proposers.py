@@ -15,7 +15,7 @@ from llm2.discovery.config import DiscoveryConfig
 from llm2.discovery.prompts import PromptBook
 from llm2.proposers import make_proposer
 from llm2.proposers.base import Message, ProposalRequest, ScoredCandidate
-from llm2.proposers.offline import WEIGHTS_LINE, advised_weights
+from llm2.proposers.offline import WEIGHTS_LINE, advised_weights, history_outcomes, learnt_weights
 from llm2.task_api.optional import optional
 from llm2.task_api.registry import load_task
 from offline_golden import CASES, GOLDEN, proposals
@@ -66,6 +66,36 @@ def test_an_advice_rewrite_changes_what_an_offline_proposer_samples():
     wild = ProposalRequest((Message("user", f"{WEIGHTS_LINE} exec 99, fresh 1e9, tune 0"),), (), 0, 0)
     weights = advised_weights(proposer.grammar.move_weights, wild)
     assert set(weights) == set(proposer.grammar.move_weights) and max(weights.values()) <= 4 * 0.28
+
+
+def test_without_advice_the_moves_learn_from_the_runs_own_history():
+    """The symbolic proposer's moves are read back from its thoughts: fresh trees the race stopped (no fitness) and
+    tunes trained to the top make it draw fresh less and tune more; a foreign or pending thought counts for nothing."""
+    proposer = make_proposer("symbolic", seed=0)
+    grammar = proposer.grammar
+    baselines = (ScoredCandidate("dpo", "", 0.70, "baseline"), ScoredCandidate("hinge", "", 0.72, "baseline"))
+    opening = (Message("user", "go"),)
+    drafts = [json.loads(proposer.propose(ProposalRequest(opening, baselines, 0.7, s)).text) for s in range(40)]
+    by_move = {move: [d for d in drafts if f"Change ({move}): " in d["thought"]] for move in ("fresh", "tune")}
+    assert by_move["fresh"] and by_move["tune"]
+    history = baselines + tuple(
+        ScoredCandidate(d["name"], d["code"], None if move == "fresh" else 0.75, "ok", d["thought"])
+        for move, drafts_of_move in by_move.items() for d in drafts_of_move)
+    stranger = (ScoredCandidate("stranger", "x", None, "ok", "Change (exec): all of it"),
+                ScoredCandidate("waiting", "y", None, "pending", by_move["tune"][0]["thought"]))
+    outcomes = history_outcomes(grammar, history + stranger)
+    assert sorted(set(outcomes)) == [("fresh", False), ("tune", True)]
+    assert len(outcomes) == len(history) - 2  # neither the stranger nor the pending one counted
+    weights = learnt_weights(grammar.move_weights, outcomes)
+    assert weights["fresh"] < grammar.move_weights["fresh"] < grammar.move_weights["tune"] < weights["tune"]
+    assert weights["fresh"] >= grammar.move_weights["fresh"] / 4  # never cut off: at most 4x less
+
+    def fresh_share(seen: tuple[ScoredCandidate, ...]) -> int:
+        replies = [make_proposer("symbolic", seed=0).propose(ProposalRequest(opening, seen, 0.7, 1000 + s))
+                   for s in range(60)]  # a new proposer each time: as after a resume, only the history tells
+        return sum("Change (fresh): " in json.loads(r.text)["thought"] for r in replies)
+
+    assert fresh_share(history) < fresh_share(tuple(replace(c, fitness=0.75) for c in history))
 
 
 def test_a_worse_advice_from_an_offline_proposer_is_rejected_and_the_old_one_kept(tmp_path):

@@ -3,11 +3,14 @@ no language model, for tests, demos, CI and a baseline search.
 
 A task writes its ``Grammar`` (what a genome is, how it is read back from a candidate's code, its moves, how it is
 rendered as code, named and explained) and keeps it in its own folder; ``OfflineProposer`` holds the search: read the
-history's genomes, rank the parents, vary one until it is new, answer in the JSON an LLM would, and learn from an
-advice rewrite (``rewrite_advice``: the moves that produced candidates above the reference get more weight, the
-others less; the weights ride in the advice text, so the advice in force decides what the next proposals sample).
+history's genomes, rank the parents, vary one until it is new, answer in the JSON an LLM would, and learn which moves
+pay: from an advice rewrite (``rewrite_advice``: the moves that produced candidates above the reference get more
+weight, the others less; the weights ride in the advice text, so the advice in force decides what the next proposals
+sample), and, with no advice in force, from the run's own history for a grammar that can read a proposal's move
+back from its thought (``move_in``): a move pays when its proposal was trained to a fitness in the upper half of
+the history's (one stopped after its first seed by the race, a duplicate or a failure did not pay).
 
-Same seed, history and advice: the same reply. Without advice, a grammar's own move weights are used unchanged.
+Same seed, history and advice: the same reply, also after a resume (the moves are read from the history).
 """
 
 from __future__ import annotations
@@ -114,6 +117,11 @@ class Grammar(Generic[Genome]):
     def wrote(self, genome: Genome, code: str) -> None:
         """Called with every genome proposed and its code (a grammar that remembers them keeps them here)."""
 
+    def move_in(self, thought: str) -> str | None:
+        """The move named in a proposal's thought, as this grammar writes it; None: the grammar does not learn its
+        move weights from the run's history (untrusted text: an unknown move is None)."""
+        return None
+
 
 class SpecGrammar(Grammar):
     """A grammar whose genome is a JSON-able spec (a dict) that its code carries on a spec line: the key is the
@@ -157,6 +165,8 @@ class OfflineProposer:
         context = grammar.context(request)
         rng = random.Random(grammar.rng_key(self.seed, request))
         weights = advised_weights(grammar.move_weights, request)
+        if weights is grammar.move_weights:  # no advice in force: learn from this run's own proposals
+            weights = learnt_weights(grammar.move_weights, history_outcomes(grammar, request.history))
         read = [(c, grammar.read(c, context)) for c in request.history]  # read once: for seen and the parents
         seen = {grammar.key(genome) for _, genome in read if genome is not None}
         parents = self._parents(read, context)
@@ -205,16 +215,46 @@ class OfflineProposer:
         outcomes += [(self.moves[n], False) for n in failed if n in self.moves]
         if not outcomes:
             return advice
-        overall = (sum(ok for _, ok in outcomes) + 1) / (len(outcomes) + 2)
-        weights = {}
-        for move, weight in self.grammar.move_weights.items():
-            tried = [ok for m, ok in outcomes if m == move]
-            ratio = (sum(tried) + 1) / (len(tried) + 2) / overall
-            weights[move] = weight * min(_MOST_CHANGE, max(1 / _MOST_CHANGE, ratio))
+        weights = learnt_weights(self.grammar.move_weights, outcomes)
         total = sum(weights.values())
         told = ", ".join(f"{move} {weight / total:.3f}" for move, weight in weights.items())
         kept = "\n".join(line for line in advice.splitlines() if not line.startswith(WEIGHTS_LINE)).strip()
         return (kept + "\n" if kept else "") + f"{WEIGHTS_LINE} {told}"
+
+
+def learnt_weights(own: Mapping[str, float], outcomes: list[tuple[str, bool]]) -> Mapping[str, float]:
+    """``own`` with each move's weight times its smoothed share of proposals that paid against the share of all
+    of them, kept within a factor _MOST_CHANGE; ``own`` itself when there is no outcome."""
+    if not outcomes:
+        return own
+    overall = (sum(ok for _, ok in outcomes) + 1) / (len(outcomes) + 2)
+    weights = {}
+    for move, weight in own.items():
+        tried = [ok for m, ok in outcomes if m == move]
+        ratio = (sum(tried) + 1) / (len(tried) + 2) / overall
+        weights[move] = weight * min(_MOST_CHANGE, max(1 / _MOST_CHANGE, ratio))
+    return weights
+
+
+def history_outcomes(grammar: Grammar, history: tuple[ScoredCandidate, ...]) -> list[tuple[str, bool]]:
+    """(move, paid) for each proposal of the history whose move the grammar reads from its thought. Paid: trained
+    to a finite fitness at or above the median of the history's measured fitnesses (baselines included; a
+    duplicate's copied score is not a measurement)."""
+    measured = sorted(c.fitness for c in history if c.fitness is not None and math.isfinite(c.fitness)
+                      and c.status != "duplicate")
+    if not measured:
+        return []
+    bar = measured[(len(measured) - 1) // 2]
+    outcomes = []
+    for candidate in history:
+        if candidate.status in ("baseline", "pending"):  # pending: proposed this generation, not yet judged
+            continue
+        move = grammar.move_in(candidate.thought)
+        if move in grammar.move_weights:
+            paid = (candidate.status != "duplicate" and candidate.fitness is not None
+                    and math.isfinite(candidate.fitness) and candidate.fitness >= bar)
+            outcomes.append((move, paid))
+    return outcomes
 
 
 def advised_weights(own: Mapping[str, float], request: ProposalRequest) -> Mapping[str, float]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+import re
 from dataclasses import replace
 from typing import Mapping
 
@@ -36,6 +37,7 @@ MUTATION_WEIGHTS: dict[str, float] = {
 LEAF_WEIGHTS: dict[type, float] = {Hinge: 0.4, Logistic: 0.2, Exponential: 0.15, Saturating: 0.1, Squared: 0.15}
 PARENT_WEIGHTS = (0.45, 0.25, 0.15, 0.1, 0.05)  # by rank among the top candidates
 MAX_TRIES = 40
+_MOVE_IN_THOUGHT = re.compile(r"\bChange \(([a-z]+)\): ")
 
 
 class SymbolicProposer(OfflineProposer):
@@ -70,7 +72,11 @@ class SymbolicGrammar(Grammar):
         return canonical(tree)
 
     def acceptable(self, tree: Node) -> bool:
-        return len(leaves(tree)) <= self.max_leaves and size(tree) <= self.max_size
+        # a preference loss must see both completions: the margin x, or both one-sided terms (a crossover can
+        # leave a lone term on r_r, which never trains the chosen completion)
+        sides = {leaf.var for leaf in leaves(tree)}
+        return (len(leaves(tree)) <= self.max_leaves and size(tree) <= self.max_size
+                and ("x" in sides or {"xc", "xr"} <= sides))
 
     def first_parents(self, context: None) -> list[Parent]:  # nothing scored yet: start from the two classics
         return [Parent("hinge", None, KNOWN_TREES["hinge"]), Parent("dpo", None, KNOWN_TREES["dpo"])]
@@ -90,6 +96,10 @@ class SymbolicGrammar(Grammar):
 
     def wrote(self, tree: Node, code: str) -> None:
         self._trees[_code_key(code)] = tree
+
+    def move_in(self, thought: str) -> str | None:
+        found = _MOVE_IN_THOUGHT.search(thought)  # as _thought writes it
+        return found.group(1) if found and found.group(1) in self.move_weights else None
 
     def name_of(self, change: Change, taken: set[str]) -> str:
         return _unique_name(_stem(change.genome), formula(change.genome), taken)
