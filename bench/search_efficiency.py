@@ -307,6 +307,19 @@ def catalog_correlation(workers: int) -> None:
     print(f"catalog_rung0_spearman={rho:.3f} n={len(pairs)} ({ladder[0].text()} vs the full evaluation)")
 
 
+def ratio_test(ratios: list[float]) -> str:
+    """The per-seed ratios' spread and a one-sided Wilcoxon signed-rank test of their logs below 0 (after cheaper
+    than before) and below log 0.5 (half or less); unit of evidence: one search seed (a "never" counts as worse)."""
+    from scipy.stats import wilcoxon
+
+    logs = [math.log(r) if r > 0 else -math.inf for r in ratios]
+    finite = [x if math.isfinite(x) else 50.0 for x in logs]  # never reached: larger than any real ratio
+    cheaper = wilcoxon(finite, alternative="less").pvalue if len(finite) >= 2 else math.nan
+    half = wilcoxon([x - math.log(0.5) for x in finite], alternative="less").pvalue if len(finite) >= 2 else math.nan
+    return (f"ratios {min(ratios):.2f}-{max(ratios):.2f} over {len(ratios)} seeds; Wilcoxon one-sided p "
+            f"{cheaper:.3f} (cheaper than before), {half:.3f} (half or less)")
+
+
 def before_after(args, root: Path) -> None:
     task = load_task(TASK)
     beta = task.settings_from_dict({}).beta
@@ -350,8 +363,10 @@ def before_after(args, root: Path) -> None:
         after_n = statistics.median(r["evals_to_target_after"] for r in rows)
         print(f"median_evals_to_target before={before_n:.0f} after={after_n:.0f} ratio={after_n / before_n:.2f}")
         print(f"median_ratio_in_baseline_units={statistics.median(r['ratio_in_baseline_units'] for r in rows):.2f}")
-        seed_runs = statistics.median(r["seed_runs_to_target_after"] / r["seed_runs_to_target_before"] for r in rows)
-        print(f"median_ratio_in_seed_runs={seed_runs:.2f}")
+        seed_runs = [r["seed_runs_to_target_after"] / r["seed_runs_to_target_before"] for r in rows]
+        print(f"median_ratio_in_seed_runs={statistics.median(seed_runs):.2f}")
+        for unit, ratios in (("seed_runs", seed_runs), ("baseline_units", [r["ratio_in_baseline_units"] for r in rows])):
+            print(f"{unit}: {ratio_test(ratios)}")
         print(f"dup_share_max before={max(r['dup_before'] for r in rows):.1%} "
               f"after={max(r['dup_after'] for r in rows):.1%}")
     if args.catalog:
