@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from llm2 import temp_dirs as exec_dirs
+from llm2 import temp_dirs
 from llm2.execution import make_executor
 from llm2.temp_dirs import MARKER, PREFIX, Owner, make_run_dir, sweep, write_marker
 
@@ -53,7 +53,7 @@ def _end(child: subprocess.Popen) -> None:
 
 
 def _here() -> Owner:
-    owner = exec_dirs.this_process()
+    owner = temp_dirs.this_process()
     assert owner is not None and owner.pid == os.getpid()
     return owner
 
@@ -74,7 +74,7 @@ def test_a_killed_runs_directory_is_swept_and_a_live_runs_is_kept(tmp_path):
     live, live_dir = _child(MAKES_A_DIR, tmp_path)
     try:
         marker = json.loads((Path(killed_dir) / MARKER).read_text())
-        assert marker["pid"] == killed.pid and marker["start_ticks"] == exec_dirs.start_ticks(killed.pid)
+        assert marker["pid"] == killed.pid and marker["start_ticks"] == temp_dirs.start_ticks(killed.pid)
         (Path(killed_dir) / "llm2-worker-a" / "scratch").mkdir(parents=True)
         (Path(killed_dir) / "llm2-worker-a" / "scratch" / "weights.bin").write_bytes(b"w" * 1000)
         (Path(killed_dir) / "llm2-worker-a" / "to-outside").symlink_to(outside)
@@ -125,7 +125,7 @@ def test_directories_without_a_marker_or_behind_a_link_are_kept(tmp_path):
 def test_a_reused_pid_or_an_earlier_boot_does_not_keep_a_directory_but_another_namespace_does(tmp_path):
     live, live_dir = _child(MAKES_A_DIR, tmp_path)
     try:
-        ticks = exec_dirs.start_ticks(live.pid)
+        ticks = temp_dirs.start_ticks(live.pid)
         owner = Owner(live.pid, ticks, _here().boot_id, _here().pid_namespace)
         reused = _marked_dir(tmp_path, dataclasses.replace(owner, start_ticks=ticks + 1))
         earlier_boot = _marked_dir(tmp_path, dataclasses.replace(owner, boot_id="another-boot"))
@@ -153,9 +153,9 @@ def test_a_missing_temp_dir_or_a_vanishing_directory_is_no_error(tmp_path):
     assert sweep(str(tmp_path / "absent")) == []
     here = _here()
     stale = _marked_dir(tmp_path, dataclasses.replace(here, start_ticks=here.start_ticks + 1))
-    assert exec_dirs._remove(str(stale))
+    assert temp_dirs._remove(str(stale))
     with pytest.raises(OSError):
-        exec_dirs._remove(str(stale))  # a racing sweeper took it first: sweep() ignores this
+        temp_dirs._remove(str(stale))  # a racing sweeper took it first: sweep() ignores this
     assert sweep(str(tmp_path)) == []
 
 
@@ -190,7 +190,7 @@ with temporary_dir("llm2-call-", sys.argv[1]) as scratch:
 def test_every_kind_of_llm2_directory_a_killed_run_leaves_is_swept_and_no_other(tmp_path):
     killed, scratch = _child(MAKES_EVERY_KIND, tmp_path)
     left = sorted(p.name.rsplit("-", 1)[0] for p in tmp_path.iterdir())
-    assert left == sorted([p.rstrip("-") for p in exec_dirs.PREFIXES[1:]] + ["llm2-call", "llm2-unlisted"])
+    assert left == sorted([p.rstrip("-") for p in temp_dirs.PREFIXES[1:]] + ["llm2-call", "llm2-unlisted"])
     _kill(killed)  # in the middle of its confined call: the scratch stays behind
     assert Path(scratch).is_dir()
 
@@ -199,4 +199,4 @@ def test_every_kind_of_llm2_directory_a_killed_run_leaves_is_swept_and_no_other(
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([Path(mine).name] + [
         p.name for p in tmp_path.iterdir() if p.name.startswith("llm2-unlisted-")])
     with pytest.raises(AssertionError, match="add it to PREFIXES"):
-        exec_dirs.marked_dir("llm2-new-kind-", str(tmp_path))  # a maker the sweep would not know
+        temp_dirs.marked_dir("llm2-new-kind-", str(tmp_path))  # a maker the sweep would not know
