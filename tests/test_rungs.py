@@ -136,8 +136,8 @@ def test_seed_racing_stops_only_the_clearly_worse_and_trains_no_seed_twice(tmp_p
     """--race: every proposal trains its first seed; its second only if that first seed, raised by the largest rise
     to a full mean seen so far, could still reach the best full evaluation. A promoted candidate's first seed is
     carried up, not trained again."""
-    config = DiscoveryConfig(generations=3, population=3, seeds=2, baselines=("dpo", "hinge", "ipo"), race=True,
-                             task_settings={"fitness": "judge"})  # any fitness: the judge traces no frontier
+    config = DiscoveryConfig(task=TINY_TASK, generations=3, population=3, seeds=2, baselines=("dpo", "hinge", "ipo"),
+                             race=True, task_settings={"fitness": "judge"})  # any fitness: the judge traces no frontier
     archive, summary = run_discovery(tmp_path, config, make_proposer("symbolic", seed=0))
     candidates = archive.candidates()
     for baseline in (c for c in candidates if c.generation == 0):  # the yardstick: always both seeds
@@ -165,7 +165,7 @@ def test_seed_racing_stops_only_the_clearly_worse_and_trains_no_seed_twice(tmp_p
     # a resumed run's ladder starts from the evidence recorded, not from nothing (it would promote everything)
     from llm2.discovery.driver import EvaluationDriver
 
-    task = load_task("preference-synthetic")
+    task = load_task(TINY_TASK)
     resumed = EvaluationDriver(archive, task, None, EvalSetting(task.settings_from_dict(config.task_settings)),
                                config.training_seeds(), race=True).evaluator
     assert resumed._best_full == max(c.fitness for c in full if c.status != "duplicate")
