@@ -56,7 +56,8 @@ def _ours_or_gone(owner: str) -> bool:
 
 def _executor():
     task = load_task(TASK)
-    setting = EvalSetting(task.default_settings(), budget=0.05)
+    # the judge: no dpo frontier to trace (minutes on a fresh cache, and nothing the cgroup checks)
+    setting = EvalSetting(task.parse_settings({"fitness": "judge"}), budget=0.05)
     task.prepare(setting.task)
     return make_executor("local", task_spec=TASK, task=task, workers=1, timeout_s=60.0, limits=LIMITS,
                          static_checks=False, warm_settings=setting.task), setting
@@ -139,7 +140,8 @@ def test_a_spawned_child_joins_its_cgroup_too(tmp_path):
     path.write_text(SPAWN_TASK)
     spec = f"{path}:SpawnedPreference"
     task = load_task(spec)
-    setting = EvalSetting(task.default_settings(), budget=0.05)
+    # the judge: no dpo frontier to trace (minutes on a fresh cache, and nothing the cgroup checks)
+    setting = EvalSetting(task.parse_settings({"fitness": "judge"}), budget=0.05)
     task.prepare(setting.task)
     before = _leftovers()
     with make_executor("local", task_spec=spec, task=task, workers=1, timeout_s=60.0, limits=LIMITS,

@@ -20,17 +20,33 @@ RUNAWAY_CODE = (
     "    return policy_chosen_logps + policy_rejected_logps\n")
 
 
-def test_the_prompt_after_a_diverging_candidate_says_what_its_curves_show(tmp_path):
-    script = [completion(good_reply_json("runaway", code=RUNAWAY_CODE)), completion(good_reply_json("dpo_again"))]
-    # the default world: the small one trains too few steps for the log-ratios to run off that far
-    config = DiscoveryConfig(proposer="openai", generations=2, population=1, seeds=1, baselines=("dpo",),
-                             proposer_options={"model": "fake-model"})
-    with FakeOpenAIServer(script) as server:
-        proposer = make_proposer("openai", model="fake-model", base_url=server.base_url, api_key_env="NO_SUCH_KEY")
-        archive, _ = run_discovery(tmp_path, config, proposer)
+_RUNAWAY_RUN: list = []
+
+
+def runaway_run(tmp_path_factory):
+    """(archive, requests the proposer received) of a discovery whose first proposal runs away, then dpo again, its
+    proposer sending pictures: run once per session, read by this file and test_proposer_images (seconds each)."""
+    if not _RUNAWAY_RUN:
+        script = [completion(good_reply_json("runaway", code=RUNAWAY_CODE)),
+                  completion(good_reply_json("dpo_again"))]
+        # the default world: the small one trains too few steps for the log-ratios to run off that far; the judge
+        # traces no dpo frontier (minutes on a fresh cache, and nothing the curves need)
+        config = DiscoveryConfig(proposer="openai", generations=2, population=1, seeds=1, baselines=("dpo",),
+                                 task_settings={"fitness": "judge"},
+                                 proposer_options={"model": "fake-model", "images": True})
+        with FakeOpenAIServer(script) as server:
+            proposer = make_proposer("openai", model="fake-model", base_url=server.base_url,
+                                     api_key_env="NO_SUCH_KEY", images=True)
+            archive, _ = run_discovery(tmp_path_factory.mktemp("runaway"), config, proposer)
+        _RUNAWAY_RUN.append((archive, list(server.requests)))
+    return _RUNAWAY_RUN[0]
+
+
+def test_the_prompt_after_a_diverging_candidate_says_what_its_curves_show(tmp_path_factory):
+    archive, requests = runaway_run(tmp_path_factory)
     runaway = next(c for c in archive.candidates() if c.name == "runaway")
     assert "running away from the reference" in runaway.feedback
-    assert "running away from the reference" in json.dumps(server.requests[-1].body["messages"])
+    assert "running away from the reference" in json.dumps(requests[-1].body["messages"])
     kept = curves(archive, runaway.id)
     assert list(kept) == [0] and {"step", "loss", "margin", "chosen_logratio", "rejected_logratio"} <= set(kept[0])
     assert kept[0]["rejected_logratio"][-1] < -30  # the curve itself shows the run-off

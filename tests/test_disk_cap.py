@@ -44,7 +44,7 @@ def file_task(tmp_path_factory):
     spec = f"{path}:FileOutputPreference"
     FILE_SPEC[:] = [spec]
     task = load_task(spec)
-    setting = EvalSetting(task.default_settings(), budget=0.05)
+    setting = EvalSetting(task.parse_settings({"fitness": "judge"}), budget=0.05)  # the judge: no frontier to trace
     task.prepare(setting.task)
     with make_executor("local", task_spec=spec, task=task, workers=1, timeout_s=30.0, limits=LIMITS,
                        static_checks=False, warm_settings=setting.task) as executor:

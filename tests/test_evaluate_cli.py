@@ -6,6 +6,7 @@ import json
 import subprocess
 
 from testkit import LLM2, llm2_here
+from tiny_preference_task import TINY_TASK
 
 WRONG_SHAPE = (
     "def loss(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta):\n"
@@ -23,8 +24,9 @@ def test_evaluate_good_and_bad_objectives(tmp_path):
     for name, code in files.items():
         (tmp_path / f"{name}.py").write_text(code)
     out = tmp_path / "eval.json"
-    args = ["evaluate", "--objective", "dpo", "--objective", "hinge", "--seeds", "2", "-o", "beta=0.05",
-            "-o", "beta=0.5", "-o", "fitness=judge", "--json", str(out)]  # the judge: no dpo frontier to trace
+    # the small preference world: the command's work, not the default world's numbers (the judge traces no frontier)
+    args = ["evaluate", "--task", TINY_TASK, "--objective", "dpo", "--objective", "hinge", "--seeds", "2",
+            "-o", "beta=0.05", "-o", "beta=0.5", "-o", "fitness=judge", "--json", str(out)]
     for name in files:
         args += ["--code", str(tmp_path / f"{name}.py")]
     result = subprocess.run([*LLM2, *args], capture_output=True, text=True, timeout=600)

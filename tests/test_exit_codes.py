@@ -109,9 +109,9 @@ def test_discover_with_an_unknown_proposer_leaves_no_run_directory(tmp_path):
 
 def test_a_proposer_that_runs_out_stops_the_run_with_3(tmp_path):
     replies = write_replies(tmp_path / "replies.jsonl", GOOD)
-    done = subprocess.run([*LLM2, "discover", "--task", TASK, "--proposer", "replay", "--replay", str(replies),
-                           "--generations", "3", "--population", "1", "--seeds", "1", "--workers", "1",
-                           "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=300, env=ENV)
+    # in this process: the real ones here (exit 0, exit 130) pay the torch imports already
+    done = llm2_here("discover", "--task", TASK, "--proposer", "replay", "--replay", str(replies), "--generations",
+                     "3", "--population", "1", "--seeds", "1", "--workers", "1", "--run-dir", str(tmp_path / "run"))
     assert done.returncode == 3, done.stderr[-3000:]
     assert "replay exhausted" in done.stdout
 

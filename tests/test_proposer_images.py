@@ -6,11 +6,9 @@ from __future__ import annotations
 import base64
 
 from fake_openai_server import FakeOpenAIServer, completion, error, good_reply_json
-from test_curves import RUNAWAY_CODE
-from test_discovery import run_discovery
+from test_curves import runaway_run
 
 from llm2.curves_image import curves_png
-from llm2.discovery.config import DiscoveryConfig
 from llm2.proposers import make_proposer
 from llm2.proposers.base import Image, Message, ProposalRequest
 
@@ -63,15 +61,9 @@ def test_nothing_to_draw_draws_nothing():
     assert curves_png(CURVES, "t").startswith(PNG_SIGNATURE)
 
 
-def test_a_run_sends_the_latest_candidates_curves_and_records_that_it_did(tmp_path):
-    script = [completion(good_reply_json("runaway", code=RUNAWAY_CODE)), completion(good_reply_json("dpo_again"))]
-    config = DiscoveryConfig(proposer="openai", generations=2, population=1, seeds=1, baselines=("dpo",),
-                             proposer_options={"model": "fake-model", "images": True})
-    with FakeOpenAIServer(script) as server:
-        proposer = make_proposer("openai", model="fake-model", base_url=server.base_url, api_key_env="NO_SUCH_KEY",
-                                 images=True)
-        archive, _ = run_discovery(tmp_path, config, proposer)
-    first, second = (r.body["messages"] for r in server.requests)
+def test_a_run_sends_the_latest_candidates_curves_and_records_that_it_did(tmp_path_factory):
+    archive, requests = runaway_run(tmp_path_factory)  # the runaway then dpo again, with pictures on
+    first, second = (r.body["messages"] for r in requests)
     assert isinstance(first[-1]["content"], str)  # nothing trained yet by the proposer: no picture
     text, picture = second[-1]["content"]
     assert "running away from the reference" in text["text"]  # the words the picture goes with

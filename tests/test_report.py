@@ -383,9 +383,10 @@ def test_report_of_a_real_classification_discovery_shows_the_tasks_own_figures(t
     run_dir = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     llm2 = shutil.which("llm2", path=str(Path(os.sys.executable).parent)) or "llm2"
-    discovered = subprocess.run([llm2, "discover", "--task", "classification", "--generations", "2", "--population",
-                                 "2", "--seeds", "1", "--run-dir", str(run_dir)], capture_output=True, text=True,
-                                timeout=800, env=env)
+    # a third of the default epochs: the figures and the end-of-run words are the same work at any length
+    discovered = subprocess.run([llm2, "discover", "--task", "classification", "-o", "epochs=20", "--generations", "2",
+                                 "--population", "2", "--seeds", "1", "--run-dir", str(run_dir)], capture_output=True,
+                                text=True, timeout=800, env=env)
     assert discovered.returncode == 0, discovered.stderr[-3000:]
     assert f"llm2 report {run_dir}" in discovered.stdout and "beats cross_entropy" in discovered.stdout
     reported = subprocess.run([llm2, "report", str(run_dir)], capture_output=True, text=True, timeout=300, env=env)

@@ -62,14 +62,13 @@ def test_the_ladder_is_the_task_rungs_then_the_full_evaluation():
 def test_a_paused_run_is_the_rung_where_it_stops_and_the_full_evaluation_where_it_goes_on():
     """The same numbers: a run cut at half its budget gives exactly a half-budget run's result (weights, curves,
     loss trace); a run that trains on from the cut gives exactly a full run's from scratch. The cascade's probe is
-    on in all four (it reads the weights, never changes the training)."""
-    task = load_task("preference-synthetic")
+    on in all four (it reads the weights, never changes the training). The small world: equalities hold on any."""
+    task = load_task(TINY_TASK)
     settings = task.default_settings()
     task.prepare(settings)
     code = task.baselines["hinge"].code
     cuts = []
-    with make_executor("local", task_spec="preference-synthetic", task=task, workers=2,
-                       warm_settings=settings) as executor:
+    with make_executor("local", task_spec=TINY_TASK, task=task, workers=2, warm_settings=settings) as executor:
         futures = [executor.submit(EvalJob(code, EvalSetting(settings, 1, 0.5))),
                    executor.submit(EvalJob(code, EvalSetting(settings, 1, 1.0))),
                    executor.submit(EvalJob(code, EvalSetting(settings, 1, 1.0), pauses=(0.5,),
@@ -136,8 +135,8 @@ def test_seed_racing_stops_only_the_clearly_worse_and_trains_no_seed_twice(tmp_p
     """--race: every proposal trains its first seed; its second only if that first seed, raised by the largest rise
     to a full mean seen so far, could still reach the best full evaluation. A promoted candidate's first seed is
     carried up, not trained again."""
-    config = DiscoveryConfig(generations=3, population=3, seeds=2, baselines=("dpo", "hinge", "ipo"), race=True,
-                             task_settings={"fitness": "judge"})  # any fitness: the judge traces no frontier
+    config = DiscoveryConfig(task=TINY_TASK, generations=3, population=3, seeds=2, baselines=("dpo", "hinge", "ipo"),
+                             race=True, task_settings={"fitness": "judge"})  # any fitness: the judge traces no frontier
     archive, summary = run_discovery(tmp_path, config, make_proposer("symbolic", seed=0))
     candidates = archive.candidates()
     for baseline in (c for c in candidates if c.generation == 0):  # the yardstick: always both seeds
@@ -165,7 +164,7 @@ def test_seed_racing_stops_only_the_clearly_worse_and_trains_no_seed_twice(tmp_p
     # a resumed run's ladder starts from the evidence recorded, not from nothing (it would promote everything)
     from llm2.discovery.driver import EvaluationDriver
 
-    task = load_task("preference-synthetic")
+    task = load_task(TINY_TASK)
     resumed = EvaluationDriver(archive, task, None, EvalSetting(task.settings_from_dict(config.task_settings)),
                                config.training_seeds(), race=True).evaluator
     assert resumed._best_full == max(c.fitness for c in full if c.status != "duplicate")
