@@ -26,6 +26,7 @@ from llm2.sandbox.limits import LAYERS, SIMULATE_ENV, SandboxLimits, kill_group
 from llm2.sandbox.preflight import SandboxUnavailable, preflight
 from llm2.sandbox.worker import WorkerConfig
 from llm2.tasks import load_task
+from llm2.temp_dirs import MARKER
 from llm2.task_api.base import EvalSetting, TensorSpec
 from llm2.tasks.preference.catalog import OBJECTIVES
 from llm2.tasks.preference_synthetic.task import PreferenceSyntheticTask
@@ -232,7 +233,7 @@ def test_each_candidate_gets_a_fresh_scratch_directory_that_is_removed():
         result = writer.run(EvalJob(code, SETTING))
         assert result.status == "ok", result.error
         home = writer._home
-        assert [p.name for p in home.iterdir() if p.name != "worker.log"] == [
+        assert [p.name for p in home.iterdir() if p.name not in ("worker.log", MARKER)] == [
             next(p.name for p in home.iterdir() if p.name.startswith("llm2-sandbox-"))]
         sandbox = next(p for p in home.iterdir() if p.name.startswith("llm2-sandbox-"))
         assert list(sandbox.iterdir()) == []  # no candidate directory, no weights file is left behind
