@@ -191,8 +191,7 @@ class OfflineProposer:
     def _parents(self, read: list[tuple[ScoredCandidate, Any]], context: Any) -> list[Parent]:
         # a duplicate's fitness is its original's, not a measurement: the original alone stands for that behaviour,
         # so the parents are distinct behaviours instead of one behaviour under many names
-        scored = [(c, g) for c, g in read if c.fitness is not None and math.isfinite(c.fitness)
-                  and c.status != "duplicate"]
+        scored = [(c, g) for c, g in read if measured(c)]
         scored.sort(key=lambda pair: -pair[0].fitness)  # stable: earlier candidates win ties
         parents: list[Parent] = []
         keys: set[str] = set()
@@ -240,21 +239,24 @@ def history_outcomes(grammar: Grammar, history: tuple[ScoredCandidate, ...]) -> 
     """(move, paid) for each proposal of the history whose move the grammar reads from its thought. Paid: trained
     to a finite fitness at or above the median of the history's measured fitnesses (baselines included; a
     duplicate's copied score is not a measurement)."""
-    measured = sorted(c.fitness for c in history if c.fitness is not None and math.isfinite(c.fitness)
-                      and c.status != "duplicate")
-    if not measured:
+    fitnesses = sorted(c.fitness for c in history if measured(c))
+    if not fitnesses:
         return []
-    bar = measured[(len(measured) - 1) // 2]
+    bar = fitnesses[(len(fitnesses) - 1) // 2]
     outcomes = []
     for candidate in history:
         if candidate.status in ("baseline", "pending"):  # pending: proposed this generation, not yet judged
             continue
         move = grammar.move_in(candidate.thought)
         if move in grammar.move_weights:
-            paid = (candidate.status != "duplicate" and candidate.fitness is not None
-                    and math.isfinite(candidate.fitness) and candidate.fitness >= bar)
-            outcomes.append((move, paid))
+            outcomes.append((move, measured(candidate) and candidate.fitness >= bar))
     return outcomes
+
+
+def measured(candidate: ScoredCandidate) -> bool:
+    """A finite fitness that was measured: a duplicate's is its original's, copied."""
+    return (candidate.fitness is not None and math.isfinite(candidate.fitness)
+            and candidate.status != "duplicate")
 
 
 def advised_weights(own: Mapping[str, float], request: ProposalRequest) -> Mapping[str, float]:
